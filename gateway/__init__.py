@@ -1,0 +1,1 @@
+"""The HTTP gateway: validates requests, publishes commands to JetStream, answers reads from read models."""

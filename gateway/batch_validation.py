@@ -1,0 +1,32 @@
+"""Turn a list of raw points into (valid raw points, errors) for one device."""
+
+from dataclasses import dataclass
+
+import msgspec
+
+from telemetry_schemas.codecs import PointError, decode_points
+from telemetry_schemas.values import Point
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """The valid points (raw JSON, to publish as they came) and the rejected ones with reasons."""
+
+    raw_points: list[bytes]
+    points: list[Point]
+    errors: list[PointError]
+
+
+def check_points(raws: list[msgspec.Raw], prefix: str) -> CheckedBatch:
+    """Validate each point alone; the valid ones survive whatever is wrong with the others."""
+    points, errors = decode_points(raws, prefix)
+    bad = {e.index for e in errors}
+    valid_raw = [bytes(raw) for i, raw in enumerate(raws) if i not in bad]
+    return CheckedBatch(valid_raw, points, errors)
+
+
+def summarize(errors: list[PointError], total: int, limit: int = 5) -> str:
+    """One-line detail naming the first few failures by field, e.g. for a 422 or a partial success."""
+    shown = "; ".join(f"{e.field}: {e.error}" for e in errors[:limit])
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return f"{len(errors)} of {total} points rejected: {shown}{more}"

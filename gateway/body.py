@@ -1,0 +1,67 @@
+"""Read a request body: size cap, Content-Encoding (gzip, zstd, lz4), then one typed decode."""
+
+import zlib
+from typing import Any, TypeVar
+
+import lz4.frame
+import msgspec
+import zstandard
+from litestar import Request
+
+from gateway.errors import ApiError, bad_request, unprocessable
+from telemetry_schemas.codecs import split_validation_error
+
+T = TypeVar("T")
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"request body exceeds {limit} bytes (after decompression)")
+
+
+def decompress(data: bytes, encoding: str, limit: int) -> bytes:
+    """Undo Content-Encoding without ever inflating past ``limit`` bytes (no zip bombs)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    try:
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, auto-detected
+            out = inflater.decompress(data, limit + 1)
+        elif encoding == "zstd":
+            out = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        elif encoding == "lz4":
+            out = lz4.frame.LZ4FrameDecompressor().decompress(data, max_length=limit + 1)
+        else:
+            raise ApiError(415, f"Content-Encoding {encoding!r} is not supported; use gzip, zstd or lz4")
+    except ApiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every codec raises its own error type
+        raise bad_request(f"body could not be decompressed as {encoding}: {exc}") from None
+    if len(out) > limit:
+        raise _too_large(limit)
+    return out
+
+
+async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """The decompressed body, or a 4xx that says why it cannot be read."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    data = await request.body()
+    if len(data) > limit:
+        raise _too_large(limit)
+    return decompress(data, request.headers.get("content-encoding", ""), limit)
+
+
+def decode(data: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """Decode a body: malformed JSON is a 400, a well-formed body with a bad field a 422."""
+    if not data.strip():
+        raise bad_request("request body is empty; send a JSON object")
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        path, msg = split_validation_error(exc)
+        field = path.lstrip(".") or "body"
+        raise unprocessable(f"{field}: {msg}") from None
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"body is not valid JSON: {exc}") from None

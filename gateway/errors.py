@@ -1,0 +1,61 @@
+"""The single exception → HTTP mapping; every error body is ``{"detail": ...}``."""
+
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from psycopg import OperationalError
+from psycopg_pool import PoolTimeout
+
+from telemetry_core.errors import ServiceUnavailableError
+
+log = structlog.get_logger()
+
+
+class ApiError(Exception):
+    """A client error with a status and a detail that names the field and index at fault."""
+
+    def __init__(self, status: int, detail: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.extra = extra or {}
+
+
+def bad_request(detail: str) -> ApiError:
+    """400: the request cannot be read (bad JSON, bad encoding, over a limit)."""
+    return ApiError(400, detail)
+
+
+def unprocessable(detail: str, **extra: Any) -> ApiError:
+    """422: the request is readable but a field is invalid."""
+    return ApiError(422, detail, extra)
+
+
+def not_found(detail: str) -> ApiError:
+    """404."""
+    return ApiError(404, detail)
+
+
+def _body(detail: str, status: int, extra: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
+    return Response({"detail": detail, **(extra or {})}, status_code=status, media_type=MediaType.JSON)
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Map any exception raised by a handler to its status and ``{"detail": ...}`` body."""
+    if isinstance(exc, ApiError):
+        return _body(exc.detail, exc.status, exc.extra)
+    if isinstance(exc, ServiceUnavailableError):
+        return _body(str(exc), 503)
+    if isinstance(exc, PoolTimeout | OperationalError):
+        log.warning("database_unavailable", path=request.url.path, error=str(exc))
+        return _body("PostgreSQL is unavailable: " + str(exc).splitlines()[0], 503)
+    if isinstance(exc, NotAuthorizedException):
+        return _body(exc.detail, 401)
+    if isinstance(exc, ValidationException):
+        return _body(exc.detail if isinstance(exc.detail, str) else "invalid request", 400)
+    if isinstance(exc, HTTPException):
+        return _body(exc.detail, exc.status_code)
+    log.error("unhandled_error", path=request.url.path, exc_info=exc)
+    return _body("internal server error", 500)

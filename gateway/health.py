@@ -1,0 +1,63 @@
+"""Checks behind /health and /health/detailed: NATS round trip, PostgreSQL, consumer lag."""
+
+import asyncio
+import time
+from typing import Any
+
+from gateway.state import GatewayState
+from telemetry_core.topology import CONSUMERS
+from telemetry_schemas.api.health import ComponentHealth
+
+CHECK_TIMEOUT_S = 1.0
+
+
+async def check_nats(gw: GatewayState) -> ComponentHealth:
+    """Connected, and a flush round trip completes within the timeout."""
+    if not gw.nc.is_connected:
+        return ComponentHealth(status="unhealthy", detail="NATS is not connected")
+    start = time.perf_counter()
+    try:
+        await gw.nc.flush(timeout=CHECK_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+        return ComponentHealth(status="unhealthy", detail=f"NATS round trip failed: {exc!r}")
+    return ComponentHealth(status="healthy", metrics={"rtt_ms": round((time.perf_counter() - start) * 1000, 3)})
+
+
+async def check_db(gw: GatewayState) -> ComponentHealth:
+    """A connection from the pool answers SELECT 1 within the timeout."""
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S), gw.pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return ComponentHealth(status="unhealthy", detail=f"PostgreSQL is unavailable: {first}")
+    stats = gw.pool.get_stats()
+    return ComponentHealth(
+        status="healthy",
+        metrics={
+            "latency_ms": round((time.perf_counter() - start) * 1000, 3),
+            "pool_size": stats.get("pool_size", 0),
+            "pool_available": stats.get("pool_available", 0),
+        },
+    )
+
+
+async def consumer_lag(gw: GatewayState) -> dict[str, dict[str, Any]]:
+    """Per durable consumer: messages not yet delivered (pending) and delivered but not acked."""
+    lags: dict[str, dict[str, Any]] = {}
+    for spec in CONSUMERS:
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                info = await gw.js.consumer_info(spec.stream, spec.durable)
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            lags[spec.durable] = {"error": repr(exc)}
+            continue
+        lags[spec.durable] = {
+            "stream": spec.stream,
+            "pending": info.num_pending,
+            "ack_pending": info.num_ack_pending,
+            "redelivered": info.num_redelivered,
+            "waiting_pulls": info.num_waiting,
+        }
+    return lags

@@ -1,0 +1,47 @@
+"""Open NATS, JetStream and the read pool at start-up; drain and close them at shutdown."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+
+from gateway.auth.guard import key_digest
+from gateway.publisher import CommandPublisher
+from gateway.state import GatewayState
+from telemetry_core.nats_conn import connect
+from telemetry_core.pg_pool import make_pool
+from telemetry_core.settings import Settings
+from telemetry_core.topology import ensure_topology
+
+
+def make_lifespan(settings: Settings) -> "object":
+    """Build the lifespan context manager for ``settings``."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        log = structlog.get_logger().bind(process="gateway")
+        nats_url, database_url = settings.require_servers()
+        nc = await connect(nats_url, "telemetry-gateway", log)
+        js = nc.jetstream(timeout=settings.publish_timeout_s)
+        await ensure_topology(js, settings)
+        pool = make_pool(database_url, min_size=2, max_size=settings.db_pool_max, timeout_s=settings.db_timeout_s)
+        await pool.open(wait=True, timeout=30.0)
+        app.state.gw = GatewayState(
+            settings=settings,
+            nc=nc,
+            js=js,
+            pool=pool,
+            publisher=CommandPublisher(nc, js, settings.publish_timeout_s),
+            key_digests=tuple(key_digest(k) for k in settings.api_keys),
+        )
+        if not settings.api_keys:
+            log.warning("no_api_keys", hint="set TELEMETRY_API_KEYS; every request but /health* will get 401")
+        log.info("gateway_ready", port=settings.port)
+        try:
+            yield
+        finally:
+            await pool.close()
+            await nc.drain()
+
+    return lifespan

@@ -1,0 +1,65 @@
+"""CommandPublisher: publish to JetStream and return only after the PubAck."""
+
+import asyncio
+import hashlib
+
+import msgspec
+
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+
+from telemetry_core.errors import ServiceUnavailableError
+from telemetry_core.headers import MSG_ID, REQUEST_ID
+from telemetry_core.topology import points_subject
+
+# The RecordPoints body is assembled from the already-validated raw JSON of each point: no
+# re-encoding on the hot path. Field names must match telemetry_schemas.commands.RecordPoints.
+_OPEN = b'{"device_id":"%s","points":['
+
+
+class CommandPublisher:
+    """Publishes commands; a request succeeds only once JetStream has acknowledged it."""
+
+    def __init__(self, nc: Client, js: JetStreamContext, timeout_s: float) -> None:
+        self._nc = nc
+        self._js = js
+        self._timeout_s = timeout_s
+
+    def _require_connected(self) -> None:
+        if not self._nc.is_connected:
+            raise ServiceUnavailableError("NATS is unavailable: the gateway is not connected; retry shortly")
+
+    async def publish_points(
+        self, device_id: str, raw_points: list[bytes], batch_id: str | None, request_id: str
+    ) -> None:
+        """Publish one device's valid points as a RecordPoints message.
+
+        With a ``batch_id``, the message id is the batch id plus a hash of the points, so a retry of
+        the same batch is stored once while a corrected re-send under the same id is not lost.
+        Without one, every request is its own message (re-sent identical points upsert harmlessly).
+        """
+        self._require_connected()
+        body = b"".join((_OPEN % device_id.encode(), b",".join(raw_points), b"]"))
+        if batch_id is not None:
+            body += b',"batch_id":' + _json_str(batch_id)
+        body += b',"request_id":' + _json_str(request_id) + b"}"
+        headers = {REQUEST_ID: request_id}
+        if batch_id is not None:
+            digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+            headers[MSG_ID] = f"{device_id}:{batch_id}:{digest}"
+        else:
+            headers[MSG_ID] = f"req:{request_id}:{device_id}"
+        try:
+            await self._js.publish(points_subject(device_id), body, timeout=self._timeout_s, headers=headers)
+        except (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NatsError) as exc:
+            raise ServiceUnavailableError(
+                f"NATS JetStream did not acknowledge the points within {self._timeout_s}s ({type(exc).__name__}); "
+                "nothing was stored, retry the request"
+            ) from None
+
+
+def _json_str(value: str) -> bytes:
+    return msgspec.json.encode(value)

@@ -1,0 +1,1 @@
+"""Thin Litestar controllers: decode, call one function, return a Struct."""

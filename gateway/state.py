@@ -1,0 +1,24 @@
+"""What the gateway holds for its lifetime: connections, the publisher, settings (on app.state.gw)."""
+
+import time
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from psycopg_pool import AsyncConnectionPool
+
+from gateway.publisher import CommandPublisher
+from telemetry_core.settings import Settings
+
+
+@dataclass
+class GatewayState:
+    """Resources opened by the lifespan and used by handlers."""
+
+    settings: Settings
+    nc: Client
+    js: JetStreamContext
+    pool: AsyncConnectionPool
+    publisher: CommandPublisher
+    key_digests: tuple[bytes, ...]
+    started_at: float = field(default_factory=time.monotonic)

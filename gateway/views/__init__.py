@@ -1,0 +1,1 @@
+"""The read side: parameterised SQL over read models, returning response Structs."""

@@ -1,0 +1,1 @@
+"""The ingest worker: POINTS → PostgreSQL (COPY + upsert), ack after commit, then notices."""

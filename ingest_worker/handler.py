@@ -1,0 +1,86 @@
+"""One fetched batch of POINTS messages: decode → rows → write → notices; reports rejects."""
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from psycopg_pool import AsyncConnectionPool
+
+from ingest_worker.notices import build_notice, publish_data_received, publish_notices
+from ingest_worker.rows import RowSet
+from ingest_worker.writer import PartitionCache, write_rows
+from telemetry_core.consumer_loop import Rejected
+from telemetry_core.dead_letter import publish_dead_letter
+from telemetry_core.topology import device_of_points_subject
+from telemetry_schemas.codecs import PointError, decode_points, json_encoder, record_points_decoder
+from telemetry_schemas.notices import PointsStored
+from telemetry_schemas.values import Point
+
+WORKER = "ingest"
+
+
+class IngestHandler:
+    """Writes a batch of messages in one transaction; acks (by the loop) only after commit."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        nc: Client,
+        js: JetStreamContext,
+        event_prefix: str,
+        log: structlog.stdlib.BoundLogger,
+    ) -> None:
+        self._pool = pool
+        self._nc = nc
+        self._js = js
+        self._prefix = event_prefix
+        self._log = log
+        self._partitions = PartitionCache()
+        self.points_written = 0
+
+    def _decode(self, msg: Msg) -> tuple[str, list[Point], list[PointError], list[msgspec.Raw]] | str:
+        """(device, valid points, errors, raw points) or the reason the whole message is rejected."""
+        try:
+            command = record_points_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            return f"not a RecordPoints message: {exc}"
+        subject_device = device_of_points_subject(msg.subject)
+        if subject_device != command.device_id:
+            return f"device_id {command.device_id!r} does not match subject {msg.subject!r}"
+        points, errors = decode_points(command.points, "points")
+        return command.device_id, points, errors, command.points
+
+    async def __call__(self, msgs: list[Msg]) -> list[Rejected]:
+        """Process ``msgs``; return those that can never be applied (the loop dead-letters them)."""
+        rejected: list[Rejected] = []
+        partial: list[tuple[Msg, list[PointError], list[msgspec.Raw]]] = []
+        rows = RowSet()
+        notices: list[PointsStored] = []
+        for msg in msgs:
+            decoded = self._decode(msg)
+            if isinstance(decoded, str):
+                rejected.append(Rejected(msg, decoded))
+                continue
+            device_id, points, errors, raws = decoded
+            if errors:
+                partial.append((msg, errors, raws))
+            if not points:
+                continue
+            for point in points:
+                rows.add(device_id, point)
+            notices.append(build_notice(device_id, msg.metadata.sequence.stream, points))
+        if len(rows):
+            async with self._pool.connection() as conn:
+                await self._partitions.ensure(conn, rows.days())
+                await write_rows(conn, rows.rows())
+            self.points_written += len(rows)
+            await publish_notices(self._js, notices)
+            await publish_data_received(self._nc, self._prefix, notices)
+        for msg, errors, raws in partial:
+            # The good points of this message are committed; only the bad ones go to the DLQ.
+            reason = "; ".join(f"{e.field}: {e.error}" for e in errors)
+            bad = json_encoder.encode([raws[e.index] for e in errors])
+            await publish_dead_letter(self._js, WORKER, msg, reason, payload=bad)
+            self._log.warning("points_dead_lettered", subject=msg.subject, count=len(errors), reason=reason[:500])
+        return rejected

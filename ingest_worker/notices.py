@@ -1,0 +1,64 @@
+"""After commit: a PointsStored notice per POINTS message, and the platform's data.received event."""
+
+import asyncio
+from datetime import UTC, datetime
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from telemetry_core.headers import MSG_ID
+from telemetry_core.topology import stored_subject
+from telemetry_schemas.codecs import json_encoder
+from telemetry_schemas.notices import MetricStored, PointsStored
+from telemetry_schemas.values import Point
+
+
+def build_notice(device_id: str, points_seq: int, points: list[Point]) -> PointsStored:
+    """Summarise one message's points per metric: count, time span, and the newest point."""
+    by_metric: dict[str, list[Point]] = {}
+    for point in points:
+        by_metric.setdefault(point.metric_name, []).append(point)
+    metrics = []
+    for name, group in by_metric.items():
+        # max() keeps the first of equal timestamps; the later write must win, so scan reversed.
+        newest = max(reversed(group), key=lambda p: p.timestamp)
+        metrics.append(
+            MetricStored(
+                metric_name=name,
+                count=len(group),
+                first_time=min(p.timestamp for p in group),
+                last_time=newest.timestamp,
+                latest=newest,
+            )
+        )
+    return PointsStored(device_id=device_id, points_seq=points_seq, stored_at=datetime.now(UTC), metrics=metrics)
+
+
+async def publish_notices(js: JetStreamContext, notices: list[PointsStored], timeout_s: float = 5.0) -> None:
+    """Publish and await every PubAck; the msg id makes a re-publish after a crash a no-op."""
+    await asyncio.gather(
+        *(
+            js.publish(
+                stored_subject(n.device_id),
+                json_encoder.encode(n),
+                timeout=timeout_s,
+                headers={MSG_ID: f"stored:{n.points_seq}"},
+            )
+            for n in notices
+        )
+    )
+
+
+async def publish_data_received(nc: Client, prefix: str, notices: list[PointsStored]) -> None:
+    """Best effort on core NATS: a failure here must never block ingestion (NFR-005)."""
+    for notice in notices:
+        event = {
+            "device_id": notice.device_id,
+            "metric_names": [m.metric_name for m in notice.metrics],
+            "points_count": sum(m.count for m in notice.metrics),
+            "timestamp": notice.stored_at,
+        }
+        try:
+            await nc.publish(f"{prefix}.telemetry.data.received", json_encoder.encode(event))
+        except Exception:  # noqa: BLE001, S112 - best effort by design
+            continue

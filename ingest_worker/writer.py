@@ -1,0 +1,50 @@
+"""One transaction: COPY into a temp stage, then INSERT … ON CONFLICT DO UPDATE into points."""
+
+from datetime import date
+
+from psycopg import AsyncConnection
+
+from ingest_worker.rows import COLUMNS, COPY_TYPES, Row
+
+_COLS = ", ".join(COLUMNS)
+_UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[3:])
+
+# ON COMMIT DELETE ROWS: the stage is empty at the start of every transaction on this connection.
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS points_stage "
+    "(LIKE telemetry.points INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_COPY = f"COPY points_stage ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_UPSERT = (
+    f"INSERT INTO telemetry.points AS p ({_COLS}) SELECT {_COLS} FROM points_stage "  # noqa: S608 - constants only
+    f"ON CONFLICT (device_id, metric_name, time) DO UPDATE SET {_UPDATES}"
+)
+_ENSURE_PARTITIONS = "SELECT telemetry.ensure_partition(d) FROM unnest(%s::date[]) AS d"
+
+
+class PartitionCache:
+    """Days whose partition is known to exist, so the hot path asks PostgreSQL only for new days."""
+
+    def __init__(self) -> None:
+        self.known: set[date] = set()
+
+    async def ensure(self, conn: AsyncConnection, days: set[date]) -> None:
+        """Create missing partitions in their own short transaction (DDL must not hold the batch)."""
+        missing = sorted(days - self.known)
+        if not missing:
+            return
+        async with conn.transaction():
+            await conn.execute(_ENSURE_PARTITIONS, (missing,))
+        self.known.update(missing)
+
+
+async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
+    """Upsert ``rows`` (already de-duplicated) in one transaction; the caller acks after this returns."""
+    async with conn.transaction():
+        await conn.execute(_STAGE)
+        async with conn.cursor() as cur:
+            async with cur.copy(_COPY) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    await copy.write_row(row)
+            await cur.execute(_UPSERT)

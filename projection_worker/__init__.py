@@ -1,0 +1,1 @@
+"""The projection worker: builds read models from stored notices and domain events."""

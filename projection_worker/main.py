@@ -1,0 +1,51 @@
+"""`telemetry projection-worker`: one durable consumer per projection, until SIGTERM."""
+
+import asyncio
+import os
+import signal
+import sys
+from typing import cast
+
+from projection_worker.projections import latest_values
+from projection_worker.runner import Projection, ProjectionRunner
+from telemetry_core import consumer_loop
+from telemetry_core.logging import configure_logging
+from telemetry_core.nats_conn import connect
+from telemetry_core.pg_pool import make_pool
+from telemetry_core.settings import Settings
+from telemetry_core.topology import ensure_topology
+
+PROJECTIONS: list[Projection] = [cast(Projection, sys.modules[latest_values.__name__])]
+
+
+async def serve(settings: Settings) -> None:
+    """Run every projection's consumer loop until a stop signal."""
+    log = configure_logging(settings, "projection-worker")
+    nats_url, database_url = settings.require_servers()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    nc = await connect(nats_url, "telemetry-projection-worker", log)
+    js = nc.jetstream(timeout=5.0)
+    await ensure_topology(js, settings)
+    pool = make_pool(database_url, min_size=1, max_size=len(PROJECTIONS) + 1, timeout_s=30.0)
+    await pool.open(wait=True, timeout=30.0)
+    try:
+        await asyncio.gather(
+            *(
+                consumer_loop.run(
+                    js, p.SPEC, f"projection.{p.NAME}", ProjectionRunner(pool, p), stop,
+                    batch=256, max_deliveries=settings.max_deliveries, log=log.bind(projection=p.NAME),
+                )  # fmt: skip
+                for p in PROJECTIONS
+            )
+        )
+    finally:
+        await pool.close()
+        await nc.drain()
+
+
+def main() -> None:
+    """Entry point."""
+    asyncio.run(serve(Settings.from_env(os.environ)))

@@ -1,0 +1,48 @@
+"""Read model: the newest point per (device, metric) — answers /latest and a device's metric list."""
+
+from typing import Any
+
+from psycopg import AsyncCursor
+from psycopg.types.json import Jsonb
+
+from telemetry_core.topology import LATEST_PROJECTION, ConsumerSpec
+from telemetry_core.value_columns import to_columns
+from telemetry_schemas.codecs import points_stored_decoder
+from telemetry_schemas.notices import PointsStored
+
+NAME = "latest_values"
+SPEC: ConsumerSpec = LATEST_PROJECTION
+
+# A newer (or equal: a later write of the same instant) point replaces the stored one.
+_UPSERT = """
+INSERT INTO telemetry.latest_values AS l
+    (device_id, metric_name, time, value_type, value_num, value_text, value_bool, value_json, unit, tags, metadata)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (device_id, metric_name) DO UPDATE SET
+    time = EXCLUDED.time, value_type = EXCLUDED.value_type, value_num = EXCLUDED.value_num,
+    value_text = EXCLUDED.value_text, value_bool = EXCLUDED.value_bool, value_json = EXCLUDED.value_json,
+    unit = EXCLUDED.unit, tags = EXCLUDED.tags, metadata = EXCLUDED.metadata, updated_at = now()
+WHERE EXCLUDED.time >= l.time
+"""
+
+
+def decode(data: bytes) -> PointsStored:
+    """Decode a stored notice."""
+    return points_stored_decoder.decode(data)
+
+
+async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
+    """Upsert the newest point of each (device, metric) the notices mention, in stream order."""
+    params = []
+    for notice in messages:
+        for metric in notice.metrics:
+            p = metric.latest
+            kind, num, text, flag, obj = to_columns(p.value)
+            params.append(
+                (
+                    notice.device_id, p.metric_name, p.timestamp, int(kind), num, text, flag,
+                    None if obj is None else Jsonb(obj), p.unit, Jsonb(p.tags), Jsonb(p.metadata),
+                )
+            )  # fmt: skip
+    # Rows of one statement run in order, so a later notice's point overrides an earlier one's.
+    await cur.executemany(_UPSERT, params)

@@ -1,0 +1,56 @@
+"""Per batch: BEGIN; skip messages with seq ≤ checkpoint; apply; advance checkpoint; COMMIT; then ack."""
+
+from typing import Any, Protocol
+
+import msgspec
+from nats.aio.msg import Msg
+from psycopg import AsyncCursor
+from psycopg_pool import AsyncConnectionPool
+
+from projection_worker.checkpoints import advance_checkpoint, read_checkpoint
+from telemetry_core.consumer_loop import Rejected
+from telemetry_core.topology import ConsumerSpec
+
+
+class Projection(Protocol):
+    """A read model: its name, the consumer feeding it, and how to apply a batch of messages."""
+
+    NAME: str
+    SPEC: ConsumerSpec
+
+    def decode(self, data: bytes) -> Any:
+        """Decode one message (raise msgspec.DecodeError when it cannot be)."""
+
+    async def apply(self, cur: AsyncCursor[Any], messages: list[Any]) -> None:
+        """Apply decoded messages in stream order inside the open transaction."""
+
+
+class ProjectionRunner:
+    """The consumer-loop handler for one projection."""
+
+    def __init__(self, pool: AsyncConnectionPool, projection: Projection) -> None:
+        self._pool = pool
+        self._projection = projection
+        self.applied = 0
+
+    async def __call__(self, msgs: list[Msg]) -> list[Rejected]:
+        """Apply the new messages of ``msgs`` exactly once, with the checkpoint in the same transaction."""
+        name, stream = self._projection.NAME, self._projection.SPEC.stream
+        rejected: list[Rejected] = []
+        decoded: list[tuple[int, Any]] = []
+        for msg in msgs:
+            try:
+                decoded.append((msg.metadata.sequence.stream, self._projection.decode(msg.data)))
+            except msgspec.DecodeError as exc:
+                rejected.append(Rejected(msg, f"undecodable for projection {name}: {exc}"))
+        if not decoded:
+            return rejected
+        async with self._pool.connection() as conn, conn.transaction():
+            checkpoint = await read_checkpoint(conn, name, stream)
+            fresh = [message for seq, message in decoded if seq > checkpoint]
+            if fresh:
+                async with conn.cursor() as cur:
+                    await self._projection.apply(cur, fresh)
+            await advance_checkpoint(conn, name, stream, max(checkpoint, max(seq for seq, _ in decoded)))
+        self.applied += len(fresh)
+        return rejected

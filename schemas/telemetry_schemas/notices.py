@@ -1,0 +1,25 @@
+"""Notices from ingest_worker to projection_worker."""
+
+from datetime import datetime
+
+from telemetry_schemas.base import StreamMessage
+from telemetry_schemas.values import Point
+
+
+class MetricStored(StreamMessage):
+    """What one committed batch wrote for one metric of one device."""
+
+    metric_name: str
+    count: int
+    first_time: datetime
+    last_time: datetime
+    latest: Point
+
+
+class PointsStored(StreamMessage):
+    """A batch from POINTS is committed to PostgreSQL (one notice per POINTS message)."""
+
+    device_id: str
+    points_seq: int
+    stored_at: datetime
+    metrics: list[MetricStored]

@@ -1,0 +1,72 @@
+"""`telemetry` subcommands. Process entry points are named as strings and imported lazily,
+so this module never imports a process package (processes never import each other)."""
+
+import argparse
+import importlib
+import os
+import secrets
+import sys
+from collections.abc import Callable
+
+from telemetry_core import __version__
+from telemetry_core.errors import ConfigurationError
+
+ENTRY_POINTS = {
+    "run": "telemetry_core.devrun:main",
+    "gateway": "gateway.main:main",
+    "ingest-worker": "ingest_worker.main:main",
+    "projection-worker": "projection_worker.main:main",
+}
+
+
+def _load(target: str) -> Callable[[], None]:
+    module, _, func = target.partition(":")
+    entry: Callable[[], None] = getattr(importlib.import_module(module), func)
+    return entry
+
+
+def _migrate() -> None:
+    from telemetry_core.migrate import migrate
+    from telemetry_core.settings import Settings
+
+    settings = Settings.from_env(os.environ)
+    if not settings.database_url:
+        raise ConfigurationError("DATABASE_URL must be set for `telemetry migrate`")
+    applied = migrate(settings.database_url)
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+
+
+def _apikey() -> None:
+    key = "tsk_" + secrets.token_urlsafe(24)
+    print(key)
+    print("Add it to TELEMETRY_API_KEYS (comma-separated) in the gateway's environment.", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run one subcommand."""
+    parser = argparse.ArgumentParser(prog="telemetry", description="IoT telemetry service")
+    parser.add_argument("--version", action="version", version=f"telemetry {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="start everything (embedded NATS + PostgreSQL unless NATS_URL/DATABASE_URL are set)")
+    sub.add_parser("gateway", help="serve the HTTP API (needs NATS_URL and DATABASE_URL)")
+    sub.add_parser("ingest-worker", help="consume POINTS into PostgreSQL")
+    sub.add_parser("projection-worker", help="build the read models")
+    sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
+    sub.add_parser("apikey", help="print a new random API key")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "migrate":
+            _migrate()
+        elif args.command == "apikey":
+            _apikey()
+        else:
+            _load(ENTRY_POINTS[args.command])()
+    except ConfigurationError as exc:
+        print(f"telemetry {args.command}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

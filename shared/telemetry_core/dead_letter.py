@@ -1,0 +1,36 @@
+"""Copy a message a worker cannot process to telemetry.dlq.<worker>, with the reason."""
+
+import zlib
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from telemetry_core.topology import dlq_subject
+from telemetry_schemas.codecs import json_encoder
+from telemetry_schemas.dead_letter import DeadLetter
+
+
+def stream_seq(msg: Msg) -> int | None:
+    """The message's stream sequence, when it came from JetStream."""
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # noqa: BLE001 - a plain core-NATS message has no metadata
+        return None
+
+
+async def publish_dead_letter(
+    js: JetStreamContext, worker: str, msg: Msg, reason: str, payload: bytes | None = None
+) -> None:
+    """Publish a DeadLetter (durable: the DLQ stream keeps it) and wait for its ack."""
+    seq = stream_seq(msg)
+    letter = DeadLetter(
+        worker=worker,
+        reason=reason,
+        subject=msg.subject,
+        stream_seq=seq,
+        failed_at=datetime.now(UTC),
+        payload=(msg.data if payload is None else payload).decode("utf-8", errors="replace"),
+    )
+    headers = {"Nats-Msg-Id": f"dlq:{worker}:{seq}:{zlib.crc32(reason.encode()):x}"} if seq is not None else None
+    await js.publish(dlq_subject(worker), json_encoder.encode(letter), headers=headers, timeout=5.0)

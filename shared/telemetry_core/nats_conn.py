@@ -1,0 +1,35 @@
+"""NATS connection with reconnect and logged callbacks."""
+
+import nats
+import structlog
+from nats.aio.client import Client
+
+from telemetry_core.retry import connect_retrying
+
+
+async def connect(url: str, name: str, log: structlog.stdlib.BoundLogger, max_wait_s: float = 30.0) -> Client:
+    """Connect to NATS, retrying at start-up, then reconnecting forever once connected."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats_error", error=str(exc))
+
+    async def on_disconnected() -> None:
+        log.warning("nats_disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats_reconnected")
+
+    async for attempt in connect_retrying(max_wait_s):
+        with attempt:
+            return await nats.connect(
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                allow_reconnect=True,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            )
+    raise AssertionError("unreachable: connect_retrying reraises")

@@ -1,0 +1,108 @@
+"""Typed settings, parsed once per process from an explicit environment mapping."""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from telemetry_core.errors import ConfigurationError
+
+T = TypeVar("T", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: T, kind: Callable[[str], T], lo: T, hi: T) -> T:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a {kind.__name__} between {lo} and {hi}, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigurationError(f"{name} must be between {lo} and {hi}, got {raw!r}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower() or default
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if not value.startswith(schemes):
+        raise ConfigurationError(f"{name} must start with one of {', '.join(schemes)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a process needs to know about its environment.
+
+    ``nats_url`` / ``database_url`` of None mean "start embedded servers" (only ``telemetry run``
+    does that; the single-process commands require both).
+    """
+
+    nats_url: str | None = None
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8218
+    data_dir: Path = Path(".telemetry-data")
+    api_keys: tuple[str, ...] = ()
+    # POINTS keeps messages this long: the window in which projections can be replayed.
+    points_max_age_s: int = 7 * 86_400
+    # JetStream de-duplicates a batch_id re-sent within this window.
+    duplicate_window_s: int = 600
+    publish_timeout_s: float = 2.0
+    db_timeout_s: float = 2.0
+    db_pool_max: int = 10
+    max_body_bytes: int = 16 * 1024 * 1024
+    ingest_fetch_batch: int = 64
+    ingest_workers: int = 1
+    max_deliveries: int = 10
+    partitions_ahead_days: int = 7
+    event_prefix: str = "telemetry_service"
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Settings":
+        """Parse settings from a mapping such as ``os.environ``; raise ConfigurationError on bad values."""
+        keys = tuple(k.strip() for k in env.get("TELEMETRY_API_KEYS", "").split(",") if k.strip())
+        return cls(
+            nats_url=_url(env, "NATS_URL", ("nats://", "tls://", "ws://", "wss://")),
+            database_url=_url(env, "DATABASE_URL", ("postgresql://", "postgres://")),
+            host=env.get("TELEMETRY_HOST", "127.0.0.1").strip() or "127.0.0.1",
+            port=_number(env, "TELEMETRY_PORT", 8218, int, 1, 65535),
+            data_dir=Path(env.get("TELEMETRY_DATA_DIR", ".telemetry-data")),
+            api_keys=keys,
+            points_max_age_s=_number(env, "TELEMETRY_POINTS_MAX_AGE", 7 * 86_400, int, 60, 10 * 365 * 86_400),
+            duplicate_window_s=_number(env, "TELEMETRY_DUPLICATE_WINDOW", 600, int, 1, 86_400),
+            publish_timeout_s=_number(env, "TELEMETRY_PUBLISH_TIMEOUT", 2.0, float, 0.05, 60.0),
+            db_timeout_s=_number(env, "TELEMETRY_DB_TIMEOUT", 2.0, float, 0.05, 60.0),
+            db_pool_max=_number(env, "TELEMETRY_DB_POOL_MAX", 10, int, 1, 500),
+            max_body_bytes=_number(env, "TELEMETRY_MAX_BODY_BYTES", 16 * 1024 * 1024, int, 1024, 1 << 30),
+            ingest_fetch_batch=_number(env, "TELEMETRY_INGEST_BATCH", 64, int, 1, 10_000),
+            ingest_workers=_number(env, "TELEMETRY_INGEST_WORKERS", 1, int, 1, 64),
+            max_deliveries=_number(env, "TELEMETRY_MAX_DELIVERIES", 10, int, 1, 1000),
+            partitions_ahead_days=_number(env, "TELEMETRY_PARTITIONS_AHEAD_DAYS", 7, int, 0, 366),
+            event_prefix=env.get("TELEMETRY_EVENT_PREFIX", "telemetry_service").strip(". ") or "telemetry_service",
+            log_format=_choice(env, "TELEMETRY_LOG_FORMAT", "auto", ("auto", "json", "console")),
+            log_level=_choice(env, "TELEMETRY_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        )
+
+    def require_servers(self) -> tuple[str, str]:
+        """Return (nats_url, database_url), or explain which is missing."""
+        missing = [n for n, v in (("NATS_URL", self.nats_url), ("DATABASE_URL", self.database_url)) if not v]
+        if missing:
+            raise ConfigurationError(
+                f"{' and '.join(missing)} must be set for this command (or use `telemetry run`, "
+                "which starts embedded servers)"
+            )
+        assert self.nats_url is not None
+        assert self.database_url is not None
+        return self.nats_url, self.database_url

@@ -1,0 +1,132 @@
+"""Streams, subjects and durable consumers, declared once as code and ensured idempotently."""
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from telemetry_core.settings import Settings
+
+POINTS_STREAM = "POINTS"
+EVENTS_STREAM = "EVENTS"
+NOTICES_STREAM = "NOTICES"
+DLQ_STREAM = "DLQ"
+
+INGEST_CONSUMER = "ingest"
+LATEST_PROJECTION_CONSUMER = "projection_latest"
+
+_DAY = 86_400
+
+
+def points_subject(device_id: str) -> str:
+    """Subject of one device's point batches."""
+    return f"telemetry.points.{device_id}"
+
+
+def stored_subject(device_id: str) -> str:
+    """Subject of the notices that a device's batch is committed."""
+    return f"telemetry.stored.{device_id}"
+
+
+def event_subject(kind: str, key: str) -> str:
+    """Subject of a domain event, e.g. event_subject("metric", "temperature")."""
+    return f"telemetry.events.{kind}.{key}"
+
+
+def dlq_subject(worker: str) -> str:
+    """Dead-letter subject of one worker."""
+    return f"telemetry.dlq.{worker}"
+
+
+def device_of_points_subject(subject: str) -> str:
+    """The device id a points subject names ('' when the subject is not a points subject)."""
+    prefix = "telemetry.points."
+    return subject[len(prefix) :] if subject.startswith(prefix) else ""
+
+
+def stream_configs(settings: Settings) -> list[StreamConfig]:
+    """The streams this service needs, with the settings applied."""
+    return [
+        StreamConfig(
+            name=POINTS_STREAM,
+            subjects=["telemetry.points.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=float(settings.points_max_age_s),
+            duplicate_window=float(settings.duplicate_window_s),
+        ),
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=["telemetry.events.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=float(settings.duplicate_window_s),
+        ),
+        StreamConfig(
+            name=NOTICES_STREAM,
+            subjects=["telemetry.stored.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=float(settings.points_max_age_s),
+            duplicate_window=float(settings.duplicate_window_s),
+        ),
+        StreamConfig(
+            name=DLQ_STREAM,
+            subjects=["telemetry.dlq.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=float(30 * _DAY),
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer on a stream."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+    ack_wait_s: float = 30.0
+    max_ack_pending: int = 20_000
+
+    def config(self) -> ConsumerConfig:
+        """The JetStream consumer config."""
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_s,
+            max_ack_pending=self.max_ack_pending,
+            # Redelivery limits are enforced by our consumer loop, which dead-letters with a reason.
+            max_deliver=-1,
+        )
+
+
+INGEST = ConsumerSpec(POINTS_STREAM, INGEST_CONSUMER, "telemetry.points.>")
+LATEST_PROJECTION = ConsumerSpec(NOTICES_STREAM, LATEST_PROJECTION_CONSUMER, "telemetry.stored.>")
+CONSUMERS = (INGEST, LATEST_PROJECTION)
+
+
+async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
+    """Create or update every stream and durable consumer; safe to call from every process."""
+    for config in stream_configs(settings):
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)
+    for spec in CONSUMERS:
+        await js.add_consumer(spec.stream, spec.config())
