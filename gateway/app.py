@@ -24,7 +24,7 @@ def create_app(settings: Settings) -> Litestar:
             title="Telemetry Service",
             version=__version__,
             description="IoT telemetry ingestion and queries. Every endpoint but /health* needs "
-            "X-Api-Key: <key> or Authorization: Bearer <key>. Errors are {\"detail\": \"...\"}: 400 unreadable "
+            'X-Api-Key: <key> or Authorization: Bearer <key>. Errors are {"detail": "..."}: 400 unreadable '
             "request or over a limit, 401 credentials, 404 not found, 413 body too large, 415 unsupported "
             "Content-Encoding, 422 invalid field (named with its index), 503 NATS or PostgreSQL unavailable.",
             path="/schema",

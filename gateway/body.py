@@ -35,7 +35,7 @@ def decompress(data: bytes, encoding: str, limit: int) -> bytes:
             raise ApiError(415, f"Content-Encoding {encoding!r} is not supported; use gzip, zstd or lz4")
     except ApiError:
         raise
-    except Exception as exc:  # noqa: BLE001 - every codec raises its own error type
+    except Exception as exc:
         raise bad_request(f"body could not be decompressed as {encoding}: {exc}") from None
     if len(out) > limit:
         raise _too_large(limit)

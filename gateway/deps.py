@@ -11,8 +11,6 @@ from gateway.state import GatewayState
 from telemetry_core.headers import REQUEST_ID
 from telemetry_schemas.fields import SUBJECT_SAFE
 
-
-
 _SAFE = re.compile(SUBJECT_SAFE)
 
 

@@ -1,10 +1,8 @@
 """CommandPublisher: publish to JetStream and return only after the PubAck."""
 
-import asyncio
 import hashlib
 
 import msgspec
-
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
@@ -54,7 +52,7 @@ class CommandPublisher:
             headers[MSG_ID] = f"req:{request_id}:{device_id}"
         try:
             await self._js.publish(points_subject(device_id), body, timeout=self._timeout_s, headers=headers)
-        except (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NatsError) as exc:
+        except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
             raise ServiceUnavailableError(
                 f"NATS JetStream did not acknowledge the points within {self._timeout_s}s ({type(exc).__name__}); "
                 "nothing was stored, retry the request"

@@ -60,5 +60,5 @@ async def publish_data_received(nc: Client, prefix: str, notices: list[PointsSto
         }
         try:
             await nc.publish(f"{prefix}.telemetry.data.received", json_encoder.encode(event))
-        except Exception:  # noqa: BLE001, S112 - best effort by design
+        except Exception:  # noqa: S112 - best effort by design
             continue

@@ -60,4 +60,3 @@ class RowSet:
 
     def __len__(self) -> int:
         return len(self._rows)
-

@@ -10,10 +10,7 @@ _COLS = ", ".join(COLUMNS)
 _UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[3:])
 
 # ON COMMIT DELETE ROWS: the stage is empty at the start of every transaction on this connection.
-_STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS points_stage "
-    "(LIKE telemetry.points INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-)
+_STAGE = "CREATE TEMP TABLE IF NOT EXISTS points_stage (LIKE telemetry.points INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 _COPY = f"COPY points_stage ({_COLS}) FROM STDIN (FORMAT BINARY)"
 _UPSERT = (
     f"INSERT INTO telemetry.points AS p ({_COLS}) SELECT {_COLS} FROM points_stage "  # noqa: S608 - constants only

@@ -35,9 +35,15 @@ async def serve(settings: Settings) -> None:
         await asyncio.gather(
             *(
                 consumer_loop.run(
-                    js, p.SPEC, f"projection.{p.NAME}", ProjectionRunner(pool, p), stop,
-                    batch=256, max_deliveries=settings.max_deliveries, log=log.bind(projection=p.NAME),
-                )  # fmt: skip
+                    js,
+                    p.SPEC,
+                    f"projection.{p.NAME}",
+                    ProjectionRunner(pool, p),
+                    stop,
+                    batch=256,
+                    max_deliveries=settings.max_deliveries,
+                    log=log.bind(projection=p.NAME),
+                )
                 for p in PROJECTIONS
             )
         )

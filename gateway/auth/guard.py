@@ -35,7 +35,9 @@ def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     state: GatewayState = connection.app.state.gw
     key = presented_key(connection)
     if key is None:
-        raise NotAuthorizedException("missing credentials: send the header X-Api-Key: <key> or Authorization: Bearer <key>")
+        raise NotAuthorizedException(
+            "missing credentials: send the header X-Api-Key: <key> or Authorization: Bearer <key>"
+        )
     digest = key_digest(key)
     if not any(hmac.compare_digest(digest, known) for known in state.key_digests):
         raise NotAuthorizedException("invalid API key")

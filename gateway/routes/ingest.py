@@ -106,7 +106,7 @@ async def ingest_bulk(request: Request[Any, Any, Any]) -> Response[BulkIngestRes
     body = await read_body(request, gw.settings.max_body_bytes)
     devices = decode(body, _bulk_decoder)
     if not devices:
-        raise bad_request("body: has no devices; send {\"<device_id>\": [points...]}")
+        raise bad_request('body: has no devices; send {"<device_id>": [points...]}')
     total = sum(len(points) for points in devices.values())
     if total > MAX_BULK_POINTS:
         raise bad_request(f"body: has {total} points; a bulk request holds at most {MAX_BULK_POINTS}")
@@ -116,7 +116,7 @@ async def ingest_bulk(request: Request[Any, Any, Any]) -> Response[BulkIngestRes
     for device_id, raws in devices.items():
         try:
             checked_name(device_id, "device_id")
-        except Exception as exc:  # noqa: BLE001 - reported per device
+        except Exception as exc:
             results[device_id] = _device_failure(device_id, len(raws), str(exc), device_id)
             continue
         if len(raws) > MAX_BATCH_POINTS:

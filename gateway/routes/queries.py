@@ -48,7 +48,7 @@ async def get_latest(
 
 @get("/api/v1/telemetry/devices/{device_id:str}/metrics", tags=_TAGS,
      summary="Metric names a device has reported (E3-US3)",
-     description="A JSON array of unique metric names, sorted; an empty array when the device has no data.")  # fmt: skip
+     description="A JSON array of unique metric names, sorted; empty when the device has no data.")  # fmt: skip
 async def get_device_metrics(device_id: str, request: Request[Any, Any, Any]) -> list[str]:
     """Read the device's metric names."""
     checked_name(device_id, "device_id")
@@ -61,7 +61,7 @@ def _tag_filters(filters: dict[str, Any] | None) -> dict[str, str] | None:
         return None
     tags = filters.get("tags", filters)
     if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-        raise unprocessable("filters: must map tag names to string values, e.g. {\"location\": \"room_1\"}")
+        raise unprocessable('filters: must map tag names to string values, e.g. {"location": "room_1"}')
     return tags
 
 

@@ -6,7 +6,7 @@ from telemetry_schemas.base import StreamMessage
 from telemetry_schemas.fields import BatchId, DeviceId
 
 
-class RecordPoints(StreamMessage):
+class RecordPoints(StreamMessage, frozen=True):
     """One device's batch of points; the body of a message on telemetry.points.<device_id>.
 
     ``points`` are kept as raw JSON so that each one is validated on its own: one bad point in a

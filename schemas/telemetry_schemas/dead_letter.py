@@ -5,7 +5,7 @@ from datetime import datetime
 from telemetry_schemas.base import StreamMessage
 
 
-class DeadLetter(StreamMessage):
+class DeadLetter(StreamMessage, frozen=True):
     """Why a message (or part of it) was rejected, with enough to find and replay it."""
 
     worker: str

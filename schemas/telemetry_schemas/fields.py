@@ -35,9 +35,7 @@ Tags = Annotated[
     dict[TagKey, TagValue],
     msgspec.Meta(max_length=32, description="Up to 32 string tags (key <= 64, value <= 256 characters)"),
 ]
-Metadata = Annotated[
-    dict[str, Any], msgspec.Meta(max_length=64, description="Free-form JSON object, up to 64 keys")
-]
+Metadata = Annotated[dict[str, Any], msgspec.Meta(max_length=64, description="Free-form JSON object, up to 64 keys")]
 UtcTimestamp = Annotated[
     datetime,
     msgspec.Meta(tz=True, description="RFC 3339 timestamp with a zone, e.g. 2025-12-18T10:00:00Z"),

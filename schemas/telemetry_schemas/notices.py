@@ -6,7 +6,7 @@ from telemetry_schemas.base import StreamMessage
 from telemetry_schemas.values import Point
 
 
-class MetricStored(StreamMessage):
+class MetricStored(StreamMessage, frozen=True):
     """What one committed batch wrote for one metric of one device."""
 
     metric_name: str
@@ -16,7 +16,7 @@ class MetricStored(StreamMessage):
     latest: Point
 
 
-class PointsStored(StreamMessage):
+class PointsStored(StreamMessage, frozen=True):
     """A batch from POINTS is committed to PostgreSQL (one notice per POINTS message)."""
 
     device_id: str

@@ -1,5 +1,8 @@
-"""`telemetry` subcommands. Process entry points are named as strings and imported lazily,
-so this module never imports a process package (processes never import each other)."""
+"""`telemetry` subcommands.
+
+Process entry points are named as strings and imported lazily, so this module never imports
+a process package (processes never import each other).
+"""
 
 import argparse
 import importlib

@@ -40,7 +40,9 @@ class LoopStats:
     retried: int = 0
 
 
-async def _dead_letter(js: JetStreamContext, worker: str, msg: Msg, reason: str, log: structlog.stdlib.BoundLogger) -> None:
+async def _dead_letter(
+    js: JetStreamContext, worker: str, msg: Msg, reason: str, log: structlog.stdlib.BoundLogger
+) -> None:
     await publish_dead_letter(js, worker, msg, reason)
     await msg.term()
     log.warning("dead_lettered", subject=msg.subject, reason=reason)
@@ -66,7 +68,7 @@ async def _handle(
         stats.dead_lettered += 1
         await _dead_letter(js, worker, msgs[0], str(exc), log)
         return
-    except Exception as exc:  # noqa: BLE001 - anything else is retried, then dead-lettered
+    except Exception as exc:
         stats.retried += len(msgs)
         log.warning("batch_failed_will_retry", error=repr(exc), messages=len(msgs), exc_info=True)
         for msg in msgs:
@@ -110,7 +112,7 @@ async def run(
                 msgs = await sub.fetch(batch, timeout=0.5)
             except NatsTimeoutError:
                 continue
-            except Exception as exc:  # noqa: BLE001 - NATS down: wait for the reconnect
+            except Exception as exc:
                 log.warning("fetch_failed", error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue

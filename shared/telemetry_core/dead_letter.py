@@ -15,7 +15,7 @@ def stream_seq(msg: Msg) -> int | None:
     """The message's stream sequence, when it came from JetStream."""
     try:
         return int(msg.metadata.sequence.stream)
-    except Exception:  # noqa: BLE001 - a plain core-NATS message has no metadata
+    except Exception:
         return None
 
 

@@ -77,7 +77,9 @@ def _wait_healthy(url: str, children: list[Child], deadline_s: float = 90.0) -> 
     while time.monotonic() < deadline:
         for child in children:
             if child.proc is not None and child.proc.poll() is not None:
-                raise RuntimeError(f"{child.name} exited with {child.proc.returncode} during start-up (see its log above)")
+                raise RuntimeError(
+                    f"{child.name} exited with {child.proc.returncode} during start-up (see its log above)"
+                )
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=1) as resp:  # noqa: S310 - our own localhost URL
                 if resp.status == 200:

@@ -39,7 +39,7 @@ def migrate(database_url: str) -> list[str]:
                 if version in done:
                     continue
                 with conn.transaction():
-                    conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped with the package
+                    conn.execute(sql.encode())  # trusted file shipped with the package
                     conn.execute(
                         "INSERT INTO telemetry.schema_migrations (version, name) VALUES (%s, %s)", (version, name)
                     )

@@ -10,7 +10,9 @@ async def _configure(conn: AsyncConnection) -> None:
     await conn.commit()
 
 
-def make_pool(database_url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 2.0) -> AsyncConnectionPool:
+def make_pool(
+    database_url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 2.0
+) -> AsyncConnectionPool:
     """Build (but do not open) a pool; ``timeout_s`` bounds how long a caller waits for a connection."""
     return AsyncConnectionPool(
         database_url,

@@ -38,7 +38,7 @@ def stored_subject(device_id: str) -> str:
 
 
 def event_subject(kind: str, key: str) -> str:
-    """Subject of a domain event, e.g. event_subject("metric", "temperature")."""
+    """Subject of a domain event; kind "metric" and key "temperature" give telemetry.events.metric.temperature."""
     return f"telemetry.events.{kind}.{key}"
 
 
@@ -122,6 +122,7 @@ CONSUMERS = (INGEST, LATEST_PROJECTION)
 async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
     """Create or update every stream and durable consumer; safe to call from every process."""
     for config in stream_configs(settings):
+        assert config.name is not None
         try:
             await js.stream_info(config.name)
         except NotFoundError:

@@ -1,0 +1,98 @@
+"""The real processes (gateway, ingest worker, projection worker) as subprocesses, for e2e tests."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from telemetry_core.embedded import free_port
+from tests.support.servers import Servers
+
+PROCESSES = ("gateway", "ingest-worker", "projection-worker")
+
+
+@dataclass
+class Stack:
+    """Gateway and workers against ``servers``; each process can be killed and restarted."""
+
+    servers: Servers
+    log_dir: Path
+    api_key: str = "test-key-0123456789"
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Api-Key": self.api_key}
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            NATS_URL=self.servers.nats_url,
+            DATABASE_URL=self.servers.database_url,
+            TELEMETRY_PORT=str(self.port),
+            TELEMETRY_API_KEYS=self.api_key,
+            TELEMETRY_LOG_FORMAT="json",
+            **self.extra_env,
+        )
+        return env
+
+    def start(self, name: str) -> None:
+        """Start one process (its output goes to log_dir/<name>.log)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "telemetry_core.cli", name], env=self.env(), stdout=log, stderr=log
+        )
+        log.close()
+
+    def start_all(self) -> "Stack":
+        for name in PROCESSES:
+            self.start(name)
+        self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"gateway not healthy within {timeout}s:\n{self.log_tail('gateway')}")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process: no chance to finish or clean up."""
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
