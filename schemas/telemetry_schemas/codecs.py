@@ -18,6 +18,10 @@ dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
 raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 any_decoder = msgspec.json.Decoder(Any)
 
+# JSON can only carry a NUL character as the escape \u0000, and PostgreSQL text and jsonb cannot
+# store it: reject it at the edge rather than accept a point that could never be written.
+_NUL = b"\\u0000"
+_NUL_REASON = "strings must not contain the NUL character (\\u0000)"
 _AT_PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
 
 
@@ -52,6 +56,9 @@ def decode_points(raws: list[msgspec.Raw], prefix: str) -> tuple[list[Point], li
     errors: list[PointError] = []
     for index, raw in enumerate(raws):
         where = f"{prefix}[{index}]"
+        if _NUL in memoryview(raw).tobytes():
+            errors.append(PointError(index=index, field=where, error=_NUL_REASON))
+            continue
         try:
             point = point_decoder.decode(raw)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError

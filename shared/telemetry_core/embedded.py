@@ -130,7 +130,12 @@ def start_nats(data_dir: Path, port: int | None = None, deadline_s: float = 15.0
 
 
 def _postgres_bin() -> Path:
-    from pgserver._commands import POSTGRES_BIN_PATH
+    import warnings
+
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir at import time; we never use it.
+        warnings.simplefilter("ignore")
+        from pgserver._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 

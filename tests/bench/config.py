@@ -1,0 +1,49 @@
+"""Benchmark sizes, read from BENCH_* environment variables (defaults finish in a few minutes on 2 cores)."""
+
+import os
+from dataclasses import dataclass
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How much of everything to do."""
+
+    points: int  # end-to-end sustained run: total points (batches of batch_size)
+    baseline_points: int  # direct COPY + upsert baseline
+    batch_size: int  # points per HTTP batch and per baseline transaction
+    devices: int  # distinct device ids in the sustained run
+    concurrency: int  # concurrent HTTP clients in the sustained run
+    lag_batches: int  # batches sent during the lag run
+    lag_batch_points: int  # points per batch in the lag run
+    lag_interval_ms: float  # one batch every this many ms (open loop)
+    latency_requests: int  # single-point POSTs
+    latency_concurrency: int
+    client: str  # "raw" (minimal asyncio HTTP/1.1 client) or "httpx"
+    drain_timeout_s: float  # give up waiting for points to become queryable after this long
+
+    @classmethod
+    def from_env(cls) -> "BenchConfig":
+        return cls(
+            points=_int("BENCH_POINTS", 300_000),
+            baseline_points=_int("BENCH_BASELINE_POINTS", 300_000),
+            batch_size=_int("BENCH_BATCH_SIZE", 1000),
+            devices=_int("BENCH_DEVICES", 50),
+            concurrency=_int("BENCH_CONCURRENCY", 8),
+            lag_batches=_int("BENCH_LAG_BATCHES", 500),
+            lag_batch_points=_int("BENCH_LAG_BATCH_POINTS", 100),
+            lag_interval_ms=_float("BENCH_LAG_INTERVAL_MS", 20.0),
+            latency_requests=_int("BENCH_LATENCY_REQUESTS", 4000),
+            latency_concurrency=_int("BENCH_LATENCY_CONCURRENCY", 16),
+            client=os.environ.get("BENCH_CLIENT", "raw").strip().lower() or "raw",
+            drain_timeout_s=_float("BENCH_DRAIN_TIMEOUT", 180.0),
+        )

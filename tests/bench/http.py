@@ -1,0 +1,108 @@
+"""HTTP clients for the benchmark: a minimal keep-alive HTTP/1.1 client on asyncio streams, or httpx.
+
+The raw client does only what the benchmark needs (POST with Content-Length, responses with
+Content-Length) so that the client spends as little of the shared 2 cores as possible.
+"""
+
+import asyncio
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+
+class Poster(Protocol):
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class RawClient:
+    """A pool of keep-alive connections; each request takes one, uses it, and gives it back."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], size: int) -> None:
+        parts = urlsplit(base_url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 80
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._head = f"Host: {self._host}:{self._port}\r\nContent-Type: application/json\r\n{extra}".encode()
+        self._idle: list[_Connection] = []
+        self._slots = asyncio.Semaphore(size)
+
+    async def _connect(self) -> _Connection:
+        reader, writer = await asyncio.open_connection(self._host, self._port, limit=1 << 22)
+        return _Connection(reader, writer)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else await self._connect()
+            try:
+                status, data, keep = await self._exchange(conn, path, body)
+            except BaseException:
+                conn.close()
+                raise
+            if keep:
+                self._idle.append(conn)
+            else:
+                conn.close()
+            return status, data
+
+    async def _exchange(self, conn: _Connection, path: str, body: bytes) -> tuple[int, bytes, bool]:
+        conn.writer.write(
+            b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (path.encode(), self._head, len(body)) + body
+        )
+        head = await conn.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = 0
+        keep = True
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                raise RuntimeError("chunked responses are not supported by the bench client")
+            elif name == b"connection" and value.strip().lower() == b"close":
+                keep = False
+        data = await conn.reader.readexactly(length) if length else b""
+        return status, data, keep
+
+    async def aclose(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+
+class HttpxClient:
+    def __init__(self, base_url: str, headers: dict[str, str], size: int) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=60,
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        )
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        response = await self._client.post(path, content=body)
+        return response.status_code, response.content
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def make_client(kind: str, base_url: str, headers: dict[str, str], size: int) -> Poster:
+    if kind == "httpx":
+        return HttpxClient(base_url, headers, size)
+    if kind == "raw":
+        return RawClient(base_url, headers, size)
+    raise ValueError(f"BENCH_CLIENT must be raw or httpx, got {kind!r}")

@@ -1,0 +1,65 @@
+"""Hypothesis strategies for valid points."""
+
+import string
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import strategies as st
+
+SAFE = string.ascii_letters + string.digits + "_-:"
+
+names = st.text(SAFE, min_size=1, max_size=40)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+
+
+def json_objects() -> st.SearchStrategy[dict[str, Any]]:
+    nested = st.recursive(
+        json_scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        max_leaves=8,
+    )
+    # Objects shaped exactly like a geolocation are classified as one; keep free JSON clear of that shape.
+    return st.dictionaries(st.text(max_size=8), nested, max_size=4).filter(
+        lambda d: set(d) not in ({"lat", "lon"}, {"lat", "lon", "alt"})
+    )
+
+
+geolocations = st.fixed_dictionaries(
+    {"lat": st.floats(-90, 90), "lon": st.floats(-180, 180)}, optional={"alt": st.floats(-1000, 10000)}
+)
+
+
+def values() -> st.SearchStrategy[Any]:
+    return (
+        st.booleans()
+        | st.integers(-(2**53), 2**53)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=200)
+        | json_objects()
+        | geolocations
+    )
+
+
+timestamps = st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30), timezones=st.just(UTC)).map(
+    lambda d: d.replace(microsecond=d.microsecond)
+)
+
+
+def points() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {"timestamp": timestamps, "metric_name": names, "value": values()},
+        optional={
+            "unit": st.text(max_size=32),
+            "tags": st.dictionaries(st.text(min_size=1, max_size=16), st.text(max_size=32), max_size=4),
+            "metadata": json_objects(),
+        },
+    )
+
+
+_ = timedelta

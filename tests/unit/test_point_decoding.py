@@ -1,0 +1,83 @@
+"""Each point is validated alone; errors carry the index and the full field path."""
+
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+from hypothesis import given
+
+from telemetry_core.value_columns import from_columns, to_columns
+from telemetry_schemas.codecs import decode_points, raw_list_decoder
+from telemetry_schemas.values import ValueType, value_type
+from tests.support.strategies import values
+
+
+def decode(body: bytes) -> tuple[list, list]:
+    return decode_points(raw_list_decoder.decode(body), "data_points")
+
+
+def test_good_points_survive_bad_neighbours() -> None:
+    body = b"""[
+      {"timestamp": "2025-12-18T10:00:00Z", "metric_name": "t", "value": 1},
+      {"timestamp": "2025-12-18T10:00:00Z", "metric_name": "bad name", "value": 1},
+      {"timestamp": "2025-12-18T10:00:00", "metric_name": "t", "value": 1},
+      {"timestamp": "2025-12-18T10:00:01Z", "metric_name": "t", "value": [1]},
+      {"timestamp": "2025-12-18T10:00:02Z", "metric_name": "t", "value": {"lat": 91, "lon": 0}},
+      {"timestamp": "1970-01-01T00:00:00Z", "metric_name": "t", "value": 1},
+      {"timestamp": "2025-12-18T10:00:03Z", "metric_name": "t", "value": 9007199254740993},
+      {"metric_name": "t", "value": 1},
+      {"timestamp": "2025-12-18T10:00:04Z", "metric_name": "t", "value": "ok", "tags": {"a": "b"}}
+    ]"""
+    points, errors = decode(body)
+    assert [p.value for p in points] == [1, "ok"]
+    assert [(e.index, e.field) for e in errors] == [
+        (1, "data_points[1].metric_name"),
+        (2, "data_points[2].timestamp"),
+        (3, "data_points[3].value"),
+        (4, "data_points[4].value.lat"),
+        (5, "data_points[5].timestamp"),
+        (6, "data_points[6].value"),
+        (7, "data_points[7]"),
+    ]
+    assert "timezone" in errors[1].error
+    assert "missing required field `timestamp`" in errors[6].error
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (True, ValueType.BOOLEAN),
+        (3, ValueType.INTEGER),
+        (2.5, ValueType.FLOAT),
+        ("x", ValueType.STRING),
+        ({"lat": 1.0, "lon": 2.0}, ValueType.GEOLOCATION),
+        ({"lat": 1.0, "lon": 2.0, "alt": 3}, ValueType.GEOLOCATION),
+        ({"lat": 1.0}, ValueType.JSON),
+        ({"a": [1, {"b": None}]}, ValueType.JSON),
+    ],
+)
+def test_value_types(value: object, kind: ValueType) -> None:
+    assert value_type(value) is kind
+
+
+@given(values())
+def test_value_columns_round_trip(value: object) -> None:
+    back = from_columns(*to_columns(value))
+    assert back == value
+    assert type(back) is type(value)
+
+
+def test_timestamps_keep_their_instant() -> None:
+    (point,), _ = decode(b'[{"timestamp": "2025-12-18T12:00:00+02:00", "metric_name": "t", "value": 1}]')
+    assert point.timestamp == datetime(2025, 12, 18, 10, tzinfo=UTC)
+    assert msgspec.json.encode(point.timestamp) == b'"2025-12-18T12:00:00+02:00"'
+
+
+def test_nul_characters_are_rejected_at_the_edge() -> None:
+    # PostgreSQL cannot store U+0000 in text or jsonb: accepting it would acknowledge a point that can never land.
+    points, errors = decode(b'[{"timestamp": "2025-12-18T10:00:00Z", "metric_name": "t", "value": "a\\u0000b"}]')
+    assert points == []
+    assert (errors[0].field, errors[0].error) == (
+        "data_points[0]",
+        "strings must not contain the NUL character (\\u0000)",
+    )

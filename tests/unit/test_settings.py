@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pytest
+
+from telemetry_core.errors import ConfigurationError
+from telemetry_core.settings import Settings
+
+
+def test_defaults_without_environment() -> None:
+    s = Settings.from_env({})
+    assert (s.nats_url, s.database_url, s.port, s.api_keys) == (None, None, 8218, ())
+    assert s.data_dir == Path(".telemetry-data")
+
+
+def test_values_are_parsed() -> None:
+    s = Settings.from_env(
+        {
+            "NATS_URL": "nats://h:4222",
+            "DATABASE_URL": "postgresql://u@h/db",
+            "TELEMETRY_PORT": "9000",
+            "TELEMETRY_API_KEYS": " a, b ,,",
+            "TELEMETRY_PUBLISH_TIMEOUT": "0.5",
+        }
+    )
+    assert (s.port, s.api_keys, s.publish_timeout_s) == (9000, ("a", "b"), 0.5)
+    assert s.require_servers() == ("nats://h:4222", "postgresql://u@h/db")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TELEMETRY_PORT": "abc"}, "TELEMETRY_PORT must be a int between 1 and 65535, got 'abc'"),
+        ({"TELEMETRY_PORT": "70000"}, "TELEMETRY_PORT must be between 1 and 65535, got '70000'"),
+        ({"NATS_URL": "http://x"}, "NATS_URL must start with one of nats://"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with one of postgresql://"),
+        ({"TELEMETRY_LOG_FORMAT": "xml"}, "TELEMETRY_LOG_FORMAT must be one of auto, json, console"),
+    ],
+)
+def test_bad_values_say_which_and_why(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        Settings.from_env(env)
+    assert message in str(err.value)
+
+
+def test_single_process_commands_need_both_urls() -> None:
+    with pytest.raises(ConfigurationError, match="NATS_URL and DATABASE_URL must be set"):
+        Settings.from_env({}).require_servers()
