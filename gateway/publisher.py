@@ -37,19 +37,18 @@ class CommandPublisher:
 
         With a ``batch_id``, the message id is the batch id plus a hash of the points, so a retry of
         the same batch is stored once while a corrected re-send under the same id is not lost.
-        Without one, every request is its own message (re-sent identical points upsert harmlessly).
+        Without one there is no message id: every request is its own message (re-sent identical points
+        upsert harmlessly), and a client re-using X-Request-Id can never have data de-duplicated away.
         """
         self._require_connected()
-        body = b"".join((_OPEN % device_id.encode(), b",".join(raw_points), b"]"))
-        if batch_id is not None:
-            body += b',"batch_id":' + _json_str(batch_id)
-        body += b',"request_id":' + _json_str(request_id) + b"}"
+        points = b",".join(raw_points)
+        body = b"".join((_OPEN % device_id.encode(), points, b"]"))
         headers = {REQUEST_ID: request_id}
         if batch_id is not None:
-            digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+            body += b',"batch_id":' + msgspec.json.encode(batch_id)
+            digest = hashlib.blake2b(points, digest_size=12).hexdigest()
             headers[MSG_ID] = f"{device_id}:{batch_id}:{digest}"
-        else:
-            headers[MSG_ID] = f"req:{request_id}:{device_id}"
+        body += b',"request_id":' + msgspec.json.encode(request_id) + b"}"
         try:
             await self._js.publish(points_subject(device_id), body, timeout=self._timeout_s, headers=headers)
         except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
@@ -58,6 +57,3 @@ class CommandPublisher:
                 "nothing was stored, retry the request"
             ) from None
 
-
-def _json_str(value: str) -> bytes:
-    return msgspec.json.encode(value)

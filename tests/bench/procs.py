@@ -1,0 +1,146 @@
+"""Per-process CPU time and memory of the stack, from /proc via psutil."""
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+MiB = 1024 * 1024
+
+
+def vm_hwm(pid: int) -> int:
+    """Peak resident set size (VmHWM) in bytes, 0 if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def cpu_seconds(pid: int, tree: bool) -> float:
+    """User + system CPU seconds; for a tree, also the live children and the reaped ones (postgres backends)."""
+    procs = _tree(pid) if tree else [psutil.Process(pid)]
+    total = 0.0
+    for i, p in enumerate(procs):
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+        if tree and i == 0:
+            total += t.children_user + t.children_system
+    return total
+
+
+def machine_cpu() -> tuple[float, float, float]:
+    """(busy, iowait, total) CPU seconds of the whole machine, summed over cores."""
+    t = psutil.cpu_times()
+    total = sum(t)
+    return total - t.idle - getattr(t, "iowait", 0.0), getattr(t, "iowait", 0.0), total
+
+
+@dataclass
+class Watched:
+    name: str
+    pid: int
+    tree: bool = False  # postgres: the postmaster and every backend
+
+
+@dataclass
+class PhaseCpu:
+    """CPU seconds each process used during one phase, and the phase's wall time."""
+
+    name: str
+    wall_s: float
+    cpu_s: dict[str, float]
+    machine_busy_s: float
+    machine_iowait_s: float
+    machine_total_s: float
+
+
+@dataclass
+class Monitor:
+    """Samples RSS (to catch the peak sum over postgres backends) and snapshots CPU per phase."""
+
+    watched: list[Watched]
+    interval_s: float = 0.25
+    peak_tree_rss: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def all_watched(self) -> list[Watched]:
+        return [*self.watched, Watched("bench client", os.getpid())]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._sample, name="bench-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for w in self.watched:
+                if not w.tree:
+                    continue
+                rss = 0
+                for p in _tree(w.pid):
+                    try:
+                        rss += p.memory_info().rss
+                    except psutil.Error:
+                        continue
+                self.peak_tree_rss[w.name] = max(self.peak_tree_rss.get(w.name, 0), rss)
+
+    def snapshot(self) -> tuple[float, dict[str, float], tuple[float, float, float]]:
+        return time.monotonic(), {w.name: cpu_seconds(w.pid, w.tree) for w in self.all_watched()}, machine_cpu()
+
+    @staticmethod
+    def phase(name: str, before: tuple, after: tuple) -> PhaseCpu:
+        t0, c0, m0 = before
+        t1, c1, m1 = after
+        return PhaseCpu(
+            name=name,
+            wall_s=t1 - t0,
+            cpu_s={k: c1[k] - c0.get(k, 0.0) for k in c1},
+            machine_busy_s=m1[0] - m0[0],
+            machine_iowait_s=m1[1] - m0[1],
+            machine_total_s=m1[2] - m0[2],
+        )
+
+    def memory(self) -> list[tuple[str, int, str]]:
+        """(process, peak RSS bytes, how it was measured) for every watched process."""
+        out = []
+        for w in self.all_watched():
+            if not w.tree:
+                out.append((w.name, vm_hwm(w.pid), "VmHWM"))
+                continue
+            procs = _tree(w.pid)
+            hwm_sum = sum(vm_hwm(p.pid) for p in procs)
+            pss = 0
+            for p in procs:
+                try:
+                    pss += p.memory_full_info().pss
+                except (psutil.Error, AttributeError):
+                    continue
+            note = (
+                f"sum of VmHWM over postmaster + {len(procs) - 1} live children; shared_buffers pages are "
+                f"counted once per process that touched them. Peak sampled sum of RSS "
+                f"{self.peak_tree_rss.get(w.name, 0) / MiB:.0f} MiB; PSS sum at end {pss / MiB:.0f} MiB"
+            )
+            out.append((w.name, hwm_sum, note))
+        return out
