@@ -56,4 +56,3 @@ class CommandPublisher:
                 f"NATS JetStream did not acknowledge the points within {self._timeout_s}s ({type(exc).__name__}); "
                 "nothing was stored, retry the request"
             ) from None
-

@@ -1,6 +1,7 @@
 """One fetched batch of POINTS messages: decode → rows → write → notices; reports rejects."""
 
 import msgspec
+import psycopg
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -12,6 +13,7 @@ from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.consumer_loop import Rejected
 from telemetry_core.dead_letter import publish_dead_letter
+from telemetry_core.errors import PermanentError
 from telemetry_core.topology import device_of_points_subject
 from telemetry_schemas.codecs import PointError, decode_points, json_encoder, record_points_decoder
 from telemetry_schemas.notices import PointsStored
@@ -71,9 +73,13 @@ class IngestHandler:
                 rows.add(device_id, point)
             notices.append(build_notice(device_id, msg.metadata.sequence.stream, points))
         if len(rows):
-            async with self._pool.connection() as conn:
-                await self._partitions.ensure(conn, rows.days())
-                await write_rows(conn, rows.rows())
+            try:
+                async with self._pool.connection() as conn:
+                    await self._partitions.ensure(conn, rows.days())
+                    await write_rows(conn, rows.rows())
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                # The data itself is unstorable: retrying cannot help (the loop isolates the message).
+                raise PermanentError(f"PostgreSQL rejected the points: {exc}") from exc
             self.points_written += len(rows)
             await publish_notices(self._js, notices)
             await publish_data_received(self._nc, self._prefix, notices)

@@ -3,7 +3,7 @@
 from datetime import UTC, date
 from typing import Any
 
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 from telemetry_core.value_columns import to_columns
 from telemetry_schemas.values import Point
@@ -12,7 +12,7 @@ COLUMNS = (
     "device_id", "metric_name", "time", "value_type", "value_num", "value_text", "value_bool",
     "value_json", "unit", "tags", "metadata",
 )  # fmt: skip
-COPY_TYPES = ["text", "text", "timestamptz", "int2", "float8", "text", "bool", "jsonb", "text", "jsonb", "jsonb"]
+COPY_TYPES = ["text", "text", "timestamptz", "int2", "float8", "text", "bool", "json", "text", "jsonb", "json"]
 
 Row = tuple[Any, ...]
 Key = tuple[str, str, Any]
@@ -29,10 +29,10 @@ def point_row(device_id: str, point: Point) -> Row:
         num,
         text,
         flag,
-        None if obj is None else Jsonb(obj),
+        None if obj is None else Json(obj),
         point.unit,
         Jsonb(point.tags) if point.tags else None,
-        Jsonb(point.metadata) if point.metadata else None,
+        Json(point.metadata) if point.metadata else None,
     )
 
 

@@ -17,7 +17,7 @@ from telemetry_schemas.api.queries import LatestValueResponse, QueryRequest, Tel
 
 _query_decoder = msgspec.json.Decoder(QueryRequest)
 _TAGS = ["queries"]
-MAX_LOOKBACK = timedelta(days=3650)
+MAX_LOOKBACK = timedelta(days=36_500)
 
 
 @get("/api/v1/telemetry/devices/{device_id:str}/metrics/{metric_name:str}/latest", tags=_TAGS,
@@ -35,7 +35,7 @@ async def get_latest(
     except ValueError as exc:
         raise bad_request(f"lookback: {exc}") from None
     if window > MAX_LOOKBACK:
-        raise bad_request("lookback: must be at most 3650d")
+        raise bad_request("lookback: must be at most 36500d (100 years)")
     since = datetime.now(UTC) - window
     found = await latest_value(state_of(request).pool, device_id, metric_name, since)
     if found is None:

@@ -3,7 +3,7 @@
 from typing import Any
 
 from psycopg import AsyncCursor
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 from telemetry_core.topology import LATEST_PROJECTION, ConsumerSpec
 from telemetry_core.value_columns import to_columns
@@ -41,7 +41,7 @@ async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
             params.append(
                 (
                     notice.device_id, p.metric_name, p.timestamp, int(kind), num, text, flag,
-                    None if obj is None else Jsonb(obj), p.unit, Jsonb(p.tags), Jsonb(p.metadata),
+                    None if obj is None else Json(obj), p.unit, Jsonb(p.tags), Json(p.metadata),
                 )
             )  # fmt: skip
     # Rows of one statement run in order, so a later notice's point overrides an earlier one's.

@@ -27,6 +27,9 @@ class Rejected:
     reason: str
 
 
+# A batch that fails this many deliveries is retried one message at a time.
+_ISOLATE_AFTER = 2
+
 Handler = Callable[[list[Msg]], Awaitable[list[Rejected]]]
 
 
@@ -68,7 +71,13 @@ async def _handle(
         stats.dead_lettered += 1
         await _dead_letter(js, worker, msgs[0], str(exc), log)
         return
-    except Exception as exc:
+    except Exception as exc:  # anything else is retried, then dead-lettered
+        if len(msgs) > 1 and max(m.metadata.num_delivered or 1 for m in msgs) >= _ISOLATE_AFTER:
+            # Failed before as a batch: one message may be poison. Go one at a time so the rest land.
+            log.warning("batch_failed_again_isolating", error=repr(exc), messages=len(msgs))
+            for msg in msgs:
+                await _handle(js, worker, handler, [msg], max_deliveries, log, stats)
+            return
         stats.retried += len(msgs)
         log.warning("batch_failed_will_retry", error=repr(exc), messages=len(msgs), exc_info=True)
         for msg in msgs:

@@ -5,6 +5,7 @@ Content-Length) so that the client spends as little of the shared 2 cores as pos
 """
 
 import asyncio
+import time
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -17,10 +18,15 @@ class Poster(Protocol):
     async def aclose(self) -> None: ...
 
 
+# uvicorn closes a keep-alive connection after 5 s idle; never reuse one that may be closing.
+MAX_IDLE_S = 3.0
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = time.monotonic()
 
     def close(self) -> None:
         self.writer.close()
@@ -42,15 +48,25 @@ class RawClient:
         reader, writer = await asyncio.open_connection(self._host, self._port, limit=1 << 22)
         return _Connection(reader, writer)
 
+    async def _take(self) -> _Connection:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.idle_since < MAX_IDLE_S:
+                return conn
+            conn.close()
+        return await self._connect()
+
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         async with self._slots:
-            conn = self._idle.pop() if self._idle else await self._connect()
+            conn = await self._take()
             try:
                 status, data, keep = await self._exchange(conn, path, body)
             except BaseException:
                 conn.close()
                 raise
             if keep:
+                conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             else:
                 conn.close()
@@ -91,6 +107,15 @@ class HttpxClient:
             timeout=60,
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
         )
+
+    async def _take(self) -> _Connection:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.idle_since < MAX_IDLE_S:
+                return conn
+            conn.close()
+        return await self._connect()
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         response = await self._client.post(path, content=body)

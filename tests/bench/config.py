@@ -30,12 +30,14 @@ class BenchConfig:
     latency_concurrency: int
     client: str  # "raw" (minimal asyncio HTTP/1.1 client) or "httpx"
     drain_timeout_s: float  # give up waiting for points to become queryable after this long
+    extra_ingest_workers: int  # > 0: one more sustained run with this many more ingest-worker processes
+    profile: bool  # sample gateway and ingest worker with py-spy during the sustained run (if installed)
 
     @classmethod
     def from_env(cls) -> "BenchConfig":
         return cls(
-            points=_int("BENCH_POINTS", 300_000),
-            baseline_points=_int("BENCH_BASELINE_POINTS", 300_000),
+            points=_int("BENCH_POINTS", 1_000_000),
+            baseline_points=_int("BENCH_BASELINE_POINTS", 500_000),
             batch_size=_int("BENCH_BATCH_SIZE", 1000),
             devices=_int("BENCH_DEVICES", 50),
             concurrency=_int("BENCH_CONCURRENCY", 8),
@@ -46,4 +48,6 @@ class BenchConfig:
             latency_concurrency=_int("BENCH_LATENCY_CONCURRENCY", 16),
             client=os.environ.get("BENCH_CLIENT", "raw").strip().lower() or "raw",
             drain_timeout_s=_float("BENCH_DRAIN_TIMEOUT", 180.0),
+            extra_ingest_workers=_int("BENCH_EXTRA_INGEST_WORKERS", 1),
+            profile=os.environ.get("BENCH_PROFILE", "") == "1",
         )

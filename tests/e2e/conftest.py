@@ -36,6 +36,8 @@ def wait_rows(servers: Servers, device: str, count: int, timeout: float = 15) ->
 def wait_latest(client: httpx.Client, device: str, metric: str, **params: str) -> dict[str, Any]:
     def latest() -> dict[str, Any] | None:
         r = client.get(f"/api/v1/telemetry/devices/{device}/metrics/{metric}/latest", params=params)
+        if r.status_code not in (200, 404):
+            raise RuntimeError(f"latest answered {r.status_code}: {r.text}")  # not worth waiting for
         return r.json() if r.status_code == 200 else None
 
     return eventually(latest, timeout=15, what=f"latest {metric} of {device}")

@@ -7,10 +7,10 @@ CREATE TABLE telemetry.points (
     value_num   double precision,
     value_text  text,
     value_bool  boolean,
-    value_json  jsonb,
+    value_json  json,      -- json, not jsonb: kept verbatim, so numbers read back as written
     unit        text,
     tags        jsonb,
-    metadata    jsonb,
+    metadata    json,
     PRIMARY KEY (device_id, metric_name, time)
 ) PARTITION BY RANGE (time);
 

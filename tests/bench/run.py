@@ -1,0 +1,216 @@
+"""`make bench`: start a durable PostgreSQL, NATS and the stack in a temp dir, measure, write docs/benchmarks.md."""
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import uvloop
+
+from telemetry_core.embedded import EmbeddedServer, start_nats, start_postgres
+from telemetry_core.migrate import migrate
+from tests.bench import extra
+from tests.bench.backlog import Backlog
+from tests.bench.baseline import run_baseline
+from tests.bench.client import Poster, make_client
+from tests.bench.config import BenchConfig
+from tests.bench.e2e import SustainedResult, run_sustained, warm_up
+from tests.bench.lag import run_lag
+from tests.bench.latency import run_latency
+from tests.bench.machine import machine_info
+from tests.bench.procs import Monitor, PhaseCpu, Watched, vm_hwm
+from tests.bench.profile import Profile, Profiler, py_spy
+from tests.bench.report import Results, observations, stdout_text, write_markdown
+from tests.support.servers import Servers
+from tests.support.stack import PROCESSES, Stack
+
+T = TypeVar("T")
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+class Bench:
+    """The phases, in order, against one running stack; each phase's CPU use is recorded."""
+
+    def __init__(self, cfg: BenchConfig, stack: Stack, servers: Servers, monitor: Monitor, work_dir: Path) -> None:
+        self.cfg = cfg
+        self.stack = stack
+        self.db = servers.database_url
+        self.nats_url = servers.nats_url
+        self.monitor = monitor
+        self.work_dir = work_dir
+        self.phases: list[PhaseCpu] = []
+        self.profiles: list[Profile] = []
+        self.extra_memory: list[tuple[str, int, str]] = []
+
+    async def timed(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+        before = self.monitor.snapshot()
+        result = await fn()
+        self.phases.append(self.monitor.phase(name, before, self.monitor.snapshot()))
+        return result
+
+    def _profiler(self) -> Profiler | None:
+        if not self.cfg.profile:
+            return None
+        binary = py_spy()
+        if binary is None:
+            say("BENCH_PROFILE=1 but py-spy is not installed (.venv/bin/pip install py-spy): not profiling")
+            return None
+        pids = {n: self.stack.procs[n].pid for n in ("gateway", "ingest-worker")}
+        return Profiler(binary, pids, self.work_dir / "profile")
+
+    async def sustained(self, client: Poster, backlog: Backlog, prefix: str) -> SustainedResult:
+        c = self.cfg
+        return await run_sustained(
+            client, self.db, backlog, total=c.points, batch_size=c.batch_size, devices=c.devices,
+            concurrency=c.concurrency, timeout_s=c.drain_timeout_s, prefix=prefix,
+        )  # fmt: skip
+
+    async def run(self) -> dict[str, object]:
+        c = self.cfg
+        out: dict[str, object] = {}
+        backlog = await Backlog.connect(self.nats_url)
+        client = make_client(c.client, self.stack.url, self.stack.headers, max(c.concurrency, c.latency_concurrency))
+        try:
+            say(f"baseline: {c.baseline_points:,} points, COPY + upsert in {c.batch_size}-point transactions")
+            out["baseline"] = base = await self.timed(
+                "baseline", lambda: run_baseline(self.db, c.baseline_points, c.batch_size, c.devices)
+            )
+            say(f"  {base.rate:,.0f} points/s")
+
+            say("warm-up")
+            await warm_up(client, self.db, backlog, c.concurrency * 2, c.concurrency)
+
+            say(f"sustained: {c.points:,} points, {c.concurrency} clients, 1 ingest worker")
+            profiler = self._profiler()
+            if profiler is not None:
+                profiler.start()
+            # The CPU window ends when the points are queryable (the projection catches up after it).
+            out["sustained"] = s = await self.timed("sustained", lambda: self.sustained(client, backlog, "bench-e2e"))
+            if profiler is not None:
+                self.profiles = profiler.stop(s.queryable_s)
+            say(f"  {s.rate:,.0f} points/s queryable, {s.acked_rate:,.0f} points/s acknowledged")
+            await backlog.wait_idle(c.drain_timeout_s)
+
+            say(f"lag: {c.lag_batches} batches of {c.lag_batch_points}, one per {c.lag_interval_ms:g} ms")
+            out["lag"] = await self.timed(
+                "lag",
+                lambda: run_lag(
+                    client, self.db, batches=c.lag_batches, points=c.lag_batch_points,
+                    interval_ms=c.lag_interval_ms, timeout_s=c.drain_timeout_s,
+                ),
+            )  # fmt: skip
+            await backlog.wait_idle(c.drain_timeout_s)
+
+            say(f"latency: {c.latency_requests:,} single-point POSTs at concurrency {c.latency_concurrency}")
+            out["latency"] = await self.timed(
+                "latency", lambda: run_latency(client, requests=c.latency_requests, concurrency=c.latency_concurrency)
+            )
+            await backlog.wait_idle(c.drain_timeout_s)
+
+            out["scaled"] = await self.scaled(client, backlog) if c.extra_ingest_workers > 0 else None
+        finally:
+            await client.aclose()
+            await backlog.close()
+        return out
+
+    async def scaled(self, client: Poster, backlog: Backlog) -> SustainedResult:
+        """The sustained run again with more ingest-worker processes."""
+        n = self.cfg.extra_ingest_workers + 1
+        say(f"sustained: {self.cfg.points:,} points, {n} ingest workers")
+        procs = extra.start_ingest_workers(self.stack, n - 1)
+        names = [f"ingest-worker-{i + 2}" for i in range(n - 1)]
+        try:
+            await asyncio.sleep(2.0)  # let them connect and bind to the consumer
+            for name, proc in zip(names, procs, strict=True):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}")
+                self.monitor.watched.append(Watched(name, proc.pid))
+            s = await self.timed(f"sustained, {n} workers", lambda: self.sustained(client, backlog, "bench-e2e-x"))
+            say(f"  {s.rate:,.0f} points/s queryable")
+            await backlog.wait_idle(self.cfg.drain_timeout_s)
+            self.extra_memory = [(name, vm_hwm(proc.pid), "VmHWM") for name, proc in zip(names, procs, strict=True)]
+        finally:
+            self.monitor.watched[:] = [w for w in self.monitor.watched if w.name not in names]
+            extra.stop(procs)
+        return s
+
+
+def _stop(what: str, fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:
+        say(f"stopping {what} failed:\n{traceback.format_exc()}")
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    cfg = BenchConfig.from_env()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    root = Path(tempfile.mkdtemp(prefix="telemetry-bench-"))
+    keep = os.environ.get("BENCH_KEEP", "") == "1"
+    nats: EmbeddedServer | None = None
+    postgres: EmbeddedServer | None = None
+    stack: Stack | None = None
+    monitor: Monitor | None = None
+    try:
+        say(f"starting nats-server and a durable PostgreSQL under {root}")
+        nats = start_nats(root / "nats")
+        postgres = start_postgres(root / "postgres", durable=True)
+        migrate(postgres.url)
+        servers = Servers(nats, postgres)
+        stack = Stack(servers, root / "logs")
+        stack.start_all()
+        watched = [Watched(name, stack.procs[name].pid) for name in PROCESSES]
+        watched += [Watched("nats-server", nats.proc.pid), Watched("postgres", postgres.proc.pid, tree=True)]
+        monitor = Monitor(watched)
+        monitor.start()
+        bench = Bench(cfg, stack, servers, monitor, root)
+        measured = uvloop.run(bench.run())
+        results = Results(
+            config=cfg,
+            machine=machine_info(postgres.url, root, stack.env()),
+            memory=monitor.memory() + bench.extra_memory,
+            phases=bench.phases,
+            profiles=bench.profiles,
+            **measured,  # type: ignore[arg-type]
+        )
+        results.notes = observations(results)
+        print()
+        print(stdout_text(results))
+        write_markdown(results, DOC)
+        say(f"wrote {DOC}")
+    except BaseException:
+        if stack is not None:
+            for name in PROCESSES:
+                sys.stderr.write(f"--- {name} log tail ---\n{stack.log_tail(name)}\n")
+        raise
+    finally:
+        if monitor is not None:
+            monitor.stop()
+        if stack is not None:
+            _stop("the stack", stack.stop_all)
+        if postgres is not None:
+            _stop("postgres", postgres.stop)
+        if nats is not None:
+            _stop("nats-server", nats.stop)
+        if keep:
+            say(f"kept {root} (logs under {root / 'logs'})")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
