@@ -51,7 +51,7 @@ def machine_info(database_url: str, data_dir: Path, env: dict[str, str]) -> dict
         "python": sys.version.split()[0],
         "postgresql": pg[0] if pg else "?",
         "postgresql settings": durability,
-        "nats-server": nats_version.stdout.strip() or nats_version.stderr.strip(),
+        "nats-server": (nats_version.stdout.strip() or nats_version.stderr.strip()).removeprefix("nats-server: "),
         "data directory filesystem": _filesystem(data_dir),
         "ingest batch": str(settings.ingest_fetch_batch),
     }

@@ -73,11 +73,11 @@ class PhaseCpu:
 
 @dataclass
 class Monitor:
-    """Samples RSS (to catch the peak sum over postgres backends) and snapshots CPU per phase."""
+    """Samples PSS (to catch the peak sum over postgres backends) and snapshots CPU per phase."""
 
     watched: list[Watched]
-    interval_s: float = 0.25
-    peak_tree_rss: dict[str, int] = field(default_factory=dict)
+    interval_s: float = 0.5
+    peak_tree_pss: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -98,13 +98,13 @@ class Monitor:
             for w in self.watched:
                 if not w.tree:
                     continue
-                rss = 0
+                pss = 0
                 for p in _tree(w.pid):
                     try:
-                        rss += p.memory_info().rss
-                    except psutil.Error:
+                        pss += p.memory_full_info().pss
+                    except (psutil.Error, AttributeError):
                         continue
-                self.peak_tree_rss[w.name] = max(self.peak_tree_rss.get(w.name, 0), rss)
+                self.peak_tree_pss[w.name] = max(self.peak_tree_pss.get(w.name, 0), pss)
 
     def snapshot(self) -> tuple[float, dict[str, float], tuple[float, float, float]]:
         return time.monotonic(), {w.name: cpu_seconds(w.pid, w.tree) for w in self.all_watched()}, machine_cpu()
@@ -123,24 +123,18 @@ class Monitor:
         )
 
     def memory(self) -> list[tuple[str, int, str]]:
-        """(process, peak RSS bytes, how it was measured) for every watched process."""
+        """(process, peak memory bytes, how it was measured) for every watched process."""
         out = []
         for w in self.all_watched():
             if not w.tree:
-                out.append((w.name, vm_hwm(w.pid), "VmHWM"))
+                out.append((w.name, vm_hwm(w.pid), "VmHWM (peak RSS)"))
                 continue
             procs = _tree(w.pid)
-            hwm_sum = sum(vm_hwm(p.pid) for p in procs)
-            pss = 0
-            for p in procs:
-                try:
-                    pss += p.memory_full_info().pss
-                except (psutil.Error, AttributeError):
-                    continue
+            largest = max((vm_hwm(p.pid) for p in procs), default=0)
             note = (
-                f"sum of VmHWM over postmaster + {len(procs) - 1} live children; shared_buffers pages are "
-                f"counted once per process that touched them. Peak sampled sum of RSS "
-                f"{self.peak_tree_rss.get(w.name, 0) / MiB:.0f} MiB; PSS sum at end {pss / MiB:.0f} MiB"
+                f"peak of the summed PSS of the postmaster and all backends, sampled every {self.interval_s:g} s "
+                f"(PSS splits shared_buffers among the processes mapping it, so the sum is real memory); "
+                f"largest single-process VmHWM {largest / MiB:.0f} MiB"
             )
-            out.append((w.name, hwm_sum, note))
+            out.append((w.name, self.peak_tree_pss.get(w.name, 0), note))
         return out

@@ -166,7 +166,7 @@ def stdout_text(r: Results) -> str:
     return "\n\n".join(
         [
             _text_table(["Measure", "Result", "Target", "Status"], summary_rows(r)),
-            _text_table(["Process", "Peak RSS", "How"], [(n, p, h[:60]) for n, p, h in memory_rows(r)]),
+            _text_table(["Process", "Peak memory", "How"], [(n, p, h[:60]) for n, p, h in memory_rows(r)]),
             "CPU, % of one core (200% = both cores busy):\n" + _text_table(head, cpu),
             *profile_text(r, _text_table),
             *(["Observations:\n" + "\n".join(f"- {n}" for n in r.notes)] if r.notes else []),
@@ -206,8 +206,8 @@ def observations(r: Results) -> list[str]:
         )
     elif worker < 85 and busy < 0.9 * cores and 70 <= worker + pg <= 130:
         notes.append(
-            f"No process saturates a core and the machine is not saturated, yet the ingest worker ({worker:.0f}%) "
-            f"plus PostgreSQL ({pg:.0f}%) add up to about one core: the worker's loop is serial (fetch → decode → "
+            f"No process saturates a core and the machine had {cores - busy:.0f}% of a core idle, yet the ingest "
+            f"worker ({worker:.0f}%) plus PostgreSQL ({pg:.0f}%) add up to about one core: the worker's loop is serial (fetch → decode → "
             "COPY + upsert + commit → notices → ack), so its Python work and PostgreSQL's work alternate instead "
             "of overlapping. The limit is that serialization, not a full CPU."
         )
@@ -277,7 +277,7 @@ stores to files in the same directory.
 
 ### Peak memory
 
-{_table(["Process", "Peak RSS", "How it is measured"], memory_rows(r))}
+{_table(["Process", "Peak memory", "How it is measured"], memory_rows(r))}
 
 ### CPU by phase
 
@@ -298,7 +298,7 @@ kernel threads); when it is large, the rates are pessimistic.
    (`ingest_worker.rows.RowSet` → `ingest_worker.writer.write_rows`, i.e. COPY BINARY into the temp
    stage then `INSERT … ON CONFLICT DO UPDATE`), {c.batch_size}-point transactions, {c.baseline_points:,}
    points over {c.devices} device ids (`bench-base-*`) that no other phase uses. Rows are built before
-   the clock starts; the time is COPY + upsert + commit only.
+   the clock starts; the time (and the phase's CPU window) is COPY + upsert + commit only.
 2. **End-to-end sustained.** After a warm-up ({c.concurrency * 2} batches, waited until queryable),
    {c.points:,} points in batches of {c.batch_size} to `POST /api/v1/telemetry/devices/{{id}}/telemetry/batch`
    from {c.concurrency} concurrent keep-alive connections ({c.client} client, bodies encoded before the
@@ -320,7 +320,8 @@ kernel threads); when it is large, the rates are pessimistic.
    processes on the same durable consumer, as `telemetry run` starts with `TELEMETRY_INGEST_WORKERS`.
    The table is larger by then, which slightly favours the first run.
 6. **Memory.** `VmHWM` (peak RSS) from `/proc/<pid>/status` of each process at the end of the run.
-   For PostgreSQL, see the note in the table.
+   PostgreSQL forks a backend per connection and its backends come and go, so it is the peak of the
+   summed PSS of the whole process tree, sampled during the run.
 
 Points: timestamps spread evenly over the last hour (RFC 3339 with microseconds and `Z`), metric
 names cycling through 5 names, float values; (device, metric, time) never repeats, so every point

@@ -17,7 +17,7 @@ from telemetry_core.embedded import EmbeddedServer, start_nats, start_postgres
 from telemetry_core.migrate import migrate
 from tests.bench import extra
 from tests.bench.backlog import Backlog
-from tests.bench.baseline import run_baseline
+from tests.bench.baseline import prepare_baseline, run_baseline
 from tests.bench.client import Poster, make_client
 from tests.bench.config import BenchConfig
 from tests.bench.e2e import SustainedResult, run_sustained, warm_up
@@ -82,9 +82,9 @@ class Bench:
         client = make_client(c.client, self.stack.url, self.stack.headers, max(c.concurrency, c.latency_concurrency))
         try:
             say(f"baseline: {c.baseline_points:,} points, COPY + upsert in {c.batch_size}-point transactions")
-            out["baseline"] = base = await self.timed(
-                "baseline", lambda: run_baseline(self.db, c.baseline_points, c.batch_size, c.devices)
-            )
+            prepared = prepare_baseline(c.baseline_points, c.batch_size, c.devices)
+            out["baseline"] = base = await self.timed("baseline", lambda: run_baseline(self.db, prepared))
+            prepared.clear()
             say(f"  {base.rate:,.0f} points/s")
 
             say("warm-up")
