@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,10 @@ class Profiler:
         self._out = out_dir
         self._rate = rate
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._started = 0.0
 
     def start(self) -> None:
+        self._started = time.monotonic()
         self._out.mkdir(parents=True, exist_ok=True)
         for name, pid in self._targets.items():
             argv = [
@@ -49,7 +52,8 @@ class Profiler:
             self._procs[name] = subprocess.Popen(argv, stdout=log, stderr=log)
             log.close()
 
-    def stop(self, seconds: float) -> list[Profile]:
+    def stop(self) -> list[Profile]:
+        seconds = time.monotonic() - self._started
         for proc in self._procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

@@ -204,12 +204,12 @@ def observations(r: Results) -> list[str]:
             f"{top[0][0]} ran at {top[0][1]:.0f}% of a core: a single-threaded process near 100% is the ceiling "
             "of its stage."
         )
-    elif worker < 85 and busy < 0.9 * cores and 70 <= worker + pg <= 130:
+    elif worker < 85 and 70 <= worker + pg <= 130:
         notes.append(
-            f"No process saturates a core and the machine had {cores - busy:.0f}% of a core idle, yet the ingest "
-            f"worker ({worker:.0f}%) plus PostgreSQL ({pg:.0f}%) add up to about one core: the worker's loop is serial (fetch → decode → "
-            "COPY + upsert + commit → notices → ack), so its Python work and PostgreSQL's work alternate instead "
-            "of overlapping. The limit is that serialization, not a full CPU."
+            f"Neither the ingest worker ({worker:.0f}%) nor PostgreSQL ({pg:.0f}%) is near 100% of a core, but "
+            "together they make about one core: the worker's loop is serial (fetch → decode → COPY + upsert + "
+            "commit → notices → ack), so its Python work and PostgreSQL's work alternate instead of overlapping. "
+            "The limit is that serialization (plus, per point, PostgreSQL's upsert cost), not one saturated CPU."
         )
     if busy >= 0.9 * cores:
         notes.append(

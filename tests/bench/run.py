@@ -94,10 +94,13 @@ class Bench:
             profiler = self._profiler()
             if profiler is not None:
                 profiler.start()
-            # The CPU window ends when the points are queryable (the projection catches up after it).
-            out["sustained"] = s = await self.timed("sustained", lambda: self.sustained(client, backlog, "bench-e2e"))
-            if profiler is not None:
-                self.profiles = profiler.stop(s.queryable_s)
+            try:
+                # The CPU window ends when the points are queryable (the projection catches up after it).
+                s = await self.timed("sustained", lambda: self.sustained(client, backlog, "bench-e2e"))
+            finally:
+                if profiler is not None:
+                    self.profiles = profiler.stop()
+            out["sustained"] = s
             say(f"  {s.rate:,.0f} points/s queryable, {s.acked_rate:,.0f} points/s acknowledged")
             await backlog.wait_idle(c.drain_timeout_s)
 
@@ -138,7 +141,8 @@ class Bench:
             s = await self.timed(f"sustained, {n} workers", lambda: self.sustained(client, backlog, "bench-e2e-x"))
             say(f"  {s.rate:,.0f} points/s queryable")
             await backlog.wait_idle(self.cfg.drain_timeout_s)
-            self.extra_memory = [(name, vm_hwm(proc.pid), "VmHWM") for name, proc in zip(names, procs, strict=True)]
+            peaks = zip(names, (vm_hwm(proc.pid) for proc in procs), strict=True)
+            self.extra_memory = [(name, peak, "VmHWM (peak RSS)") for name, peak in peaks]
         finally:
             self.monitor.watched[:] = [w for w in self.monitor.watched if w.name not in names]
             extra.stop(procs)
