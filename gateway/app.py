@@ -7,6 +7,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from gateway.auth.guard import require_api_key
 from gateway.errors import handle_exception
 from gateway.lifespan import make_lifespan
+from gateway.openapi_docs import document_request_bodies
 from gateway.routes import health, ingest, queries
 from telemetry_core import __version__
 from telemetry_core.settings import Settings
@@ -14,7 +15,7 @@ from telemetry_core.settings import Settings
 
 def create_app(settings: Settings) -> Litestar:
     """Build the Litestar app: routes, the auth guard, the error mapping and the lifespan."""
-    return Litestar(
+    app = Litestar(
         route_handlers=[*health.ROUTES, *ingest.ROUTES, *queries.ROUTES],
         guards=[require_api_key],
         exception_handlers={Exception: handle_exception},
@@ -38,3 +39,5 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
     )
+    document_request_bodies(app)
+    return app

@@ -38,7 +38,7 @@ class IngestHandler:
         self._js = js
         self._prefix = event_prefix
         self._log = log
-        self._partitions = PartitionCache()
+        self.partitions = PartitionCache()
         self.points_written = 0
 
     def _decode(self, msg: Msg) -> tuple[str, list[Point], list[PointError], list[msgspec.Raw]] | str:
@@ -75,7 +75,7 @@ class IngestHandler:
         if len(rows):
             try:
                 async with self._pool.connection() as conn:
-                    await self._partitions.ensure(conn, rows.days())
+                    await self.partitions.ensure(conn, rows.days())
                     await write_rows(conn, rows.rows())
             except (psycopg.DataError, psycopg.IntegrityError) as exc:
                 # The data itself is unstorable: retrying cannot help (the loop isolates the message).

@@ -1,16 +1,34 @@
 """`telemetry ingest-worker`: consume POINTS into PostgreSQL until SIGTERM."""
 
 import asyncio
+import contextlib
 import os
 import signal
+from datetime import UTC, datetime, timedelta
+
+from psycopg_pool import AsyncConnectionPool
 
 from ingest_worker.handler import WORKER, IngestHandler
+from ingest_worker.writer import PartitionCache
 from telemetry_core import consumer_loop
 from telemetry_core.logging import configure_logging
 from telemetry_core.nats_conn import connect
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
 from telemetry_core.topology import INGEST, ensure_topology
+
+
+async def create_partitions_ahead(
+    pool: AsyncConnectionPool, cache: PartitionCache, days: int, stop: asyncio.Event
+) -> None:
+    """Keep partitions for today and the next ``days`` days in place, checking hourly."""
+    while not stop.is_set():
+        today = datetime.now(UTC).date()
+        with contextlib.suppress(Exception):  # best effort: the write path creates what it needs anyway
+            async with pool.connection() as conn:
+                await cache.ensure(conn, {today + timedelta(days=i) for i in range(days + 1)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=3600)
 
 
 async def serve(settings: Settings) -> None:
@@ -27,12 +45,14 @@ async def serve(settings: Settings) -> None:
     pool = make_pool(database_url, min_size=1, max_size=2, timeout_s=30.0)
     await pool.open(wait=True, timeout=30.0)
     handler = IngestHandler(pool, nc, js, settings.event_prefix, log)
+    ahead = asyncio.create_task(create_partitions_ahead(pool, handler.partitions, settings.partitions_ahead_days, stop))
     try:
         await consumer_loop.run(
             js, INGEST, WORKER, handler, stop,
             batch=settings.ingest_fetch_batch, max_deliveries=settings.max_deliveries, log=log,
         )  # fmt: skip
     finally:
+        ahead.cancel()
         log.info("stopping", points_written=handler.points_written)
         await pool.close()
         await nc.drain()

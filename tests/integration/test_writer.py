@@ -56,3 +56,18 @@ async def test_partitions_are_created_for_new_days(pool: AsyncConnectionPool) ->
         cur = await conn.execute("SELECT to_regclass('telemetry.points_p20770707') IS NOT NULL")
         assert (await cur.fetchone()) == (True,)
     assert await stored(pool, device) == [("t", day, 1.0, None, None, None)]
+
+
+async def test_worker_creates_partitions_ahead(stack, servers) -> None:  # noqa: ARG001 - stack runs the worker
+    import psycopg
+
+    from tests.support.eventually import eventually
+
+    ahead = datetime.now(UTC).date() + timedelta(days=7)
+
+    def exists() -> bool:
+        with psycopg.connect(servers.database_url) as conn:
+            name = f"telemetry.points_p{ahead:%Y%m%d}"
+            return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+    eventually(exists, timeout=30, what="partition a week ahead")
