@@ -3,10 +3,8 @@
 import asyncio
 import os
 import signal
-import sys
-from typing import cast
 
-from projection_worker.projections import latest_values
+from projection_worker.projections import latest_values, metric_definitions
 from projection_worker.runner import Projection, ProjectionRunner
 from telemetry_core import consumer_loop
 from telemetry_core.logging import configure_logging
@@ -15,7 +13,7 @@ from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
 from telemetry_core.topology import ensure_topology
 
-PROJECTIONS: list[Projection] = [cast(Projection, sys.modules[latest_values.__name__])]
+PROJECTIONS: list[Projection] = [latest_values, metric_definitions]
 
 
 async def serve(settings: Settings) -> None:

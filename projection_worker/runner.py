@@ -17,6 +17,7 @@ class Projection(Protocol):
 
     NAME: str
     SPEC: ConsumerSpec
+    TABLES: tuple[str, ...]
 
     def decode(self, data: bytes) -> Any:
         """Decode one message (raise msgspec.DecodeError when it cannot be)."""

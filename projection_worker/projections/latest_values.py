@@ -12,6 +12,7 @@ from telemetry_schemas.notices import PointsStored
 
 NAME = "latest_values"
 SPEC: ConsumerSpec = LATEST_PROJECTION
+TABLES: tuple[str, ...] = ("telemetry.latest_values",)
 
 # A newer (or equal: a later write of the same instant) point replaces the stored one.
 _UPSERT = """

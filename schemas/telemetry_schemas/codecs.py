@@ -1,12 +1,14 @@
 """Encoders and decoders, each built once (msgspec perf tip: reuse them on hot paths)."""
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from telemetry_schemas.commands import RecordPoints
 from telemetry_schemas.dead_letter import DeadLetter
+from telemetry_schemas.events import DomainEvent
 from telemetry_schemas.notices import PointsStored
 from telemetry_schemas.values import Point, point_problem
 
@@ -15,6 +17,7 @@ point_decoder = msgspec.json.Decoder(Point)
 record_points_decoder = msgspec.json.Decoder(RecordPoints)
 points_stored_decoder = msgspec.json.Decoder(PointsStored)
 dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
+domain_event_decoder = msgspec.json.Decoder(DomainEvent)
 raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 any_decoder = msgspec.json.Decoder(Any)
 
@@ -22,6 +25,8 @@ any_decoder = msgspec.json.Decoder(Any)
 # store it: reject it at the edge rather than accept a point that could never be written.
 _NUL = b"\\u0000"
 _NUL_REASON = "strings must not contain the NUL character (\\u0000)"
+PointCheck = Callable[[Point], tuple[str, str] | None]
+
 _AT_PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
 
 
@@ -42,12 +47,15 @@ def split_validation_error(exc: msgspec.DecodeError | msgspec.ValidationError) -
     return match["path"], match["msg"]
 
 
-def decode_points(raws: list[msgspec.Raw], prefix: str) -> tuple[list[Point], list[PointError]]:
+def decode_points(
+    raws: list[msgspec.Raw], prefix: str, check: PointCheck | None = None
+) -> tuple[list[Point], list[PointError]]:
     """Decode and check each raw point alone, so one bad point never costs the good ones.
 
     Args:
         raws: the items of a JSON array of points, undecoded.
         prefix: the array's path in the request, used in error fields (e.g. ``data_points``).
+        check: an extra rule (e.g. the metric's definition); returns (field, reason) or None.
 
     Returns:
         The valid points in order, and one error per invalid point with its index and field.
@@ -66,6 +74,8 @@ def decode_points(raws: list[msgspec.Raw], prefix: str) -> tuple[list[Point], li
             errors.append(PointError(index=index, field=f"{where}{path}", error=msg))
             continue
         problem = point_problem(point)
+        if problem is None and check is not None:
+            problem = check(point)
         if problem is not None:
             field, msg = problem
             errors.append(PointError(index=index, field=f"{where}.{field}", error=msg))

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("ingest-worker", help="consume POINTS into PostgreSQL")
     sub.add_parser("projection-worker", help="build the read models")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
+    replay = sub.add_parser("replay", help="rebuild a read model from its stream (stop projection workers first)")
+    replay.add_argument("projection", help="latest_values or metric_definitions")
     sub.add_parser("apikey", help="print a new random API key")
     args = parser.parse_args(argv)
     try:
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
             _migrate()
         elif args.command == "apikey":
             _apikey()
+        elif args.command == "replay":
+            replay_main: Callable[[str], None] = importlib.import_module("projection_worker.replay").main
+            replay_main(args.projection)
         else:
             _load(ENTRY_POINTS[args.command])()
     except ConfigurationError as exc:

@@ -23,6 +23,8 @@ DLQ_STREAM = "DLQ"
 
 INGEST_CONSUMER = "ingest"
 LATEST_PROJECTION_CONSUMER = "projection_latest"
+METRIC_DEFINITIONS_CONSUMER = "projection_metric_definitions"
+METRIC_EVENTS = "telemetry.events.metric.>"
 
 _DAY = 86_400
 
@@ -40,6 +42,11 @@ def stored_subject(device_id: str) -> str:
 def event_subject(kind: str, key: str) -> str:
     """Subject of a domain event; kind "metric" and key "temperature" give telemetry.events.metric.temperature."""
     return f"telemetry.events.{kind}.{key}"
+
+
+def metric_subject(name: str) -> str:
+    """Subject holding one metric definition's events; its last message is the current state."""
+    return event_subject("metric", name)
 
 
 def dlq_subject(worker: str) -> str:
@@ -116,7 +123,8 @@ class ConsumerSpec:
 
 INGEST = ConsumerSpec(POINTS_STREAM, INGEST_CONSUMER, "telemetry.points.>")
 LATEST_PROJECTION = ConsumerSpec(NOTICES_STREAM, LATEST_PROJECTION_CONSUMER, "telemetry.stored.>")
-CONSUMERS = (INGEST, LATEST_PROJECTION)
+METRIC_DEFINITIONS_PROJECTION = ConsumerSpec(EVENTS_STREAM, METRIC_DEFINITIONS_CONSUMER, METRIC_EVENTS)
+CONSUMERS = (INGEST, LATEST_PROJECTION, METRIC_DEFINITIONS_PROJECTION)
 
 
 async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:

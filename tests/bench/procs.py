@@ -52,11 +52,30 @@ def machine_cpu() -> tuple[float, float, float]:
     return total - t.idle - getattr(t, "iowait", 0.0), getattr(t, "iowait", 0.0), total
 
 
+def _others(ours: set[int]) -> dict[int, tuple[str, float]]:
+    """CPU seconds of every process that is not ours, by pid (kernel threads included)."""
+    out = {}
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        if p.pid in ours or p.info["cpu_times"] is None:
+            continue
+        t = p.info["cpu_times"]
+        out[p.pid] = (p.info["name"] or "?", t.user + t.system)
+    return out
+
+
 @dataclass
 class Watched:
     name: str
     pid: int
     tree: bool = False  # postgres: the postmaster and every backend
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: float
+    cpu: dict[str, float]
+    machine: tuple[float, float, float]
+    others: dict[int, tuple[str, float]]
 
 
 @dataclass
@@ -69,6 +88,7 @@ class PhaseCpu:
     machine_busy_s: float
     machine_iowait_s: float
     machine_total_s: float
+    top_others: list[tuple[str, float]]  # (name, CPU seconds) of the busiest processes that are not ours
 
 
 @dataclass
@@ -106,20 +126,33 @@ class Monitor:
                         continue
                 self.peak_tree_pss[w.name] = max(self.peak_tree_pss.get(w.name, 0), pss)
 
-    def snapshot(self) -> tuple[float, dict[str, float], tuple[float, float, float]]:
-        return time.monotonic(), {w.name: cpu_seconds(w.pid, w.tree) for w in self.all_watched()}, machine_cpu()
+    def snapshot(self) -> Snapshot:
+        watched = self.all_watched()
+        ours = {p.pid for w in watched for p in (_tree(w.pid) if w.tree else [])} | {w.pid for w in watched}
+        return Snapshot(
+            at=time.monotonic(),
+            cpu={w.name: cpu_seconds(w.pid, w.tree) for w in watched},
+            machine=machine_cpu(),
+            others=_others(ours),
+        )
 
     @staticmethod
-    def phase(name: str, before: tuple, after: tuple) -> PhaseCpu:
-        t0, c0, m0 = before
-        t1, c1, m1 = after
+    def phase(name: str, before: Snapshot, after: Snapshot) -> PhaseCpu:
+        others = []
+        for pid, (label, cpu) in after.others.items():
+            start = before.others.get(pid)
+            used = cpu - (start[1] if start is not None else 0.0)
+            if used > 0:
+                others.append((f"{label} ({pid})", used))
+        others.sort(key=lambda o: -o[1])
         return PhaseCpu(
             name=name,
-            wall_s=t1 - t0,
-            cpu_s={k: c1[k] - c0.get(k, 0.0) for k in c1},
-            machine_busy_s=m1[0] - m0[0],
-            machine_iowait_s=m1[1] - m0[1],
-            machine_total_s=m1[2] - m0[2],
+            wall_s=after.at - before.at,
+            cpu_s={k: after.cpu[k] - before.cpu.get(k, 0.0) for k in after.cpu},
+            machine_busy_s=after.machine[0] - before.machine[0],
+            machine_iowait_s=after.machine[1] - before.machine[1],
+            machine_total_s=after.machine[2] - before.machine[2],
+            top_others=others[:3],
         )
 
     def memory(self) -> list[tuple[str, int, str]]:

@@ -128,6 +128,9 @@ def cpu_rows(r: Results) -> tuple[list[str], list[list[str]]]:
         rows.append([name, *(f"{100 * p.cpu_s.get(name, 0.0) / p.wall_s:.0f}%" for p in r.phases)])
     rows.append(["other processes (not ours)", *(f"{100 * _other_s(p) / p.wall_s:.0f}%" for p in r.phases)])
     rows.append(["machine busy (all cores)", *(f"{100 * p.machine_busy_s / p.wall_s:.0f}%" for p in r.phases)])
+    rows.append(
+        ["  busiest of them", *("; ".join(f"{n} {100 * c / p.wall_s:.0f}%" for n, c in p.top_others) for p in r.phases)]
+    )
     rows.append(["machine iowait", *(f"{100 * p.machine_iowait_s / p.wall_s:.0f}%" for p in r.phases)])
     return header, rows
 
@@ -226,8 +229,9 @@ def observations(r: Results) -> list[str]:
     other = 100 * _other_s(sustained) / sustained.wall_s
     if other >= 10:
         notes.append(
-            f"Processes outside the benchmark used {other:.0f}% of a core during the sustained run (the machine is "
-            "shared): the rates are lower than on an idle machine."
+            f"Processes outside the stack and client used {other:.0f}% of a core during the sustained run (busiest: "
+            + ", ".join(f"{n} {100 * c / sustained.wall_s:.0f}%" for n, c in sustained.top_others)
+            + "): the rates are somewhat lower than on an otherwise idle machine."
         )
     client = share.get("bench client", 0.0)
     notes.append(
@@ -284,7 +288,8 @@ stores to files in the same directory.
 Percent of one core (user + system), from psutil CPU-time deltas over each phase; 200% means both
 cores. PostgreSQL is the postmaster plus all its children, including those that exited. "Other
 processes" is the machine's busy time not accounted to any of ours (other jobs on a shared machine,
-kernel threads); when it is large, the rates are pessimistic.
+kernel threads, the profiler when enabled); the row below it names the busiest such processes seen
+at both ends of the phase. When it is large, the rates are pessimistic.
 
 {_table(head, cpu)}
 

@@ -58,7 +58,7 @@ async def test_partitions_are_created_for_new_days(pool: AsyncConnectionPool) ->
     assert await stored(pool, device) == [("t", day, 1.0, None, None, None)]
 
 
-async def test_worker_creates_partitions_ahead(stack, servers) -> None:  # noqa: ARG001 - stack runs the worker
+async def test_worker_creates_partitions_ahead(stack, servers) -> None:
     import psycopg
 
     from tests.support.eventually import eventually
