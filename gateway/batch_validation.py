@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from telemetry_schemas.codecs import PointError, decode_points
+from telemetry_schemas.codecs import PointCheck, PointError, decode_points
 from telemetry_schemas.values import Point
 
 
@@ -17,9 +17,9 @@ class CheckedBatch:
     errors: list[PointError]
 
 
-def check_points(raws: list[msgspec.Raw], prefix: str) -> CheckedBatch:
-    """Validate each point alone; the valid ones survive whatever is wrong with the others."""
-    points, errors = decode_points(raws, prefix)
+def check_points(raws: list[msgspec.Raw], prefix: str, check: PointCheck | None = None) -> CheckedBatch:
+    """Validate each point alone (and against its metric definition); valid ones survive the others."""
+    points, errors = decode_points(raws, prefix, check)
     bad = {e.index for e in errors}
     valid_raw = [bytes(raw) for i, raw in enumerate(raws) if i not in bad]
     return CheckedBatch(valid_raw, points, errors)

@@ -33,6 +33,11 @@ def unprocessable(detail: str, **extra: Any) -> ApiError:
     return ApiError(422, detail, extra)
 
 
+def conflict(detail: str) -> ApiError:
+    """409: the resource exists, or another writer changed it first."""
+    return ApiError(409, detail)
+
+
 def not_found(detail: str) -> ApiError:
     """404."""
     return ApiError(404, detail)

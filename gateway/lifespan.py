@@ -9,6 +9,7 @@ from litestar import Litestar
 from gateway.auth.guard import key_digest
 from gateway.publisher import CommandPublisher
 from gateway.state import GatewayState
+from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.nats_conn import connect
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
@@ -27,6 +28,8 @@ def make_lifespan(settings: Settings) -> "object":
         await ensure_topology(js, settings)
         pool = make_pool(database_url, min_size=2, max_size=settings.db_pool_max, timeout_s=settings.db_timeout_s)
         await pool.open(wait=True, timeout=30.0)
+        definitions = DefinitionsCache(js, log)
+        await definitions.start()
         app.state.gw = GatewayState(
             settings=settings,
             nc=nc,
@@ -34,6 +37,7 @@ def make_lifespan(settings: Settings) -> "object":
             pool=pool,
             publisher=CommandPublisher(nc, js, settings.publish_timeout_s),
             key_digests=tuple(key_digest(k) for k in settings.api_keys),
+            definitions=definitions,
         )
         if not settings.api_keys:
             log.warning("no_api_keys", hint="set TELEMETRY_API_KEYS; every request but /health* will get 401")
@@ -41,6 +45,7 @@ def make_lifespan(settings: Settings) -> "object":
         try:
             yield
         finally:
+            await definitions.stop()
             await pool.close()
             await nc.drain()
 

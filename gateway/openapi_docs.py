@@ -11,6 +11,7 @@ from litestar import Litestar
 from litestar.openapi.spec import OpenAPIMediaType, Reference, RequestBody
 
 from telemetry_schemas.api.errors import ErrorResponse
+from telemetry_schemas.api.metrics import MetricDefinitionRequest
 from telemetry_schemas.api.queries import QueryRequest
 from telemetry_schemas.fields import BatchId, DeviceId
 from telemetry_schemas.values import Point
@@ -31,12 +32,14 @@ _BODIES: dict[tuple[str, str], tuple[str, str]] = {
     ("/api/v1/telemetry/devices/{device_id}/telemetry/batch", "post"): ("BatchBody", "Up to 1000 points"),
     ("/api/v1/telemetry/bulk", "post"): ("BulkBody", "device_id → points (≤ 1000 each, ≤ 10,000 in all)"),
     ("/api/v1/telemetry/query", "post"): ("QueryRequest", "Raw query over [start_time, end_time)"),
+    ("/api/v1/telemetry/metrics", "post"): ("MetricDefinitionRequest", "A metric definition"),
 }
 
 
 def _components() -> dict[str, Any]:
     (_, components) = msgspec.json.schema_components(
-        [Point, BatchBody, QueryRequest, ErrorResponse], ref_template="#/components/schemas/{name}"
+        [Point, BatchBody, QueryRequest, MetricDefinitionRequest, ErrorResponse],
+        ref_template="#/components/schemas/{name}",
     )
     components["BulkBody"] = {
         "type": "object",

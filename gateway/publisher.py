@@ -8,10 +8,21 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
 
 from telemetry_core.errors import ServiceUnavailableError
-from telemetry_core.headers import MSG_ID, REQUEST_ID
+from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID, REQUEST_ID, VALIDATED
 from telemetry_core.topology import points_subject
+from telemetry_schemas.codecs import json_encoder
+from telemetry_schemas.events import DomainEvent
+
+# JetStream's error code for "Nats-Expected-Last-Subject-Sequence did not match".
+WRONG_LAST_SEQUENCE = 10071
+
+
+class SequenceConflictError(Exception):
+    """Another writer changed the subject first (e.g. two gateways creating one metric)."""
+
 
 # The RecordPoints body is assembled from the already-validated raw JSON of each point: no
 # re-encoding on the hot path. Field names must match telemetry_schemas.commands.RecordPoints.
@@ -43,7 +54,9 @@ class CommandPublisher:
         self._require_connected()
         points = b",".join(raw_points)
         body = b"".join((_OPEN % device_id.encode(), points, b"]"))
-        headers = {REQUEST_ID: request_id}
+        # The gateway validated these points against the metric definitions it knows; the ingest
+        # worker re-validates only messages published straight onto the stream.
+        headers = {REQUEST_ID: request_id, VALIDATED: "1"}
         if batch_id is not None:
             body += b',"batch_id":' + msgspec.json.encode(batch_id)
             digest = hashlib.blake2b(points, digest_size=12).hexdigest()
@@ -56,3 +69,33 @@ class CommandPublisher:
                 f"NATS JetStream did not acknowledge the points within {self._timeout_s}s ({type(exc).__name__}); "
                 "nothing was stored, retry the request"
             ) from None
+
+    async def publish_event(self, subject: str, event: DomainEvent, expected_last_seq: int, request_id: str) -> int:
+        """Publish a domain event only if ``subject``'s last sequence is still ``expected_last_seq``.
+
+        Returns the event's stream sequence. Raises SequenceConflictError when another writer won.
+        """
+        self._require_connected()
+        headers = {EXPECTED_LAST_SUBJECT_SEQ: str(expected_last_seq), REQUEST_ID: request_id}
+        try:
+            ack = await self._js.publish(subject, json_encoder.encode(event), timeout=self._timeout_s, headers=headers)
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise SequenceConflictError(str(exc)) from None
+            raise ServiceUnavailableError(f"NATS JetStream rejected the event: {exc}") from None
+        except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
+            raise ServiceUnavailableError(
+                f"NATS JetStream did not acknowledge within {self._timeout_s}s ({type(exc).__name__}); retry"
+            ) from None
+        return int(ack.seq)
+
+    async def last_on_subject(self, stream: str, subject: str) -> tuple[int, bytes] | None:
+        """(sequence, data) of the last message on ``subject``, or None when it has none."""
+        self._require_connected()
+        try:
+            msg = await self._js.get_last_msg(stream, subject)
+        except NotFoundError:
+            return None
+        except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
+            raise ServiceUnavailableError(f"NATS JetStream did not answer ({type(exc).__name__}); retry") from None
+        return int(msg.seq or 0), bytes(msg.data or b"")

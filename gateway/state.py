@@ -8,6 +8,7 @@ from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.publisher import CommandPublisher
+from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.settings import Settings
 
 
@@ -21,4 +22,5 @@ class GatewayState:
     pool: AsyncConnectionPool
     publisher: CommandPublisher
     key_digests: tuple[bytes, ...]
+    definitions: DefinitionsCache
     started_at: float = field(default_factory=time.monotonic)

@@ -2,6 +2,7 @@
 
 import msgspec
 import psycopg
+import psycopg.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -13,7 +14,9 @@ from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.consumer_loop import Rejected
 from telemetry_core.dead_letter import publish_dead_letter
-from telemetry_core.errors import PermanentError
+from telemetry_core.definitions_cache import DefinitionsCache
+from telemetry_core.errors import PermanentError, TransientError
+from telemetry_core.headers import VALIDATED
 from telemetry_core.topology import device_of_points_subject
 from telemetry_schemas.codecs import PointError, decode_points, json_encoder, record_points_decoder
 from telemetry_schemas.notices import PointsStored
@@ -32,12 +35,14 @@ class IngestHandler:
         js: JetStreamContext,
         event_prefix: str,
         log: structlog.stdlib.BoundLogger,
+        definitions: DefinitionsCache,
     ) -> None:
         self._pool = pool
         self._nc = nc
         self._js = js
         self._prefix = event_prefix
         self._log = log
+        self._definitions = definitions
         self.partitions = PartitionCache()
         self.points_written = 0
 
@@ -50,7 +55,10 @@ class IngestHandler:
         subject_device = device_of_points_subject(msg.subject)
         if subject_device != command.device_id:
             return f"device_id {command.device_id!r} does not match subject {msg.subject!r}"
-        points, errors = decode_points(command.points, "points")
+        # Points the gateway published were validated there; others are checked against the definitions here.
+        from_gateway = bool(msg.headers and msg.headers.get(VALIDATED))
+        check = None if from_gateway else self._definitions.check
+        points, errors = decode_points(command.points, "points", check)
         return command.device_id, points, errors, command.points
 
     async def __call__(self, msgs: list[Msg]) -> list[Rejected]:
@@ -77,6 +85,11 @@ class IngestHandler:
                 async with self._pool.connection() as conn:
                     await self.partitions.ensure(conn, rows.days())
                     await write_rows(conn, rows.rows())
+            except psycopg.errors.CheckViolation as exc:
+                # "no partition of relation points found for row": a partition we cached as existing is gone
+                # (dropped by retention, or lost in a database crash). Forget the cache and retry the batch.
+                self.partitions.known.clear()
+                raise TransientError(f"partition missing, will recreate: {exc}") from exc
             except (psycopg.DataError, psycopg.IntegrityError) as exc:
                 # The data itself is unstorable: retrying cannot help (the loop isolates the message).
                 raise PermanentError(f"PostgreSQL rejected the points: {exc}") from exc

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from ingest_worker.handler import WORKER, IngestHandler
 from ingest_worker.writer import PartitionCache
 from telemetry_core import consumer_loop
+from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.logging import configure_logging
 from telemetry_core.nats_conn import connect
 from telemetry_core.pg_pool import make_pool
@@ -44,7 +45,9 @@ async def serve(settings: Settings) -> None:
     await ensure_topology(js, settings)
     pool = make_pool(database_url, min_size=1, max_size=2, timeout_s=30.0)
     await pool.open(wait=True, timeout=30.0)
-    handler = IngestHandler(pool, nc, js, settings.event_prefix, log)
+    definitions = DefinitionsCache(js, log)
+    await definitions.start()
+    handler = IngestHandler(pool, nc, js, settings.event_prefix, log, definitions)
     ahead = asyncio.create_task(create_partitions_ahead(pool, handler.partitions, settings.partitions_ahead_days, stop))
     try:
         await consumer_loop.run(
@@ -53,6 +56,7 @@ async def serve(settings: Settings) -> None:
         )  # fmt: skip
     finally:
         ahead.cancel()
+        await definitions.stop()
         log.info("stopping", points_written=handler.points_written)
         await pool.close()
         await nc.drain()

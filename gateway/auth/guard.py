@@ -41,3 +41,9 @@ def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     digest = key_digest(key)
     if not any(hmac.compare_digest(digest, known) for known in state.key_digests):
         raise NotAuthorizedException("invalid API key")
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """Who is calling, for created_by fields: a short, non-reversible id of the key."""
+    key = presented_key(connection)
+    return "anonymous" if key is None else f"apikey:{key_digest(key).hex()[:12]}"

@@ -3,3 +3,4 @@
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 REQUEST_ID = "X-Request-Id"
+VALIDATED = "X-Telemetry-Validated"

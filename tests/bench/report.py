@@ -41,8 +41,10 @@ class Results:
         return self.sustained.rate / self.baseline.rate
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
+def _verdict(value: float, target: float) -> str:
+    """PASS or MISS; within 10% of the target it is marked borderline (runs on a shared VM vary that much)."""
+    status = "PASS" if value >= target else "MISS"
+    return f"{status} (borderline)" if abs(value / target - 1) < 0.10 else status
 
 
 def _scaled_rows(r: Results) -> list[tuple[str, str, str, str]]:
@@ -74,9 +76,9 @@ def summary_rows(r: Results) -> list[tuple[str, str, str, str]]:
             f"End-to-end sustained, acknowledged → queryable ({s.points_acked:,} points)",
             f"{s.rate:,.0f} points/s",
             f">= {TARGET_RATE:,} points/s",
-            _verdict(s.rate >= TARGET_RATE),
+            _verdict(s.rate, TARGET_RATE),
         ),
-        ("End-to-end / baseline", f"{r.ratio:.2f}x", f">= {TARGET_RATIO}x", _verdict(r.ratio >= TARGET_RATIO)),
+        ("End-to-end / baseline", f"{r.ratio:.2f}x", f">= {TARGET_RATIO}x", _verdict(r.ratio, TARGET_RATIO)),
         ("  of which: accepted by the gateway (HTTP 200 rate)", f"{s.acked_rate:,.0f} points/s", "-", "info"),
         *_scaled_rows(r),
         (
@@ -119,7 +121,7 @@ def _other_s(p: PhaseCpu) -> float:
     return max(0.0, p.machine_busy_s - sum(p.cpu_s.values()))
 
 
-def cpu_rows(r: Results) -> tuple[list[str], list[list[str]]]:
+def cpu_rows(r: Results, detail: bool = True) -> tuple[list[str], list[list[str]]]:
     """Header and rows: % of one core per process per phase (200% = both cores)."""
     header = ["Process", *(f"{p.name} ({p.wall_s:.1f} s)" for p in r.phases)]
     present = {name for p in r.phases for name in p.cpu_s}
@@ -128,9 +130,13 @@ def cpu_rows(r: Results) -> tuple[list[str], list[list[str]]]:
         rows.append([name, *(f"{100 * p.cpu_s.get(name, 0.0) / p.wall_s:.0f}%" for p in r.phases)])
     rows.append(["other processes (not ours)", *(f"{100 * _other_s(p) / p.wall_s:.0f}%" for p in r.phases)])
     rows.append(["machine busy (all cores)", *(f"{100 * p.machine_busy_s / p.wall_s:.0f}%" for p in r.phases)])
-    rows.append(
-        ["  busiest of them", *("; ".join(f"{n} {100 * c / p.wall_s:.0f}%" for n, c in p.top_others) for p in r.phases)]
-    )
+    if detail:
+        rows.append(
+            [
+                "  busiest of them",
+                *("; ".join(f"{n} {100 * c / p.wall_s:.0f}%" for n, c in p.top_others) for p in r.phases),
+            ]
+        )
     rows.append(["machine iowait", *(f"{100 * p.machine_iowait_s / p.wall_s:.0f}%" for p in r.phases)])
     return header, rows
 
@@ -165,7 +171,7 @@ def profile_text(r: Results, table: Callable[[list[str], list[tuple[str, str]]],
 
 
 def stdout_text(r: Results) -> str:
-    head, cpu = cpu_rows(r)
+    head, cpu = cpu_rows(r, detail=False)
     return "\n\n".join(
         [
             _text_table(["Measure", "Result", "Target", "Status"], summary_rows(r)),
@@ -332,8 +338,9 @@ Points: timestamps spread evenly over the last hour (RFC 3339 with microseconds 
 names cycling through 5 names, float values; (device, metric, time) never repeats, so every point
 is a new row. Phases run in the order baseline, warm-up, sustained, lag, latency, more ingest
 workers, each waiting until both consumers have acknowledged everything before the next starts.
-The stack runs with default settings (`TELEMETRY_INGEST_BATCH`={m.get("ingest batch", "?")},
-one ingest worker).
+On a shared 2-core VM repeated runs vary by roughly ±15% (other jobs, disk), so a result within 10%
+of its target is marked borderline. The stack runs with default settings
+(`TELEMETRY_INGEST_BATCH`={m.get("ingest batch", "?")}, one ingest worker).
 """
 
 

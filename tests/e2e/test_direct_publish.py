@@ -63,3 +63,17 @@ async def test_bad_points_of_a_direct_message_are_dead_lettered_and_good_ones_st
     finally:
         await nc.close()
     assert [r[3] for r in wait_rows(servers, device, 2)] == [1.0, 2.0]
+
+
+def test_a_dropped_partition_is_recreated_not_dead_lettered(stack: Stack, servers: Servers) -> None:
+    import httpx
+    import psycopg
+
+    device = unique("dev")
+    url = f"{stack.url}/api/v1/telemetry/devices/{device}/telemetry"
+    assert httpx.post(url, json=point(value=1, ts="2090-05-05T00:00:00Z"), headers=stack.headers).status_code == 200
+    wait_rows(servers, device, 1)
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:  # as retention would
+        conn.execute("DROP TABLE telemetry.points_p20900505")
+    assert httpx.post(url, json=point(value=2, ts="2090-05-05T00:00:01Z"), headers=stack.headers).status_code == 200
+    assert [r[3] for r in wait_rows(servers, device, 1, timeout=30)] == [2.0]

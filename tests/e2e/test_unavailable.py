@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root: Path = tmp_path_factory.mktemp("outage")
-    servers = start_servers(root)
+    servers = start_servers(root, durable=True)
     stack = Stack(servers, root / "logs").start_all()
     yield stack
     stack.stop_all()
@@ -48,7 +48,7 @@ def test_postgres_down_reads_503_writes_still_durable(own_stack: Stack) -> None:
         # JetStream holds acknowledged points until the ingest worker can write them.
         r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(value=42))
         assert r.status_code == 200
-        servers.postgres = start_postgres(servers.postgres.data_dir, port=servers.postgres.port, durable=False)
+        servers.postgres = start_postgres(servers.postgres.data_dir, port=servers.postgres.port, durable=True)
         eventually(lambda: httpx.get(f"{own_stack.url}/health").status_code == 200, timeout=30, what="healthy")
     assert wait_rows(servers, device, 1, timeout=60)[0][3] == 42.0
 

@@ -27,11 +27,14 @@ class Servers:
         self.postgres.stop()
 
 
-def start_servers(root: Path) -> Servers:
-    """Start both servers under ``root`` (free ports) and migrate the database."""
+def start_servers(root: Path, *, durable: bool = False) -> Servers:
+    """Start both servers under ``root`` (free ports) and migrate the database.
+
+    Test clusters run without fsync unless ``durable``: tests that crash PostgreSQL itself need it.
+    """
     nats = start_nats(root / "nats")
     try:
-        postgres = start_postgres(root / "postgres", durable=False)
+        postgres = start_postgres(root / "postgres", durable=durable)
     except BaseException:
         nats.stop()
         raise

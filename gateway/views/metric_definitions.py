@@ -1,0 +1,73 @@
+"""The metric_definitions read model: list, get, and waiting for an event to be applied."""
+
+import asyncio
+import time
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from telemetry_schemas.api.metrics import MetricDefinitionResponse
+
+_COLUMNS = (
+    "metric_id, name, description, data_type, metric_type, unit, min_value, max_value, retention_days, "
+    "aggregation_interval, tags, metadata, created_at, updated_at, created_by"
+)
+_GET = f"SELECT {_COLUMNS} FROM telemetry.metric_definitions WHERE name = %s"  # noqa: S608 - constant columns
+_LIST = f"""
+SELECT {_COLUMNS}, count(*) OVER () AS total FROM telemetry.metric_definitions
+WHERE (%(data_type)s::text IS NULL OR data_type = %(data_type)s)
+  AND (%(metric_type)s::text IS NULL OR metric_type = %(metric_type)s)
+ORDER BY name LIMIT %(limit)s OFFSET %(offset)s
+"""  # noqa: S608 - constant columns
+_COUNT = """
+SELECT count(*) FROM telemetry.metric_definitions
+WHERE (%(data_type)s::text IS NULL OR data_type = %(data_type)s)
+  AND (%(metric_type)s::text IS NULL OR metric_type = %(metric_type)s)
+"""
+_CHECKPOINT = "SELECT last_seq FROM telemetry.projection_checkpoints WHERE projection = %s AND stream = %s"
+
+
+def _response(row: dict[str, Any]) -> MetricDefinitionResponse:
+    row.pop("total", None)
+    return MetricDefinitionResponse(**row)
+
+
+async def get_definition(pool: AsyncConnectionPool, name: str) -> MetricDefinitionResponse | None:
+    """One definition by name, or None."""
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_GET, (name,), prepare=True)
+        row = await cur.fetchone()
+    return None if row is None else _response(row)
+
+
+async def list_definitions(
+    pool: AsyncConnectionPool, *, data_type: str | None, metric_type: str | None, limit: int, offset: int
+) -> tuple[list[MetricDefinitionResponse], int]:
+    """A page of definitions ordered by name, and how many match in all."""
+    params = {"data_type": data_type, "metric_type": metric_type, "limit": limit, "offset": offset}
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_LIST, params)
+        rows = await cur.fetchall()
+        if rows:
+            total = int(rows[0]["total"])
+        else:
+            await cur.execute(_COUNT, params)
+            total = int((await cur.fetchone() or {"count": 0})["count"])
+    return [_response(r) for r in rows], total
+
+
+async def wait_applied(pool: AsyncConnectionPool, projection: str, stream: str, seq: int, timeout_s: float) -> bool:
+    """Poll the projection checkpoint until it reaches ``seq`` (read-your-writes), up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.002
+    while True:
+        async with pool.connection() as conn:
+            cur = await conn.execute(_CHECKPOINT, (projection, stream), prepare=True)
+            row = await cur.fetchone()
+        if row is not None and row[0] >= seq:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
