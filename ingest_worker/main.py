@@ -43,17 +43,31 @@ async def serve(settings: Settings) -> None:
     nc = await connect(nats_url, "telemetry-ingest-worker", log)
     js = nc.jetstream(timeout=5.0)
     await ensure_topology(js, settings)
-    pool = make_pool(database_url, min_size=1, max_size=2, timeout_s=30.0)
+    loops = settings.ingest_concurrency
+    pool = make_pool(database_url, min_size=1, max_size=loops + 1, timeout_s=30.0)
     await pool.open(wait=True, timeout=30.0)
     definitions = DefinitionsCache(js, log)
     await definitions.start()
     handler = IngestHandler(pool, nc, js, settings.event_prefix, log, definitions)
     ahead = asyncio.create_task(create_partitions_ahead(pool, handler.partitions, settings.partitions_ahead_days, stop))
     try:
-        await consumer_loop.run(
-            js, INGEST, WORKER, handler, stop,
-            batch=settings.ingest_fetch_batch, max_deliveries=settings.max_deliveries, log=log,
-        )  # fmt: skip
+        # Several loops share the handler: while one waits on PostgreSQL, another decodes. Overlapping
+        # transactions are safe because rows only replace rows from earlier in the stream (src_seq).
+        await asyncio.gather(
+            *(
+                consumer_loop.run(
+                    js,
+                    INGEST,
+                    WORKER,
+                    handler,
+                    stop,
+                    batch=settings.ingest_fetch_batch,
+                    max_deliveries=settings.max_deliveries,
+                    log=log,
+                )
+                for _ in range(loops)
+            )
+        )
     finally:
         ahead.cancel()
         await definitions.stop()

@@ -10,15 +10,15 @@ from telemetry_schemas.values import Point
 
 COLUMNS = (
     "device_id", "metric_name", "time", "value_type", "value_num", "value_text", "value_bool",
-    "value_json", "unit", "tags", "metadata",
+    "value_json", "unit", "tags", "metadata", "src_seq",
 )  # fmt: skip
-COPY_TYPES = ["text", "text", "timestamptz", "int2", "float8", "text", "bool", "json", "text", "jsonb", "json"]
+COPY_TYPES = ["text", "text", "timestamptz", "int2", "float8", "text", "bool", "json", "text", "jsonb", "json", "int8"]
 
 Row = tuple[Any, ...]
 Key = tuple[str, str, Any]
 
 
-def point_row(device_id: str, point: Point) -> Row:
+def point_row(device_id: str, point: Point, seq: int) -> Row:
     """One row in COLUMNS order."""
     kind, num, text, flag, obj = to_columns(point.value)
     return (
@@ -33,6 +33,7 @@ def point_row(device_id: str, point: Point) -> Row:
         point.unit,
         Jsonb(point.tags) if point.tags else None,
         Json(point.metadata) if point.metadata else None,
+        seq,
     )
 
 
@@ -45,10 +46,17 @@ class RowSet:
 
     def __init__(self) -> None:
         self._rows: dict[Key, Row] = {}
+        self._days: set[date] = set()
 
-    def add(self, device_id: str, point: Point) -> None:
-        """Add (or replace) the row of this point."""
-        self._rows[(device_id, point.metric_name, point.timestamp)] = point_row(device_id, point)
+    def add(self, device_id: str, point: Point, seq: int) -> None:
+        """Add the row of this point, replacing one from the same or an earlier stream message."""
+        key = (device_id, point.metric_name, point.timestamp)
+        held = self._rows.get(key)
+        if held is not None and held[-1] > seq:
+            return  # a redelivered older message must not override a newer one in the same batch
+        self._rows[key] = point_row(device_id, point, seq)
+        ts = point.timestamp
+        self._days.add((ts if ts.tzinfo is UTC else ts.astimezone(UTC)).date())
 
     def rows(self) -> list[Row]:
         """The de-duplicated rows."""
@@ -56,7 +64,7 @@ class RowSet:
 
     def days(self) -> set[date]:
         """UTC days the rows fall on (their partitions must exist)."""
-        return {key[2].astimezone(UTC).date() for key in self._rows}
+        return self._days
 
     def __len__(self) -> int:
         return len(self._rows)

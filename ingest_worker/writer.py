@@ -1,5 +1,6 @@
 """One transaction: COPY into a temp stage, then INSERT … ON CONFLICT DO UPDATE into points."""
 
+import weakref
 from datetime import date
 
 from psycopg import AsyncConnection
@@ -12,11 +13,15 @@ _UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[3:])
 # ON COMMIT DELETE ROWS: the stage is empty at the start of every transaction on this connection.
 _STAGE = "CREATE TEMP TABLE IF NOT EXISTS points_stage (LIKE telemetry.points INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 _COPY = f"COPY points_stage ({_COLS}) FROM STDIN (FORMAT BINARY)"
+# Later in the stream wins, even when an earlier message commits after it (redelivery, parallel workers).
 _UPSERT = (
     f"INSERT INTO telemetry.points AS p ({_COLS}) SELECT {_COLS} FROM points_stage "  # noqa: S608 - constants only
-    f"ON CONFLICT (device_id, metric_name, time) DO UPDATE SET {_UPDATES}"
+    f"ON CONFLICT (device_id, metric_name, time) DO UPDATE SET {_UPDATES} WHERE p.src_seq <= EXCLUDED.src_seq"
 )
 _ENSURE_PARTITIONS = "SELECT telemetry.ensure_partition(d) FROM unnest(%s::date[]) AS d"
+
+# Connections whose session already has the temp stage: one round trip saved per transaction.
+_staged: "weakref.WeakSet[AsyncConnection]" = weakref.WeakSet()
 
 
 class PartitionCache:
@@ -37,11 +42,13 @@ class PartitionCache:
 
 async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
     """Upsert ``rows`` (already de-duplicated) in one transaction; the caller acks after this returns."""
-    async with conn.transaction():
-        await conn.execute(_STAGE)
-        async with conn.cursor() as cur:
-            async with cur.copy(_COPY) as copy:
-                copy.set_types(COPY_TYPES)
-                for row in rows:
-                    await copy.write_row(row)
-            await cur.execute(_UPSERT)
+    if conn not in _staged:
+        async with conn.transaction():
+            await conn.execute(_STAGE)
+        _staged.add(conn)
+    async with conn.transaction(), conn.cursor() as cur:
+        async with cur.copy(_COPY) as copy:
+            copy.set_types(COPY_TYPES)
+            for row in rows:
+                await copy.write_row(row)
+        await cur.execute(_UPSERT)

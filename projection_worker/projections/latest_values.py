@@ -14,16 +14,18 @@ NAME = "latest_values"
 SPEC: ConsumerSpec = LATEST_PROJECTION
 TABLES: tuple[str, ...] = ("telemetry.latest_values",)
 
-# A newer (or equal: a later write of the same instant) point replaces the stored one.
+# A newer point replaces the stored one; for the same instant, the later write in POINTS wins.
 _UPSERT = """
 INSERT INTO telemetry.latest_values AS l
-    (device_id, metric_name, time, value_type, value_num, value_text, value_bool, value_json, unit, tags, metadata)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    (device_id, metric_name, time, value_type, value_num, value_text, value_bool, value_json, unit, tags, metadata,
+     src_seq)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (device_id, metric_name) DO UPDATE SET
     time = EXCLUDED.time, value_type = EXCLUDED.value_type, value_num = EXCLUDED.value_num,
     value_text = EXCLUDED.value_text, value_bool = EXCLUDED.value_bool, value_json = EXCLUDED.value_json,
-    unit = EXCLUDED.unit, tags = EXCLUDED.tags, metadata = EXCLUDED.metadata, updated_at = now()
-WHERE EXCLUDED.time >= l.time
+    unit = EXCLUDED.unit, tags = EXCLUDED.tags, metadata = EXCLUDED.metadata, src_seq = EXCLUDED.src_seq,
+    updated_at = now()
+WHERE (EXCLUDED.time, EXCLUDED.src_seq) >= (l.time, l.src_seq)
 """
 
 
@@ -43,6 +45,7 @@ async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
                 (
                     notice.device_id, p.metric_name, p.timestamp, int(kind), num, text, flag,
                     None if obj is None else Json(obj), p.unit, Jsonb(p.tags), Json(p.metadata),
+                    notice.points_seq,
                 )
             )  # fmt: skip
     # Rows of one statement run in order, so a later notice's point overrides an earlier one's.

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from telemetry_schemas.commands import RecordPoints
+from telemetry_schemas.commands import RecordPoints, ValidatedPoints
 from telemetry_schemas.dead_letter import DeadLetter
 from telemetry_schemas.events import DomainEvent
 from telemetry_schemas.notices import PointsStored
@@ -15,6 +15,7 @@ from telemetry_schemas.values import Point, point_problem
 json_encoder = msgspec.json.Encoder()
 point_decoder = msgspec.json.Decoder(Point)
 record_points_decoder = msgspec.json.Decoder(RecordPoints)
+validated_points_decoder = msgspec.json.Decoder(ValidatedPoints)
 points_stored_decoder = msgspec.json.Decoder(PointsStored)
 dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
 domain_event_decoder = msgspec.json.Decoder(DomainEvent)

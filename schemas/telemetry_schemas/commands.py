@@ -4,6 +4,7 @@ import msgspec
 
 from telemetry_schemas.base import StreamMessage
 from telemetry_schemas.fields import BatchId, DeviceId
+from telemetry_schemas.values import Point
 
 
 class RecordPoints(StreamMessage, frozen=True):
@@ -17,3 +18,10 @@ class RecordPoints(StreamMessage, frozen=True):
     points: list[msgspec.Raw]
     batch_id: BatchId | None = None
     request_id: str | None = None
+
+
+class ValidatedPoints(StreamMessage, frozen=True):
+    """The same message read with typed points, for messages whose points were already validated."""
+
+    device_id: DeviceId
+    points: list[Point]

@@ -63,6 +63,8 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     ingest_fetch_batch: int = 64
     ingest_workers: int = 1
+    # Concurrent fetch→write loops per ingest worker: one decodes while another waits on PostgreSQL.
+    ingest_concurrency: int = 2
     max_deliveries: int = 10
     partitions_ahead_days: int = 7
     event_prefix: str = "telemetry_service"
@@ -88,6 +90,7 @@ class Settings:
             max_body_bytes=_number(env, "TELEMETRY_MAX_BODY_BYTES", 16 * 1024 * 1024, int, 1024, 1 << 30),
             ingest_fetch_batch=_number(env, "TELEMETRY_INGEST_BATCH", 64, int, 1, 10_000),
             ingest_workers=_number(env, "TELEMETRY_INGEST_WORKERS", 1, int, 1, 64),
+            ingest_concurrency=_number(env, "TELEMETRY_INGEST_CONCURRENCY", 2, int, 1, 16),
             max_deliveries=_number(env, "TELEMETRY_MAX_DELIVERIES", 10, int, 1, 1000),
             partitions_ahead_days=_number(env, "TELEMETRY_PARTITIONS_AHEAD_DAYS", 7, int, 0, 366),
             event_prefix=env.get("TELEMETRY_EVENT_PREFIX", "telemetry_service").strip(". ") or "telemetry_service",

@@ -31,14 +31,14 @@ async def write(pool: AsyncConnectionPool, cache: PartitionCache, rows: RowSet) 
 async def test_duplicate_keys_keep_the_later_value(pool: AsyncConnectionPool) -> None:
     device, cache = unique("dev"), PartitionCache()
     first = RowSet()
-    first.add(device, Point(timestamp=T0, metric_name="t", value=1.0))
+    first.add(device, Point(timestamp=T0, metric_name="t", value=1.0), 1)
     # The same key twice in one batch: ON CONFLICT would refuse it, the RowSet keeps the later one.
-    first.add(device, Point(timestamp=T0, metric_name="t", value=2.0, unit="c"))
-    first.add(device, Point(timestamp=T0 + timedelta(days=1), metric_name="t", value=3.0))
+    first.add(device, Point(timestamp=T0, metric_name="t", value=2.0, unit="c"), 1)
+    first.add(device, Point(timestamp=T0 + timedelta(days=1), metric_name="t", value=3.0), 1)
     assert len(first) == 2
     await write(pool, cache, first)
     second = RowSet()
-    second.add(device, Point(timestamp=T0, metric_name="t", value="later", tags={"a": "b"}))
+    second.add(device, Point(timestamp=T0, metric_name="t", value="later", tags={"a": "b"}), 2)
     await write(pool, cache, second)
     assert await stored(pool, device) == [
         ("t", T0, None, "later", None, {"a": "b"}),
@@ -46,11 +46,27 @@ async def test_duplicate_keys_keep_the_later_value(pool: AsyncConnectionPool) ->
     ]
 
 
+async def test_an_older_message_committed_late_does_not_override(pool: AsyncConnectionPool) -> None:
+    # A redelivered (or parallel) older message may commit after a newer one: stream order still wins.
+    device, cache = unique("dev"), PartitionCache()
+    newer, older = RowSet(), RowSet()
+    newer.add(device, Point(timestamp=T0, metric_name="t", value="new"), 20)
+    older.add(device, Point(timestamp=T0, metric_name="t", value="old"), 10)
+    await write(pool, cache, newer)
+    await write(pool, cache, older)
+    assert [r[3] for r in await stored(pool, device)] == ["new"]
+    both = RowSet()  # the same inside one batch, whatever order the messages arrive in
+    both.add(device, Point(timestamp=T0, metric_name="u", value="new"), 20)
+    both.add(device, Point(timestamp=T0, metric_name="u", value="old"), 10)
+    await write(pool, cache, both)
+    assert [r[3] for r in await stored(pool, device)] == ["new", "new"]
+
+
 async def test_partitions_are_created_for_new_days(pool: AsyncConnectionPool) -> None:
     device, cache = unique("dev"), PartitionCache()
     day = datetime(2077, 7, 7, 23, 59, 59, tzinfo=UTC)
     rows = RowSet()
-    rows.add(device, Point(timestamp=day, metric_name="t", value=1))
+    rows.add(device, Point(timestamp=day, metric_name="t", value=1), 1)
     await write(pool, cache, rows)
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT to_regclass('telemetry.points_p20770707') IS NOT NULL")

@@ -11,6 +11,9 @@ CREATE TABLE telemetry.points (
     unit        text,
     tags        jsonb,
     metadata    json,
+    -- POINTS stream sequence of the write: an upsert only replaces a row written earlier in the
+    -- stream, so "later wins" holds whatever order concurrent workers or redeliveries commit in.
+    src_seq     bigint      NOT NULL,
     PRIMARY KEY (device_id, metric_name, time)
 ) PARTITION BY RANGE (time);
 

@@ -11,6 +11,7 @@ CREATE TABLE telemetry.latest_values (
     unit        text,
     tags        jsonb,
     metadata    json,
+    src_seq     bigint      NOT NULL,   -- POINTS sequence of the point, breaks ties of equal time
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, metric_name)
 );
