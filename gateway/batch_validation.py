@@ -17,9 +17,11 @@ class CheckedBatch:
     errors: list[PointError]
 
 
-def check_points(raws: list[msgspec.Raw], prefix: str, check: PointCheck | None = None) -> CheckedBatch:
+def check_points(
+    raws: list[msgspec.Raw], prefix: str, check: PointCheck | None = None, document: bytes | None = None
+) -> CheckedBatch:
     """Validate each point alone (and against its metric definition); valid ones survive the others."""
-    points, errors = decode_points(raws, prefix, check)
+    points, errors = decode_points(raws, prefix, check, document)
     bad = {e.index for e in errors}
     valid_raw = [bytes(raw) for i, raw in enumerate(raws) if i not in bad]
     return CheckedBatch(valid_raw, points, errors)

@@ -73,7 +73,7 @@ class IngestHandler:
         # Points the gateway published were validated there; others are checked against the definitions here.
         from_gateway = bool(msg.headers and msg.headers.get(VALIDATED))
         check = None if from_gateway else self._definitions.check
-        points, errors = decode_points(command.points, "points", check)
+        points, errors = decode_points(command.points, "points", check, msg.data)
         return command.device_id, points, errors, command.points
 
     async def __call__(self, msgs: list[Msg]) -> list[Rejected]:

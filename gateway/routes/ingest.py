@@ -39,7 +39,7 @@ async def ingest_single(device_id: str, request: Request[Any, Any, Any]) -> Sing
     checked_name(device_id, "device_id")
     body = await read_body(request, gw.settings.max_body_bytes)
     raw = decode(body, _raw_decoder)
-    checked = check_points([raw], "", gw.definitions.check)
+    checked = check_points([raw], "", gw.definitions.check, body)
     if checked.errors:
         error = checked.errors[0]
         raise unprocessable(f"{error.field.removeprefix('[0]').lstrip('.') or 'body'}: {error.error}")
@@ -72,7 +72,7 @@ async def ingest_batch(device_id: str, request: Request[Any, Any, Any]) -> Respo
         raise bad_request("data_points: is empty; send between 1 and 1000 points")
     if total > MAX_BATCH_POINTS:
         raise bad_request(f"data_points: has {total} points; a batch holds at most {MAX_BATCH_POINTS}")
-    checked = check_points(batch.data_points, "data_points", gw.definitions.check)
+    checked = check_points(batch.data_points, "data_points", gw.definitions.check, body)
     if checked.raw_points:
         await gw.publisher.publish_points(device_id, checked.raw_points, batch.batch_id, request_id(request))
     failed = len(checked.errors)
@@ -123,7 +123,7 @@ async def ingest_bulk(request: Request[Any, Any, Any]) -> Response[BulkIngestRes
             detail = f"{device_id}: has {len(raws)} points; at most {MAX_BATCH_POINTS} per device"
             results[device_id] = _device_failure(device_id, len(raws), detail, device_id)
             continue
-        checked = check_points(raws, device_id, gw.definitions.check)
+        checked = check_points(raws, device_id, gw.definitions.check, body)
         to_publish.append((device_id, checked))
         failed = len(checked.errors)
         results[device_id] = DeviceResult(

@@ -48,8 +48,22 @@ def split_validation_error(exc: msgspec.DecodeError | msgspec.ValidationError) -
     return match["path"], match["msg"]
 
 
+def _has_nul(obj: object) -> bool:
+    if isinstance(obj, str):
+        return "\x00" in obj
+    if isinstance(obj, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return any(_has_nul(v) for v in obj)
+    return False
+
+
+def _point_has_nul(point: Point) -> bool:
+    return _has_nul(point.value) or _has_nul(point.unit) or _has_nul(point.tags) or _has_nul(point.metadata)
+
+
 def decode_points(
-    raws: list[msgspec.Raw], prefix: str, check: PointCheck | None = None
+    raws: list[msgspec.Raw], prefix: str, check: PointCheck | None = None, document: bytes | None = None
 ) -> tuple[list[Point], list[PointError]]:
     """Decode and check each raw point alone, so one bad point never costs the good ones.
 
@@ -57,22 +71,25 @@ def decode_points(
         raws: the items of a JSON array of points, undecoded.
         prefix: the array's path in the request, used in error fields (e.g. ``data_points``).
         check: an extra rule (e.g. the metric's definition); returns (field, reason) or None.
+        document: the whole JSON the raws were cut from; when it holds no NUL escape at all,
+            the per-point NUL check is skipped (the common case costs one scan of the body).
 
     Returns:
         The valid points in order, and one error per invalid point with its index and field.
     """
     valid: list[Point] = []
     errors: list[PointError] = []
+    suspect = document is None or _NUL in document
     for index, raw in enumerate(raws):
         where = f"{prefix}[{index}]"
-        if _NUL in memoryview(raw).tobytes():
-            errors.append(PointError(index=index, field=where, error=_NUL_REASON))
-            continue
         try:
             point = point_decoder.decode(raw)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             path, msg = split_validation_error(exc)
             errors.append(PointError(index=index, field=f"{where}{path}", error=msg))
+            continue
+        if suspect and _NUL in memoryview(raw).tobytes() and _point_has_nul(point):
+            errors.append(PointError(index=index, field=where, error=_NUL_REASON))
             continue
         problem = point_problem(point)
         if problem is None and check is not None:

@@ -81,3 +81,10 @@ def test_nul_characters_are_rejected_at_the_edge() -> None:
         "data_points[0]",
         "strings must not contain the NUL character (\\u0000)",
     )
+
+
+def test_an_escaped_backslash_before_u0000_is_not_a_nul() -> None:
+    # JSON "C:\\u0000x" is the text C:\u0000x (a backslash, then "u0000"): valid data.
+    points, errors = decode(b'[{"timestamp": "2025-12-18T10:00:00Z", "metric_name": "t", "value": "C:\\\\u0000x"}]')
+    assert errors == []
+    assert points[0].value == "C:\\u0000x"
