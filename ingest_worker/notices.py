@@ -10,7 +10,11 @@ from telemetry_core.headers import MSG_ID
 from telemetry_core.topology import stored_subject
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.notices import MetricStored, PointsStored
-from telemetry_schemas.values import Point
+from telemetry_schemas.values import Point, ValueType, value_type
+
+
+def _numeric(point: Point) -> bool:
+    return value_type(point.value) in (ValueType.INTEGER, ValueType.FLOAT)
 
 
 def build_notice(device_id: str, points_seq: int, points: list[Point]) -> PointsStored:
@@ -29,6 +33,9 @@ def build_notice(device_id: str, points_seq: int, points: list[Point]) -> Points
                 first_time=min(p.timestamp for p in group),
                 last_time=newest.timestamp,
                 latest=newest,
+                minutes=sorted(
+                    {p.timestamp.astimezone(UTC).replace(second=0, microsecond=0) for p in group if _numeric(p)}
+                ),
             )
         )
     return PointsStored(device_id=device_id, points_seq=points_seq, stored_at=datetime.now(UTC), metrics=metrics)

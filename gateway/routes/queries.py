@@ -1,19 +1,29 @@
 """E3 reads: latest value, a device's metrics, and the time-series query."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, get, post
+from litestar.params import Parameter
 
 from gateway.body import decode, read_body
 from gateway.deps import checked_name, state_of
 from gateway.errors import bad_request, not_found, unprocessable
+from gateway.query_plan import bucket_count, choose_source
+from gateway.series_query import SeriesQuery, default_interval, run_series_query
+from gateway.views.aggregates import aggregate
 from gateway.views.device_metrics import device_metrics
-from gateway.views.history import raw_points
 from gateway.views.latest import latest_value
 from telemetry_core.timebuckets import parse_duration
-from telemetry_schemas.api.queries import LatestValueResponse, QueryRequest, TelemetryDataResponse
+from telemetry_schemas.api.queries import (
+    MAX_QUERY_LIMIT,
+    AggregatedDataResponse,
+    AggregatedPoint,
+    LatestValueResponse,
+    QueryRequest,
+    TelemetryDataResponse,
+)
 
 _query_decoder = msgspec.json.Decoder(QueryRequest)
 _TAGS = ["queries"]
@@ -66,41 +76,113 @@ def _tag_filters(filters: dict[str, Any] | None) -> dict[str, str] | None:
 
 
 @post("/api/v1/telemetry/query", status_code=200, tags=_TAGS,
-      summary="Query raw points over a time range (E3-US1)",
-      description="Range is half-open [start_time, end_time). Points come in time order, each with device_id "
-      "and metric_name; top-level device_id/metric_name are the single one asked for, or \"multiple\". "
-      "limit <= 10000 (default 1000). `filters` are tag equalities.")  # fmt: skip
+      summary="Query points over a time range, raw or aggregated (E3-US1)",
+      description="Range is half-open [start_time, end_time). Without `aggregation`: raw points in time order, "
+      "each with device_id and metric_name. With `aggregation` (avg, min, max, sum, count, median, p95, p99) "
+      "and `interval` seconds (default by range length): one value per bucket per (device, metric), timestamp = "
+      "bucket start, numeric points only; `source` tells raw/rollup_minute/rollup_hour, and percentiles from "
+      "rollups carry `relative_error`. `series` groups the same points per (device, metric). `filters` are tag "
+      "equalities. limit <= 10000 (default 1000); more buckets per series than `limit` is a 422.")  # fmt: skip
 async def query(request: Request[Any, Any, Any]) -> TelemetryDataResponse:
-    """Answer a raw query; aggregation arrives with the rollups."""
+    """Answer E3-US1."""
     gw = state_of(request)
     body = decode(await read_body(request, gw.settings.max_body_bytes), _query_decoder)
-    if body.end_time <= body.start_time:
-        raise unprocessable("end_time: must be after start_time")
-    if body.aggregation is not None:
-        raise unprocessable("aggregation: not supported by this release yet; omit it to read raw points")
-    points = await raw_points(
+    return await run_series_query(
         gw.pool,
-        metrics=body.metrics,
-        devices=body.devices,
-        start=body.start_time,
-        end=body.end_time,
-        tags=_tag_filters(body.filters),
-        limit=body.limit,
-        offset=body.offset,
-    )
-    devices = body.devices or sorted({p.device_id for p in points})
-    return TelemetryDataResponse(
-        device_id=devices[0] if len(devices) == 1 else "multiple",
-        metric_name=body.metrics[0] if len(body.metrics) == 1 else "multiple",
-        data_points=points,
-        count=len(points),
-        aggregation=None,
-        interval=body.interval,
-        start_time=body.start_time,
-        end_time=body.end_time,
-        limit=body.limit,
-        offset=body.offset,
-    )
+        SeriesQuery(
+            metrics=body.metrics, devices=body.devices, start=body.start_time, end=body.end_time,
+            aggregation=body.aggregation, interval=body.interval, tags=_tag_filters(body.filters),
+            limit=body.limit, offset=body.offset,
+        ),
+    )  # fmt: skip
 
 
-ROUTES = [get_latest, get_device_metrics, query]
+TIME_RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400, "90d": 90 * 86_400}
+TimeRange = Literal["1h", "6h", "24h", "7d", "30d", "90d"]
+Aggregation = Literal["avg", "min", "max", "sum", "count", "median", "p95", "p99"]
+
+
+def _ceil_to(t: datetime, seconds: int) -> datetime:
+    epoch = int(t.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds + (seconds if epoch % seconds or t.microsecond else 0), UTC)
+
+
+@get("/api/v1/telemetry/devices/{device_id:str}/metrics/{metric_name:str}/range", tags=_TAGS,
+     summary="A metric over a predefined range ending now (E3-US4)",
+     description="time_range 1h, 6h or 24h returns raw points unless `aggregation` is given; 7d, 30d and 90d "
+     "return `avg` per bucket by default (intervals 1h, 6h, 1d) so a long range never returns raw points by "
+     "surprise. Aggregated ranges end at the next bucket boundary, so buckets line up with rollups.")  # fmt: skip
+async def get_range(
+    device_id: str,
+    metric_name: str,
+    request: Request[Any, Any, Any],
+    time_range: TimeRange = "24h",
+    aggregation: Aggregation | None = None,
+    interval: Annotated[int | None, Parameter(ge=1, le=31_536_000)] = None,
+) -> TelemetryDataResponse:
+    """Answer E3-US4."""
+    checked_name(device_id, "device_id")
+    checked_name(metric_name, "metric_name")
+    span = TIME_RANGES[time_range]
+    if aggregation is None and span > 86_400:
+        aggregation = "avg"
+    now = datetime.now(UTC)
+    if aggregation is None:
+        end, limit = now, 10_000
+    else:
+        interval = interval or default_interval(span)
+        end, limit = _ceil_to(now, 3600 if interval % 3600 == 0 else 60 if interval % 60 == 0 else 1), 10_000
+    return await run_series_query(
+        state_of(request).pool,
+        SeriesQuery(
+            metrics=[metric_name], devices=[device_id], start=end - timedelta(seconds=span), end=end,
+            aggregation=aggregation, interval=interval, tags=None, limit=limit, offset=0,
+        ),
+    )  # fmt: skip
+
+
+@get("/api/v1/telemetry/aggregated", tags=_TAGS, summary="Aggregated data of one metric (E3-US5)",
+     description="One value per `interval` bucket over [start_time, end_time). Without device_id the "
+     "aggregate is across all devices. Served from rollups when the interval and range align with minutes or "
+     "hours (`source`).")  # fmt: skip
+async def get_aggregated(
+    request: Request[Any, Any, Any],
+    metric_name: str,
+    aggregation_type: Aggregation,
+    interval: Annotated[int, Parameter(ge=1, le=31_536_000)],
+    start_time: datetime,
+    end_time: datetime,
+    device_id: str | None = None,
+) -> AggregatedDataResponse:
+    """Answer E3-US5."""
+    checked_name(metric_name, "metric_name")
+    if device_id is not None:
+        checked_name(device_id, "device_id")
+    start, end = _aware(start_time, "start_time"), _aware(end_time, "end_time")
+    if end <= start:
+        raise unprocessable("end_time: must be after start_time")
+    buckets = bucket_count(start, end, interval)
+    if buckets > MAX_QUERY_LIMIT:
+        raise unprocessable(
+            f"interval: {interval}s over this range gives {buckets} buckets, more than {MAX_QUERY_LIMIT}"
+        )
+    plan = choose_source(start, end, interval, aggregation_type)
+    rows = await aggregate(
+        state_of(request).pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
+        devices=[device_id] if device_id else None, start=start, end=end, per_device=device_id is not None,
+    )  # fmt: skip
+    points = [AggregatedPoint(timestamp=b.timestamp, value=b.value, count=b.count) for b in rows]
+    return AggregatedDataResponse(
+        metric_name=metric_name, device_id=device_id, aggregation_type=aggregation_type, interval=interval,
+        start_time=start, end_time=end, data_points=points, count=len(points), source=plan.source.value,
+        relative_error=plan.relative_error,
+    )  # fmt: skip
+
+
+def _aware(t: datetime, field: str) -> datetime:
+    if t.tzinfo is None:
+        raise bad_request(f"{field}: must be RFC 3339 with a zone, e.g. 2025-12-18T00:00:00Z")
+    return t
+
+
+ROUTES = [get_latest, get_device_metrics, query, get_range, get_aggregated]

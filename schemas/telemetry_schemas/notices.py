@@ -14,6 +14,8 @@ class MetricStored(StreamMessage, frozen=True):
     first_time: datetime
     last_time: datetime
     latest: Point
+    # UTC minute floors holding numeric points of this batch: the rollup buckets to recompute.
+    minutes: list[datetime] = []
 
 
 class PointsStored(StreamMessage, frozen=True):

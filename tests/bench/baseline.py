@@ -41,7 +41,7 @@ def _batches(total: int, batch_size: int, devices: int) -> list[RowSet]:
         device_id = f"bench-base-{d:03d}"
         rows = RowSet()
         for point in _points_decoder.decode(msgspec.json.encode(makers[d].points(n))):
-            rows.add(device_id, point)
+            rows.add(device_id, point, b + 1)  # one stream sequence per transaction, as the worker does
         out.append(rows)
     return out
 

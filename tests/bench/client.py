@@ -1,6 +1,6 @@
 """HTTP clients for the benchmark: a minimal keep-alive HTTP/1.1 client on asyncio streams, or httpx.
 
-The raw client does only what the benchmark needs (POST with Content-Length, responses with
+The raw client does only what the benchmark needs (POST with Content-Length, GET, responses with
 Content-Length) so that the client spends as little of the shared 2 cores as possible.
 """
 
@@ -14,6 +14,8 @@ import httpx
 
 class Poster(Protocol):
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]: ...
+
+    async def get(self, path: str) -> tuple[int, bytes]: ...
 
     async def aclose(self) -> None: ...
 
@@ -40,7 +42,7 @@ class RawClient:
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self._head = f"Host: {self._host}:{self._port}\r\nContent-Type: application/json\r\n{extra}".encode()
+        self._head = f"Host: {self._host}:{self._port}\r\n{extra}".encode()
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(size)
 
@@ -58,10 +60,21 @@ class RawClient:
         return await self._connect()
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        request = b"POST %s HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (
+            path.encode(),
+            self._head,
+            len(body),
+        )
+        return await self._request(request + body)
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        return await self._request(b"GET %s HTTP/1.1\r\n%s\r\n" % (path.encode(), self._head))
+
+    async def _request(self, request: bytes) -> tuple[int, bytes]:
         async with self._slots:
             conn = await self._take()
             try:
-                status, data, keep = await self._exchange(conn, path, body)
+                status, data, keep = await self._exchange(conn, request)
             except BaseException:
                 conn.close()
                 raise
@@ -72,10 +85,8 @@ class RawClient:
                 conn.close()
             return status, data
 
-    async def _exchange(self, conn: _Connection, path: str, body: bytes) -> tuple[int, bytes, bool]:
-        conn.writer.write(
-            b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (path.encode(), self._head, len(body)) + body
-        )
+    async def _exchange(self, conn: _Connection, request: bytes) -> tuple[int, bytes, bool]:
+        conn.writer.write(request)
         head = await conn.reader.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split(b" ", 2)[1])
@@ -103,22 +114,17 @@ class HttpxClient:
     def __init__(self, base_url: str, headers: dict[str, str], size: int) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            headers={**headers, "Content-Type": "application/json"},
+            headers=headers,
             timeout=60,
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
         )
 
-    async def _take(self) -> _Connection:
-        now = time.monotonic()
-        while self._idle:
-            conn = self._idle.pop()
-            if now - conn.idle_since < MAX_IDLE_S:
-                return conn
-            conn.close()
-        return await self._connect()
-
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        response = await self._client.post(path, content=body)
+        response = await self._client.post(path, content=body, headers={"Content-Type": "application/json"})
+        return response.status_code, response.content
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        response = await self._client.get(path)
         return response.status_code, response.content
 
     async def aclose(self) -> None:

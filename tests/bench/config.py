@@ -31,6 +31,11 @@ class BenchConfig:
     client: str  # "raw" (minimal asyncio HTTP/1.1 client) or "httpx"
     drain_timeout_s: float  # give up waiting for points to become queryable after this long
     extra_ingest_workers: int  # > 0: one more sustained run with this many more ingest-worker processes
+    definitions: int  # metric definitions for the definitions phase (0 skips it)
+    defs_points: int  # points per condition (with / without definitions), sent in two halves (ABBA)
+    get_requests: int  # GET /api/v1/telemetry/metrics/{name} requests
+    get_concurrency: int
+    one_loop: bool  # last: the sustained run again with TELEMETRY_INGEST_CONCURRENCY=1 (the loop count before)
     profile: bool  # sample gateway and ingest worker with py-spy during the sustained run (if installed)
 
     @classmethod
@@ -49,5 +54,10 @@ class BenchConfig:
             client=os.environ.get("BENCH_CLIENT", "raw").strip().lower() or "raw",
             drain_timeout_s=_float("BENCH_DRAIN_TIMEOUT", 180.0),
             extra_ingest_workers=_int("BENCH_EXTRA_INGEST_WORKERS", 1),
+            definitions=_int("BENCH_DEFINITIONS", 100),
+            defs_points=_int("BENCH_DEFS_POINTS", 200_000),
+            get_requests=_int("BENCH_GET_REQUESTS", 4000),
+            get_concurrency=_int("BENCH_GET_CONCURRENCY", 16),
+            one_loop=os.environ.get("BENCH_ONE_LOOP", "1") != "0",
             profile=os.environ.get("BENCH_PROFILE", "") == "1",
         )

@@ -6,13 +6,19 @@ import sys
 from tests.support.stack import Stack
 
 
-def start_ingest_workers(stack: Stack, n: int) -> list[subprocess.Popen[bytes]]:
+def start_ingest_workers(
+    stack: Stack, n: int, env: dict[str, str] | None = None, first: int = 2
+) -> list[subprocess.Popen[bytes]]:
+    """``n`` more ingest workers (logs ingest-worker-<first>.log, …), with ``env`` on top of the stack's."""
     procs = []
     for i in range(n):
-        log = (stack.log_dir / f"ingest-worker-{i + 2}.log").open("ab")
+        log = (stack.log_dir / f"ingest-worker-{i + first}.log").open("ab")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "telemetry_core.cli", "ingest-worker"], env=stack.env(), stdout=log, stderr=log
+                [sys.executable, "-m", "telemetry_core.cli", "ingest-worker"],
+                env={**stack.env(), **(env or {})},
+                stdout=log,
+                stderr=log,
             )
         )
         log.close()

@@ -171,3 +171,21 @@ class Monitor:
             )
             out.append((w.name, self.peak_tree_pss.get(w.name, 0), note))
         return out
+
+
+def merge_phases(name: str, parts: list[PhaseCpu]) -> PhaseCpu:
+    """One phase made of several windows (e.g. the halves of an ABBA comparison): times add up."""
+    others: dict[str, float] = {}
+    for p in parts:
+        for label, cpu in p.top_others:
+            others[label] = others.get(label, 0.0) + cpu
+    names = {k for p in parts for k in p.cpu_s}
+    return PhaseCpu(
+        name=name,
+        wall_s=sum(p.wall_s for p in parts),
+        cpu_s={k: sum(p.cpu_s.get(k, 0.0) for p in parts) for k in names},
+        machine_busy_s=sum(p.machine_busy_s for p in parts),
+        machine_iowait_s=sum(p.machine_iowait_s for p in parts),
+        machine_total_s=sum(p.machine_total_s for p in parts),
+        top_others=sorted(others.items(), key=lambda o: -o[1])[:3],
+    )

@@ -7,7 +7,7 @@ import signal
 import sys
 import tempfile
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,11 +20,22 @@ from tests.bench.backlog import Backlog
 from tests.bench.baseline import prepare_baseline, run_baseline
 from tests.bench.client import Poster, make_client
 from tests.bench.config import BenchConfig
-from tests.bench.e2e import SustainedResult, run_sustained, warm_up
+from tests.bench.data import METRICS
+from tests.bench.definitions import (
+    ABBA,
+    DefinitionsResult,
+    GetResult,
+    check_enforced,
+    create_definitions,
+    defined_names,
+    names_for,
+    run_get_latency,
+)
+from tests.bench.e2e import SustainedResult, build_batches, run_sustained, warm_up
 from tests.bench.lag import run_lag
 from tests.bench.latency import run_latency
 from tests.bench.machine import machine_info
-from tests.bench.procs import Monitor, PhaseCpu, Watched, vm_hwm
+from tests.bench.procs import Monitor, PhaseCpu, Watched, merge_phases, vm_hwm
 from tests.bench.profile import Profile, Profiler, py_spy
 from tests.bench.report import Results, observations, stdout_text, write_markdown
 from tests.support.servers import Servers
@@ -51,11 +62,16 @@ class Bench:
         self.phases: list[PhaseCpu] = []
         self.profiles: list[Profile] = []
         self.extra_memory: list[tuple[str, int, str]] = []
+        self.memory: list[tuple[str, int, str]] | None = None  # taken before the last phase swaps the worker
 
-    async def timed(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+    async def measured(self, name: str, fn: Callable[[], Awaitable[T]]) -> tuple[T, PhaseCpu]:
         before = self.monitor.snapshot()
         result = await fn()
-        self.phases.append(self.monitor.phase(name, before, self.monitor.snapshot()))
+        return result, self.monitor.phase(name, before, self.monitor.snapshot())
+
+    async def timed(self, name: str, fn: Callable[[], Awaitable[T]]) -> T:
+        result, phase = await self.measured(name, fn)
+        self.phases.append(phase)
         return result
 
     def _profiler(self) -> Profiler | None:
@@ -68,18 +84,49 @@ class Bench:
         pids = {n: self.stack.procs[n].pid for n in ("gateway", "ingest-worker")}
         return Profiler(binary, pids, self.work_dir / "profile")
 
-    async def sustained(self, client: Poster, backlog: Backlog, prefix: str) -> SustainedResult:
+    async def sustained(
+        self,
+        client: Poster,
+        backlog: Backlog,
+        prefix: str,
+        phase: str | None,
+        *,
+        total: int | None = None,
+        metrics: Sequence[str] = METRICS,
+        profile: bool = False,
+    ) -> tuple[SustainedResult, PhaseCpu]:
+        """Build the bodies, then send them inside a CPU window that closes when the points are queryable.
+
+        ``phase``: record the window under this name (None: the caller records it).
+        """
         c = self.cfg
-        return await run_sustained(
-            client, self.db, backlog, total=c.points, batch_size=c.batch_size, devices=c.devices,
-            concurrency=c.concurrency, timeout_s=c.drain_timeout_s, prefix=prefix,
-        )  # fmt: skip
+        batches = build_batches(prefix, total or c.points, c.batch_size, c.devices, metrics)
+        profiler = self._profiler() if profile else None
+        if profiler is not None:
+            profiler.start()
+        try:
+            s, cpu = await self.measured(
+                phase or prefix,
+                lambda: run_sustained(
+                    client, self.db, backlog, batches, concurrency=c.concurrency, timeout_s=c.drain_timeout_s
+                ),
+            )
+        finally:
+            if profiler is not None:
+                self.profiles = profiler.stop()
+        batches.clear()
+        if phase is not None:
+            self.phases.append(cpu)
+        # The projection catches up after the window (it is not on the queryable path).
+        await backlog.wait_idle(c.drain_timeout_s)
+        return s, cpu
 
     async def run(self) -> dict[str, object]:
         c = self.cfg
         out: dict[str, object] = {}
         backlog = await Backlog.connect(self.nats_url)
-        client = make_client(c.client, self.stack.url, self.stack.headers, max(c.concurrency, c.latency_concurrency))
+        size = max(c.concurrency, c.latency_concurrency, c.get_concurrency)
+        client = make_client(c.client, self.stack.url, self.stack.headers, size)
         try:
             say(f"baseline: {c.baseline_points:,} points, COPY + upsert in {c.batch_size}-point transactions")
             prepared = prepare_baseline(c.baseline_points, c.batch_size, c.devices)
@@ -91,18 +138,9 @@ class Bench:
             await warm_up(client, self.db, backlog, c.concurrency * 2, c.concurrency)
 
             say(f"sustained: {c.points:,} points, {c.concurrency} clients, 1 ingest worker")
-            profiler = self._profiler()
-            if profiler is not None:
-                profiler.start()
-            try:
-                # The CPU window ends when the points are queryable (the projection catches up after it).
-                s = await self.timed("sustained", lambda: self.sustained(client, backlog, "bench-e2e"))
-            finally:
-                if profiler is not None:
-                    self.profiles = profiler.stop()
+            s, _ = await self.sustained(client, backlog, "bench-e2e", "sustained", profile=True)
             out["sustained"] = s
             say(f"  {s.rate:,.0f} points/s queryable, {s.acked_rate:,.0f} points/s acknowledged")
-            await backlog.wait_idle(c.drain_timeout_s)
 
             say(f"lag: {c.lag_batches} batches of {c.lag_batch_points}, one per {c.lag_interval_ms:g} ms")
             out["lag"] = await self.timed(
@@ -120,11 +158,44 @@ class Bench:
             )
             await backlog.wait_idle(c.drain_timeout_s)
 
+            out["definitions"], out["get"] = await self.definitions(client, backlog) if c.definitions else (None, None)
             out["scaled"] = await self.scaled(client, backlog) if c.extra_ingest_workers > 0 else None
+            self.memory = self.monitor.memory() + self.extra_memory
+            out["one_loop"] = await self.one_loop(client, backlog) if c.one_loop else None
         finally:
             await client.aclose()
             await backlog.close()
         return out
+
+    async def definitions(self, client: Poster, backlog: Backlog) -> tuple[DefinitionsResult, GetResult]:
+        """Create the definitions, then ingestion without / with them (ABBA), then GET-by-name latency."""
+        c = self.cfg
+        n = c.definitions
+        say(f"definitions: creating {n} numeric definitions with min/max")
+        result = DefinitionsResult(n, await create_definitions(client, defined_names(n)))
+        await check_enforced(client, defined_names(n))
+        await backlog.wait_idle(c.drain_timeout_s)
+        say(f"  {result.create_s:.1f} s; enforced (an out-of-bounds point gets 422)")
+        half = c.defs_points // 2
+        cpu: dict[str, list[PhaseCpu]] = {}
+        for i, cond in enumerate(ABBA):
+            metrics = names_for(cond, n)
+            s, phase = await self.sustained(
+                client, backlog, f"bench-defs-{i}-{cond}", None, total=half, metrics=metrics
+            )
+            result.runs.setdefault(cond, []).append(s)
+            cpu.setdefault(cond, []).append(phase)
+            say(f"  {cond:>7}: {s.rate:,.0f} points/s queryable, {s.acked_rate:,.0f} points/s accepted")
+        self.phases.append(merge_phases(f"{n} metrics, none defined", cpu["none"]))
+        self.phases.append(merge_phases(f"{n} metrics, all defined", cpu["defined"]))
+        say(f"  ratio defined/none: {result.ratio:.3f} queryable, {result.acked_ratio:.3f} accepted")
+
+        say(f"GET metric by name: {c.get_requests:,} requests at concurrency {c.get_concurrency}")
+        got = await self.timed(
+            "GET by name",
+            lambda: run_get_latency(client, defined_names(n), requests=c.get_requests, concurrency=c.get_concurrency),
+        )
+        return result, got
 
     async def scaled(self, client: Poster, backlog: Backlog) -> SustainedResult:
         """The sustained run again with more ingest-worker processes."""
@@ -138,13 +209,31 @@ class Bench:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}")
                 self.monitor.watched.append(Watched(name, proc.pid))
-            s = await self.timed(f"sustained, {n} workers", lambda: self.sustained(client, backlog, "bench-e2e-x"))
+            s, _ = await self.sustained(client, backlog, "bench-e2e-x", f"sustained, {n} workers")
             say(f"  {s.rate:,.0f} points/s queryable")
-            await backlog.wait_idle(self.cfg.drain_timeout_s)
             peaks = zip(names, (vm_hwm(proc.pid) for proc in procs), strict=True)
             self.extra_memory = [(name, peak, "VmHWM (peak RSS)") for name, peak in peaks]
         finally:
             self.monitor.watched[:] = [w for w in self.monitor.watched if w.name not in names]
+            extra.stop(procs)
+        return s
+
+    async def one_loop(self, client: Poster, backlog: Backlog) -> SustainedResult:
+        """Last phase: replace the ingest worker by one with TELEMETRY_INGEST_CONCURRENCY=1, run sustained again."""
+        say(f"sustained: {self.cfg.points:,} points, 1 ingest worker with 1 loop (TELEMETRY_INGEST_CONCURRENCY=1)")
+        extra.stop([self.stack.procs["ingest-worker"]])  # SIGTERM: it finishes the batch in hand
+        procs = extra.start_ingest_workers(self.stack, 1, {"TELEMETRY_INGEST_CONCURRENCY": "1"}, first=1)
+        try:
+            await asyncio.sleep(2.0)
+            if procs[0].poll() is not None:
+                raise RuntimeError(f"the 1-loop ingest worker exited with {procs[0].returncode}")
+            # Same row in the CPU table: the stack's worker is gone, this one does its job.
+            for w in self.monitor.watched:
+                if w.name == "ingest-worker":
+                    w.pid = procs[0].pid
+            s, _ = await self.sustained(client, backlog, "bench-e2e-1", "sustained, 1 loop")
+            say(f"  {s.rate:,.0f} points/s queryable")
+        finally:
             extra.stop(procs)
         return s
 
@@ -186,7 +275,7 @@ def main() -> None:
         results = Results(
             config=cfg,
             machine=machine_info(postgres.url, root, stack.env()),
-            memory=monitor.memory() + bench.extra_memory,
+            memory=bench.memory if bench.memory is not None else monitor.memory() + bench.extra_memory,
             phases=bench.phases,
             profiles=bench.profiles,
             **measured,  # type: ignore[arg-type]

@@ -40,8 +40,21 @@ class DataPoint(ApiBody):
     metadata: dict[str, Any] = {}
 
 
+class Series(ApiBody):
+    """The points of one (device, metric), for clients that want series apart."""
+
+    device_id: str
+    metric_name: str
+    data_points: list[DataPoint]
+
+
 class TelemetryDataResponse(ApiBody):
-    """E3-US1 answer; device_id / metric_name are the one asked for, or "multiple"."""
+    """E3-US1 answer; device_id / metric_name are the one asked for, or "multiple".
+
+    With an aggregation, each point is one interval bucket (timestamp = bucket start). ``source``
+    says what answered (raw, rollup_minute, rollup_hour); percentiles from rollups carry
+    ``relative_error`` (the sketch's bound), from raw points they are exact (nearest rank).
+    """
 
     device_id: str
     metric_name: str
@@ -53,6 +66,32 @@ class TelemetryDataResponse(ApiBody):
     end_time: datetime
     limit: int
     offset: int
+    series: list[Series] = []
+    source: str = "raw"
+    relative_error: float | None = None
+
+
+class AggregatedPoint(ApiBody):
+    """One bucket of /aggregated: its start, the value, and how many points it summarises."""
+
+    timestamp: datetime
+    value: float | None
+    count: int
+
+
+class AggregatedDataResponse(ApiBody):
+    """E3-US5 answer; device_id null means across all devices."""
+
+    metric_name: str
+    device_id: str | None
+    aggregation_type: str
+    interval: int
+    start_time: datetime
+    end_time: datetime
+    data_points: list[AggregatedPoint]
+    count: int
+    source: str
+    relative_error: float | None = None
 
 
 class LatestValueResponse(ApiBody):

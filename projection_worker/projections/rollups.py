@@ -1,0 +1,35 @@
+"""Read model: numeric rollups per (device, metric) and minute / hour, recomputed for touched buckets.
+
+Recomputing from raw points (rather than adding the new points) keeps rollups exact when a point
+is overwritten by a later upsert or arrives late: the SQL lives in telemetry.refresh_rollups.
+"""
+
+from typing import Any
+
+from psycopg import AsyncCursor
+
+from telemetry_core.topology import ROLLUP_PROJECTION, ConsumerSpec
+from telemetry_schemas.codecs import points_stored_decoder
+from telemetry_schemas.notices import PointsStored
+
+NAME = "rollups"
+SPEC: ConsumerSpec = ROLLUP_PROJECTION
+TABLES: tuple[str, ...] = ("telemetry.rollup_minute", "telemetry.rollup_hour")
+
+_REFRESH = "SELECT telemetry.refresh_rollups(%s, %s, %s)"
+
+
+def decode(data: bytes) -> PointsStored:
+    """Decode a stored notice."""
+    return points_stored_decoder.decode(data)
+
+
+async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
+    """Recompute every minute (and its hour) that the notices touched, once per batch of notices."""
+    touched: dict[tuple[str, str], set[Any]] = {}
+    for notice in messages:
+        for metric in notice.metrics:
+            if metric.minutes:
+                touched.setdefault((notice.device_id, metric.metric_name), set()).update(metric.minutes)
+    for (device_id, metric_name), minutes in touched.items():
+        await cur.execute(_REFRESH, (device_id, metric_name, sorted(minutes)), prepare=True)
