@@ -14,9 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
+import structlog
+from nats.js import JetStreamContext
 
+from gateway.batch_validation import check_points
+from telemetry_core.definitions_cache import DefinitionsCache
+from telemetry_schemas.api.ingest import BatchRequest
 from tests.bench.client import Poster
-from tests.bench.data import VALUE_MAX, VALUE_MIN, PointMaker, hour_ago, point_body
+from tests.bench.data import VALUE_MAX, VALUE_MIN, PointMaker, batch_body, hour_ago, point_body
 from tests.bench.e2e import SustainedResult
 from tests.bench.latency import single_path
 
@@ -73,6 +78,15 @@ class DefinitionsResult:
     definitions: int
     create_s: float
     runs: dict[str, list[SustainedResult]] = field(default_factory=dict)  # "none" / "defined" → its halves
+    gateway_cpu_s: dict[str, float] = field(default_factory=dict)  # condition → gateway CPU seconds, halves summed
+    in_process_us: dict[str, float] = field(default_factory=dict)  # condition → µs per point, see validation_cost
+
+    def points(self, cond: str) -> int:
+        return sum(h.points_acked for h in self.runs[cond])
+
+    def gateway_us_per_point(self, cond: str) -> float:
+        """Gateway CPU per accepted point (µs): validation cost with little of the rates' noise."""
+        return 1e6 * self.gateway_cpu_s.get(cond, 0.0) / max(self.points(cond), 1)
 
     def rate(self, cond: str) -> float:
         """Queryable points/s over the condition's halves together."""
@@ -108,6 +122,38 @@ ABBA = ("none", "defined", "defined", "none")
 
 def names_for(cond: str, n: int) -> list[str]:
     return defined_names(n) if cond == "defined" else undefined_names(n)
+
+
+async def validation_cost(js: JetStreamContext, n: int, timeout_s: float = 10.0, repeats: int = 15) -> dict[str, float]:
+    """The gateway's per-batch work (decode the body, check_points with the definitions cache), in this process.
+
+    The cache is the product's own, fed from the EVENTS stream like the gateway's. Best of ``repeats``
+    rounds of 10 batches of 1000 points: CPU cost without the other processes' noise, in µs per point.
+    """
+    cache = DefinitionsCache(js, structlog.get_logger())
+    await cache.start()
+    try:
+        deadline = time.perf_counter() + timeout_s
+        while len(cache.definitions) < n:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"only {len(cache.definitions)} of {n} definitions arrived from the stream")
+            await asyncio.sleep(0.02)
+    finally:
+        await cache.stop()
+    decoder = msgspec.json.Decoder(BatchRequest)
+    out = {}
+    for cond in ("none", "defined"):
+        body = batch_body(PointMaker(hour_ago(), 1000, seed=7, metrics=names_for(cond, n)).points(1000))
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(10):
+                checked = check_points(decoder.decode(body).data_points, "data_points", cache.check, body)
+            best = min(best, time.perf_counter() - t0)
+            if checked.errors:
+                raise RuntimeError(f"{cond}: {len(checked.errors)} points rejected: {checked.errors[0]}")
+        out[cond] = 1e6 * best / 10_000
+    return out
 
 
 @dataclass(frozen=True)

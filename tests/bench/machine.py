@@ -54,4 +54,5 @@ def machine_info(database_url: str, data_dir: Path, env: dict[str, str]) -> dict
         "nats-server": (nats_version.stdout.strip() or nats_version.stderr.strip()).removeprefix("nats-server: "),
         "data directory filesystem": _filesystem(data_dir),
         "ingest batch": str(settings.ingest_fetch_batch),
+        "ingest concurrency": str(settings.ingest_concurrency),
     }

@@ -30,6 +30,7 @@ from tests.bench.definitions import (
     defined_names,
     names_for,
     run_get_latency,
+    validation_cost,
 )
 from tests.bench.e2e import SustainedResult, build_batches, run_sustained, warm_up
 from tests.bench.lag import run_lag
@@ -176,6 +177,11 @@ class Bench:
         await check_enforced(client, defined_names(n))
         await backlog.wait_idle(c.drain_timeout_s)
         say(f"  {result.create_s:.1f} s; enforced (an out-of-bounds point gets 422)")
+        result.in_process_us = await validation_cost(backlog.js, n)
+        say(
+            "  in-process decode + check_points: "
+            + ", ".join(f"{k} {v:.2f} µs" for k, v in result.in_process_us.items())
+        )
         half = c.defs_points // 2
         cpu: dict[str, list[PhaseCpu]] = {}
         for i, cond in enumerate(ABBA):
@@ -186,8 +192,10 @@ class Bench:
             result.runs.setdefault(cond, []).append(s)
             cpu.setdefault(cond, []).append(phase)
             say(f"  {cond:>7}: {s.rate:,.0f} points/s queryable, {s.acked_rate:,.0f} points/s accepted")
-        self.phases.append(merge_phases(f"{n} metrics, none defined", cpu["none"]))
-        self.phases.append(merge_phases(f"{n} metrics, all defined", cpu["defined"]))
+        for cond, label in (("none", "no definitions"), ("defined", f"{n} definitions")):
+            merged = merge_phases(label, cpu[cond])
+            self.phases.append(merged)
+            result.gateway_cpu_s[cond] = merged.cpu_s.get("gateway", 0.0)
         say(f"  ratio defined/none: {result.ratio:.3f} queryable, {result.acked_ratio:.3f} accepted")
 
         say(f"GET metric by name: {c.get_requests:,} requests at concurrency {c.get_concurrency}")

@@ -1,0 +1,188 @@
+"""Aggregated queries: exact answers for known inputs, from every source; rollups equal raw after overwrites."""
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.e2e.conftest import wait_rows
+from tests.support.eventually import eventually
+from tests.support.ids import unique
+from tests.support.servers import Servers
+
+pytestmark = pytest.mark.e2e
+T0 = datetime(2025, 12, 17, tzinfo=UTC)
+ALL = ["avg", "min", "max", "sum", "count", "median", "p95", "p99"]
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def ingest(client: httpx.Client, device: str, values: list[tuple[datetime, float]], metric: str = "m") -> None:
+    points = [{"timestamp": iso(t), "metric_name": metric, "value": v} for t, v in values]
+    r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry/batch", json={"data_points": points})
+    assert r.status_code == 200, r.text
+
+
+def query(client: httpx.Client, devices: list[str], agg: str, interval: int, start: datetime = T0,
+          end: datetime = T0 + timedelta(hours=2), metric: str = "m") -> dict:  # fmt: skip
+    body = {"devices": devices, "metrics": [metric], "start_time": iso(start), "end_time": iso(end),
+            "aggregation": agg, "interval": interval}  # fmt: skip
+    r = client.post("/api/v1/telemetry/query", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def values_of(answer: dict) -> list:
+    return [(p["timestamp"], p["device_id"], p["value"]) for p in answer["data_points"]]
+
+
+@pytest.fixture(scope="module")
+def two_devices(stack, servers: Servers) -> tuple[str, str]:
+    a, b = unique("agg"), unique("agg")
+    with httpx.Client(base_url=stack.url, headers=stack.headers) as client:
+        # Every 10 minutes for 2 hours: values 0..11 on a, 100..111 on b; 01:00:00 opens the second hour.
+        ingest(client, a, [(T0 + timedelta(minutes=10 * k), k) for k in range(12)])
+        ingest(client, b, [(T0 + timedelta(minutes=10 * k), 100 + k) for k in range(12)])
+    wait_rows(servers, a, 12)
+    wait_rows(servers, b, 12)
+    return a, b
+
+
+EXPECTED_A = {  # per hour bucket of device a: values 0..5 and 6..11
+    "avg": [2.5, 8.5], "min": [0, 6], "max": [5, 11], "sum": [15, 51], "count": [6, 6],
+    # nearest rank ceil(q * n): median is the 3rd of 6, p95 and p99 the 6th
+    "median": [2, 8], "p95": [5, 11], "p99": [5, 11],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("agg", ALL)
+@pytest.mark.parametrize("source", ["rollup_hour", "rollup_minute", "raw"])
+def test_known_inputs_give_exact_answers(
+    client: httpx.Client, two_devices: tuple[str, str], agg: str, source: str
+) -> None:
+    a, _ = two_devices
+    # The same two buckets from each source: an hour-aligned range reads hours; ending at 01:59 reads
+    # minutes; starting 30 s early (buckets T0-30s and T0+59m30s hold the same points) reads raw points.
+    end = T0 + timedelta(hours=1, minutes=59) if source == "rollup_minute" else T0 + timedelta(hours=2)
+    start = T0 - timedelta(seconds=30) if source == "raw" else T0
+    answer = eventually(lambda: (r := query(client, [a], agg, 3600, start=start, end=end))["data_points"] and r)
+    assert answer["source"] == source
+    got = [p["value"] for p in answer["data_points"]]
+    if agg in ("median", "p95", "p99") and source != "raw":
+        assert answer["relative_error"] == pytest.approx(0.0099, abs=1e-4)
+        for g, want in zip(got, EXPECTED_A[agg], strict=True):
+            assert abs(g - want) <= answer["relative_error"] * abs(want) + 1e-9
+    else:
+        assert answer["relative_error"] is None
+        assert got == pytest.approx(EXPECTED_A[agg])
+    assert [p["timestamp"] for p in answer["data_points"]] == [iso(start), iso(start + timedelta(hours=1))]
+
+
+def test_tag_filters_read_raw_points(client: httpx.Client, two_devices: tuple[str, str]) -> None:
+    a, _ = two_devices
+    body = {"devices": [a], "metrics": ["m"], "start_time": iso(T0), "end_time": iso(T0 + timedelta(hours=2)),
+            "aggregation": "count", "interval": 3600, "filters": {"site": "x"}}  # fmt: skip
+    answer = client.post("/api/v1/telemetry/query", json=body).json()
+    assert (answer["source"], answer["data_points"]) == ("raw", [])  # rollups carry no tags
+
+
+def test_multi_device_series_and_across_devices(client: httpx.Client, two_devices: tuple[str, str]) -> None:
+    a, b = two_devices
+    answer = eventually(lambda: (r := query(client, [a, b], "max", 3600)) and len(r["data_points"]) == 4 and r)
+    first, second = iso(T0), iso(T0 + timedelta(hours=1))
+    assert values_of(answer) == sorted([(first, a, 5), (first, b, 105), (second, a, 11), (second, b, 111)])
+    assert sorted((s["device_id"], len(s["data_points"])) for s in answer["series"]) == sorted([(a, 2), (b, 2)])
+    assert (answer["device_id"], answer["metric_name"], answer["aggregation"]) == ("multiple", "m", "max")
+    params = {"metric_name": "m", "aggregation_type": "count", "interval": 3600, "start_time": iso(T0),
+              "end_time": iso(T0 + timedelta(hours=2)), "device_id": a}  # fmt: skip
+    one = client.get("/api/v1/telemetry/aggregated", params=params).json()
+    assert [(p["value"], p["count"]) for p in one["data_points"]] == [(6, 6), (6, 6)]
+    assert (one["device_id"], one["source"]) == (a, "rollup_hour")
+
+
+def test_bucket_edges_are_half_open(client: httpx.Client, two_devices: tuple[str, str]) -> None:
+    a, _ = two_devices
+    # [00:00, 01:00) holds 00:00..00:50; the point at 01:00:00 opens the next bucket; end is exclusive.
+    answer = query(client, [a], "count", 3600, end=T0 + timedelta(hours=1, minutes=50))
+    assert [p["value"] for p in answer["data_points"]] == [6, 5]
+
+
+def test_limit_offset_and_too_many_buckets(client: httpx.Client, two_devices: tuple[str, str]) -> None:
+    a, b = two_devices
+    body = {"devices": [a, b], "metrics": ["m"], "start_time": iso(T0), "end_time": iso(T0 + timedelta(hours=2)),
+            "aggregation": "min", "interval": 3600, "limit": 2, "offset": 1}  # fmt: skip
+    answer = eventually(
+        lambda: (r := client.post("/api/v1/telemetry/query", json=body).json()) and r["count"] == 2 and r
+    )
+    mins = {a: [0, 6], b: [100, 106]}
+    in_order = [mins[d][hour] for hour in (0, 1) for d in sorted((a, b))]
+    assert [p["value"] for p in answer["data_points"]] == in_order[1:3]
+    r = client.post("/api/v1/telemetry/query", json={**body, "interval": 60, "limit": 100, "offset": 0})
+    assert r.status_code == 422
+    assert r.json()["detail"] == ("interval: 60s over this range gives 120 buckets per series, more than limit 100; "
+                                  "use a larger interval or a shorter range")  # fmt: skip
+
+
+def test_no_data_is_an_empty_list(client: httpx.Client) -> None:
+    answer = query(client, [unique("none")], "avg", 3600)
+    assert (answer["data_points"], answer["count"], answer["series"]) == ([], 0, [])
+
+
+def test_range_endpoint_defaults(client: httpx.Client, servers: Servers) -> None:
+    device = unique("rng")
+    now = datetime.now(UTC).replace(microsecond=0)
+    ingest(client, device, [(now - timedelta(hours=h), float(h)) for h in range(0, 48, 2)])
+    wait_rows(servers, device, 24)
+    url = f"/api/v1/telemetry/devices/{device}/metrics/m/range"
+    raw = client.get(url, params={"time_range": "6h"}).json()
+    assert (raw["aggregation"], raw["source"], raw["count"]) == (None, "raw", 3)
+    week = eventually(lambda: (r := client.get(url, params={"time_range": "7d"}).json())["count"] == 24 and r)
+    assert (week["aggregation"], week["interval"], week["source"]) == ("avg", 3600, "rollup_hour")
+    assert sorted(p["value"] for p in week["data_points"]) == [float(h) for h in range(0, 48, 2)]
+    assert client.get(url, params={"time_range": "2d"}).status_code == 400
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batches=st.lists(
+        st.lists(
+            st.tuples(st.integers(0, 7199), st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: round(v, 3))),
+            min_size=1,
+            max_size=30,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_rollups_answer_like_raw_after_overwrites_and_late_points(client: httpx.Client, batches: list) -> None:
+    device = unique("prop")
+    for batch in batches:  # later batches overwrite earlier seconds and arrive out of time order
+        ingest(client, device, [(T0 + timedelta(seconds=s), v) for s, v in batch])
+    final: dict[int, float] = {}
+    for batch in batches:
+        for s, v in batch:
+            final[s] = v
+
+    # Raw answers, from unaligned 1-hour buckets that cover the same points as the hours.
+    def raw(agg: str) -> list:
+        body = {"devices": [device], "metrics": ["m"], "start_time": iso(T0 - timedelta(seconds=0.5)),
+                "end_time": iso(T0 + timedelta(hours=2) - timedelta(seconds=0.5)), "aggregation": agg, "interval": 3600}  # fmt: skip
+        return [p["value"] for p in client.post("/api/v1/telemetry/query", json=body).json()["data_points"]]
+
+    want_count = [sum(1 for s in final if s < 3600), sum(1 for s in final if s >= 3600)]
+    want_count = [c for c in want_count if c]
+    eventually(lambda: raw("count") == want_count, timeout=15, what="raw holds every point")
+    eventually(lambda: [p["value"] for p in query(client, [device], "count", 3600)["data_points"]] == want_count,
+               timeout=15, what="rollups caught up")  # fmt: skip
+    for agg in ALL:
+        rolled = query(client, [device], agg, 3600)
+        assert rolled["source"] == "rollup_hour"
+        got, want = [p["value"] for p in rolled["data_points"]], raw(agg)
+        if agg in ("median", "p95", "p99"):
+            assert all(abs(g - w) <= 0.0099 * abs(w) + 1e-9 for g, w in zip(got, want, strict=True)), (agg, got, want)
+        else:
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-6), agg
