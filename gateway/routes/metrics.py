@@ -23,7 +23,7 @@ from telemetry_schemas.api.metrics import (
     MetricDefinitionResponse,
     MetricDeletedResponse,
 )
-from telemetry_schemas.codecs import domain_event_decoder, json_encoder
+from telemetry_schemas.codecs import json_encoder, metric_event_decoder
 from telemetry_schemas.enums import DataType, MetricType
 from telemetry_schemas.events import MetricDefined, MetricDeleted
 
@@ -49,7 +49,7 @@ async def _current(gw: GatewayState, name: str) -> tuple[int, MetricDefined | Me
     if last is None:
         return 0, None
     seq, data = last
-    return seq, domain_event_decoder.decode(data)
+    return seq, metric_event_decoder.decode(data)
 
 
 async def _make_visible(gw: GatewayState, seq: int) -> None:

@@ -6,8 +6,8 @@ from psycopg import AsyncCursor
 from psycopg.types.json import Json, Jsonb
 
 from telemetry_core.topology import METRIC_DEFINITIONS_PROJECTION, ConsumerSpec
-from telemetry_schemas.codecs import domain_event_decoder
-from telemetry_schemas.events import DomainEvent, MetricDefined, MetricDeleted
+from telemetry_schemas.codecs import metric_event_decoder
+from telemetry_schemas.events import MetricDefined, MetricDeleted, MetricEvent
 
 NAME = "metric_definitions"
 SPEC: ConsumerSpec = METRIC_DEFINITIONS_PROJECTION
@@ -29,12 +29,12 @@ ON CONFLICT (name) DO UPDATE SET metric_id = EXCLUDED.metric_id, description = E
 _DELETE = "DELETE FROM telemetry.metric_definitions WHERE name = %s AND metric_id = %s"
 
 
-def decode(data: bytes) -> DomainEvent:
+def decode(data: bytes) -> MetricEvent:
     """Decode a domain event."""
-    return domain_event_decoder.decode(data)
+    return metric_event_decoder.decode(data)
 
 
-async def apply(cur: AsyncCursor[Any], messages: list[DomainEvent]) -> None:
+async def apply(cur: AsyncCursor[Any], messages: list[MetricEvent]) -> None:
     """Apply events in stream order."""
     for event in messages:
         match event:

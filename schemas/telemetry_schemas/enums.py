@@ -21,3 +21,32 @@ class MetricType(StrEnum):
     COUNTER = "counter"
     HISTOGRAM = "histogram"
     SUMMARY = "summary"
+
+
+class AlertLevel(StrEnum):
+    """Severity of an alert rule and its alerts (E4-US1)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+    EMERGENCY = "emergency"
+
+
+class Comparison(StrEnum):
+    """A rule's condition: value <op> threshold."""
+
+    GT = ">"
+    LT = "<"
+    GE = ">="
+    LE = "<="
+    EQ = "=="
+    NE = "!="
+
+
+class AlertStatus(StrEnum):
+    """Where an alert is in its lifecycle."""
+
+    ACTIVE = "active"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"

@@ -4,7 +4,8 @@ from datetime import datetime
 from typing import Any
 
 from telemetry_schemas.base import StreamMessage
-from telemetry_schemas.enums import DataType, MetricType
+from telemetry_schemas.enums import AlertLevel, DataType, MetricType
+from telemetry_schemas.rules import RuleSpec
 
 
 class MetricDefined(StreamMessage, frozen=True, kw_only=True, tag="metric.defined"):
@@ -35,4 +36,80 @@ class MetricDeleted(StreamMessage, frozen=True, kw_only=True, tag="metric.delete
     deleted_by: str
 
 
-DomainEvent = MetricDefined | MetricDeleted
+class AlertRuleCreated(StreamMessage, frozen=True, kw_only=True, tag="alert.rule.created"):
+    """A rule was created (on subject telemetry.events.rule.<rule_id>)."""
+
+    rule_id: str
+    rule: RuleSpec
+    at: datetime
+    by: str
+
+
+class AlertRuleUpdated(StreamMessage, frozen=True, kw_only=True, tag="alert.rule.updated"):
+    """A rule's definition was replaced."""
+
+    rule_id: str
+    rule: RuleSpec
+    at: datetime
+    by: str
+
+
+class AlertRuleEnabled(StreamMessage, frozen=True, kw_only=True, tag="alert.rule.enabled"):
+    """A rule was enabled or disabled."""
+
+    rule_id: str
+    enabled: bool
+    at: datetime
+    by: str
+
+
+class AlertRuleDeleted(StreamMessage, frozen=True, kw_only=True, tag="alert.rule.deleted"):
+    """A rule was deleted; its open alerts are resolved by the engine."""
+
+    rule_id: str
+    at: datetime
+    by: str
+
+
+class AlertTriggered(StreamMessage, frozen=True, kw_only=True, tag="alert.triggered"):
+    """An alert opened (on subject telemetry.events.alert.<alert_id>), by the alert engine."""
+
+    alert_id: str
+    rule_id: str
+    rule_name: str
+    device_id: str
+    metric_name: str
+    level: AlertLevel
+    message: str
+    current_value: Any = None
+    threshold_value: Any = None
+    kind: str = "threshold"  # or "no_data"
+    triggered_at: datetime
+    auto_resolve_at: datetime | None = None
+    notification_channels: list[str] = []
+
+
+class AlertAcknowledged(StreamMessage, frozen=True, kw_only=True, tag="alert.acknowledged"):
+    """An operator acknowledged an alert."""
+
+    alert_id: str
+    at: datetime
+    by: str
+    note: str | None = None
+
+
+class AlertResolved(StreamMessage, frozen=True, kw_only=True, tag="alert.resolved"):
+    """An alert closed: by an operator, or by the system (auto-resolve, data resumed, rule off)."""
+
+    alert_id: str
+    rule_id: str
+    device_id: str
+    at: datetime
+    by: str
+    note: str | None = None
+
+
+RuleEvent = AlertRuleCreated | AlertRuleUpdated | AlertRuleEnabled | AlertRuleDeleted
+AlertEvent = AlertTriggered | AlertAcknowledged | AlertResolved
+MetricEvent = MetricDefined | MetricDeleted
+DomainEvent = MetricEvent | RuleEvent | AlertEvent

@@ -10,7 +10,7 @@ from nats.js.api import DeliverPolicy
 
 from telemetry_core.metric_rules import definition_problem
 from telemetry_core.topology import EVENTS_STREAM, METRIC_EVENTS
-from telemetry_schemas.codecs import domain_event_decoder
+from telemetry_schemas.codecs import metric_event_decoder
 from telemetry_schemas.events import MetricDefined, MetricDeleted
 from telemetry_schemas.values import Point
 
@@ -41,7 +41,7 @@ class DefinitionsCache:
     async def _follow(self, sub: "JetStreamContext.PushSubscription") -> None:
         async for msg in sub.messages:
             try:
-                event = domain_event_decoder.decode(msg.data)
+                event = metric_event_decoder.decode(msg.data)
             except msgspec.DecodeError as exc:
                 self._log.warning("undecodable_event", subject=msg.subject, error=str(exc))
                 event = None
