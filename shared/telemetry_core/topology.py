@@ -26,6 +26,10 @@ LATEST_PROJECTION_CONSUMER = "projection_latest"
 METRIC_DEFINITIONS_CONSUMER = "projection_metric_definitions"
 ROLLUP_PROJECTION_CONSUMER = "projection_rollups"
 METRIC_EVENTS = "telemetry.events.metric.>"
+RULE_EVENTS = "telemetry.events.rule.>"
+ALERT_EVENTS = "telemetry.events.alert.>"
+ALERT_RULES_CONSUMER = "projection_alert_rules"
+ALERTS_CONSUMER = "projection_alerts"
 
 _DAY = 86_400
 
@@ -48,6 +52,21 @@ def event_subject(kind: str, key: str) -> str:
 def metric_subject(name: str) -> str:
     """Subject holding one metric definition's events; its last message is the current state."""
     return event_subject("metric", name)
+
+
+def rule_subject(rule_id: str) -> str:
+    """Subject holding one alert rule's events."""
+    return event_subject("rule", rule_id)
+
+
+def alert_subject(alert_id: str) -> str:
+    """Subject holding one alert's lifecycle events (triggered, acknowledged, resolved)."""
+    return event_subject("alert", alert_id)
+
+
+def alert_engine_consumer(partition: int, partitions: int) -> "ConsumerSpec":
+    """The alert engine's durable consumer on POINTS for one device partition."""
+    return ConsumerSpec(POINTS_STREAM, f"alerts_{partition}_of_{partitions}", "telemetry.points.>")
 
 
 def dlq_subject(worker: str) -> str:
@@ -126,7 +145,16 @@ INGEST = ConsumerSpec(POINTS_STREAM, INGEST_CONSUMER, "telemetry.points.>")
 LATEST_PROJECTION = ConsumerSpec(NOTICES_STREAM, LATEST_PROJECTION_CONSUMER, "telemetry.stored.>")
 METRIC_DEFINITIONS_PROJECTION = ConsumerSpec(EVENTS_STREAM, METRIC_DEFINITIONS_CONSUMER, METRIC_EVENTS)
 ROLLUP_PROJECTION = ConsumerSpec(NOTICES_STREAM, ROLLUP_PROJECTION_CONSUMER, "telemetry.stored.>")
-CONSUMERS = (INGEST, LATEST_PROJECTION, METRIC_DEFINITIONS_PROJECTION, ROLLUP_PROJECTION)
+ALERT_RULES_PROJECTION = ConsumerSpec(EVENTS_STREAM, ALERT_RULES_CONSUMER, RULE_EVENTS)
+ALERTS_PROJECTION = ConsumerSpec(EVENTS_STREAM, ALERTS_CONSUMER, ALERT_EVENTS)
+CONSUMERS = (
+    INGEST,
+    LATEST_PROJECTION,
+    METRIC_DEFINITIONS_PROJECTION,
+    ROLLUP_PROJECTION,
+    ALERT_RULES_PROJECTION,
+    ALERTS_PROJECTION,
+)
 
 
 async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
