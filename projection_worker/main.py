@@ -4,7 +4,7 @@ import asyncio
 import os
 import signal
 
-from projection_worker.projections import latest_values, metric_definitions, rollups
+from projection_worker.projections import alert_rules, alerts, latest_values, metric_definitions, rollups
 from projection_worker.runner import Projection, ProjectionRunner
 from telemetry_core import consumer_loop
 from telemetry_core.logging import configure_logging
@@ -13,7 +13,7 @@ from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
 from telemetry_core.topology import ensure_topology
 
-PROJECTIONS: list[Projection] = [latest_values, metric_definitions, rollups]
+PROJECTIONS: list[Projection] = [latest_values, metric_definitions, rollups, alert_rules, alerts]
 
 
 async def serve(settings: Settings) -> None:

@@ -44,6 +44,8 @@ async def replay(settings: Settings, name: str) -> str:
             for table in projection.TABLES:
                 schema, _, table_name = table.partition(".")
                 conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, table_name)))
+            for statement in getattr(projection, "RESET", ()):  # state the projection keeps outside TABLES
+                conn.execute(statement)
             conn.execute(_RESET_CHECKPOINT, (name,))
         if info is not None:
             await js.delete_consumer(spec.stream, spec.durable)

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("projection-worker", help="build the read models")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     replay = sub.add_parser("replay", help="rebuild a read model from its stream (stop projection workers first)")
-    replay.add_argument("projection", help="latest_values or metric_definitions")
+    replay.add_argument("projection", help="latest_values, metric_definitions, rollups, alert_rules or alerts")
     sub.add_parser("apikey", help="print a new random API key")
     args = parser.parse_args(argv)
     try:

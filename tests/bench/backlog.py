@@ -6,7 +6,7 @@ import time
 import nats
 from nats.js import JetStreamContext
 
-from telemetry_core.topology import CONSUMERS
+from telemetry_core.topology import CONSUMERS, ConsumerSpec
 
 
 class Backlog:
@@ -21,13 +21,14 @@ class Backlog:
         nc = await nats.connect(url, name="telemetry-bench")
         return cls(nc.jetstream(timeout=5.0), nc)
 
+    async def pending_of(self, spec: ConsumerSpec) -> int:
+        """Messages ``spec``'s durable consumer has not yet delivered or not yet had acked."""
+        info = await self.js.consumer_info(spec.stream, spec.durable)
+        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
     async def pending(self) -> dict[str, int]:
         """Messages not yet delivered or not yet acked, per durable consumer."""
-        out = {}
-        for spec in CONSUMERS:
-            info = await self.js.consumer_info(spec.stream, spec.durable)
-            out[spec.durable] = (info.num_pending or 0) + (info.num_ack_pending or 0)
-        return out
+        return {spec.durable: await self.pending_of(spec) for spec in CONSUMERS}
 
     async def wait_idle(self, timeout_s: float) -> float:
         """Wait until every consumer has acked everything; return the seconds waited."""

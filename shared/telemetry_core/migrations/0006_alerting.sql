@@ -38,6 +38,8 @@ CREATE TABLE telemetry.alerts (
 );
 CREATE INDEX alerts_newest ON telemetry.alerts (triggered_at DESC);
 CREATE INDEX alerts_by_status ON telemetry.alerts (status, level);
+CREATE INDEX alerts_by_rule ON telemetry.alerts (rule_id, triggered_at DESC);
+CREATE INDEX alerts_by_device ON telemetry.alerts (device_id, triggered_at DESC);
 
 -- The alert engine's state machines, per device partition; written in the same transaction as the
 -- engine's checkpoint row in projection_checkpoints (projection = the engine's consumer name).

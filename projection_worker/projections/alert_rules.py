@@ -1,0 +1,84 @@
+"""Read model: current alert rules (E4), from alert.rule.* events."""
+
+from typing import Any, assert_never
+
+from psycopg import AsyncCursor
+from psycopg.types.json import Json
+
+from telemetry_core.topology import ALERT_RULES_PROJECTION, ConsumerSpec
+from telemetry_schemas.codecs import json_encoder, rule_event_decoder
+from telemetry_schemas.events import (
+    AlertRuleCreated,
+    AlertRuleDeleted,
+    AlertRuleEnabled,
+    AlertRuleUpdated,
+    RuleEvent,
+)
+
+NAME = "alert_rules"
+SPEC: ConsumerSpec = ALERT_RULES_PROJECTION
+TABLES: tuple[str, ...] = ("telemetry.alert_rules",)
+
+# total_triggers / last_triggered belong to the alerts projection, which bumps them as alerts open.
+# A (re)created row starts from the alerts already projected, so `telemetry replay alert_rules`
+# keeps the statistics; the lock (also taken by the alerts projection) orders the two so that an
+# alert projected concurrently with its rule's creation is counted exactly once.
+TRIGGER_STATS_LOCK = 7_218_006
+_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+_CREATE = """
+INSERT INTO telemetry.alert_rules (rule_id, name, metric_name, level, enabled, spec, created_at, updated_at,
+    created_by, total_triggers, last_triggered)
+SELECT %(rule_id)s, %(name)s, %(metric_name)s, %(level)s, %(enabled)s, %(spec)s, %(at)s, %(at)s, %(by)s,
+    count(*), max(triggered_at)
+FROM telemetry.alerts WHERE rule_id = %(rule_id)s
+ON CONFLICT (rule_id) DO NOTHING
+"""
+_UPDATE = """
+UPDATE telemetry.alert_rules SET name = %(name)s, metric_name = %(metric_name)s, level = %(level)s,
+    enabled = %(enabled)s, spec = %(spec)s, updated_at = %(at)s
+WHERE rule_id = %(rule_id)s
+"""
+_ENABLE = """
+UPDATE telemetry.alert_rules
+SET enabled = %(enabled)s, spec = jsonb_set(spec::jsonb, '{enabled}', to_jsonb(%(enabled)s::boolean))::json,
+    updated_at = %(at)s
+WHERE rule_id = %(rule_id)s
+"""
+_DELETE = "DELETE FROM telemetry.alert_rules WHERE rule_id = %s"
+
+
+def decode(data: bytes) -> RuleEvent:
+    """Decode a rule event."""
+    return rule_event_decoder.decode(data)
+
+
+def _row(event: AlertRuleCreated | AlertRuleUpdated) -> dict[str, Any]:
+    rule = event.rule
+    return {
+        "rule_id": event.rule_id,
+        "name": rule.name,
+        "metric_name": rule.metric_name,
+        "level": rule.level.value,
+        "enabled": rule.enabled,
+        "spec": Json(rule, dumps=lambda obj: json_encoder.encode(obj).decode()),
+        "at": event.at,
+        "by": event.by,
+    }
+
+
+async def apply(cur: AsyncCursor[Any], messages: list[RuleEvent]) -> None:
+    """Apply events in stream order."""
+    if any(isinstance(event, AlertRuleCreated) for event in messages):
+        await cur.execute(_LOCK, (TRIGGER_STATS_LOCK,))  # first, before any row lock: no deadlock
+    for event in messages:
+        match event:
+            case AlertRuleCreated():
+                await cur.execute(_CREATE, _row(event))
+            case AlertRuleUpdated():
+                await cur.execute(_UPDATE, _row(event))
+            case AlertRuleEnabled():
+                await cur.execute(_ENABLE, {"rule_id": event.rule_id, "enabled": event.enabled, "at": event.at})
+            case AlertRuleDeleted():
+                await cur.execute(_DELETE, (event.rule_id,))
+            case _:
+                assert_never(event)
