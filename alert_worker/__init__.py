@@ -1,1 +1,1 @@
-"""The alert engine (rules, per-(rule, device) state machines). Arrives with the alerting issue."""
+"""The alert engine: per-(rule, device) state machines over POINTS, transitions published to EVENTS."""

@@ -8,7 +8,7 @@ from gateway.auth.guard import require_api_key
 from gateway.errors import handle_exception
 from gateway.lifespan import make_lifespan
 from gateway.openapi_docs import document_request_bodies
-from gateway.routes import export, health, ingest, metrics, queries
+from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, queries
 from telemetry_core import __version__
 from telemetry_core.settings import Settings
 
@@ -16,7 +16,15 @@ from telemetry_core.settings import Settings
 def create_app(settings: Settings) -> Litestar:
     """Build the Litestar app: routes, the auth guard, the error mapping and the lifespan."""
     app = Litestar(
-        route_handlers=[*health.ROUTES, *ingest.ROUTES, *metrics.ROUTES, *queries.ROUTES, *export.ROUTES],
+        route_handlers=[
+            *health.ROUTES,
+            *ingest.ROUTES,
+            *metrics.ROUTES,
+            *queries.ROUTES,
+            *export.ROUTES,
+            *alert_rules.ROUTES,
+            *alerts.ROUTES,
+        ],
         guards=[require_api_key],
         exception_handlers={Exception: handle_exception},
         lifespan=[make_lifespan(settings)],  # type: ignore[list-item]

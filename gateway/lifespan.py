@@ -10,7 +10,7 @@ from gateway.auth.guard import key_digest
 from gateway.publisher import CommandPublisher
 from gateway.state import GatewayState
 from telemetry_core.definitions_cache import DefinitionsCache
-from telemetry_core.nats_conn import connect
+from telemetry_core.nats_conn import close_nats, connect
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
 from telemetry_core.topology import ensure_topology
@@ -47,6 +47,6 @@ def make_lifespan(settings: Settings) -> "object":
         finally:
             await definitions.stop()
             await pool.close()
-            await nc.drain()
+            await close_nats(nc)
 
     return lifespan

@@ -10,10 +10,12 @@ import msgspec
 from litestar import Litestar
 from litestar.openapi.spec import OpenAPIMediaType, Reference, RequestBody
 
+from telemetry_schemas.api.alerts import BacktestRequest, EnableRequest, NoteRequest
 from telemetry_schemas.api.errors import ErrorResponse
 from telemetry_schemas.api.metrics import MetricDefinitionRequest
 from telemetry_schemas.api.queries import QueryRequest
 from telemetry_schemas.fields import BatchId, DeviceId
+from telemetry_schemas.rules import RuleSpec
 from telemetry_schemas.values import Point
 
 
@@ -33,12 +35,33 @@ _BODIES: dict[tuple[str, str], tuple[str, str]] = {
     ("/api/v1/telemetry/bulk", "post"): ("BulkBody", "device_id → points (≤ 1000 each, ≤ 10,000 in all)"),
     ("/api/v1/telemetry/query", "post"): ("QueryRequest", "Raw query over [start_time, end_time)"),
     ("/api/v1/telemetry/metrics", "post"): ("MetricDefinitionRequest", "A metric definition"),
+    ("/api/v1/telemetry/alerts/rules", "post"): ("RuleSpec", "An alert rule"),
+    ("/api/v1/telemetry/alerts/rules/{rule_id}", "put"): ("RuleSpec", "The whole alert rule"),
+    ("/api/v1/telemetry/alerts/rules/{rule_id}/enable", "put"): ("EnableRequest", "Enable or disable"),
+    ("/api/v1/telemetry/alerts/rules/backtest", "post"): ("BacktestRequest", "A rule and a past range"),
+    ("/api/v1/telemetry/alerts/{alert_id}/acknowledge", "put"): ("NoteRequest", "An optional note"),
+    ("/api/v1/telemetry/alerts/{alert_id}/resolve", "put"): ("NoteRequest", "An optional note"),
+}
+# Bodies that may be left out entirely.
+_OPTIONAL = {
+    ("/api/v1/telemetry/alerts/{alert_id}/acknowledge", "put"),
+    ("/api/v1/telemetry/alerts/{alert_id}/resolve", "put"),
 }
 
 
 def _components() -> dict[str, Any]:
     (_, components) = msgspec.json.schema_components(
-        [Point, BatchBody, QueryRequest, MetricDefinitionRequest, ErrorResponse],
+        [
+            Point,
+            BatchBody,
+            QueryRequest,
+            MetricDefinitionRequest,
+            ErrorResponse,
+            RuleSpec,
+            EnableRequest,
+            NoteRequest,
+            BacktestRequest,
+        ],
         ref_template="#/components/schemas/{name}",
     )
     components["BulkBody"] = {
@@ -64,5 +87,5 @@ def document_request_bodies(app: Litestar) -> None:
         operation.request_body = RequestBody(
             content={"application/json": OpenAPIMediaType(schema=Reference(ref=f"#/components/schemas/{name}"))},
             description=description + ". Content-Encoding gzip, zstd or lz4 accepted.",
-            required=True,
+            required=(path, method) not in _OPTIONAL,
         )

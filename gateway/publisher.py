@@ -99,3 +99,14 @@ class CommandPublisher:
         except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
             raise ServiceUnavailableError(f"NATS JetStream did not answer ({type(exc).__name__}); retry") from None
         return int(msg.seq or 0), bytes(msg.data or b"")
+
+    async def first_on_subject(self, stream: str, subject: str) -> tuple[int, bytes] | None:
+        """(sequence, data) of the first message on ``subject``, or None when it has none."""
+        self._require_connected()
+        try:
+            msg = await self._js.get_msg(stream, seq=1, subject=subject, next=True)
+        except NotFoundError:
+            return None
+        except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
+            raise ServiceUnavailableError(f"NATS JetStream did not answer ({type(exc).__name__}); retry") from None
+        return int(msg.seq or 0), bytes(msg.data or b"")

@@ -13,7 +13,7 @@ from ingest_worker.writer import PartitionCache
 from telemetry_core import consumer_loop
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.logging import configure_logging
-from telemetry_core.nats_conn import connect
+from telemetry_core.nats_conn import close_nats, connect
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
 from telemetry_core.topology import INGEST, ensure_topology
@@ -73,7 +73,7 @@ async def serve(settings: Settings) -> None:
         await definitions.stop()
         log.info("stopping", points_written=handler.points_written)
         await pool.close()
-        await nc.drain()
+        await close_nats(nc)
 
 
 def main() -> None:

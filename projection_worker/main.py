@@ -8,7 +8,7 @@ from projection_worker.projections import alert_rules, alerts, latest_values, me
 from projection_worker.runner import Projection, ProjectionRunner
 from telemetry_core import consumer_loop
 from telemetry_core.logging import configure_logging
-from telemetry_core.nats_conn import connect
+from telemetry_core.nats_conn import close_nats, connect
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
 from telemetry_core.topology import ensure_topology
@@ -47,7 +47,7 @@ async def serve(settings: Settings) -> None:
         )
     finally:
         await pool.close()
-        await nc.drain()
+        await close_nats(nc)
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ async def _publish_integration_event(gw: GatewayState, name: str, payload: bytes
     try:
         await gw.nc.publish(f"{gw.settings.event_prefix}.{name}", payload)
     except Exception as exc:  # best effort (NFR-005)
-        log.warning("integration_event_failed", event=name, error=repr(exc))
+        log.warning("integration_event_failed", integration_event=name, error=repr(exc))
 
 
 @post("/api/v1/telemetry/metrics", status_code=201, tags=_TAGS, summary="Create a metric definition (E2-US1)",

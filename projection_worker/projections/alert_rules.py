@@ -2,6 +2,7 @@
 
 from typing import Any, assert_never
 
+import msgspec
 from psycopg import AsyncCursor
 from psycopg.types.json import Json
 
@@ -14,6 +15,7 @@ from telemetry_schemas.events import (
     AlertRuleUpdated,
     RuleEvent,
 )
+from telemetry_schemas.rules import RuleSpec
 
 NAME = "alert_rules"
 SPEC: ConsumerSpec = ALERT_RULES_PROJECTION
@@ -24,6 +26,7 @@ TABLES: tuple[str, ...] = ("telemetry.alert_rules",)
 # keeps the statistics; the lock (also taken by the alerts projection) orders the two so that an
 # alert projected concurrently with its rule's creation is counted exactly once.
 TRIGGER_STATS_LOCK = 7_218_006
+_spec_decoder = msgspec.json.Decoder(RuleSpec)
 _LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _CREATE = """
 INSERT INTO telemetry.alert_rules (rule_id, name, metric_name, level, enabled, spec, created_at, updated_at,
@@ -38,10 +41,10 @@ UPDATE telemetry.alert_rules SET name = %(name)s, metric_name = %(metric_name)s,
     enabled = %(enabled)s, spec = %(spec)s, updated_at = %(at)s
 WHERE rule_id = %(rule_id)s
 """
+# The spec is re-encoded from the decoded RuleSpec (not patched as jsonb, which would rewrite numbers).
+_SPEC = "SELECT spec::text FROM telemetry.alert_rules WHERE rule_id = %s FOR UPDATE"
 _ENABLE = """
-UPDATE telemetry.alert_rules
-SET enabled = %(enabled)s, spec = jsonb_set(spec::jsonb, '{enabled}', to_jsonb(%(enabled)s::boolean))::json,
-    updated_at = %(at)s
+UPDATE telemetry.alert_rules SET enabled = %(enabled)s, spec = %(spec)s, updated_at = %(at)s
 WHERE rule_id = %(rule_id)s
 """
 _DELETE = "DELETE FROM telemetry.alert_rules WHERE rule_id = %s"
@@ -52,6 +55,10 @@ def decode(data: bytes) -> RuleEvent:
     return rule_event_decoder.decode(data)
 
 
+def _json(spec: RuleSpec) -> Json:
+    return Json(spec, dumps=lambda obj: json_encoder.encode(obj).decode())
+
+
 def _row(event: AlertRuleCreated | AlertRuleUpdated) -> dict[str, Any]:
     rule = event.rule
     return {
@@ -60,7 +67,7 @@ def _row(event: AlertRuleCreated | AlertRuleUpdated) -> dict[str, Any]:
         "metric_name": rule.metric_name,
         "level": rule.level.value,
         "enabled": rule.enabled,
-        "spec": Json(rule, dumps=lambda obj: json_encoder.encode(obj).decode()),
+        "spec": _json(rule),
         "at": event.at,
         "by": event.by,
     }
@@ -77,7 +84,12 @@ async def apply(cur: AsyncCursor[Any], messages: list[RuleEvent]) -> None:
             case AlertRuleUpdated():
                 await cur.execute(_UPDATE, _row(event))
             case AlertRuleEnabled():
-                await cur.execute(_ENABLE, {"rule_id": event.rule_id, "enabled": event.enabled, "at": event.at})
+                await cur.execute(_SPEC, (event.rule_id,))
+                row = await cur.fetchone()
+                if row is not None:
+                    spec = msgspec.structs.replace(_spec_decoder.decode(row[0]), enabled=event.enabled)
+                    params = {"rule_id": event.rule_id, "enabled": event.enabled, "spec": _json(spec), "at": event.at}
+                    await cur.execute(_ENABLE, params)
             case AlertRuleDeleted():
                 await cur.execute(_DELETE, (event.rule_id,))
             case _:

@@ -19,6 +19,7 @@ ENTRY_POINTS = {
     "gateway": "gateway.main:main",
     "ingest-worker": "ingest_worker.main:main",
     "projection-worker": "projection_worker.main:main",
+    "alert-worker": "alert_worker.main:main",
 }
 
 
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("gateway", help="serve the HTTP API (needs NATS_URL and DATABASE_URL)")
     sub.add_parser("ingest-worker", help="consume POINTS into PostgreSQL")
     sub.add_parser("projection-worker", help="build the read models")
+    sub.add_parser("alert-worker", help="evaluate alert rules (one device partition per copy)")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     replay = sub.add_parser("replay", help="rebuild a read model from its stream (stop projection workers first)")
     replay.add_argument("projection", help="latest_values, metric_definitions, rollups, alert_rules or alerts")

@@ -15,7 +15,7 @@ from telemetry_core.embedded import EmbeddedServer, start_nats, start_postgres
 from telemetry_core.migrate import migrate
 from telemetry_core.settings import Settings
 
-CHILD_COMMANDS = ("projection-worker", "ingest-worker", "gateway")
+CHILD_COMMANDS = ("projection-worker", "ingest-worker", "gateway", "alert-worker")
 
 
 def say(message: str) -> None:
@@ -126,7 +126,7 @@ def main() -> None:
             TELEMETRY_LOG_FORMAT=settings.log_format if settings.log_format != "auto" else "console",
         )
         workers = ["ingest-worker"] * settings.ingest_workers
-        for i, name in enumerate([*CHILD_COMMANDS[:1], *workers, CHILD_COMMANDS[2]]):
+        for i, name in enumerate([CHILD_COMMANDS[0], *workers, CHILD_COMMANDS[3], CHILD_COMMANDS[2]]):
             label = f"{name}-{i}" if name == "ingest-worker" and settings.ingest_workers > 1 else name
             child = Child(label, [sys.executable, "-m", "telemetry_core.cli", name], env)
             child.start()

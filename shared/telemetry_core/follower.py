@@ -32,13 +32,14 @@ class Follower:
         self.last_seq = 0
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        self._sub: Any = None
 
     async def start(self) -> None:
         """Subscribe and follow in the background."""
-        sub = await self._js.subscribe(
+        self._sub = await self._js.subscribe(
             self._subject, stream=self._stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
         )
-        self._task = asyncio.create_task(self._follow(sub))
+        self._task = asyncio.create_task(self._follow(self._sub))
 
     async def _follow(self, sub: Any) -> None:
         async for msg in sub.messages:
@@ -64,3 +65,6 @@ class Follower:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
+        if self._sub is not None:
+            with suppress(Exception):
+                await self._sub.unsubscribe()

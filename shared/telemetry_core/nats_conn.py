@@ -1,5 +1,7 @@
 """NATS connection with reconnect and logged callbacks."""
 
+import asyncio
+
 import nats
 import structlog
 from nats.aio.client import Client
@@ -33,3 +35,11 @@ async def connect(url: str, name: str, log: structlog.stdlib.BoundLogger, max_wa
                 reconnected_cb=on_reconnected,
             )
     raise AssertionError("unreachable: connect_retrying reraises")
+
+
+async def close_nats(nc: Client, timeout_s: float = 5.0) -> None:
+    """Drain (finish in-flight work, flush) within ``timeout_s``, else close: shutdown never hangs."""
+    try:
+        await asyncio.wait_for(nc.drain(), timeout_s)
+    except Exception:  # timeout, or already closed
+        await nc.close()

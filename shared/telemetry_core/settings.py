@@ -66,6 +66,11 @@ class Settings:
     # Concurrent fetch→write loops per ingest worker: one decodes while another waits on PostgreSQL.
     ingest_concurrency: int = 2
     max_deliveries: int = 10
+    # Alert engine: this copy evaluates devices with crc32(device) % partitions == partition.
+    alert_partition: int = 0
+    alert_partitions: int = 1
+    alert_lateness_s: int = 300
+    alert_tick_s: float = 1.0
     partitions_ahead_days: int = 7
     event_prefix: str = "telemetry_service"
     log_format: str = "auto"
@@ -91,6 +96,10 @@ class Settings:
             ingest_fetch_batch=_number(env, "TELEMETRY_INGEST_BATCH", 64, int, 1, 10_000),
             ingest_workers=_number(env, "TELEMETRY_INGEST_WORKERS", 1, int, 1, 64),
             ingest_concurrency=_number(env, "TELEMETRY_INGEST_CONCURRENCY", 2, int, 1, 16),
+            alert_partition=_number(env, "TELEMETRY_ALERT_PARTITION", 0, int, 0, 1023),
+            alert_partitions=_number(env, "TELEMETRY_ALERT_PARTITIONS", 1, int, 1, 1024),
+            alert_lateness_s=_number(env, "TELEMETRY_ALERT_LATENESS", 300, int, 0, 86_400),
+            alert_tick_s=_number(env, "TELEMETRY_ALERT_TICK", 1.0, float, 0.05, 60.0),
             max_deliveries=_number(env, "TELEMETRY_MAX_DELIVERIES", 10, int, 1, 1000),
             partitions_ahead_days=_number(env, "TELEMETRY_PARTITIONS_AHEAD_DAYS", 7, int, 0, 366),
             event_prefix=env.get("TELEMETRY_EVENT_PREFIX", "telemetry_service").strip(". ") or "telemetry_service",

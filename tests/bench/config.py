@@ -32,7 +32,8 @@ class BenchConfig:
     drain_timeout_s: float  # give up waiting for points to become queryable after this long
     extra_ingest_workers: int  # > 0: one more sustained run with this many more ingest-worker processes
     definitions: int  # metric definitions for the definitions phase (0 skips it)
-    defs_points: int  # points per condition (with / without definitions), sent in two halves (ABBA)
+    defs_points: int  # points per condition (with / without definitions), over all rounds
+    defs_rounds: int  # rounds of four segments (ABBA, then BAAB, …); each segment is defs_points / (2 rounds)
     get_requests: int  # GET /api/v1/telemetry/metrics/{name} requests
     get_concurrency: int
     one_loop: bool  # last: the sustained run again with TELEMETRY_INGEST_CONCURRENCY=1 (the loop count before)
@@ -56,6 +57,7 @@ class BenchConfig:
             extra_ingest_workers=_int("BENCH_EXTRA_INGEST_WORKERS", 1),
             definitions=_int("BENCH_DEFINITIONS", 100),
             defs_points=_int("BENCH_DEFS_POINTS", 200_000),
+            defs_rounds=_int("BENCH_DEFS_ROUNDS", 2),
             get_requests=_int("BENCH_GET_REQUESTS", 4000),
             get_concurrency=_int("BENCH_GET_CONCURRENCY", 16),
             one_loop=os.environ.get("BENCH_ONE_LOOP", "1") != "0",

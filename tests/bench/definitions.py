@@ -77,26 +77,29 @@ async def check_enforced(client: Poster, names: Sequence[str]) -> None:
 class DefinitionsResult:
     definitions: int
     create_s: float
-    runs: dict[str, list[SustainedResult]] = field(default_factory=dict)  # "none" / "defined" → its halves
-    gateway_cpu_s: dict[str, float] = field(default_factory=dict)  # condition → gateway CPU seconds, halves summed
+    segments: list[tuple[int, str, SustainedResult]] = field(default_factory=list)  # (round, condition, run)
+    gateway_cpu_s: dict[str, float] = field(default_factory=dict)  # condition → gateway CPU seconds, summed
     in_process_us: dict[str, float] = field(default_factory=dict)  # condition → µs per point, see validation_cost
 
+    def _runs(self, cond: str, rnd: int | None = None) -> list[SustainedResult]:
+        return [s for r, c, s in self.segments if c == cond and (rnd is None or r == rnd)]
+
     def points(self, cond: str) -> int:
-        return sum(h.points_acked for h in self.runs[cond])
+        return sum(h.points_acked for h in self._runs(cond))
 
     def gateway_us_per_point(self, cond: str) -> float:
         """Gateway CPU per accepted point (µs): validation cost with little of the rates' noise."""
         return 1e6 * self.gateway_cpu_s.get(cond, 0.0) / max(self.points(cond), 1)
 
-    def rate(self, cond: str) -> float:
-        """Queryable points/s over the condition's halves together."""
-        halves = self.runs[cond]
-        return sum(h.points_acked for h in halves) / sum(h.queryable_s for h in halves)
+    def rate(self, cond: str, rnd: int | None = None) -> float:
+        """Queryable points/s over the condition's segments together (of one round, or all)."""
+        runs = self._runs(cond, rnd)
+        return sum(h.points_acked for h in runs) / sum(h.queryable_s for h in runs)
 
-    def acked_rate(self, cond: str) -> float:
-        """Gateway acceptance (HTTP 200) points/s over the condition's halves together."""
-        halves = self.runs[cond]
-        return sum(h.points_acked for h in halves) / sum(h.acked_s for h in halves)
+    def acked_rate(self, cond: str, rnd: int | None = None) -> float:
+        """Gateway acceptance (HTTP 200) points/s over the condition's segments together."""
+        runs = self._runs(cond, rnd)
+        return sum(h.points_acked for h in runs) / sum(h.acked_s for h in runs)
 
     @property
     def ratio(self) -> float:
@@ -106,18 +109,20 @@ class DefinitionsResult:
     def acked_ratio(self) -> float:
         return self.acked_rate("defined") / self.acked_rate("none")
 
-    def spread(self, which: str) -> float:
-        """Largest relative difference between two halves of the same condition: the run-to-run noise."""
-        out = 0.0
-        for halves in self.runs.values():
-            rates = [h.rate if which == "rate" else h.acked_rate for h in halves]
-            if len(rates) > 1:
-                out = max(out, (max(rates) - min(rates)) / (sum(rates) / len(rates)))
-        return out
+    def round_ratios(self, which: str) -> list[float]:
+        """The ratio of each round alone: how far apart they are is the measurement's noise."""
+        rate = self.rate if which == "rate" else self.acked_rate
+        return [rate("defined", r) / rate("none", r) for r in sorted({r for r, _, _ in self.segments})]
 
 
-# Order of the halves: drift during the phase (a growing table, other jobs) falls on both conditions alike.
+# Segments of one round: drift during the round (a growing table, other jobs) falls on both conditions
+# alike. Odd rounds run the mirror image (BAAB), so the first segment is not always the same condition.
 ABBA = ("none", "defined", "defined", "none")
+BAAB = ("defined", "none", "none", "defined")
+
+
+def round_order(rnd: int) -> tuple[str, ...]:
+    return ABBA if rnd % 2 == 0 else BAAB
 
 
 def names_for(cond: str, n: int) -> list[str]:

@@ -45,6 +45,47 @@ def cpu_seconds(pid: int, tree: bool) -> float:
     return total
 
 
+def _proc_cpu(p: psutil.Process) -> float | None:
+    try:
+        t = p.cpu_times()
+    except psutil.Error:
+        return None
+    return t.user + t.system
+
+
+def backend_cpu(postmaster: int, clients: dict[int, str]) -> dict[str, float]:
+    """CPU seconds of PostgreSQL's live backends, summed by the watched process each one serves.
+
+    A backend is matched to its client through the TCP connection between them (the backend's
+    remote port is the client's local port). Backends of unwatched clients count under "other client".
+    """
+    backends = _tree(postmaster)[1:]
+    client_of_port: dict[int, int] = {}
+    try:
+        for c in psutil.net_connections(kind="tcp"):
+            if c.pid is not None and c.laddr and c.raddr and c.pid in clients:
+                client_of_port[c.laddr.port] = c.pid
+    except psutil.Error:
+        return {}
+    out: dict[str, float] = {}
+    for b in backends:
+        try:
+            conns = b.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        owner = next((client_of_port[c.raddr.port] for c in conns if c.raddr and c.raddr.port in client_of_port), None)
+        if owner is None:
+            if not conns:
+                continue  # background process (checkpointer, WAL writer, autovacuum …)
+            name = "other client"
+        else:
+            name = clients[owner]
+        cpu = _proc_cpu(b)
+        if cpu is not None:
+            out[f"{b.pid}|{name}"] = cpu
+    return out
+
+
 def machine_cpu() -> tuple[float, float, float]:
     """(busy, iowait, total) CPU seconds of the whole machine, summed over cores."""
     t = psutil.cpu_times()
@@ -76,6 +117,7 @@ class Snapshot:
     cpu: dict[str, float]
     machine: tuple[float, float, float]
     others: dict[int, tuple[str, float]]
+    backends: dict[str, float]  # "<backend pid>|<client name>" → CPU seconds (see backend_cpu)
 
 
 @dataclass
@@ -89,6 +131,7 @@ class PhaseCpu:
     machine_iowait_s: float
     machine_total_s: float
     top_others: list[tuple[str, float]]  # (name, CPU seconds) of the busiest processes that are not ours
+    pg_for: dict[str, float] = field(default_factory=dict)  # postgres CPU seconds by the client it served
 
 
 @dataclass
@@ -129,12 +172,13 @@ class Monitor:
     def snapshot(self) -> Snapshot:
         watched = self.all_watched()
         ours = {p.pid for w in watched for p in (_tree(w.pid) if w.tree else [])} | {w.pid for w in watched}
-        return Snapshot(
-            at=time.monotonic(),
-            cpu={w.name: cpu_seconds(w.pid, w.tree) for w in watched},
-            machine=machine_cpu(),
-            others=_others(ours),
-        )
+        clients = {w.pid: w.name for w in watched if not w.tree}
+        pg = next((w.pid for w in watched if w.tree), None)
+        # Read the backends right after the totals, so that the split and the total cover the same window.
+        at = time.monotonic()
+        cpu = {w.name: cpu_seconds(w.pid, w.tree) for w in watched}
+        backends = backend_cpu(pg, clients) if pg is not None else {}
+        return Snapshot(at=at, cpu=cpu, machine=machine_cpu(), others=_others(ours), backends=backends)
 
     @staticmethod
     def phase(name: str, before: Snapshot, after: Snapshot) -> PhaseCpu:
@@ -145,6 +189,12 @@ class Monitor:
             if used > 0:
                 others.append((f"{label} ({pid})", used))
         others.sort(key=lambda o: -o[1])
+        # Backends alive at the end: their CPU since the start (0 if new). What backends that exited during
+        # the phase used, and the background processes, is the rest of the postgres total.
+        pg_for: dict[str, float] = {}
+        for key, cpu in after.backends.items():
+            client = key.split("|", 1)[1]
+            pg_for[client] = pg_for.get(client, 0.0) + cpu - before.backends.get(key, 0.0)
         return PhaseCpu(
             name=name,
             wall_s=after.at - before.at,
@@ -153,6 +203,7 @@ class Monitor:
             machine_iowait_s=after.machine[1] - before.machine[1],
             machine_total_s=after.machine[2] - before.machine[2],
             top_others=others[:3],
+            pg_for=pg_for,
         )
 
     def memory(self) -> list[tuple[str, int, str]]:
@@ -188,4 +239,5 @@ def merge_phases(name: str, parts: list[PhaseCpu]) -> PhaseCpu:
         machine_iowait_s=sum(p.machine_iowait_s for p in parts),
         machine_total_s=sum(p.machine_total_s for p in parts),
         top_others=sorted(others.items(), key=lambda o: -o[1])[:3],
+        pg_for={k: sum(p.pg_for.get(k, 0.0) for p in parts) for k in {k for p in parts for k in p.pg_for}},
     )

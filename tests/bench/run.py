@@ -22,13 +22,13 @@ from tests.bench.client import Poster, make_client
 from tests.bench.config import BenchConfig
 from tests.bench.data import METRICS
 from tests.bench.definitions import (
-    ABBA,
     DefinitionsResult,
     GetResult,
     check_enforced,
     create_definitions,
     defined_names,
     names_for,
+    round_order,
     run_get_latency,
     validation_cost,
 )
@@ -182,16 +182,17 @@ class Bench:
             "  in-process decode + check_points: "
             + ", ".join(f"{k} {v:.2f} µs" for k, v in result.in_process_us.items())
         )
-        half = c.defs_points // 2
+        rounds = max(1, c.defs_rounds)
+        segment = c.defs_points // (2 * rounds)
         cpu: dict[str, list[PhaseCpu]] = {}
-        for i, cond in enumerate(ABBA):
-            metrics = names_for(cond, n)
-            s, phase = await self.sustained(
-                client, backlog, f"bench-defs-{i}-{cond}", None, total=half, metrics=metrics
-            )
-            result.runs.setdefault(cond, []).append(s)
-            cpu.setdefault(cond, []).append(phase)
-            say(f"  {cond:>7}: {s.rate:,.0f} points/s queryable, {s.acked_rate:,.0f} points/s accepted")
+        for rnd in range(rounds):
+            for i, cond in enumerate(round_order(rnd)):
+                s, phase = await self.sustained(
+                    client, backlog, f"bench-defs-{rnd}-{i}-{cond}", None, total=segment, metrics=names_for(cond, n)
+                )
+                result.segments.append((rnd, cond, s))
+                cpu.setdefault(cond, []).append(phase)
+                say(f"  {cond:>7}: {s.rate:,.0f} points/s queryable, {s.acked_rate:,.0f} points/s accepted")
         for cond, label in (("none", "no definitions"), ("defined", f"{n} definitions")):
             merged = merge_phases(label, cpu[cond])
             self.phases.append(merged)

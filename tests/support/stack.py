@@ -13,7 +13,7 @@ import httpx
 from telemetry_core.embedded import free_port
 from tests.support.servers import Servers
 
-PROCESSES = ("gateway", "ingest-worker", "projection-worker")
+PROCESSES = ("gateway", "ingest-worker", "projection-worker", "alert-worker")
 
 
 @dataclass
@@ -47,17 +47,18 @@ class Stack:
         )
         return env
 
-    def start(self, name: str) -> None:
-        """Start one process (its output goes to log_dir/<name>.log)."""
+    def start(self, name: str, label: str | None = None, **env: str) -> None:
+        """Start one process as ``label`` (default: its name); output goes to log_dir/<label>.log."""
+        label = label or name
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "telemetry_core.cli", name], env=self.env(), stdout=log, stderr=log
+        log = (self.log_dir / f"{label}.log").open("ab")
+        self.procs[label] = subprocess.Popen(
+            [sys.executable, "-m", "telemetry_core.cli", name], env={**self.env(), **env}, stdout=log, stderr=log
         )
         log.close()
 
-    def start_all(self) -> "Stack":
-        for name in PROCESSES:
+    def start_all(self, names: tuple[str, ...] = PROCESSES) -> "Stack":
+        for name in names:
             self.start(name)
         self.wait_healthy()
         return self

@@ -1,0 +1,81 @@
+"""`telemetry alert-worker`: the alert engine for one device partition, until SIGTERM.
+
+Scale out by running copies with TELEMETRY_ALERT_PARTITIONS=N and TELEMETRY_ALERT_PARTITION=0..N-1.
+A second copy started for a partition that is already running waits (standby) on a PostgreSQL
+advisory lock, so two copies never evaluate the same device.
+"""
+
+import asyncio
+import os
+import signal
+import zlib
+
+from alert_worker import state_store
+from alert_worker.emitter import SYSTEM, Emitter
+from alert_worker.engine import Engine
+from alert_worker.evaluator import Evaluator
+from alert_worker.rules import RuleIndex
+from telemetry_core.follower import Follower
+from telemetry_core.logging import configure_logging
+from telemetry_core.nats_conn import close_nats, connect
+from telemetry_core.pg_pool import make_pool
+from telemetry_core.settings import Settings
+from telemetry_core.topology import ALERT_EVENTS, EVENTS_STREAM, POINTS_STREAM, alert_engine_consumer, ensure_topology
+from telemetry_schemas.codecs import alert_event_decoder
+from telemetry_schemas.events import AlertEvent, AlertResolved
+
+
+async def serve(settings: Settings) -> None:
+    """Connect, take the partition, restore state, and run the engine until a stop signal."""
+    partition, partitions = settings.alert_partition, settings.alert_partitions
+    log = configure_logging(settings, "alert-worker").bind(partition=f"{partition}/{partitions}")
+    if partition >= partitions:
+        raise SystemExit(f"TELEMETRY_ALERT_PARTITION must be below TELEMETRY_ALERT_PARTITIONS ({partitions})")
+    nats_url, database_url = settings.require_servers()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    spec = alert_engine_consumer(partition, partitions)
+    nc = await connect(nats_url, f"telemetry-alert-worker-{partition}", log)
+    js = nc.jetstream(timeout=5.0)
+    await ensure_topology(js, settings)
+    await js.add_consumer(spec.stream, spec.config())
+    pool = make_pool(database_url, min_size=2, max_size=3, timeout_s=30.0)
+    await pool.open(wait=True, timeout=30.0)
+    lock_conn = await pool.getconn()
+    await lock_conn.set_autocommit(True)
+    lock_key = zlib.crc32(spec.durable.encode())
+    got = (await (await lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key,))).fetchone() or [False])[0]
+    if not got:
+        log.info("partition_taken_waiting_as_standby", consumer=spec.durable)
+        await lock_conn.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
+    rules = RuleIndex(js, log)
+    await rules.follower.start()
+    async with pool.connection() as conn:
+        machines, checkpoint = await state_store.load(conn, spec.durable, POINTS_STREAM)
+    evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)
+    engine = Engine(js, pool, spec, evaluator, Emitter(nc, js, settings.event_prefix, log), partition=partition,
+                    partitions=partitions, checkpoint=checkpoint, tick_s=settings.alert_tick_s, log=log)  # fmt: skip
+
+    def on_alert_event(event: AlertEvent, _seq: int) -> None:
+        if isinstance(event, AlertResolved) and event.by != SYSTEM:
+            engine.resolved_by_operator.put_nowait((event.alert_id, event.rule_id, event.device_id))
+
+    alerts = Follower(js, EVENTS_STREAM, ALERT_EVENTS, alert_event_decoder.decode, on_alert_event, log)
+    await alerts.start()
+    log.info("alert_engine_ready", machines=len(machines), checkpoint=checkpoint, consumer=spec.durable)
+    try:
+        await engine.run(stop, lambda: rules.applied_seq)
+    finally:
+        log.info("stopping", points_evaluated=engine.points_evaluated, rule_errors=evaluator.rule_errors)
+        await alerts.stop()
+        await rules.follower.stop()
+        await pool.putconn(lock_conn)
+        await pool.close()
+        await close_nats(nc)
+
+
+def main() -> None:
+    """Entry point."""
+    asyncio.run(serve(Settings.from_env(os.environ)))

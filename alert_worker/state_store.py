@@ -1,0 +1,53 @@
+"""Machine states and the engine's stream position, saved together in one transaction."""
+
+import msgspec
+from psycopg import AsyncConnection
+
+from telemetry_core.alerting.state_machine import Machine
+
+_LOAD = "SELECT rule_id, device_id, state FROM telemetry.alert_machines WHERE partition = %s"
+_CHECKPOINT = "SELECT last_seq FROM telemetry.projection_checkpoints WHERE projection = %s AND stream = %s"
+_SAVE = """
+INSERT INTO telemetry.alert_machines (partition, rule_id, device_id, state) VALUES (%s, %s, %s, %s)
+ON CONFLICT (partition, rule_id, device_id) DO UPDATE SET state = EXCLUDED.state
+"""
+_ADVANCE = """
+INSERT INTO telemetry.projection_checkpoints (projection, stream, last_seq) VALUES (%s, %s, %s)
+ON CONFLICT (projection, stream) DO UPDATE SET last_seq = greatest(projection_checkpoints.last_seq, EXCLUDED.last_seq),
+    updated_at = now()
+"""
+_HEARTBEAT = """
+INSERT INTO telemetry.alert_engines (partition, rules_seq, heartbeat_at, late_points) VALUES (%s, %s, now(), %s)
+ON CONFLICT (partition) DO UPDATE SET rules_seq = EXCLUDED.rules_seq, heartbeat_at = now(),
+    late_points = EXCLUDED.late_points
+"""
+
+Key = tuple[str, str]  # (rule_id, device_id)
+_encoder = msgspec.json.Encoder()
+
+
+async def load(conn: AsyncConnection, partition: str, stream: str) -> tuple[dict[Key, Machine], int]:
+    """Every machine of the partition, and the last POINTS sequence they reflect."""
+    cur = await conn.execute(_LOAD, (partition,))
+    machines = {(r, d): msgspec.convert(state, Machine) for r, d, state in await cur.fetchall()}
+    cur = await conn.execute(_CHECKPOINT, (partition, stream))
+    row = await cur.fetchone()
+    return machines, int(row[0]) if row else 0
+
+
+async def save(
+    conn: AsyncConnection, partition: str, stream: str, machines: dict[Key, Machine], changed: set[Key], seq: int
+) -> None:
+    """Write the changed machines and advance the checkpoint, atomically."""
+    async with conn.transaction(), conn.cursor() as cur:
+        if changed:
+            await cur.executemany(
+                _SAVE, [(partition, r, d, _encoder.encode(machines[(r, d)]).decode()) for r, d in changed]
+            )
+        await cur.execute(_ADVANCE, (partition, stream, seq))
+
+
+async def heartbeat(conn: AsyncConnection, partition: str, rules_seq: int, late_points: int) -> None:
+    """Tell gateways which rule events this engine has applied, and that it is alive."""
+    async with conn.transaction():
+        await conn.execute(_HEARTBEAT, (partition, rules_seq, late_points))

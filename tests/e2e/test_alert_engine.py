@@ -1,0 +1,161 @@
+"""The alert engine with real processes: breaching points → alerts; lifecycle; restarts; partitions."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.eventually import eventually
+from tests.support.ids import unique
+from tests.support.servers import start_servers
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.e2e
+RULES = "/api/v1/telemetry/alerts/rules"
+ALERTS = "/api/v1/telemetry/alerts"
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def send(client: httpx.Client, device: str, metric: str, values: list[float], start: datetime | None = None) -> None:
+    start = start or datetime.now(UTC)
+    points = [
+        {"timestamp": iso(start + timedelta(seconds=i)), "metric_name": metric, "value": v}
+        for i, v in enumerate(values)
+    ]
+    r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry/batch", json={"data_points": points})
+    assert r.status_code == 200, r.text
+
+
+def make_rule(client: httpx.Client, metric: str, **extra: object) -> dict:
+    body = {"name": f"high {metric}", "metric_name": metric, "condition": ">", "threshold_value": 90, **extra}
+    r = client.post(RULES, json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def alerts_of(client: httpx.Client, rule_id: str, **params: str) -> list[dict]:
+    r = client.get(ALERTS, params={"rule_id": rule_id, "limit": 1000, **params})
+    assert r.status_code == 200, r.text
+    return r.json()["alerts"]
+
+
+def test_breaches_open_an_alert_and_the_lifecycle_works(client: httpx.Client) -> None:
+    metric, device = unique("cpu"), unique("dev")
+    rule = make_rule(client, metric, trigger_count=2, level="critical", device_ids=[device])
+    send(client, device, metric, [95, 50, 97, 99])  # breaches 1 and 2 → one alert at the 97
+    (alert,) = eventually(lambda: alerts_of(client, rule["rule_id"]), timeout=15, what="alert")
+    assert (alert["device_id"], alert["metric_name"], alert["level"], alert["status"]) == (
+        device,
+        metric,
+        "critical",
+        "active",
+    )
+    assert (alert["current_value"], alert["threshold_value"], alert["kind"]) == (97, 90, "threshold")
+    send(client, unique("other"), metric, [99, 99])  # not a targeted device
+    r = client.put(f"{ALERTS}/{alert['alert_id']}/acknowledge", json={"note": "looking"})
+    assert (r.status_code, r.json()["status"], r.json()["acknowledgement_note"]) == (200, "acknowledged", "looking")
+    assert client.put(f"{ALERTS}/{alert['alert_id']}/acknowledge", json={}).status_code == 409
+    r = client.put(f"{ALERTS}/{alert['alert_id']}/resolve", json={"note": "fixed fan"})
+    assert (r.status_code, r.json()["status"]) == (200, "resolved")
+    assert client.put(f"{ALERTS}/{alert['alert_id']}/resolve", json={}).status_code == 409
+    stats = client.get(f"{RULES}/{rule['rule_id']}").json()
+    assert stats["total_triggers"] == 1
+    # During the cooldown (15 min by default) new breaches open nothing.
+    send(client, device, metric, [99, 99, 99])
+    send(client, device, "noise", [1])
+    eventually(
+        lambda: client.get("/api/v1/telemetry/devices/" + device + "/metrics").json() == sorted([metric, "noise"])
+    )
+    assert len(alerts_of(client, rule["rule_id"])) == 1
+
+
+def test_disable_resolves_and_silences_enable_takes_effect_at_once(client: httpx.Client) -> None:
+    metric, device = unique("tmp"), unique("dev")
+    rule = make_rule(client, metric)
+    send(client, device, metric, [95])
+    eventually(lambda: alerts_of(client, rule["rule_id"]), timeout=15, what="alert")
+    assert client.put(f"{RULES}/{rule['rule_id']}/enable", json={"enabled": False}).status_code == 200
+    resolved = eventually(
+        lambda: (a := alerts_of(client, rule["rule_id"]))[0]["status"] == "resolved" and a, timeout=15
+    )
+    assert (resolved[0]["resolved_by"], resolved[0]["resolution_note"]) == ("system", "rule disabled")
+    send(client, device, metric, [99, 99])
+    assert client.put(f"{RULES}/{rule['rule_id']}/enable", json={"enabled": True}).status_code == 200
+    send(client, unique("dev2"), metric, [99])  # the very next point after enabling fires
+    eventually(lambda: len(alerts_of(client, rule["rule_id"])) == 2, timeout=15, what="alert after re-enable")
+    assert [a["device_id"] for a in alerts_of(client, rule["rule_id"], status="active")] != [device]
+
+
+def test_no_data_alert_fires_and_clears(client: httpx.Client) -> None:
+    metric, device = unique("hb"), unique("dev")
+    rule = make_rule(client, metric, no_data_for=10, device_ids=[device])
+    send(client, device, metric, [1])
+    (alert,) = eventually(lambda: alerts_of(client, rule["rule_id"]), timeout=30, interval=0.2, what="no-data alert")
+    assert (alert["kind"], alert["status"]) == ("no_data", "active")
+    send(client, device, metric, [2])
+    cleared = eventually(lambda: (a := alerts_of(client, rule["rule_id"]))[0]["status"] == "resolved" and a, timeout=15)
+    assert cleared[0]["resolution_note"] == "data resumed"
+
+
+@pytest.fixture(scope="module")
+def engine_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root: Path = tmp_path_factory.mktemp("engines")
+    servers = start_servers(root)
+    stack = Stack(servers, root / "logs")
+    stack.start_all(("gateway", "ingest-worker", "projection-worker"))
+    for i in range(2):  # two engine copies, each owning half of the devices
+        stack.start(
+            "alert-worker", f"alert-worker-{i}", TELEMETRY_ALERT_PARTITIONS="2", TELEMETRY_ALERT_PARTITION=str(i)
+        )
+    yield stack
+    stack.stop_all()
+    servers.stop()
+
+
+def test_two_engines_and_a_sigkill_give_each_alert_once(engine_stack: Stack) -> None:
+    metric = unique("load")
+    devices = [unique("dev") for _ in range(12)]
+    with httpx.Client(base_url=engine_stack.url, headers=engine_stack.headers, timeout=15) as client:
+        rule = make_rule(client, metric, trigger_count=3)
+        base = datetime.now(UTC)
+        for round_ in range(6):  # every device breaches three times per round: one alert each, ever
+            for d in devices:
+                send(client, d, metric, [50, 95, 96, 97, 10], start=base + timedelta(seconds=10 * round_))
+            if round_ == 2:
+                engine_stack.kill("alert-worker-0")
+                engine_stack.start(
+                    "alert-worker", "alert-worker-0", TELEMETRY_ALERT_PARTITIONS="2", TELEMETRY_ALERT_PARTITION="0"
+                )
+        alerts = eventually(lambda: len(a := alerts_of(client, rule["rule_id"])) >= len(devices) and a, timeout=30)
+        # Let everything drain, then the answer must still be exactly one alert per device.
+        eventually(
+            lambda: all(p["pending"] == 0 and p["ack_pending"] == 0 for p in _engine_lag(engine_stack)), timeout=30
+        )
+        alerts = alerts_of(client, rule["rule_id"])
+    assert sorted(a["device_id"] for a in alerts) == sorted(devices)
+    assert all(a["current_value"] == 97 for a in alerts)  # the third breach opens it
+
+
+def _engine_lag(stack: Stack) -> list[dict]:
+    import asyncio
+
+    import nats
+
+    async def lag() -> list[dict]:
+        nc = await nats.connect(stack.servers.nats_url)
+        try:
+            js = nc.jetstream()
+            out = []
+            for i in range(2):
+                info = await js.consumer_info("POINTS", f"alerts_{i}_of_2")
+                out.append({"pending": info.num_pending, "ack_pending": info.num_ack_pending})
+            return out
+        finally:
+            await nc.close()
+
+    return asyncio.run(lag())
