@@ -61,3 +61,29 @@ async def consumer_lag(gw: GatewayState) -> dict[str, dict[str, Any]]:
             "waiting_pulls": info.num_waiting,
         }
     return lags
+
+
+_ENGINES = """
+SELECT partition, rules_seq, late_points, extract(epoch FROM now() - heartbeat_at) AS age_s
+FROM telemetry.alert_engines ORDER BY partition
+"""
+ENGINE_ALIVE_S = 10.0
+
+
+async def check_alert_engine(gw: GatewayState) -> ComponentHealth:
+    """Healthy when at least one engine copy heartbeated in the last 10 s; lists every partition."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S), gw.pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+            rows = await (await conn.execute(_ENGINES)).fetchall()
+    except Exception as exc:
+        return ComponentHealth(status="unknown", detail=f"engine heartbeats unreadable: {exc!r}")
+    engines = {
+        name: {"alive": age < ENGINE_ALIVE_S, "heartbeat_age_s": round(float(age), 1), "rules_seq": seq,
+               "late_points": late}
+        for name, seq, late, age in rows
+    }  # fmt: skip
+    alive = [n for n, e in engines.items() if e["alive"]]
+    if not alive:
+        return ComponentHealth(status="unhealthy", detail="no alert engine has reported in the last 10 s",
+                               metrics={"engines": engines})  # fmt: skip
+    return ComponentHealth(status="healthy", metrics={"engines": engines})
