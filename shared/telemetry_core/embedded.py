@@ -183,11 +183,13 @@ def start_postgres(
         log_path.touch()
         shutil.chown(log_path, user, user)
     if not (pgdata / "PG_VERSION").exists():
-        subprocess.run(
+        done = subprocess.run(
             [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
              "--no-instructions"],
-            check=True, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            check=False, user=user, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed ({done.returncode}) for {pgdata}: {done.stderr.strip()}")
     _stop_stale(pgdata / "postmaster.pid", "postgres")
     port = port or free_port()
     argv = [

@@ -426,3 +426,28 @@ def test_invalid_backtests_are_422(client: httpx.Client, change: dict, detail: s
     r = client.post(f"{URL}/backtest", json=body)
     assert r.status_code == 422, r.text
     assert r.json()["detail"].startswith(detail)
+
+
+def test_openapi_documents_the_alerting_endpoints_and_bodies(client: httpx.Client) -> None:
+    doc = client.get("/schema/openapi.json").json()
+    paths = doc["paths"]
+    bodies = {
+        (URL, "post"): "RuleSpec",
+        (f"{URL}/{{rule_id}}", "put"): "RuleSpec",
+        (f"{URL}/{{rule_id}}/enable", "put"): "EnableRequest",
+        (f"{URL}/backtest", "post"): "BacktestRequest",
+        ("/api/v1/telemetry/alerts/{alert_id}/acknowledge", "put"): "NoteRequest",
+        ("/api/v1/telemetry/alerts/{alert_id}/resolve", "put"): "NoteRequest",
+    }
+    for (path, method), name in bodies.items():
+        body = paths[path][method]["requestBody"]
+        assert body["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{name}"}
+        assert body["required"] is (name != "NoteRequest")
+    assert {"get", "delete"} <= set(paths[f"{URL}/{{rule_id}}"])
+    assert "critical or emergency that are not resolved" in paths["/api/v1/telemetry/alerts"]["get"]["description"]
+    assert doc["components"]["schemas"]["RuleSpec"]["required"] == [
+        "name",
+        "metric_name",
+        "condition",
+        "threshold_value",
+    ]
