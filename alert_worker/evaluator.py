@@ -27,10 +27,15 @@ class Evaluator:
                  log: structlog.stdlib.BoundLogger) -> None:  # fmt: skip
         self.rules, self.machines, self.lateness_s, self.log = rules, machines, lateness_s, log
         self.changed: set[Key] = set()
+        self._params_cache: dict[str, tuple[Rule, sm.Params]] = {}
         self.rule_errors = 0
 
     def _params(self, rule: Rule) -> sm.Params:
-        return sm.Params.of(rule.spec, self.lateness_s)
+        # Rules are immutable values: a changed rule is a new Rule object, so the cache keys on identity.
+        cached = self._params_cache.get(rule.rule_id)
+        if cached is None or cached[0] is not rule:
+            cached = self._params_cache[rule.rule_id] = (rule, sm.Params.of(rule.spec, self.lateness_s))
+        return cached[1]
 
     def _machine(self, key: Key) -> sm.Machine:
         machine = self.machines.get(key)

@@ -38,6 +38,8 @@ class BenchConfig:
     get_concurrency: int
     one_loop: bool  # last: the sustained run again with TELEMETRY_INGEST_CONCURRENCY=1 (the loop count before)
     profile: bool  # sample gateway and ingest worker with py-spy during the sustained run (if installed)
+    quiet_share: float  # before a phase, wait until processes not ours use less than this share of a core …
+    quiet_max_s: float  # … but no longer than this (a quarter of it before each definitions segment)
 
     @classmethod
     def from_env(cls) -> "BenchConfig":
@@ -62,4 +64,6 @@ class BenchConfig:
             get_concurrency=_int("BENCH_GET_CONCURRENCY", 16),
             one_loop=os.environ.get("BENCH_ONE_LOOP", "1") != "0",
             profile=os.environ.get("BENCH_PROFILE", "") == "1",
+            quiet_share=_float("BENCH_QUIET_SHARE", 0.15),
+            quiet_max_s=_float("BENCH_QUIET_MAX_S", 12.0),
         )

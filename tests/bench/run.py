@@ -6,6 +6,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -64,8 +65,26 @@ class Bench:
         self.profiles: list[Profile] = []
         self.extra_memory: list[tuple[str, int, str]] = []
         self.memory: list[tuple[str, int, str]] | None = None  # taken before the last phase swaps the worker
+        self.waits: list[tuple[str, float, float]] = []  # (phase, seconds waited for quiet, other share then)
 
-    async def measured(self, name: str, fn: Callable[[], Awaitable[T]]) -> tuple[T, PhaseCpu]:
+    async def quiet(self, name: str, max_s: float) -> None:
+        """Wait (up to ``max_s``) until processes outside the stack use little CPU: other jobs on a shared
+        machine come in bursts, and a phase started in one measures them as much as the stack."""
+        t0 = time.monotonic()
+        while True:
+            before = self.monitor.snapshot()
+            await asyncio.sleep(0.5)
+            window = self.monitor.phase("quiet", before, self.monitor.snapshot())
+            other = max(0.0, window.machine_busy_s - sum(window.cpu_s.values())) / window.wall_s
+            waited = time.monotonic() - t0
+            if other < self.cfg.quiet_share or waited >= max_s:
+                break
+        self.waits.append((name, waited, other))
+
+    async def measured(
+        self, name: str, fn: Callable[[], Awaitable[T]], quiet_s: float | None = None
+    ) -> tuple[T, PhaseCpu]:
+        await self.quiet(name, self.cfg.quiet_max_s if quiet_s is None else quiet_s)
         before = self.monitor.snapshot()
         result = await fn()
         return result, self.monitor.phase(name, before, self.monitor.snapshot())
@@ -111,6 +130,7 @@ class Bench:
                 lambda: run_sustained(
                     client, self.db, backlog, batches, concurrency=c.concurrency, timeout_s=c.drain_timeout_s
                 ),
+                None if phase is not None else c.quiet_max_s / 4,
             )
         finally:
             if profiler is not None:
@@ -287,6 +307,7 @@ def main() -> None:
             memory=bench.memory if bench.memory is not None else monitor.memory() + bench.extra_memory,
             phases=bench.phases,
             profiles=bench.profiles,
+            waits=bench.waits,
             **measured,  # type: ignore[arg-type]
         )
         results.notes = observations(results)
