@@ -45,6 +45,7 @@ class Results:
     get: GetResult | None = None
     one_loop: SustainedResult | None = None
     profiles: list[Profile] = field(default_factory=list)
+    waits: list[tuple[str, float, float]] = field(default_factory=list)  # (phase, s waited for quiet, other share)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -317,6 +318,10 @@ def _phase(r: Results, name: str) -> PhaseCpu | None:
     return next((p for p in r.phases if p.name == name), None)
 
 
+def _other_pct(p: PhaseCpu | None) -> str:
+    return "?" if p is None else f"{100 * _other_s(p) / p.wall_s:.0f}%"
+
+
 def _share(p: PhaseCpu) -> dict[str, float]:
     return {name: 100 * cpu / p.wall_s for name, cpu in p.cpu_s.items()}
 
@@ -373,8 +378,9 @@ def observations(r: Results) -> list[str]:
         one_worker = _share(one).get("ingest-worker", 0.0) if one is not None else math.nan
         notes.append(
             f"{loops} concurrent loops vs 1 loop, same run: {s.rate:,.0f} vs {r.one_loop.rate:,.0f} points/s "
-            f"({gain:+.0%}; worker {worker:.0f}% vs {one_worker:.0f}% of a core). The 1-loop run comes last, on a "
-            "larger table, which slightly disfavours it."
+            f"({gain:+.0%}; worker {worker:.0f}% vs {one_worker:.0f}% of a core; other jobs on the machine "
+            f"{_other_pct(sustained)} vs {_other_pct(one)} of a core). The 1-loop run comes last, on a larger "
+            "table, which slightly disfavours it."
         )
     prev = PREVIOUS
     change = s.rate / prev["rate"] - 1
@@ -388,7 +394,8 @@ def observations(r: Results) -> list[str]:
         n = r.config.extra_ingest_workers + 1
         gain = r.scaled.rate / s.rate - 1
         notes.append(
-            f"With {n} ingest-worker processes the same run reached {r.scaled.rate:,.0f} points/s ({gain:+.0%})"
+            f"With {n} ingest-worker processes the same run reached {r.scaled.rate:,.0f} points/s ({gain:+.0%}; "
+            f"other jobs on the machine {_other_pct(_phase(r, f'sustained, {n} workers'))} of a core)"
             + (": more processes use CPU one event loop cannot." if gain > 0.1 else ".")
         )
     notes += _definition_notes(r)
@@ -398,6 +405,19 @@ def observations(r: Results) -> list[str]:
             f"Processes outside the stack and client used {other:.0f}% of a core during the sustained run (busiest: "
             + ", ".join(f"{n} {100 * c / sustained.wall_s:.0f}%" for n, c in sustained.top_others)
             + "): the rates are somewhat lower than on an otherwise idle machine."
+        )
+    if r.waits:
+        total = sum(w for _, w, _ in r.waits)
+        loud = [f"{name} ({100 * other:.0f}%)" for name, _, other in r.waits if other >= r.config.quiet_share]
+        notes.append(
+            f"Other jobs on the machine: the phases waited {total:.0f} s in all for a quiet moment (processes "
+            f"not ours under {100 * r.config.quiet_share:.0f}% of a core over 0.5 s)"
+            + (
+                "; these started without one, after the longest wait: " + ", ".join(loud) + "."
+                if loud
+                else "; every phase started in one."
+            )
+            + " A job can still start during a phase: see the CPU table's 'other processes' row."
         )
     client = share.get("bench client", 0.0)
     notes.append(
@@ -579,6 +599,10 @@ at both ends of the phase. When it is large, the rates are pessimistic.
 9. **Memory.** `VmHWM` (peak RSS) from `/proc/<pid>/status` of each process, read before the last phase
    replaces the ingest worker. PostgreSQL forks a backend per connection and its backends come and go, so
    it is the peak of the summed PSS of the whole process tree, sampled during the run.
+
+Before each phase the benchmark waits, up to {c.quiet_max_s:g} s ({c.quiet_max_s / 4:g} s before a definitions
+segment), until processes that are not ours use less than {100 * c.quiet_share:.0f}% of a core over half a
+second (`BENCH_QUIET_MAX_S`, `BENCH_QUIET_SHARE`; other jobs on a shared machine come in bursts).
 
 Points: timestamps spread evenly over the last hour (RFC 3339 with microseconds and `Z`), metric
 names cycling through 5 names (phase 5: {c.definitions}), float values in [-50, 150]; (device, metric,

@@ -70,6 +70,8 @@ class Bench:
     async def quiet(self, name: str, max_s: float) -> None:
         """Wait (up to ``max_s``) until processes outside the stack use little CPU: other jobs on a shared
         machine come in bursts, and a phase started in one measures them as much as the stack."""
+        if max_s <= 0:
+            return
         t0 = time.monotonic()
         while True:
             before = self.monitor.snapshot()
@@ -121,6 +123,7 @@ class Bench:
         """
         c = self.cfg
         batches = build_batches(prefix, total or c.points, c.batch_size, c.devices, metrics)
+        await self.quiet(phase or prefix, c.quiet_max_s if phase is not None else c.quiet_max_s / 4)
         profiler = self._profiler() if profile else None
         if profiler is not None:
             profiler.start()
@@ -130,7 +133,7 @@ class Bench:
                 lambda: run_sustained(
                     client, self.db, backlog, batches, concurrency=c.concurrency, timeout_s=c.drain_timeout_s
                 ),
-                None if phase is not None else c.quiet_max_s / 4,
+                quiet_s=0,
             )
         finally:
             if profiler is not None:
