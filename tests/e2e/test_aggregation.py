@@ -183,6 +183,8 @@ def test_rollups_answer_like_raw_after_overwrites_and_late_points(client: httpx.
         assert rolled["source"] == "rollup_hour"
         got, want = [p["value"] for p in rolled["data_points"]], raw(agg)
         if agg in ("median", "p95", "p99"):
-            assert all(abs(g - w) <= (0.02 / 2.02) * abs(w) * (1 + 1e-9) + 1e-9 for g, w in zip(got, want, strict=True)), (agg, got, want)
+            assert all(
+                abs(g - w) <= (0.02 / 2.02) * abs(w) * (1 + 1e-9) + 1e-9 for g, w in zip(got, want, strict=True)
+            ), (agg, got, want)
         else:
             assert got == pytest.approx(want, rel=1e-9, abs=1e-6), agg
