@@ -7,7 +7,6 @@ advisory lock, so two copies never evaluate the same device.
 
 import asyncio
 import os
-import signal
 import zlib
 
 from alert_worker import state_store
@@ -17,10 +16,11 @@ from alert_worker.evaluator import Evaluator
 from alert_worker.rules import RuleIndex
 from telemetry_core.follower import Follower
 from telemetry_core.logging import configure_logging
-from telemetry_core.nats_conn import close_nats, connect
+from telemetry_core.nats_conn import close_nats
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
-from telemetry_core.topology import ALERT_EVENTS, EVENTS_STREAM, POINTS_STREAM, alert_engine_consumer, ensure_topology
+from telemetry_core.topology import ALERT_EVENTS, EVENTS_STREAM, POINTS_STREAM, alert_engine_consumer
+from telemetry_core.worker_runtime import start_worker
 from telemetry_schemas.codecs import alert_event_decoder
 from telemetry_schemas.events import AlertEvent, AlertResolved
 
@@ -31,15 +31,9 @@ async def serve(settings: Settings) -> None:
     log = configure_logging(settings, "alert-worker").bind(partition=f"{partition}/{partitions}")
     if partition >= partitions:
         raise SystemExit(f"TELEMETRY_ALERT_PARTITION must be below TELEMETRY_ALERT_PARTITIONS ({partitions})")
-    nats_url, database_url = settings.require_servers()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     spec = alert_engine_consumer(partition, partitions)
-    nc = await connect(nats_url, f"telemetry-alert-worker-{partition}", log)
-    js = nc.jetstream(timeout=5.0)
-    await ensure_topology(js, settings)
+    rt = await start_worker(settings, f"alert-worker-{partition}", log)
+    stop, nc, js, database_url = rt.stop, rt.nc, rt.js, rt.database_url
     await js.add_consumer(spec.stream, spec.config())
     pool = make_pool(database_url, min_size=2, max_size=3, timeout_s=30.0)
     await pool.open(wait=True, timeout=30.0)

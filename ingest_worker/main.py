@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import os
-import signal
 from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
@@ -13,10 +12,11 @@ from ingest_worker.writer import PartitionCache
 from telemetry_core import consumer_loop
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.logging import configure_logging
-from telemetry_core.nats_conn import close_nats, connect
+from telemetry_core.nats_conn import close_nats
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
-from telemetry_core.topology import INGEST, ensure_topology
+from telemetry_core.topology import INGEST
+from telemetry_core.worker_runtime import start_worker
 
 
 async def create_partitions_ahead(
@@ -35,14 +35,8 @@ async def create_partitions_ahead(
 async def serve(settings: Settings) -> None:
     """Connect, ensure the topology, and run the consumer loop until a stop signal."""
     log = configure_logging(settings, "ingest-worker")
-    nats_url, database_url = settings.require_servers()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    nc = await connect(nats_url, "telemetry-ingest-worker", log)
-    js = nc.jetstream(timeout=5.0)
-    await ensure_topology(js, settings)
+    rt = await start_worker(settings, "ingest-worker", log)
+    stop, nc, js, database_url = rt.stop, rt.nc, rt.js, rt.database_url
     loops = settings.ingest_concurrency
     pool = make_pool(database_url, min_size=1, max_size=loops + 1, timeout_s=30.0)
     await pool.open(wait=True, timeout=30.0)

@@ -2,16 +2,15 @@
 
 import asyncio
 import os
-import signal
 
 from projection_worker.projections import alert_rules, alerts, latest_values, metric_definitions, rollups
 from projection_worker.runner import Projection, ProjectionRunner
 from telemetry_core import consumer_loop
 from telemetry_core.logging import configure_logging
-from telemetry_core.nats_conn import close_nats, connect
+from telemetry_core.nats_conn import close_nats
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
-from telemetry_core.topology import ensure_topology
+from telemetry_core.worker_runtime import start_worker
 
 PROJECTIONS: list[Projection] = [latest_values, metric_definitions, rollups, alert_rules, alerts]
 
@@ -19,14 +18,8 @@ PROJECTIONS: list[Projection] = [latest_values, metric_definitions, rollups, ale
 async def serve(settings: Settings) -> None:
     """Run every projection's consumer loop until a stop signal."""
     log = configure_logging(settings, "projection-worker")
-    nats_url, database_url = settings.require_servers()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    nc = await connect(nats_url, "telemetry-projection-worker", log)
-    js = nc.jetstream(timeout=5.0)
-    await ensure_topology(js, settings)
+    rt = await start_worker(settings, "projection-worker", log)
+    stop, nc, js, database_url = rt.stop, rt.nc, rt.js, rt.database_url
     pool = make_pool(database_url, min_size=1, max_size=len(PROJECTIONS) + 1, timeout_s=30.0)
     await pool.open(wait=True, timeout=30.0)
     try:
