@@ -4,6 +4,7 @@ import asyncio
 import time
 
 import nats
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from telemetry_core.topology import CONSUMERS, ConsumerSpec
@@ -12,7 +13,7 @@ from telemetry_core.topology import CONSUMERS, ConsumerSpec
 class Backlog:
     """A NATS connection used only to read consumer info."""
 
-    def __init__(self, js: JetStreamContext, nc: nats.aio.client.Client) -> None:
+    def __init__(self, js: JetStreamContext, nc: Client) -> None:
         self.js = js
         self._nc = nc
 

@@ -4,6 +4,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from tests.bench.baseline import BaselineResult
 from tests.bench.config import BenchConfig
@@ -22,8 +23,17 @@ TARGET_LAG_P99_S = 1.0
 TARGET_SINGLE_P99_S = 0.010
 TARGET_DEFS_RATIO = 0.95
 TARGET_GET_P99_S = 0.005
+
+
+class _Previous(NamedTuple):
+    date: str
+    rate: int
+    ratio: float
+    baseline: int
+
+
 # The last run before the ingest worker had concurrent loops (one fetch → write loop per process).
-PREVIOUS = {"date": "2026-11-27 05:06 UTC", "rate": 88_952, "ratio": 0.61, "baseline": 144_976}
+PREVIOUS = _Previous(date="2026-11-27 05:06 UTC", rate=88_952, ratio=0.61, baseline=144_976)
 PROCESS_ORDER = (
     "gateway", "ingest-worker", "ingest-worker-2", "ingest-worker-3", "projection-worker", "alert-worker",
     "nats-server", "postgres", "bench client",
@@ -383,10 +393,10 @@ def observations(r: Results) -> list[str]:
             "table, which slightly disfavours it."
         )
     prev = PREVIOUS
-    change = s.rate / prev["rate"] - 1
+    change = s.rate / prev.rate - 1
     notes.append(
-        f"Against the last run before concurrent loops ({prev['date']}: {prev['rate']:,} points/s, "
-        f"{prev['ratio']}x of a {prev['baseline']:,} points/s baseline): now {s.rate:,.0f} points/s ({change:+.0%}), "
+        f"Against the last run before concurrent loops ({prev.date}: {prev.rate:,} points/s, "
+        f"{prev.ratio}x of a {prev.baseline:,} points/s baseline): now {s.rate:,.0f} points/s ({change:+.0%}), "
         f"{r.ratio:.2f}x of {r.baseline.rate:,.0f}. Across runs the machine's noise (about ±15%) applies; the "
         "same-run comparison above does not have it."
     )
@@ -560,10 +570,10 @@ at both ends of the phase. When it is large, the rates are pessimistic.
    `ingested_count` is summed. The clock (and the CPU window) runs from the first send until the
    ingest consumer has nothing pending or unacknowledged (polled every 5 ms once the last batch is
    acknowledged; the worker acks only after its transaction commits), confirmed by one
-   `SELECT count(*) FROM telemetry.points WHERE device_id = ANY(…)` equal to that sum. (Runs before
-   2026-11-27 05:25 polled that count(*) every 20 ms instead: over a million rows it is a parallel scan
-   that kept PostgreSQL busy while the worker drained, so their rates are pessimistic.) The projections
-   catch up after the window. Ratio = end-to-end rate / baseline rate.
+   `SELECT count(*) FROM telemetry.points WHERE device_id = ANY(…)` equal to that sum. (Earlier versions
+   of this benchmark, up to the run of {PREVIOUS.date}, polled that count(*) every 20 ms instead: over
+   a million rows it is a parallel scan that kept PostgreSQL busy while the worker drained, so their
+   rates are pessimistic.) The projections catch up after the window. Ratio = end-to-end rate / baseline rate.
 3. **Acknowledged → queryable lag.** {c.lag_batches} batches of {c.lag_batch_points} points, one every
    {c.lag_interval_ms:g} ms (open loop: a slow response does not delay the next send), each to its own
    device id, so a batch is queryable exactly when a row of its device exists (one NATS message, one
@@ -585,7 +595,8 @@ at both ends of the phase. When it is large, the rates are pessimistic.
    gateway's CPU seconds per accepted point come from the same windows. The ratio of each round alone
    is the noise: a ratio closer to its target than the rounds are to the overall ratio is borderline.
    For a noise-free number the gateway's per-batch work (decode + `check_points` with the product's
-   `DefinitionsCache`, fed from the EVENTS stream) is also timed in the benchmark process alone.
+   `DefinitionsCache`, fed from the EVENTS stream) is also timed in the benchmark process alone. For
+   tighter ratios, run more and longer segments (e.g. `BENCH_DEFS_POINTS=800000 BENCH_DEFS_ROUNDS=4`).
 6. **GET by name.** {c.get_requests:,} `GET /api/v1/telemetry/metrics/{{name}}` from {c.get_concurrency}
    closed-loop clients cycling over the {c.definitions} defined names, after 200 warm-up requests; each
    answer is checked to be a 200 naming the metric.
@@ -607,7 +618,7 @@ second (`BENCH_QUIET_MAX_S`, `BENCH_QUIET_SHARE`; other jobs on a shared machine
 Points: timestamps spread evenly over the last hour (RFC 3339 with microseconds and `Z`), metric
 names cycling through 5 names (phase 5: {c.definitions}), float values in [-50, 150]; (device, metric,
 time) never repeats, so every point is a new row. Phases run in the order above, each waiting until
-both consumers have acknowledged everything before the next starts. On a shared 2-core VM repeated
+every durable consumer has acknowledged everything before the next starts. On a shared 2-core VM repeated
 runs vary by roughly ±15% (other jobs, disk), so a result within 10% of its target is marked
 borderline. The stack runs with default settings (`TELEMETRY_INGEST_BATCH`={m.get("ingest batch", "?")},
 `TELEMETRY_INGEST_CONCURRENCY`={m.get("ingest concurrency", "?")}, one ingest worker).
