@@ -95,7 +95,7 @@ class Engine:
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(256, timeout=min(self.tick_s, 0.2))
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 msgs = []
             except Exception as exc:  # NATS away: wait for the reconnect
                 self.log.warning("fetch_failed", error=repr(exc))

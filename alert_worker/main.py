@@ -46,6 +46,8 @@ async def serve(settings: Settings) -> None:
         await lock_conn.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
     rules = RuleIndex(js, log)
     await rules.follower.start()
+    # Evaluating points before every rule is loaded would advance the checkpoint past missed alerts.
+    await rules.follower.wait_caught_up(60.0)
     async with pool.connection() as conn:
         machines, checkpoint = await state_store.load(conn, spec.durable, POINTS_STREAM)
     evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)

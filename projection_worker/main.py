@@ -31,7 +31,7 @@ async def serve(settings: Settings) -> None:
                     f"projection.{p.NAME}",
                     ProjectionRunner(pool, p),
                     stop,
-                    batch=256,
+                    batch=getattr(p, "BATCH", 256),
                     max_deliveries=settings.max_deliveries,
                     log=log.bind(projection=p.NAME),
                 )

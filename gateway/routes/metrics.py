@@ -127,7 +127,14 @@ async def list_metrics(
 async def get_metric(metric_name: str, request: Request[Any, Any, Any]) -> MetricDefinitionResponse:
     """Read one definition; 404 when absent."""
     checked_name(metric_name, "metric_name")
-    found = await get_definition(state_of(request).pool, metric_name)
+    # Served from the gateway's in-memory cache (complete since start-up, and every create/delete here
+    # waits for it), so a read costs no database round trip. Definitions are never updated in place.
+    gw = state_of(request)
+    cached = gw.definitions.get(metric_name)
+    if cached is not None:
+        return _as_response(cached)
+    # Not cached: absent, or defined through another gateway a moment ago. The read model decides.
+    found = await get_definition(gw.pool, metric_name)
     if found is None:
         raise not_found(f"metric definition {metric_name!r} not found")
     return found

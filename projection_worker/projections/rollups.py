@@ -16,7 +16,9 @@ NAME = "rollups"
 SPEC: ConsumerSpec = ROLLUP_PROJECTION
 TABLES: tuple[str, ...] = ("telemetry.rollup_minute", "telemetry.rollup_hour")
 
-_REFRESH = "SELECT telemetry.refresh_rollups(%s, %s, %s)"
+_REFRESH = "SELECT telemetry.refresh_rollups(%s::text[], %s::text[], %s::timestamptz[])"
+# Larger batches coalesce more: a minute touched by many notices is recomputed once per batch.
+BATCH = 1024
 
 
 def decode(data: bytes) -> PointsStored:
@@ -25,11 +27,12 @@ def decode(data: bytes) -> PointsStored:
 
 
 async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
-    """Recompute every minute (and its hour) that the notices touched, once per batch of notices."""
-    touched: dict[tuple[str, str], set[Any]] = {}
+    """Recompute every minute (and its hour) that the notices touched: each bucket once, in one call."""
+    touched: set[tuple[str, str, Any]] = set()
     for notice in messages:
         for metric in notice.metrics:
-            if metric.minutes:
-                touched.setdefault((notice.device_id, metric.metric_name), set()).update(metric.minutes)
-    for (device_id, metric_name), minutes in touched.items():
-        await cur.execute(_REFRESH, (device_id, metric_name, sorted(minutes)), prepare=True)
+            touched.update((notice.device_id, metric.metric_name, minute) for minute in metric.minutes)
+    if not touched:
+        return
+    devices, metrics, minutes = zip(*sorted(touched), strict=True)
+    await cur.execute(_REFRESH, (list(devices), list(metrics), list(minutes)))

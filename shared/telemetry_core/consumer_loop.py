@@ -119,7 +119,7 @@ async def run(
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(batch, timeout=0.5)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):
                 continue
             except Exception as exc:
                 log.warning("fetch_failed", error=repr(exc))

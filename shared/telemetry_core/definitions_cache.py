@@ -30,9 +30,17 @@ class DefinitionsCache:
         definition = self.definitions.get(point.metric_name)
         return None if definition is None else definition_problem(point, definition)
 
-    async def start(self) -> None:
-        """Follow the stream in the background."""
+    async def start(self, timeout_s: float = 30.0) -> None:
+        """Follow the stream and return once every existing definition is loaded.
+
+        Validating points against a half-loaded cache would accept what a definition forbids.
+        """
         await self._follower.start()
+        await self._follower.wait_caught_up(timeout_s)
+
+    def get(self, name: str) -> MetricDefined | None:
+        """The current definition of ``name`` (the cache is complete once start() returned)."""
+        return self.definitions.get(name)
 
     async def wait_for(self, seq: int, timeout_s: float) -> bool:
         """Wait until the cache has applied stream sequence ``seq`` (read-your-writes)."""

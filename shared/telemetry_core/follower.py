@@ -33,12 +33,17 @@ class Follower:
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
+        # Set once everything the stream held at subscription time has been applied.
+        self.caught_up = asyncio.Event()
 
     async def start(self) -> None:
         """Subscribe and follow in the background."""
         self._sub = await self._js.subscribe(
             self._subject, stream=self._stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
         )
+        info = await self._sub.consumer_info()
+        if info.num_pending == 0:
+            self.caught_up.set()
         self._task = asyncio.create_task(self._follow(self._sub))
 
     async def _follow(self, sub: Any) -> None:
@@ -51,6 +56,8 @@ class Follower:
             async with self._advanced:
                 self.last_seq = seq
                 self._advanced.notify_all()
+            if msg.metadata.num_pending == 0:
+                self.caught_up.set()
 
     async def wait_for(self, seq: int, timeout_s: float) -> bool:
         """Wait until sequence ``seq`` has been applied (read-your-writes)."""
@@ -58,6 +65,10 @@ class Follower:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._advanced.wait_for(lambda: self.last_seq >= seq), timeout_s)
         return self.last_seq >= seq
+
+    async def wait_caught_up(self, timeout_s: float) -> None:
+        """Wait until the backlog present at start is applied; raise TimeoutError after ``timeout_s``."""
+        await asyncio.wait_for(self.caught_up.wait(), timeout_s)
 
     async def stop(self) -> None:
         """Stop following."""

@@ -173,11 +173,20 @@ def test_rollups_answer_like_raw_after_overwrites_and_late_points(client: httpx.
                 "end_time": iso(T0 + timedelta(hours=2) - timedelta(seconds=0.5)), "aggregation": agg, "interval": 3600}  # fmt: skip
         return [p["value"] for p in client.post("/api/v1/telemetry/query", json=body).json()["data_points"]]
 
-    want_count = [sum(1 for s in final if s < 3600), sum(1 for s in final if s >= 3600)]
-    want_count = [c for c in want_count if c]
-    eventually(lambda: raw("count") == want_count, timeout=15, what="raw holds every point")
-    eventually(lambda: [p["value"] for p in query(client, [device], "count", 3600)["data_points"]] == want_count,
-               timeout=15, what="rollups caught up")  # fmt: skip
+    hours = [[v for s, v in final.items() if s < 3600], [v for s, v in final.items() if s >= 3600]]
+    want_count = [len(h) for h in hours if h]
+    want_sum = [sum(h) for h in hours if h]
+
+    def settled(values: list) -> bool:  # counts and sums of the final state (overwrites included)
+        return len(values) == len(want_sum) and all(
+            abs(g - w) <= 1e-6 * max(1, abs(w)) for g, w in zip(values, want_sum, strict=True)
+        )
+
+    eventually(
+        lambda: raw("count") == want_count and settled(raw("sum")), timeout=15, what="raw holds the final points"
+    )
+    eventually(lambda: settled([p["value"] for p in query(client, [device], "sum", 3600)["data_points"]]),
+               timeout=15, what="rollups caught up with every overwrite")  # fmt: skip
     for agg in ALL:
         rolled = query(client, [device], agg, 3600)
         assert rolled["source"] == "rollup_hour"

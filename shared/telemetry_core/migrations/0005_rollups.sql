@@ -39,51 +39,53 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
 $$;
 
--- Recompute the minute rollups of the given minutes from raw points (so overwrites and late points
--- are exact), then the hours those minutes fall in from the minute rollups.
-CREATE FUNCTION telemetry.refresh_rollups(dev text, metric text, minutes timestamptz[]) RETURNS void
+-- Recompute the given (device, metric, minute) rollups from raw points (so overwrites and late
+-- points are exact), then the hours they fall in from their minutes. Set-based: the projection
+-- calls it once per batch of notices with every bucket the batch touched, each bucket once.
+CREATE FUNCTION telemetry.refresh_rollups(devs text[], metrics text[], minutes timestamptz[]) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    lo timestamptz := (SELECT min(m) FROM unnest(minutes) m);
-    hi timestamptz := (SELECT max(m) FROM unnest(minutes) m) + interval '1 minute';
-    hours timestamptz[] := (SELECT array_agg(DISTINCT date_trunc('hour', m)) FROM unnest(minutes) m);
-    hlo timestamptz := date_trunc('hour', lo);
-    hhi timestamptz := date_trunc('hour', hi) + interval '1 hour';
 BEGIN
-    DELETE FROM telemetry.rollup_minute WHERE device_id = dev AND metric_name = metric AND bucket = ANY(minutes);
-    INSERT INTO telemetry.rollup_minute (device_id, metric_name, bucket, count, sum, min, max, sketch)
-    SELECT dev, metric, s.bucket, sum(s.n), sum(s.total), min(s.lo), max(s.hi), jsonb_object_agg(s.key, s.n)
-    FROM (
-        SELECT date_trunc('minute', time) AS bucket, telemetry.dd_key(value_num) AS key,
-               count(*) AS n, sum(value_num) AS total, min(value_num) AS lo, max(value_num) AS hi
-        FROM telemetry.points
-        WHERE device_id = dev AND metric_name = metric AND time >= lo AND time < hi
-          AND value_type IN (0, 1) AND date_trunc('minute', time) = ANY(minutes)
-        GROUP BY 1, 2
-    ) s
-    GROUP BY s.bucket;
+    DELETE FROM telemetry.rollup_minute r
+    USING unnest(devs, metrics, minutes) AS t(d, m, b)
+    WHERE r.device_id = t.d AND r.metric_name = t.m AND r.bucket = t.b;
 
-    DELETE FROM telemetry.rollup_hour WHERE device_id = dev AND metric_name = metric AND bucket = ANY(hours);
-    INSERT INTO telemetry.rollup_hour (device_id, metric_name, bucket, count, sum, min, max, sketch)
-    SELECT dev, metric, h.bucket, h.count, h.sum, h.min, h.max, k.sketch
-    FROM (
-        SELECT date_trunc('hour', bucket) AS bucket, sum(count) AS count, sum(sum) AS sum, min(min) AS min,
-               max(max) AS max
-        FROM telemetry.rollup_minute
-        WHERE device_id = dev AND metric_name = metric AND bucket >= hlo AND bucket < hhi
-          AND date_trunc('hour', bucket) = ANY(hours)
+    INSERT INTO telemetry.rollup_minute (device_id, metric_name, bucket, count, sum, min, max, sketch)
+    SELECT t.d, t.m, t.b, sum(s.n), sum(s.total), min(s.lo), max(s.hi), jsonb_object_agg(s.key, s.n)
+    FROM unnest(devs, metrics, minutes) AS t(d, m, b)
+    CROSS JOIN LATERAL (
+        SELECT telemetry.dd_key(p.value_num) AS key, count(*) AS n, sum(p.value_num) AS total,
+               min(p.value_num) AS lo, max(p.value_num) AS hi
+        FROM telemetry.points p
+        WHERE p.device_id = t.d AND p.metric_name = t.m AND p.time >= t.b AND p.time < t.b + interval '1 minute'
+          AND p.value_type IN (0, 1)
         GROUP BY 1
-    ) h
-    JOIN (
-        SELECT hb AS bucket, jsonb_object_agg(key, n) AS sketch
+    ) s
+    GROUP BY t.d, t.m, t.b;
+
+    CREATE TEMP TABLE IF NOT EXISTS touched_hours (d text, m text, hb timestamptz) ON COMMIT DELETE ROWS;
+    INSERT INTO touched_hours SELECT DISTINCT t.d, t.m, date_trunc('hour', t.b) FROM unnest(devs, metrics, minutes) AS t(d, m, b);
+
+    DELETE FROM telemetry.rollup_hour r USING touched_hours h
+    WHERE r.device_id = h.d AND r.metric_name = h.m AND r.bucket = h.hb;
+
+    INSERT INTO telemetry.rollup_hour (device_id, metric_name, bucket, count, sum, min, max, sketch)
+    SELECT h.d, h.m, h.hb, a.count, a.sum, a.min, a.max, k.sketch
+    FROM touched_hours h
+    CROSS JOIN LATERAL (
+        SELECT sum(r.count) AS count, sum(r.sum) AS sum, min(r.min) AS min, max(r.max) AS max
+        FROM telemetry.rollup_minute r
+        WHERE r.device_id = h.d AND r.metric_name = h.m AND r.bucket >= h.hb AND r.bucket < h.hb + interval '1 hour'
+    ) a
+    CROSS JOIN LATERAL (
+        SELECT jsonb_object_agg(x.key, x.n) AS sketch
         FROM (
-            SELECT date_trunc('hour', r.bucket) AS hb, e.key, sum(e.value::bigint) AS n
+            SELECT e.key, sum(e.value::bigint) AS n
             FROM telemetry.rollup_minute r, jsonb_each_text(r.sketch) e
-            WHERE r.device_id = dev AND r.metric_name = metric AND r.bucket >= hlo AND r.bucket < hhi
-              AND date_trunc('hour', r.bucket) = ANY(hours)
-            GROUP BY 1, 2
+            WHERE r.device_id = h.d AND r.metric_name = h.m AND r.bucket >= h.hb
+              AND r.bucket < h.hb + interval '1 hour'
+            GROUP BY e.key
         ) x
-        GROUP BY hb
-    ) k USING (bucket);
+    ) k
+    WHERE a.count IS NOT NULL;
 END;
 $$;
