@@ -4,7 +4,7 @@ import structlog
 from nats.js import JetStreamContext
 
 from telemetry_core.follower import Follower
-from telemetry_core.metric_rules import definition_problem
+from telemetry_core.metric_rules import PointRule, compile_rule
 from telemetry_core.topology import EVENTS_STREAM, METRIC_EVENTS
 from telemetry_schemas.codecs import metric_event_decoder
 from telemetry_schemas.events import MetricDefined, MetricDeleted, MetricEvent
@@ -16,19 +16,22 @@ class DefinitionsCache:
 
     def __init__(self, js: JetStreamContext, log: structlog.stdlib.BoundLogger) -> None:
         self.definitions: dict[str, MetricDefined] = {}
+        self._rules: dict[str, PointRule] = {}
         self._follower = Follower(js, EVENTS_STREAM, METRIC_EVENTS, metric_event_decoder.decode, self._apply, log)
 
     def _apply(self, event: MetricEvent, _seq: int) -> None:
         match event:
             case MetricDefined(name=name):
                 self.definitions[name] = event
+                self._rules[name] = compile_rule(event)
             case MetricDeleted(name=name):
                 self.definitions.pop(name, None)
+                self._rules.pop(name, None)
 
     def check(self, point: Point) -> tuple[str, str] | None:
         """Validate ``point`` against its metric's definition, if there is one."""
-        definition = self.definitions.get(point.metric_name)
-        return None if definition is None else definition_problem(point, definition)
+        rule = self._rules.get(point.metric_name)
+        return None if rule is None else rule(point)
 
     async def start(self, timeout_s: float = 30.0) -> None:
         """Follow the stream and return once every existing definition is loaded.

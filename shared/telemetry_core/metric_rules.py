@@ -1,5 +1,8 @@
 """Does a point satisfy its metric's definition (FR-007)? Pure; used by the gateway and the ingest worker."""
 
+import math
+from collections.abc import Callable
+
 from telemetry_schemas.enums import DataType
 from telemetry_schemas.events import MetricDefined
 from telemetry_schemas.values import Point, ValueType, value_type
@@ -36,3 +39,26 @@ def definition_problem(point: Point, definition: MetricDefined) -> tuple[str, st
         if definition.max_value is not None and number > definition.max_value:
             return "value", f"{point.value} is above max_value {definition.max_value} of metric {definition.name!r}"
     return None
+
+
+PointRule = Callable[[Point], tuple[str, str] | None]
+
+
+def compile_rule(definition: MetricDefined) -> PointRule:
+    """A checker for one definition, built once when the definition arrives (the hot path is one call).
+
+    Numeric definitions, the common case, check with plain type and range tests; anything else
+    falls back to definition_problem, which also words the error.
+    """
+    if definition.data_type is not DataType.NUMERIC:
+        return lambda point: definition_problem(point, definition)
+    lo = -math.inf if definition.min_value is None else definition.min_value
+    hi = math.inf if definition.max_value is None else definition.max_value
+
+    def check(point: Point) -> tuple[str, str] | None:
+        value = point.value
+        if type(value) in (int, float) and lo <= value <= hi:  # type: ignore[operator]
+            return None
+        return definition_problem(point, definition)
+
+    return check
