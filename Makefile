@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt bench clean
+.PHONY: help install run test lint fmt bench schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ fmt: install ## format and auto-fix
 
 bench: install ## benchmarks; results go to docs/benchmarks.md
 	$(BIN)/python -m tests.bench.run
+
+schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
+	$(BIN)/python -m telemetry_schemas.export
 
 clean: ## remove the venv, caches and local data
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .telemetry-data
