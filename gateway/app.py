@@ -8,6 +8,7 @@ from gateway.auth.guard import require_api_key
 from gateway.errors import handle_exception
 from gateway.lifespan import make_lifespan
 from gateway.openapi_docs import document_request_bodies
+from gateway.request_log import request_logging
 from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, queries
 from telemetry_core import __version__
 from telemetry_core.settings import Settings
@@ -26,6 +27,7 @@ def create_app(settings: Settings) -> Litestar:
             *alerts.ROUTES,
         ],
         guards=[require_api_key],
+        middleware=[request_logging],
         exception_handlers={Exception: handle_exception},
         lifespan=[make_lifespan(settings)],  # type: ignore[list-item]
         request_max_body_size=settings.max_body_bytes,

@@ -28,5 +28,7 @@ def configure_logging(settings: Settings, process: str) -> structlog.stdlib.Boun
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr)
-    log: structlog.stdlib.BoundLogger = structlog.get_logger().bind(process=process)
+    # Every logger of the process, module-level ones included, names the process.
+    structlog.contextvars.bind_contextvars(process=process)
+    log: structlog.stdlib.BoundLogger = structlog.get_logger()
     return log

@@ -86,3 +86,19 @@ async def test_data_received_event_is_published(stack: Stack) -> None:
         assert (event["metric_names"], event["points_count"]) == (["rpm"], 1)
     finally:
         await nc.close()
+
+
+def test_failed_requests_are_logged_with_their_request_id(stack: Stack) -> None:
+    from tests.support.eventually import eventually
+
+    rid = unique("req")
+    httpx.get(f"{stack.url}/api/v1/telemetry/devices/d1/metrics", headers={"X-Request-Id": rid})
+    line = eventually(
+        lambda: next((ln for ln in stack.log_tail("gateway", 400).splitlines() if rid in ln), None), timeout=10
+    )
+    record = json.loads(line)
+    assert (record["event"], record["status"], record["path"]) == (
+        "request",
+        401,
+        "/api/v1/telemetry/devices/d1/metrics",
+    )
