@@ -156,13 +156,13 @@ def on_point(
         out.append(Closed(m.nodata_alert_id, "data resumed", now))
         m.nodata_alert_id = None
     breach = holds(p.condition, value, p.threshold)
-    cleared = not holds(p.condition, value, p.clear_threshold)
     if m.newest_event is None or event_time >= m.newest_event:
         m.newest_event, m.condition_holds, m.last_value = event_time, breach, value
     horizon = m.newest_event - p.window_s
     match m.phase:
         case Phase.OK | Phase.PENDING:
-            m.breaches = [t for t in m.breaches if t > horizon]
+            if m.breaches:
+                m.breaches = [t for t in m.breaches if t > horizon]
             if breach and event_time > horizon:
                 m.breaches.append(event_time)
             if len(m.breaches) >= p.trigger_count:
@@ -172,7 +172,7 @@ def on_point(
         case Phase.FIRING:
             if breach:
                 m.last_breach_wall = now
-            elif cleared:
+            elif not holds(p.condition, value, p.clear_threshold):  # passed the clear threshold
                 m.phase = Phase.RECOVERING
         case Phase.RECOVERING:
             if breach:
