@@ -8,7 +8,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.errors import unprocessable
 from gateway.query_plan import Plan, Source, bucket_count, choose_source
-from gateway.views.aggregates import aggregate
+from gateway.views.aggregates import aggregate, prefer_exact
 from gateway.views.history import raw_points
 from telemetry_schemas.api.queries import DataPoint, Series, TelemetryDataResponse
 
@@ -46,7 +46,7 @@ def _series(points: list[DataPoint]) -> list[Series]:
     return [Series(device_id=d, metric_name=m, data_points=pts) for (d, m), pts in grouped.items()]
 
 
-async def run_series_query(pool: AsyncConnectionPool, q: SeriesQuery) -> TelemetryDataResponse:
+async def run_series_query(pool: AsyncConnectionPool, q: SeriesQuery, exact_up_to: int) -> TelemetryDataResponse:
     """Raw points in time order, or one value per bucket per (device, metric) when aggregating."""
     if q.end <= q.start:
         raise unprocessable("end_time: must be after start_time")
@@ -67,6 +67,7 @@ async def run_series_query(pool: AsyncConnectionPool, q: SeriesQuery) -> Telemet
             )
         # Rollups carry no tags: a tag filter must read raw points.
         plan = Plan(Source.RAW, None) if q.tags else choose_source(q.start, q.end, interval, q.aggregation)
+        plan = await prefer_exact(pool, plan, q.aggregation, q.metrics, q.devices, q.start, q.end, exact_up_to)
         rows = await aggregate(
             pool, plan, aggregation=q.aggregation, interval=interval, metrics=q.metrics, devices=q.devices,
             start=q.start, end=q.end, tags=Jsonb(q.tags) if q.tags else None,

@@ -24,7 +24,11 @@ def settings(servers: Servers) -> Settings:
 
 @pytest.fixture(scope="session")
 def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(servers, tmp_path_factory.mktemp("stack-logs")).start_all()
+    # Percentiles from sketches only above this many points: 0 makes the small test data use them.
+    running = Stack(
+        servers, tmp_path_factory.mktemp("stack-logs"), extra_env={"TELEMETRY_EXACT_PERCENTILE_POINTS": "0"}
+    )
+    running.start_all()
     yield running
     running.stop_all()
 

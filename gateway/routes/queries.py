@@ -12,7 +12,7 @@ from gateway.deps import checked_name, state_of
 from gateway.errors import bad_request, not_found, unprocessable
 from gateway.query_plan import bucket_count, choose_source
 from gateway.series_query import SeriesQuery, default_interval, run_series_query
-from gateway.views.aggregates import aggregate
+from gateway.views.aggregates import aggregate, prefer_exact
 from gateway.views.device_metrics import device_metrics
 from gateway.views.latest import latest_value
 from telemetry_core.timebuckets import parse_duration
@@ -94,6 +94,7 @@ async def query(request: Request[Any, Any, Any]) -> TelemetryDataResponse:
             aggregation=body.aggregation, interval=body.interval, tags=_tag_filters(body.filters),
             limit=body.limit, offset=body.offset,
         ),
+        gw.settings.exact_percentile_points,
     )  # fmt: skip
 
 
@@ -132,12 +133,14 @@ async def get_range(
     else:
         interval = interval or default_interval(span)
         end, limit = _ceil_to(now, 3600 if interval % 3600 == 0 else 60 if interval % 60 == 0 else 1), 10_000
+    gw = state_of(request)
     return await run_series_query(
-        state_of(request).pool,
+        gw.pool,
         SeriesQuery(
             metrics=[metric_name], devices=[device_id], start=end - timedelta(seconds=span), end=end,
             aggregation=aggregation, interval=interval, tags=None, limit=limit, offset=0,
         ),
+        gw.settings.exact_percentile_points,
     )  # fmt: skip
 
 
@@ -166,7 +169,12 @@ async def get_aggregated(
         raise unprocessable(
             f"interval: {interval}s over this range gives {buckets} buckets, more than {MAX_QUERY_LIMIT}"
         )
+    devices = [device_id] if device_id else None
     plan = choose_source(start, end, interval, aggregation_type)
+    gw = state_of(request)
+    plan = await prefer_exact(
+        gw.pool, plan, aggregation_type, [metric_name], devices, start, end, gw.settings.exact_percentile_points
+    )
     rows = await aggregate(
         state_of(request).pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
         devices=[device_id] if device_id else None, start=start, end=end, per_device=device_id is not None,

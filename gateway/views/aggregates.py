@@ -117,3 +117,27 @@ async def aggregate(
         cur = await conn.execute(_statement(plan, aggregation, per_device), params)
         rows = await cur.fetchall()
     return [Bucket(b, d, m, None if v is None else float(v), int(n)) for b, d, m, v, n in rows]
+
+
+_POINTS_IN = (
+    "SELECT coalesce(sum(count), 0) FROM {table} WHERE metric_name = ANY(%(metrics)s) "
+    "AND (%(devices)s::text[] IS NULL OR device_id = ANY(%(devices)s)) AND bucket >= %(start)s AND bucket < %(end)s"
+)
+
+
+async def prefer_exact(
+    pool: AsyncConnectionPool, plan: Plan, aggregation: str, metrics: list[str], devices: list[str] | None,
+    start: datetime, end: datetime, exact_up_to: int,
+) -> Plan:  # fmt: skip
+    """Percentiles from sketches are approximate: when the raw points are few, read them instead.
+
+    The rollups themselves say how many points the range holds, so the check is one small query.
+    """
+    if plan.source is Source.RAW or aggregation not in PERCENTILES or exact_up_to <= 0:
+        return plan
+    statement = sql.SQL(_POINTS_IN).format(table=sql.SQL(_TABLES[plan.source]))
+    params = {"metrics": metrics, "devices": devices, "start": start, "end": end}
+    async with pool.connection() as conn:
+        row = await (await conn.execute(statement, params)).fetchone()
+    points = int(row[0]) if row else 0
+    return Plan(Source.RAW, None) if points <= exact_up_to else plan

@@ -66,6 +66,8 @@ class Settings:
     # Concurrent fetch→write loops per ingest worker: one decodes while another waits on PostgreSQL.
     ingest_concurrency: int = 2
     max_deliveries: int = 10
+    # Up to this many points in range, percentiles are computed exactly from raw points, not sketches.
+    exact_percentile_points: int = 200_000
     # Alert engine: this copy evaluates devices with crc32(device) % partitions == partition.
     alert_partition: int = 0
     alert_partitions: int = 1
@@ -100,6 +102,7 @@ class Settings:
             alert_partitions=_number(env, "TELEMETRY_ALERT_PARTITIONS", 1, int, 1, 1024),
             alert_lateness_s=_number(env, "TELEMETRY_ALERT_LATENESS", 300, int, 0, 86_400),
             alert_tick_s=_number(env, "TELEMETRY_ALERT_TICK", 1.0, float, 0.05, 60.0),
+            exact_percentile_points=_number(env, "TELEMETRY_EXACT_PERCENTILE_POINTS", 200_000, int, 0, 10**9),
             max_deliveries=_number(env, "TELEMETRY_MAX_DELIVERIES", 10, int, 1, 1000),
             partitions_ahead_days=_number(env, "TELEMETRY_PARTITIONS_AHEAD_DAYS", 7, int, 0, 366),
             event_prefix=env.get("TELEMETRY_EVENT_PREFIX", "telemetry_service").strip(". ") or "telemetry_service",

@@ -197,3 +197,25 @@ def test_rollups_answer_like_raw_after_overwrites_and_late_points(client: httpx.
             ), (agg, got, want)
         else:
             assert got == pytest.approx(want, rel=1e-9, abs=1e-6), agg
+
+
+def test_percentiles_of_few_points_are_exact_from_raw(stack, two_devices: tuple[str, str], tmp_path_factory) -> None:
+    from tests.support.stack import Stack
+
+    a, _ = two_devices
+    default = Stack(stack.servers, tmp_path_factory.mktemp("default-gateway"), api_key=stack.api_key)
+    default.start("gateway")  # default settings: up to 200,000 points, percentiles read raw points
+    try:
+        default.wait_healthy()
+        body = {"devices": [a], "metrics": ["m"], "start_time": iso(T0), "end_time": iso(T0 + timedelta(hours=2)),
+                "aggregation": "median", "interval": 3600}  # fmt: skip
+        answer = httpx.post(f"{default.url}/api/v1/telemetry/query", json=body, headers=stack.headers).json()
+        assert (answer["source"], answer["relative_error"]) == ("raw", None)
+        assert [p["value"] for p in answer["data_points"]] == EXPECTED_A["median"]
+        body["aggregation"] = "avg"  # other aggregations are exact from rollups and still use them
+        assert (
+            httpx.post(f"{default.url}/api/v1/telemetry/query", json=body, headers=stack.headers).json()["source"]
+            == "rollup_hour"
+        )
+    finally:
+        default.stop_all()
