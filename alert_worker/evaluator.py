@@ -9,6 +9,7 @@ import structlog
 from alert_worker.emitter import Emitted
 from alert_worker.rules import Rule, RuleIndex
 from telemetry_core.alerting import state_machine as sm
+from telemetry_core.alerting.conditions import holds
 from telemetry_core.alerting.targeting import targets
 from telemetry_schemas.values import Point
 
@@ -37,12 +38,11 @@ class Evaluator:
             cached = self._params_cache[rule.rule_id] = (rule, sm.Params.of(rule.spec, self.lateness_s))
         return cached[1]
 
-    def _machine(self, key: Key) -> sm.Machine:
-        machine = self.machines.get(key)
-        if machine is None:
-            machine = self.machines[key] = sm.Machine()
-        self.changed.add(key)
-        return machine
+    @staticmethod
+    def _essentials(m: sm.Machine) -> tuple[object, ...]:
+        # What must survive a restart exactly. Bookkeeping such as newest_event moves on every point and
+        # is saved with the next essential change (a restart replays points since the checkpoint anyway).
+        return (m.phase, len(m.breaches), m.alert_id, m.cooldown_until, m.condition_holds, m.nodata_alert_id)
 
     def points(self, device_id: str, points: Iterable[tuple[str, Point]], now: float) -> list[Emitted]:
         """Evaluate ``(key, point)`` pairs of one device; key is unique per point (stream seq and index)."""
@@ -52,10 +52,19 @@ class Evaluator:
                 if not rule.enabled or not targets(rule.spec, device_id, point.tags):
                     continue
                 try:
-                    machine = self._machine((rule.rule_id, device_id))
-                    ident = f"{rule.rule_id}|{device_id}"
-                    transitions = sm.on_point(machine, self._params(rule), ident=ident, key=key, value=point.value,
-                                              event_time=point.timestamp.timestamp(), now=now)  # fmt: skip
+                    params = self._params(rule)
+                    mkey = (rule.rule_id, device_id)
+                    machine = self.machines.get(mkey)
+                    if machine is None:
+                        if params.no_data_for_s is None and not holds(params.condition, point.value, params.threshold):
+                            continue  # a machine starts at its first breach (or first point, for no-data rules)
+                        machine = self.machines[mkey] = sm.Machine()
+                    before = self._essentials(machine)
+                    ident, when = f"{rule.rule_id}|{device_id}", point.timestamp.timestamp()
+                    transitions = sm.on_point(machine, params, ident=ident, key=key, value=point.value,
+                                              event_time=when, now=now)  # fmt: skip
+                    if params.no_data_for_s is not None or self._essentials(machine) != before:
+                        self.changed.add(mkey)
                 except Exception:  # a bad rule never stops the others
                     self.rule_errors += 1
                     self.log.exception("rule_failed", rule_id=rule.rule_id, device_id=device_id)
@@ -76,10 +85,11 @@ class Evaluator:
                     out.extend(Emitted(former, device_id, t) for t in sm.close_all(machine, reason, now))
                     self.changed.add((rule_id, device_id))
                 continue
+            before = self._essentials(machine)
             transitions = sm.on_tick(machine, self._params(rule), ident=f"{rule_id}|{device_id}", now=now)
-            if transitions:
+            if transitions or self._essentials(machine) != before:
                 self.changed.add((rule_id, device_id))
-                out.extend(Emitted(rule, device_id, t) for t in transitions)
+            out.extend(Emitted(rule, device_id, t) for t in transitions)
         return out
 
     def operator_resolved(self, alert_id: str, rule_id: str, device_id: str, now: float) -> None:
