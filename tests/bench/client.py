@@ -1,7 +1,8 @@
 """HTTP clients for the benchmark: a minimal keep-alive HTTP/1.1 client on asyncio streams, or httpx.
 
 The raw client does only what the benchmark needs (POST with Content-Length, GET, responses with
-Content-Length) so that the client spends as little of the shared 2 cores as possible.
+Content-Length or chunked, e.g. the streamed CSV export) so that the client spends as little of the
+shared 2 cores as possible.
 """
 
 import asyncio
@@ -16,6 +17,8 @@ class Poster(Protocol):
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]: ...
 
     async def get(self, path: str) -> tuple[int, bytes]: ...
+
+    async def put(self, path: str, body: bytes) -> tuple[int, bytes]: ...
 
     async def aclose(self) -> None: ...
 
@@ -60,7 +63,14 @@ class RawClient:
         return await self._connect()
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        request = b"POST %s HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (
+        return await self._send(b"POST", path, body)
+
+    async def put(self, path: str, body: bytes) -> tuple[int, bytes]:
+        return await self._send(b"PUT", path, body)
+
+    async def _send(self, method: bytes, path: str, body: bytes) -> tuple[int, bytes]:
+        request = b"%s %s HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (
+            method,
             path.encode(),
             self._head,
             len(body),
@@ -92,17 +102,32 @@ class RawClient:
         status = int(lines[0].split(b" ", 2)[1])
         length = 0
         keep = True
+        chunked = False
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":
                 length = int(value)
             elif name == b"transfer-encoding":
-                raise RuntimeError("chunked responses are not supported by the bench client")
+                chunked = b"chunked" in value.lower()
             elif name == b"connection" and value.strip().lower() == b"close":
                 keep = False
+        if chunked:
+            return status, await self._chunks(conn.reader), keep
         data = await conn.reader.readexactly(length) if length else b""
         return status, data, keep
+
+    @staticmethod
+    async def _chunks(reader: asyncio.StreamReader) -> bytes:
+        """A chunked body (no trailers expected), read to its end."""
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                return b"".join(parts)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
 
     async def aclose(self) -> None:
         for conn in self._idle:
@@ -125,6 +150,10 @@ class HttpxClient:
 
     async def get(self, path: str) -> tuple[int, bytes]:
         response = await self._client.get(path)
+        return response.status_code, response.content
+
+    async def put(self, path: str, body: bytes) -> tuple[int, bytes]:
+        response = await self._client.put(path, content=body, headers={"Content-Type": "application/json"})
         return response.status_code, response.content
 
     async def aclose(self) -> None:

@@ -40,6 +40,21 @@ class BenchConfig:
     profile: bool  # sample gateway and ingest worker with py-spy during the sustained run (if installed)
     quiet_share: float  # before a phase, wait until processes not ours use less than this share of a core …
     quiet_max_s: float  # … but no longer than this (a quarter of it before each definitions segment)
+    query_points: int  # points loaded for the query phase: devices x query_metrics x one per query_step_min (0 skips)
+    query_metrics: int  # metrics per device in the query data set
+    query_step_min: int  # minutes between two points of a series (7 days: 1008 points at 10)
+    query_batch: int  # points per HTTP batch while loading the query data set
+    query_requests: int  # requests per query kind and source
+    query_concurrency: int
+    query_max_s: float  # no query request starts later than this after its run's clock started
+    query_min_s: float  # fast queries go on until this long (CPU windows shorter than that say little)
+    query_alone_requests: int  # requests per query kind and source, one at a time (unloaded latency)
+    csv_repeats: int  # CSV exports per kind (sequential)
+    alert_breaches: int  # breaching points for the ack → alert latency (0 skips it)
+    alert_poll_ms: float  # sleep between two GET /alerts polls
+    alert_rules: int  # enabled rules for the ingestion-with-rules comparison …
+    alert_points: int  # … and points per condition (0 skips it)
+    alert_drain_max_s: float  # wait at most this long for the alert engine to drain after the load
 
     @classmethod
     def from_env(cls) -> "BenchConfig":
@@ -66,4 +81,19 @@ class BenchConfig:
             profile=os.environ.get("BENCH_PROFILE", "") == "1",
             quiet_share=_float("BENCH_QUIET_SHARE", 0.15),
             quiet_max_s=_float("BENCH_QUIET_MAX_S", 12.0),
+            query_points=_int("BENCH_QUERY_POINTS", 1_512_000),
+            query_metrics=_int("BENCH_QUERY_METRICS", 10),
+            query_step_min=_int("BENCH_QUERY_STEP_MIN", 10),
+            query_batch=_int("BENCH_QUERY_BATCH", 100),
+            query_requests=_int("BENCH_QUERY_REQUESTS", 400),
+            query_concurrency=_int("BENCH_QUERY_CONCURRENCY", 16),
+            query_max_s=_float("BENCH_QUERY_MAX_S", 15.0),
+            query_min_s=_float("BENCH_QUERY_MIN_S", 2.0),
+            query_alone_requests=_int("BENCH_QUERY_ALONE_REQUESTS", 20),
+            csv_repeats=_int("BENCH_CSV_REPEATS", 5),
+            alert_breaches=_int("BENCH_ALERT_BREACHES", 100),
+            alert_poll_ms=_float("BENCH_ALERT_POLL_MS", 3.0),
+            alert_rules=_int("BENCH_ALERT_RULES", 1000),
+            alert_points=_int("BENCH_ALERT_POINTS", 300_000),
+            alert_drain_max_s=_float("BENCH_ALERT_DRAIN_MAX_S", 120.0),
         )

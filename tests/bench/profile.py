@@ -1,4 +1,4 @@
-"""Optional (BENCH_PROFILE=1): sample the Python processes with py-spy during the sustained run.
+"""Optional (BENCH_PROFILE=1): sample the Python processes with py-spy during the sustained runs.
 
 py-spy is not a project dependency; `pip install py-spy` into the venv to use this. Samples are
 taken without pausing the target (--nonblocking) and only while the thread is on CPU (no --idle).
@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-_OURS = ("gateway/", "ingest_worker/", "projection_worker/", "telemetry_core/", "telemetry_schemas/")
+_OURS = ("gateway/", "ingest_worker/", "projection_worker/", "alert_worker/", "telemetry_core/", "telemetry_schemas/")
 
 
 def py_spy() -> str | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from tests.bench.alerts import AlertLagResult, AlertLoadResult
 from tests.bench.baseline import BaselineResult
 from tests.bench.config import BenchConfig
 from tests.bench.definitions import DefinitionsResult, GetResult
@@ -14,6 +15,8 @@ from tests.bench.lag import LagResult
 from tests.bench.latency import LatencyResult
 from tests.bench.procs import MiB, PhaseCpu
 from tests.bench.profile import Profile
+from tests.bench.queries import QueriesResult
+from tests.bench.report_sections import alert_notes, alert_rows, method_text, query_notes, query_rows
 from tests.bench.stats import ms, percentile
 from tests.support.stack import PROCESSES
 
@@ -54,6 +57,9 @@ class Results:
     definitions: DefinitionsResult | None = None
     get: GetResult | None = None
     one_loop: SustainedResult | None = None
+    queries: QueriesResult | None = None
+    alert_lag: AlertLagResult | None = None
+    alert_load: AlertLoadResult | None = None
     profiles: list[Profile] = field(default_factory=list)
     waits: list[tuple[str, float, float]] = field(default_factory=list)  # (phase, s waited for quiet, other share)
     notes: list[str] = field(default_factory=list)
@@ -227,6 +233,8 @@ def summary_rows(r: Results) -> list[tuple[str, str, str, str]]:
         ("  single-point throughput at that concurrency", f"{lat.rps:,.0f} requests/s", "-", "info"),
         *_definitions_rows(r),
         *_get_rows(r),
+        *query_rows(r.queries, r.config),
+        *alert_rows(r.alert_lag, r.alert_load, r.phases),
     ]
 
 
@@ -389,7 +397,7 @@ def observations(r: Results) -> list[str]:
         notes.append(
             f"{loops} concurrent loops vs 1 loop, same run: {s.rate:,.0f} vs {r.one_loop.rate:,.0f} points/s "
             f"({gain:+.0%}; worker {worker:.0f}% vs {one_worker:.0f}% of a core; other jobs on the machine "
-            f"{_other_pct(sustained)} vs {_other_pct(one)} of a core). The 1-loop run comes last, on a larger "
+            f"{_other_pct(sustained)} vs {_other_pct(one)} of a core). The 1-loop run comes later, on a larger "
             "table, which slightly disfavours it."
         )
     prev = PREVIOUS
@@ -409,6 +417,8 @@ def observations(r: Results) -> list[str]:
             + (": more processes use CPU one event loop cannot." if gain > 0.1 else ".")
         )
     notes += _definition_notes(r)
+    notes += query_notes(r.queries)
+    notes += alert_notes(r.alert_load, r.phases)
     other = 100 * _other_s(sustained) / sustained.wall_s
     if other >= 10:
         notes.append(
@@ -603,22 +613,25 @@ at both ends of the phase. When it is large, the rates are pessimistic.
 7. **More ingest workers** (`BENCH_EXTRA_INGEST_WORKERS`={c.extra_ingest_workers}, 0 skips it). The sustained
    run again (new device ids `bench-e2e-x-*`) with that many more `ingest-worker` processes on the same
    durable consumer, as `telemetry run` starts with `TELEMETRY_INGEST_WORKERS`.
-8. **One loop** (`BENCH_ONE_LOOP`={int(c.one_loop)}, 0 skips it). Last, the stack's ingest worker is stopped and
+8. **One loop** (`BENCH_ONE_LOOP`={int(c.one_loop)}, 0 skips it). The stack's ingest worker is stopped and
    replaced by one with `TELEMETRY_INGEST_CONCURRENCY=1` (one fetch → write loop, as before concurrent
-   loops), and the sustained run is repeated (`bench-e2e-1-*`); its CPU is in the ingest-worker row.
+   loops), and the sustained run is repeated (`bench-e2e-1-*`); its CPU is in the ingest-worker row. Then the
+   stack's ingest worker is started again with default settings for phases 9 and 10.
    Phases 7 and 8 run on a larger table than phase 2, which slightly disfavours them.
-9. **Memory.** `VmHWM` (peak RSS) from `/proc/<pid>/status` of each process, read before the last phase
-   replaces the ingest worker. PostgreSQL forks a backend per connection and its backends come and go, so
-   it is the peak of the summed PSS of the whole process tree, sampled during the run.
+{method_text(c, r.queries)}11. **Memory.** `VmHWM` (peak RSS) from `/proc/<pid>/status` of each process, read before phase 8
+   replaces the ingest worker and again at the end (the larger of the two: for the ingest worker, of the
+   stack's first one and the one restarted after phase 8). PostgreSQL forks a backend per connection and its backends come and
+   go, so it is the peak of the summed PSS of the whole process tree, sampled during the run.
 
 Before each phase the benchmark waits, up to {c.quiet_max_s:g} s ({c.quiet_max_s / 4:g} s before a definitions
 segment), until processes that are not ours use less than {100 * c.quiet_share:.0f}% of a core over half a
 second (`BENCH_QUIET_MAX_S`, `BENCH_QUIET_SHARE`; other jobs on a shared machine come in bursts).
 
-Points: timestamps spread evenly over the last hour (RFC 3339 with microseconds and `Z`), metric
-names cycling through 5 names (phase 5: {c.definitions}), float values in [-50, 150]; (device, metric,
+Points (except phase 9's): timestamps spread evenly over the last hour (RFC 3339 with microseconds and `Z`),
+metric names cycling through 5 names (phase 5: {c.definitions}), float values in [-50, 150]; (device, metric,
 time) never repeats, so every point is a new row. Phases run in the order above, each waiting until
-every durable consumer has acknowledged everything before the next starts. On a shared 2-core VM repeated
+every durable consumer (the projections' and the alert engine's `alerts_0_of_1`) has acknowledged everything
+before the next starts. On a shared 2-core VM repeated
 runs vary by roughly ±15% (other jobs, disk), so a result within 10% of its target is marked
 borderline. The stack runs with default settings (`TELEMETRY_INGEST_BATCH`={m.get("ingest batch", "?")},
 `TELEMETRY_INGEST_CONCURRENCY`={m.get("ingest concurrency", "?")}, one ingest worker).

@@ -17,7 +17,17 @@ import uvloop
 from telemetry_core.embedded import EmbeddedServer, start_nats, start_postgres
 from telemetry_core.migrate import migrate
 from tests.bench import extra
-from tests.bench.backlog import Backlog
+from tests.bench.alerts import (
+    RULE_CONCURRENCY,
+    AlertLagResult,
+    AlertLoadResult,
+    create_rules,
+    evaluation_cost,
+    quiet_rules,
+    run_alert_lag,
+    set_enabled,
+)
+from tests.bench.backlog import Backlog, alert_consumers
 from tests.bench.baseline import prepare_baseline, run_baseline
 from tests.bench.client import Poster, make_client
 from tests.bench.config import BenchConfig
@@ -39,7 +49,9 @@ from tests.bench.latency import run_latency
 from tests.bench.machine import machine_info
 from tests.bench.procs import Monitor, PhaseCpu, Watched, merge_phases, vm_hwm
 from tests.bench.profile import Profile, Profiler, py_spy
+from tests.bench.queries import QUERIES, Dataset, QueriesResult, check_agreement, load, run_csv, run_query
 from tests.bench.report import Results, observations, stdout_text, write_markdown
+from tests.bench.stats import ms
 from tests.support.servers import Servers
 from tests.support.stack import PROCESSES, Stack
 
@@ -96,14 +108,14 @@ class Bench:
         self.phases.append(phase)
         return result
 
-    def _profiler(self) -> Profiler | None:
+    def _profiler(self, names: Sequence[str] = ("gateway", "ingest-worker"), label: str = "") -> Profiler | None:
         if not self.cfg.profile:
             return None
         binary = py_spy()
         if binary is None:
             say("BENCH_PROFILE=1 but py-spy is not installed (.venv/bin/pip install py-spy): not profiling")
             return None
-        pids = {n: self.stack.procs[n].pid for n in ("gateway", "ingest-worker")}
+        pids = {f"{n}{label}": self.stack.procs[n].pid for n in names}
         return Profiler(binary, pids, self.work_dir / "profile")
 
     async def sustained(
@@ -137,7 +149,7 @@ class Bench:
             )
         finally:
             if profiler is not None:
-                self.profiles = profiler.stop()
+                self.profiles += profiler.stop()
         batches.clear()
         if phase is not None:
             self.phases.append(cpu)
@@ -149,7 +161,7 @@ class Bench:
         c = self.cfg
         out: dict[str, object] = {}
         backlog = await Backlog.connect(self.nats_url)
-        size = max(c.concurrency, c.latency_concurrency, c.get_concurrency)
+        size = max(c.concurrency, c.latency_concurrency, c.get_concurrency, c.query_concurrency, RULE_CONCURRENCY)
         client = make_client(c.client, self.stack.url, self.stack.headers, size)
         try:
             say(f"baseline: {c.baseline_points:,} points, COPY + upsert in {c.batch_size}-point transactions")
@@ -186,6 +198,9 @@ class Bench:
             out["scaled"] = await self.scaled(client, backlog) if c.extra_ingest_workers > 0 else None
             self.memory = self.monitor.memory() + self.extra_memory
             out["one_loop"] = await self.one_loop(client, backlog) if c.one_loop else None
+            if c.query_points > 0:
+                out["queries"] = await self.queries(client, backlog)
+            out["alert_lag"], out["alert_load"] = await self.alerts(client, backlog)
         finally:
             await client.aclose()
             await backlog.close()
@@ -267,7 +282,176 @@ class Bench:
             say(f"  {s.rate:,.0f} points/s queryable")
         finally:
             extra.stop(procs)
+        if self.cfg.query_points > 0 or self.cfg.alert_breaches > 0 or self.cfg.alert_points > 0:
+            await self.restore_ingest_worker()
         return s
+
+    async def restore_ingest_worker(self) -> None:
+        """After the 1-loop phase: the stack's ingest worker again, with default settings, for the phases after."""
+        self.stack.start("ingest-worker")
+        await asyncio.sleep(2.0)
+        proc = self.stack.procs["ingest-worker"]
+        if proc.poll() is not None:
+            raise RuntimeError(f"the restarted ingest worker exited with {proc.returncode}")
+        for w in self.monitor.watched:
+            if w.name == "ingest-worker":
+                w.pid = proc.pid
+
+    async def queries(self, client: Poster, backlog: Backlog) -> QueriesResult:
+        """Load a week of points per series over HTTP, wait for the rollups, then time queries and exports."""
+        c = self.cfg
+        ds = Dataset.plan(c.query_points, c.query_metrics, c.query_step_min)
+        say(
+            f"queries: loading {ds.points:,} points = {ds.devices} devices x {ds.metrics} metrics x "
+            f"{ds.per_series} (one per {ds.step_min} min over 7 d)"
+        )
+        loaded = await self.timed(
+            "query load",
+            lambda: load(
+                client, self.db, backlog, ds, batch_size=c.query_batch, concurrency=c.concurrency,
+                timeout_s=max(c.drain_timeout_s, ds.points / 5000),
+            ),
+        )  # fmt: skip
+        say(
+            f"  {loaded.queryable_rate:,.0f} points/s queryable ({loaded.queryable_s:.0f} s), every consumer "
+            f"(rollups included) caught up after {loaded.caught_up_s:.0f} s"
+        )
+        agreement = await check_agreement(client, ds)
+        say(
+            f"  rollup and raw answers agree over {agreement.compared} buckets (avg within "
+            f"{agreement.max_rel_avg:.1e}, p99 within {agreement.max_rel_p99:.2%})"
+        )
+        result = QueriesResult(ds, loaded, agreement, requests=c.query_requests, concurrency=c.query_concurrency)
+        cpu: dict[bool, list[PhaseCpu]] = {False: [], True: []}
+        for query in QUERIES:
+            for raw in (False, True):  # unloaded: one request at a time
+                alone, _ = await self.measured(
+                    f"{query.key} alone",
+                    lambda q=query, r=raw: run_query(  # type: ignore[misc]
+                        client, ds, q, raw=r, requests=c.query_alone_requests, concurrency=1, max_s=c.query_max_s
+                    ),
+                    quiet_s=c.quiet_max_s / 4,
+                )
+                result.alone.append(alone)
+            for raw in (False, True):
+                run, phase = await self.measured(
+                    f"{query.key} {'raw' if raw else 'rollup'}",
+                    lambda q=query, r=raw: run_query(  # type: ignore[misc]
+                        client,
+                        ds,
+                        q,
+                        raw=r,
+                        requests=c.query_requests,
+                        concurrency=c.query_concurrency,
+                        max_s=c.query_max_s,
+                        min_s=c.query_min_s,
+                    ),
+                )
+                run.cpu = phase
+                cpu[raw].append(phase)
+                result.runs.append(run)
+                say(
+                    f"  {query.key:>10} {'shifted' if raw else 'aligned'} ({run.source}): p50 {ms(run.p(50))}, "
+                    f"p99 {ms(run.p(99))}, {run.rps:,.0f}/s"
+                    + (f", {len(run.errors)} answered 503" if run.errors else "")
+                )
+        self.phases.append(merge_phases("queries, rollups", cpu[False]))
+        self.phases.append(merge_phases("queries, raw", cpu[True]))
+        result.csv = await self.timed("CSV export", lambda: run_csv(client, ds, c.csv_repeats))
+        for e in result.csv:
+            say(f"  CSV {e.key}: {e.rows_per_s:,.0f} rows/s ({e.rows_each:,} rows each)")
+        return result
+
+    async def alerts(self, client: Poster, backlog: Backlog) -> tuple[AlertLagResult | None, AlertLoadResult | None]:
+        """Ack → alert latency; then ingestion with no enabled rule vs many, and whether the engine keeps up."""
+        c = self.cfg
+        lag = None
+        if c.alert_breaches > 0:
+            say(f"alerts: {c.alert_breaches} breaches, one at a time, polling GET /alerts every {c.alert_poll_ms:g} ms")
+            lag = await self.timed(
+                "alert latency", lambda: run_alert_lag(client, breaches=c.alert_breaches, poll_ms=c.alert_poll_ms)
+            )
+            say(f"  p50 {ms(lag.p('to_visible', 50))}, p99 {ms(lag.p('to_visible', 99))}")
+            await set_enabled(client, lag.rule_id, False)  # from here on no rule is enabled
+            await backlog.wait_idle(c.drain_timeout_s)
+        if c.alert_points <= 0 or c.alert_rules <= 0:
+            return lag, None
+        per_metric = -(-c.alert_rules // len(METRICS))
+        res = AlertLoadResult(c.alert_rules, per_metric, 0.0, drain_limit_s=c.alert_drain_max_s)
+        res.in_process_us["none"] = await evaluation_cost(backlog.js, 0, METRICS, devices=20)
+        say(f"alerts: ingestion without rules, {c.alert_points:,} points")
+        res.none, _ = await self.sustained(client, backlog, "bench-al-none", "no rules", total=c.alert_points)
+        say(f"  {res.none.rate:,.0f} points/s queryable, {res.none.acked_rate:,.0f} points/s accepted")
+        say(f"alerts: creating {c.alert_rules} rules ({per_metric} per metric, never breached)")
+        _, res.create_s, res.create_latencies = await create_rules(client, quiet_rules(c.alert_rules, METRICS))
+        await backlog.wait_idle(c.drain_timeout_s)
+        res.in_process_us["rules"] = await evaluation_cost(backlog.js, c.alert_rules, METRICS, devices=2)
+        say(
+            f"  {res.create_s:.1f} s; engine work in-process: {res.in_process_us['rules']:.1f} µs per point "
+            f"(none: {res.in_process_us['none']:.2f} µs)"
+        )
+        say(f"alerts: ingestion with {c.alert_rules} enabled rules, {c.alert_points:,} points")
+        batches = build_batches("bench-al-rules", c.alert_points, c.batch_size, c.devices, METRICS)
+        res.points_per_message = c.batch_size
+        await self.quiet(f"{c.alert_rules} rules", c.quiet_max_s)
+        profiler = self._profiler(("alert-worker", "gateway", "ingest-worker"), f" ({c.alert_rules} rules)")
+        if profiler is not None:
+            profiler.start()
+        try:
+            res.with_rules, phase = await self.measured(
+                f"{c.alert_rules} rules",
+                lambda: run_sustained(
+                    client, self.db, backlog, batches, concurrency=c.concurrency, timeout_s=c.drain_timeout_s
+                ),
+                quiet_s=0,
+            )
+            self.phases.append(phase)
+            specs = alert_consumers()
+            res.pending_at_end = sum([await backlog.pending_of(s) for s in specs])
+            res.pending_max = max(res.with_rules.max_backlog.get(s.durable, 0) for s in specs)
+            say(
+                f"  {res.with_rules.rate:,.0f} points/s queryable, {res.with_rules.acked_rate:,.0f} accepted; "
+                f"alert engine {res.pending_at_end} messages behind at the end"
+            )
+            (res.drain_s, res.drained_messages), drain = await self.measured(
+                "alert drain", lambda: _drain(backlog, res.pending_at_end, c.alert_drain_max_s), quiet_s=0
+            )
+            self.phases.append(drain)
+        finally:
+            if profiler is not None:
+                self.profiles += profiler.stop()
+        batches.clear()
+        say(
+            f"  drained in {res.drain_s:.1f} s"
+            if res.drain_s is not None
+            else f"  not drained after {c.alert_drain_max_s:g} s ({res.drained_messages} messages acknowledged)"
+        )
+        return lag, res
+
+
+async def _drain(backlog: Backlog, pending: int, limit_s: float) -> tuple[float | None, int]:
+    """Wait until the alert engine's consumers have nothing pending: (seconds or None after limit_s, acked)."""
+    specs = alert_consumers()
+    t0 = time.perf_counter()
+    left = pending
+    while True:
+        left = sum([await backlog.pending_of(s) for s in specs])
+        if left == 0:
+            return time.perf_counter() - t0, pending
+        if time.perf_counter() - t0 > limit_s:
+            return None, pending - left
+        await asyncio.sleep(0.05)
+
+
+def _peaks(*readings: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    """The larger reading per process: the ingest worker is replaced by the last phases, so the peaks are
+    read before that and again at the end."""
+    out: dict[str, tuple[str, int, str]] = {}
+    for reading in readings:
+        for name, peak, how in reading:
+            if name not in out or peak > out[name][1]:
+                out[name] = (name, peak, how)
+    return list(out.values())
 
 
 def _stop(what: str, fn: Callable[[], None]) -> None:
@@ -307,7 +491,7 @@ def main() -> None:
         results = Results(
             config=cfg,
             machine=machine_info(postgres.url, root, stack.env()),
-            memory=bench.memory if bench.memory is not None else monitor.memory() + bench.extra_memory,
+            memory=_peaks(bench.memory or [], monitor.memory() + bench.extra_memory),
             phases=bench.phases,
             profiles=bench.profiles,
             waits=bench.waits,
