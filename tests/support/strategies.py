@@ -1,7 +1,7 @@
 """Hypothesis strategies for valid points."""
 
 import string
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import strategies as st
@@ -68,6 +68,3 @@ def points() -> st.SearchStrategy[dict[str, Any]]:
             "metadata": json_objects(),
         },
     )
-
-
-_ = timedelta
