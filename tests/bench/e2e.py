@@ -138,24 +138,28 @@ async def run_sustained(
     """
     device_ids = sorted({d for d, _ in batches})
     max_backlog: dict[str, int] = {}
+    stop = asyncio.Event()
 
     async def watch_backlog() -> None:
-        while True:
+        while not stop.is_set():
             for name, n in (await backlog.pending()).items():
                 max_backlog[name] = max(max_backlog.get(name, 0), n)
-            await asyncio.sleep(0.2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
 
+    # Stopped by an event, not cancelled: nats-py swallows a CancelledError that lands while it flushes a
+    # request (nats/aio/client.py, `except asyncio.CancelledError: pass`), and the cancelled watcher then
+    # polled forever. It is awaited only after the queryable moment, so its last poll delays nothing.
     watcher = asyncio.create_task(watch_backlog())
     start = time.perf_counter()
     try:
         acked = await post_batches(client, batches, concurrency)
         acked_at = time.perf_counter()
+        stop.set()
+        queryable_at = await wait_queryable(database_url, backlog, device_ids, acked, timeout_s)
     finally:
-        # Cancelled, not awaited: waiting out its sleep would delay the first count(*) and inflate the time.
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-    queryable_at = await wait_queryable(database_url, backlog, device_ids, acked, timeout_s)
+        stop.set()
+        await watcher
     return SustainedResult(
         points_acked=acked,
         batches=len(batches),
