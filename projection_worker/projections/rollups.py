@@ -17,8 +17,10 @@ SPEC: ConsumerSpec = ROLLUP_PROJECTION
 TABLES: tuple[str, ...] = ("telemetry.rollup_minute", "telemetry.rollup_hour")
 
 _REFRESH = "SELECT telemetry.refresh_rollups(%s::text[], %s::text[], %s::timestamptz[])"
-# Larger batches coalesce more: a minute touched by many notices is recomputed once per batch.
-BATCH = 1024
+# Larger batches coalesce more (a minute touched by many notices is recomputed once per batch), but
+# one call must stay well inside the statement timeout: buckets go to PostgreSQL in chunks.
+BATCH = 512
+CHUNK = 20_000
 
 
 def decode(data: bytes) -> PointsStored:
@@ -34,5 +36,7 @@ async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
             touched.update((notice.device_id, metric.metric_name, minute) for minute in metric.minutes)
     if not touched:
         return
-    devices, metrics, minutes = zip(*sorted(touched), strict=True)
-    await cur.execute(_REFRESH, (list(devices), list(metrics), list(minutes)))
+    ordered = sorted(touched)
+    for start in range(0, len(ordered), CHUNK):
+        devices, metrics, minutes = zip(*ordered[start : start + CHUNK], strict=True)
+        await cur.execute(_REFRESH, (list(devices), list(metrics), list(minutes)))

@@ -112,7 +112,7 @@ async def test_same_batch_id_is_stored_once(stack: Stack, servers: Servers) -> N
         assert await _messages_on(servers, f"telemetry.points.{device}") == 2
     from tests.support.eventually import eventually
 
-    eventually(lambda: stored_rows(servers, device)[0][3] == 100.0, what="corrected batch stored")
+    eventually(lambda: (rows := stored_rows(servers, device)) and rows[0][3] == 100.0, what="corrected batch stored")
 
 
 @pytest.mark.parametrize(

@@ -35,5 +35,7 @@ BEGIN
         'CREATE TABLE telemetry.%I PARTITION OF telemetry.points FOR VALUES FROM (%L) TO (%L)',
         part, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC'
     );
+EXCEPTION WHEN duplicate_table THEN
+    NULL;  -- created concurrently by another worker since our check: that is what we wanted
 END;
 $$;
