@@ -28,7 +28,7 @@ def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return None
 
 
-def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Litestar guard: reject with 401 unless a configured key is presented (routes opt out with public=True)."""
     if handler.opt.get("public"):
         return
