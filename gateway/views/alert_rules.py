@@ -9,6 +9,7 @@ import msgspec
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.views.rows import fetch_one
 from telemetry_schemas.api.alerts import AlertRuleResponse
 from telemetry_schemas.rules import RuleSpec
 
@@ -72,9 +73,7 @@ def _response(row: dict[str, Any]) -> AlertRuleResponse:
 
 async def get_rule(pool: AsyncConnectionPool, rule_id: str) -> AlertRuleResponse | None:
     """One rule by id, or None."""
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_GET, (rule_id,), prepare=True)
-        row = await cur.fetchone()
+    row = await fetch_one(pool, _GET, (rule_id,))
     return None if row is None else _response(row)
 
 

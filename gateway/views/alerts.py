@@ -7,6 +7,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.views.rows import fetch_one
 from telemetry_schemas.api.alerts import AlertResponse
 
 _COLUMNS = (
@@ -66,9 +67,7 @@ def _response(row: dict[str, Any]) -> AlertResponse:
 
 async def get_alert(pool: AsyncConnectionPool, alert_id: str) -> AlertResponse | None:
     """One alert by id, or None."""
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_GET, (alert_id,), prepare=True)
-        row = await cur.fetchone()
+    row = await fetch_one(pool, _GET, (alert_id,))
     return None if row is None else _response(row)
 
 

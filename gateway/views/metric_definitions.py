@@ -7,6 +7,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.views.rows import fetch_one
 from telemetry_schemas.api.metrics import MetricDefinitionResponse
 
 _COLUMNS = (
@@ -35,9 +36,7 @@ def _response(row: dict[str, Any]) -> MetricDefinitionResponse:
 
 async def get_definition(pool: AsyncConnectionPool, name: str) -> MetricDefinitionResponse | None:
     """One definition by name, or None."""
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_GET, (name,), prepare=True)
-        row = await cur.fetchone()
+    row = await fetch_one(pool, _GET, (name,))
     return None if row is None else _response(row)
 
 

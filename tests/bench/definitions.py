@@ -23,7 +23,7 @@ from telemetry_schemas.api.ingest import BatchRequest
 from tests.bench.client import Poster
 from tests.bench.data import VALUE_MAX, VALUE_MIN, PointMaker, batch_body, hour_ago, point_body
 from tests.bench.e2e import SustainedResult
-from tests.bench.latency import single_path
+from tests.bench.latency import LatencyResult, single_path
 
 METRICS_PATH = "/api/v1/telemetry/metrics"
 _decoder = msgspec.json.Decoder()
@@ -161,16 +161,7 @@ async def validation_cost(js: JetStreamContext, n: int, timeout_s: float = 10.0,
     return out
 
 
-@dataclass(frozen=True)
-class GetResult:
-    requests: int
-    concurrency: int
-    seconds: float
-    latencies: list[float]
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
+GetResult = LatencyResult  # same measurement, GET instead of POST
 
 
 async def run_get_latency(

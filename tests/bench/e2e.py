@@ -7,7 +7,7 @@ acknowledged count). The bodies are encoded before the clock starts (and outside
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -60,7 +60,7 @@ def build_batches(
 _ack = msgspec.json.Decoder()
 
 
-async def post_batches(client: Poster, batches: list[tuple[str, bytes]], concurrency: int) -> int:
+async def post_batches(client: Poster, batches: Iterable[tuple[str, bytes]], concurrency: int) -> int:
     """Send every batch with ``concurrency`` clients; return the points acknowledged."""
     todo = iter(batches)
     acked = 0

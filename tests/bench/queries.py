@@ -32,7 +32,7 @@ from gateway.query_plan import SKETCH_RELATIVE_ERROR
 from tests.bench.backlog import Backlog
 from tests.bench.client import Poster
 from tests.bench.data import VALUE_MAX, VALUE_MIN, rfc3339
-from tests.bench.e2e import batch_path, wait_queryable
+from tests.bench.e2e import post_batches, wait_queryable
 from tests.bench.stats import percentile
 
 QUERY_PATH = "/api/v1/telemetry/query"
@@ -139,19 +139,8 @@ async def load(
     timeout_s: float,
 ) -> LoadResult:  # fmt: skip
     """Post the data set; return once every consumer has caught up; check the rollups hold every point."""
-    todo = load_batches(ds, batch_size)
-    acked = 0
-
-    async def worker() -> None:
-        nonlocal acked
-        for device_id, body in todo:
-            status, data = await client.post(batch_path(device_id), body)
-            if status != 200:
-                raise RuntimeError(f"query data batch for {device_id}: HTTP {status}: {data[:300]!r}")
-            acked += int(_decoder.decode(data)["ingested_count"])
-
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    acked = await post_batches(client, load_batches(ds, batch_size), concurrency)
     acked_at = time.perf_counter()
     if acked != ds.points:
         raise RuntimeError(f"{acked} query data points acknowledged, {ds.points} sent")
