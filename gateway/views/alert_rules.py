@@ -6,10 +6,9 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.views.rows import fetch_one
+from gateway.views.rows import fetch_one, fetch_page
 from telemetry_schemas.api.alerts import AlertRuleResponse
 from telemetry_schemas.rules import RuleSpec
 
@@ -88,14 +87,7 @@ async def list_rules(
 ) -> tuple[list[AlertRuleResponse], int]:
     """A page of rules ordered by name (then id), and how many match in all."""
     params = {"enabled": enabled, "level": level, "metric_name": metric_name, "limit": limit, "offset": offset}
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_LIST, params)
-        rows = await cur.fetchall()
-        if rows:
-            total = int(rows[0]["total"])
-        else:
-            await cur.execute(_COUNT, params)
-            total = int((await cur.fetchone() or {"count": 0})["count"])
+    rows, total = await fetch_page(pool, _LIST, _COUNT, params)
     return [_response(r) for r in rows], total
 
 

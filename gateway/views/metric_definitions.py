@@ -4,10 +4,9 @@ import asyncio
 import time
 from typing import Any
 
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.views.rows import fetch_one
+from gateway.views.rows import fetch_one, fetch_page
 from telemetry_schemas.api.metrics import MetricDefinitionResponse
 
 _COLUMNS = (
@@ -45,14 +44,7 @@ async def list_definitions(
 ) -> tuple[list[MetricDefinitionResponse], int]:
     """A page of definitions ordered by name, and how many match in all."""
     params = {"data_type": data_type, "metric_type": metric_type, "limit": limit, "offset": offset}
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_LIST, params)
-        rows = await cur.fetchall()
-        if rows:
-            total = int(rows[0]["total"])
-        else:
-            await cur.execute(_COUNT, params)
-            total = int((await cur.fetchone() or {"count": 0})["count"])
+    rows, total = await fetch_page(pool, _LIST, _COUNT, params)
     return [_response(r) for r in rows], total
 
 
