@@ -3,30 +3,50 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TOOLS  := .tools
+UV     := $(TOOLS)/bin/uv
+# Use the machine's Python; never download one.
+export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt bench schemas clean
+.PHONY: help install lock run test lint fmt bench schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# uv itself comes from PyPI, pinned with hashes (requirements/uv.txt), into its own small venv.
+$(UV): requirements/uv.txt
+	@echo "==> installing uv (pinned in requirements/uv.txt, hash-checked) into $(TOOLS)"
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --progress-bar off --require-hashes --no-deps -r requirements/uv.txt
+	@touch $(UV)
+
+# Everything else is installed exactly as requirements/lock.txt pins it (versions and hashes; `make lock`
+# writes it), then the project itself, editable, built by the pinned backend in requirements/build.txt.
+$(STAMP): $(UV) requirements/lock.txt requirements/build.txt pyproject.toml
+	@echo "==> installing the locked dependencies into $(VENV) (requirements/lock.txt: exact versions, hash-checked)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(UV) pip sync --python $(BIN)/python --require-hashes requirements/lock.txt
+	@echo "==> installing the project itself (editable)"
+	$(UV) pip install --python $(BIN)/python --no-deps --build-constraints requirements/build.txt -e .
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project with its dev tools
+install: $(STAMP) ## create .venv and install the project with its dev tools, exactly as the lock pins them
+
+lock: $(UV) ## recompile requirements/lock.txt after a pyproject.toml change (UPGRADE=1: newest versions allowed)
+	$(PYTHON) requirements/lock.py $(UV) $(if $(UPGRADE),--upgrade)
 
 run: install ## start everything (embedded NATS + PostgreSQL), print the URL and a dev API key
 	$(BIN)/telemetry run
 
 lint: install ## ruff (lint + format check) and mypy
+	@echo "==> ruff, ruff format --check, mypy"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: lint ## lint, then the whole suite against private NATS and PostgreSQL
+	@echo "==> pytest (starts its own NATS and PostgreSQL; TELEMETRY_TEST_BACKEND=containers uses Docker images)"
 	$(BIN)/pytest -m "not bench" -p no:cacheprovider
 
 fmt: install ## format and auto-fix
@@ -40,4 +60,4 @@ schemas: install ## regenerate schemas/exported/*.schema.json from the wire cont
 	$(BIN)/python -m telemetry_schemas.export
 
 clean: ## remove the venv, caches and local data
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .telemetry-data
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .hypothesis .telemetry-data

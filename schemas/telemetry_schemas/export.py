@@ -4,12 +4,14 @@ Outside publishers (devices publishing straight onto JetStream, services reading
 build against these files; a unit test fails when they are stale.
 """
 
+import inspect
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import msgspec.inspect as mi
 
 from telemetry_schemas.api.ingest import BatchRequest
 from telemetry_schemas.dead_letter import DeadLetter
@@ -41,10 +43,53 @@ CONTRACTS: dict[str, Any] = {
 }
 
 
+def _named_types(contract: Any) -> dict[str, type]:
+    """Every class reachable from ``contract`` by the name msgspec gives its ``$defs`` entry."""
+    found: dict[str, type] = {}
+
+    def walk(t: Any) -> None:
+        if isinstance(t, tuple | list):
+            for item in t:
+                walk(item)
+            return
+        if not isinstance(t, mi.Type):
+            return
+        cls = getattr(t, "cls", None)
+        if isinstance(cls, type):
+            if found.get(cls.__name__) is cls:
+                return  # already walked (recursive types)
+            found[cls.__name__] = cls
+        for field in getattr(t, "fields", ()):
+            walk(field.type)
+        for value in msgspec.structs.astuple(t):
+            if value is not cls:
+                walk(value)
+
+    walk(mi.type_info(contract))
+    return found
+
+
+def describe(schema: dict[str, Any], contract: Any) -> dict[str, Any]:
+    """Set every definition's ``title`` (its name) and ``description`` (its class docstring, ``inspect.cleandoc``).
+
+    msgspec's own rendering of docstrings changed between releases (raw in 0.18, dedented in 0.19+), so the
+    exported text is made here from the source the project controls, not by the installed msgspec.
+    """
+    classes = _named_types(contract)
+    for name, definition in schema.get("$defs", {}).items():
+        definition["title"] = name
+        definition.pop("description", None)
+        doc = classes[name].__dict__.get("__doc__") if name in classes else None
+        if doc:
+            definition["description"] = inspect.cleandoc(doc)
+    return schema
+
+
 def render() -> dict[str, str]:
     """File name → JSON text of every exported schema."""
     return {
-        f"{name}.schema.json": json.dumps(msgspec.json.schema(contract), indent=2, sort_keys=True) + "\n"
+        f"{name}.schema.json": json.dumps(describe(msgspec.json.schema(contract), contract), indent=2, sort_keys=True)
+        + "\n"
         for name, contract in CONTRACTS.items()
     }
 

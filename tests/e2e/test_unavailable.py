@@ -7,7 +7,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from telemetry_core.embedded import start_nats, start_postgres
 from tests.e2e.conftest import point, wait_rows
 from tests.support.eventually import eventually
 from tests.support.ids import unique
@@ -48,7 +47,7 @@ def test_postgres_down_reads_503_writes_still_durable(own_stack: Stack) -> None:
         # JetStream holds acknowledged points until the ingest worker can write them.
         r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(value=42))
         assert r.status_code == 200
-        servers.postgres = start_postgres(servers.postgres.data_dir, port=servers.postgres.port, durable=True)
+        servers.restart("postgres")
         eventually(lambda: httpx.get(f"{own_stack.url}/health").status_code == 200, timeout=30, what="healthy")
     assert wait_rows(servers, device, 1, timeout=60)[0][3] == 42.0
 
@@ -65,6 +64,6 @@ def test_nats_down_writes_503_quickly_then_recover(own_stack: Stack) -> None:
         assert "retry" in r.json()["detail"]
         assert took < 10
         assert httpx.get(f"{own_stack.url}/health", timeout=10).status_code == 503
-        servers.nats = start_nats(servers.nats.data_dir, port=servers.nats.port)
+        servers.restart("nats")
         eventually(lambda: client.post(url, json=point(value=2)).status_code == 200, timeout=30, what="recovered")
     assert wait_rows(servers, device, 1, timeout=60)[0][3] == 2.0

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from telemetry_schemas.export import render
+import msgspec
+
+from telemetry_schemas.export import describe, render
 
 EXPORTED = Path(__file__).resolve().parents[2] / "schemas" / "exported"
 
@@ -23,3 +25,43 @@ def test_record_points_schema_names_the_required_fields() -> None:
     body = schema["$defs"]["RecordPointsSchema"]
     assert body["required"] == ["device_id", "points"]
     assert schema["$defs"]["Point"]["required"] == ["timestamp", "metric_name", "value"]
+
+
+class _Indented(msgspec.Struct):
+    """First line.
+
+    An indented second paragraph, as a docstring in a class body always is.
+    """
+
+    x: int
+
+
+class _Undocumented(msgspec.Struct):
+    y: int
+
+
+class _Outer(msgspec.Struct):
+    """Outer."""
+
+    inner: _Indented
+    other: list[_Undocumented]
+
+
+def test_descriptions_come_from_cleaned_docstrings_not_from_msgspec() -> None:
+    schema = describe(msgspec.json.schema(_Outer), _Outer)
+    defs = schema["$defs"]
+    assert (
+        defs["_Indented"]["description"]
+        == "First line.\n\nAn indented second paragraph, as a docstring in a class body always is."
+    )
+    assert defs["_Indented"]["title"] == "_Indented"
+    assert "description" not in defs["_Undocumented"]
+    assert defs["_Outer"]["description"] == "Outer."
+
+
+def test_describe_overrides_whatever_msgspec_rendered() -> None:
+    raw = {"$defs": {"_Indented": {"title": "something else", "description": "    raw, undedented"}}}
+    assert describe(raw, _Indented)["$defs"]["_Indented"] == {
+        "title": "_Indented",
+        "description": "First line.\n\nAn indented second paragraph, as a docstring in a class body always is.",
+    }
