@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.eventually import eventually
@@ -139,6 +140,34 @@ def test_two_engines_and_a_sigkill_give_each_alert_once(engine_stack: Stack) -> 
         alerts = alerts_of(client, rule["rule_id"])
     assert sorted(a["device_id"] for a in alerts) == sorted(devices)
     assert all(a["current_value"] == 97 for a in alerts)  # the third breach opens it
+
+
+def test_a_lost_partition_lock_hands_the_partition_to_the_standby(engine_stack: Stack) -> None:
+    """pg_terminate_backend on the owner's lock session: the owner gives up and exits, the standby takes over."""
+    partition_1 = {"TELEMETRY_ALERT_PARTITIONS": "2", "TELEMETRY_ALERT_PARTITION": "1"}
+    owner = engine_stack.procs["alert-worker-1"]
+    engine_stack.start("alert-worker", "alert-worker-1-standby", **partition_1)
+    eventually(lambda: "partition_taken_waiting_as_standby" in engine_stack.log_tail("alert-worker-1-standby"),
+               timeout=30, what="standby waiting")  # fmt: skip
+    with psycopg.connect(engine_stack.servers.database_url, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+            (f"telemetry-lock-{owner.pid}-%",),
+        ).fetchall()
+    assert killed == [(True,)]
+    eventually(lambda: owner.poll() is not None, timeout=15, what="owner exits")
+    assert owner.returncode != 0  # a failure: a supervisor restarts it (as a standby now)
+    assert "partition_lock_lost" in engine_stack.log_tail("alert-worker-1")
+    eventually(lambda: "partition_lock_taken" in engine_stack.log_tail("alert-worker-1-standby"),
+               timeout=15, what="standby takes the partition")  # fmt: skip
+    # Both partitions evaluate: every device alerts, exactly once.
+    metric, devices = unique("load"), [unique("dev") for _ in range(8)]
+    with httpx.Client(base_url=engine_stack.url, headers=engine_stack.headers, timeout=15) as client:
+        rule = make_rule(client, metric)
+        for d in devices:
+            send(client, d, metric, [95])
+        alerts = eventually(lambda: len(a := alerts_of(client, rule["rule_id"])) >= len(devices) and a, timeout=30)
+    assert sorted(a["device_id"] for a in alerts) == sorted(devices)
 
 
 def _engine_lag(stack: Stack) -> list[dict]:
