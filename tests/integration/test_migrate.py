@@ -1,6 +1,10 @@
 """Migrations: applied once each, recorded with their sha256, and frozen once applied."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -18,8 +22,7 @@ def fresh_db(settings: Settings) -> Iterator[str]:
     name = unique("migrate").lower().replace("-", "_")
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(settings.database_url)
-    yield psycopg.conninfo.make_conninfo(**{**info, "dbname": name})
+    yield urlsplit(settings.database_url)._replace(path=f"/{name}").geturl()
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -70,3 +73,19 @@ def test_a_ledger_without_checksums_is_adopted_once(fresh_db: str) -> None:
     edited = [(v, n, t + "-- later edit\n" if v == 1 else t) for v, n, t in files]
     with pytest.raises(MigrationChangedError, match=r"0001_points\.sql"):
         migrate(fresh_db, edited)  # from then on, frozen
+
+
+def test_telemetry_migrate_refuses_to_start_naming_the_changed_file(fresh_db: str) -> None:
+    migrate(fresh_db)
+    with psycopg.connect(fresh_db) as conn:  # what the ledger sees after 0003 was edited in place
+        conn.execute("UPDATE telemetry.schema_migrations SET checksum = repeat('0', 64) WHERE version = 3")
+    done = subprocess.run(
+        [sys.executable, "-m", "telemetry_core.cli", "migrate"],
+        env={**os.environ, "DATABASE_URL": fresh_db},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "0003_latest_values.sql" in done.stderr
+    assert "frozen" in done.stderr
