@@ -2,7 +2,7 @@
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -45,11 +45,19 @@ def to_event(e: Emitted) -> AlertTriggered | AlertResolved:
             f"{spec.metric_name} {spec.condition.value} {spec.threshold_value} on {e.device_id}: value {t.value!r} "
             f"(rule {spec.name!r})"
         )
+    triggered_at = _at(t.event_time)
+    # When it resolves by itself if no breach follows (a later breach pushes the real moment on);
+    # a no-data alert resolves when data resumes instead.
+    auto_resolve_at = (
+        triggered_at + timedelta(seconds=spec.auto_resolve_timeout)
+        if spec.auto_resolve and t.kind != "no_data"
+        else None
+    )
     return AlertTriggered(
         alert_id=t.alert_id, rule_id=e.rule.rule_id, rule_name=spec.name, device_id=e.device_id,
         metric_name=spec.metric_name, level=spec.level, message=message, current_value=t.value,
-        threshold_value=spec.threshold_value, kind=t.kind, triggered_at=_at(t.event_time),
-        notification_channels=list(spec.notification_channels),
+        threshold_value=spec.threshold_value, kind=t.kind, triggered_at=triggered_at,
+        auto_resolve_at=auto_resolve_at, notification_channels=list(spec.notification_channels),
     )  # fmt: skip
 
 

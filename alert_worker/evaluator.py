@@ -73,7 +73,7 @@ class Evaluator:
         return out
 
     def tick(self, now: float | None = None) -> list[Emitted]:
-        """Time-driven transitions; rules disabled or deleted resolve their open alerts."""
+        """Time-driven transitions; rules disabled or deleted resolve their open alerts; deleted rules' machines go."""
         now = time.time() if now is None else now
         out: list[Emitted] = []
         for (rule_id, device_id), machine in list(self.machines.items()):
@@ -84,6 +84,10 @@ class Evaluator:
                     reason = "rule deleted" if rule is None else "rule disabled"
                     out.extend(Emitted(former, device_id, t) for t in sm.close_all(machine, reason, now))
                     self.changed.add((rule_id, device_id))
+                if rule is None:  # deleted (ids are never reused): the machine goes, in the same save
+                    del self.machines[(rule_id, device_id)]
+                    self._params_cache.pop(rule_id, None)
+                    self.changed.add((rule_id, device_id))  # a changed key with no machine is saved as a delete
                 continue
             before = self._essentials(machine)
             transitions = sm.on_tick(machine, self._params(rule), ident=f"{rule_id}|{device_id}", now=now)

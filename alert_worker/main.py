@@ -2,17 +2,18 @@
 
 Scale out by running copies with TELEMETRY_ALERT_PARTITIONS=N and TELEMETRY_ALERT_PARTITION=0..N-1.
 A second copy started for a partition that is already running waits (standby) on a PostgreSQL
-advisory lock, so two copies never evaluate the same device.
+advisory lock, so two copies never evaluate the same device; a copy whose lock connection drops
+stops and exits (alert_worker/partition_lock.py).
 """
 
 import asyncio
 import os
-import zlib
 
 from alert_worker import state_store
 from alert_worker.emitter import SYSTEM, Emitter
 from alert_worker.engine import Engine
 from alert_worker.evaluator import Evaluator
+from alert_worker.partition_lock import hold_partition
 from alert_worker.rules import RuleIndex
 from telemetry_core.follower import Follower
 from telemetry_core.logging import configure_logging
@@ -35,15 +36,12 @@ async def serve(settings: Settings) -> None:
     rt = await start_worker(settings, f"alert-worker-{partition}", log)
     stop, nc, js, database_url = rt.stop, rt.nc, rt.js, rt.database_url
     await js.add_consumer(spec.stream, spec.config())
+    lock = await hold_partition(database_url, spec.durable, stop, log)  # sets `stop` if the lock is lost
+    if lock is None:  # stopped while standing by
+        await close_nats(nc)
+        return
     pool = make_pool(database_url, min_size=2, max_size=3, timeout_s=30.0)
     await pool.open(wait=True, timeout=30.0)
-    lock_conn = await pool.getconn()
-    await lock_conn.set_autocommit(True)
-    lock_key = zlib.crc32(spec.durable.encode())
-    got = (await (await lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key,))).fetchone() or [False])[0]
-    if not got:
-        log.info("partition_taken_waiting_as_standby", consumer=spec.durable)
-        await lock_conn.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
     rules = RuleIndex(js, log)
     await rules.follower.start()
     # Evaluating points before every rule is loaded would advance the checkpoint past missed alerts.
@@ -67,9 +65,11 @@ async def serve(settings: Settings) -> None:
         log.info("stopping", points_evaluated=engine.points_evaluated, rule_errors=evaluator.rule_errors)
         await alerts.stop()
         await rules.follower.stop()
-        await pool.putconn(lock_conn)
         await pool.close()
         await close_nats(nc)
+        await lock.release()
+    if lock.lost.is_set():  # a standby may own the partition now: exit so the supervisor restarts us
+        raise SystemExit(f"alert-worker: lost the partition lock of {spec.durable}")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ _SAVE = """
 INSERT INTO telemetry.alert_machines (partition, rule_id, device_id, state) VALUES (%s, %s, %s, %s)
 ON CONFLICT (partition, rule_id, device_id) DO UPDATE SET state = EXCLUDED.state
 """
+_DELETE = "DELETE FROM telemetry.alert_machines WHERE partition = %s AND rule_id = %s AND device_id = %s"
 _ADVANCE = """
 INSERT INTO telemetry.projection_checkpoints (projection, stream, last_seq) VALUES (%s, %s, %s)
 ON CONFLICT (projection, stream) DO UPDATE SET last_seq = greatest(projection_checkpoints.last_seq, EXCLUDED.last_seq),
@@ -38,12 +39,17 @@ async def load(conn: AsyncConnection, partition: str, stream: str) -> tuple[dict
 async def save(
     conn: AsyncConnection, partition: str, stream: str, machines: dict[Key, Machine], changed: set[Key], seq: int
 ) -> None:
-    """Write the changed machines and advance the checkpoint, atomically."""
+    """Write the changed machines and advance the checkpoint, atomically.
+
+    A changed key with no machine any more (its rule was deleted) deletes the machine's row.
+    """
+    kept = [(partition, r, d, _encoder.encode(machines[(r, d)]).decode()) for r, d in changed if (r, d) in machines]
+    gone = [(partition, r, d) for r, d in changed if (r, d) not in machines]
     async with conn.transaction(), conn.cursor() as cur:
-        if changed:
-            await cur.executemany(
-                _SAVE, [(partition, r, d, _encoder.encode(machines[(r, d)]).decode()) for r, d in changed]
-            )
+        if kept:
+            await cur.executemany(_SAVE, kept)
+        if gone:
+            await cur.executemany(_DELETE, gone)
         await cur.execute(_ADVANCE, (partition, stream, seq))
 
 

@@ -12,10 +12,25 @@ from gateway.errors import ApiError, bad_request, unprocessable
 from telemetry_schemas.codecs import split_validation_error
 
 T = TypeVar("T")
+_ZSTD_CHUNK = 1 << 20
 
 
 def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"request body exceeds {limit} bytes (after decompression)")
+
+
+def _zstd(data: bytes, limit: int) -> bytes:
+    # Streamed: a frame need not declare its content size, so never trust it; read at most limit + 1.
+    reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = reader.read(min(_ZSTD_CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def decompress(data: bytes, encoding: str, limit: int) -> bytes:
@@ -28,7 +43,7 @@ def decompress(data: bytes, encoding: str, limit: int) -> bytes:
             inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, auto-detected
             out = inflater.decompress(data, limit + 1)
         elif encoding == "zstd":
-            out = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            out = _zstd(data, limit)
         elif encoding == "lz4":
             out = lz4.frame.LZ4FrameDecompressor().decompress(data, max_length=limit + 1)
         else:

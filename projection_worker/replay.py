@@ -40,13 +40,13 @@ async def replay(settings: Settings, name: str) -> str:
             info = None
         if info is not None and info.num_waiting:
             raise ConfigurationError(f"consumer {spec.durable} is in use: stop the projection workers, then replay")
-        with psycopg.connect(database_url) as conn, conn.transaction():
+        # A projection keeps all its state in its own TABLES (no other read model writes them), so
+        # truncating them resets it without touching any other projection's answers.
+        async with await psycopg.AsyncConnection.connect(database_url) as conn, conn.transaction():
             for table in projection.TABLES:
                 schema, _, table_name = table.partition(".")
-                conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, table_name)))
-            for statement in getattr(projection, "RESET", ()):  # state the projection keeps outside TABLES
-                conn.execute(statement)
-            conn.execute(_RESET_CHECKPOINT, (name,))
+                await conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(schema, table_name)))
+            await conn.execute(_RESET_CHECKPOINT, (name,))
         if info is not None:
             await js.delete_consumer(spec.stream, spec.durable)
         await ensure_topology(js, settings)

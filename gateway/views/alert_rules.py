@@ -16,16 +16,21 @@ from telemetry_schemas.rules import RuleSpec
 ENGINE_LIVE_WITHIN_S = 10.0
 
 _spec_decoder = msgspec.json.Decoder(RuleSpec)
-_COLUMNS = "rule_id, spec::text AS spec, created_at, updated_at, created_by, total_triggers, last_triggered"
-_GET = f"SELECT {_COLUMNS} FROM telemetry.alert_rules WHERE rule_id = %s"  # noqa: S608 - constant columns
+# A rule (the alert-rules projection's table) with its trigger statistics (the alerts projection's).
+_COLUMNS = """
+r.rule_id, r.spec::text AS spec, r.created_at, r.updated_at, r.created_by,
+coalesce(s.total_triggers, 0) AS total_triggers, s.last_triggered
+"""
+_FROM = "telemetry.alert_rules r LEFT JOIN telemetry.alert_rule_stats s ON s.rule_id = r.rule_id"
+_GET = f"SELECT {_COLUMNS} FROM {_FROM} WHERE r.rule_id = %s"  # noqa: S608 - constant text
 _WHERE = """
 WHERE (%(enabled)s::boolean IS NULL OR enabled = %(enabled)s)
   AND (%(level)s::text IS NULL OR level = %(level)s)
   AND (%(metric_name)s::text IS NULL OR metric_name = %(metric_name)s)
 """
 _LIST = f"""
-SELECT {_COLUMNS}, count(*) OVER () AS total FROM telemetry.alert_rules {_WHERE}
-ORDER BY name, rule_id LIMIT %(limit)s OFFSET %(offset)s
+SELECT {_COLUMNS}, count(*) OVER () AS total FROM {_FROM} {_WHERE}
+ORDER BY r.name, r.rule_id LIMIT %(limit)s OFFSET %(offset)s
 """  # noqa: S608 - constant text
 _COUNT = f"SELECT count(*) AS count FROM telemetry.alert_rules {_WHERE}"  # noqa: S608 - constant text
 _LIVE_ENGINES = """

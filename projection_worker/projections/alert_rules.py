@@ -21,19 +21,12 @@ NAME = "alert_rules"
 SPEC: ConsumerSpec = ALERT_RULES_PROJECTION
 TABLES: tuple[str, ...] = ("telemetry.alert_rules",)
 
-# total_triggers / last_triggered belong to the alerts projection, which bumps them as alerts open.
-# A (re)created row starts from the alerts already projected, so `telemetry replay alert_rules`
-# keeps the statistics; the lock (also taken by the alerts projection) orders the two so that an
-# alert projected concurrently with its rule's creation is counted exactly once.
-TRIGGER_STATS_LOCK = 7_218_006
 _spec_decoder = msgspec.json.Decoder(RuleSpec)
-_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+# A rule's trigger statistics are not here: they belong to the alerts projection (alert_rule_stats).
 _CREATE = """
 INSERT INTO telemetry.alert_rules (rule_id, name, metric_name, level, enabled, spec, created_at, updated_at,
-    created_by, total_triggers, last_triggered)
-SELECT %(rule_id)s, %(name)s, %(metric_name)s, %(level)s, %(enabled)s, %(spec)s, %(at)s, %(at)s, %(by)s,
-    count(*), max(triggered_at)
-FROM telemetry.alerts WHERE rule_id = %(rule_id)s
+    created_by)
+VALUES (%(rule_id)s, %(name)s, %(metric_name)s, %(level)s, %(enabled)s, %(spec)s, %(at)s, %(at)s, %(by)s)
 ON CONFLICT (rule_id) DO NOTHING
 """
 _UPDATE = """
@@ -75,8 +68,6 @@ def _row(event: AlertRuleCreated | AlertRuleUpdated) -> dict[str, Any]:
 
 async def apply(cur: AsyncCursor[Any], messages: list[RuleEvent]) -> None:
     """Apply events in stream order."""
-    if any(isinstance(event, AlertRuleCreated) for event in messages):
-        await cur.execute(_LOCK, (TRIGGER_STATS_LOCK,))  # first, before any row lock: no deadlock
     for event in messages:
         match event:
             case AlertRuleCreated():

@@ -1,11 +1,10 @@
-"""Read model: alerts and their lifecycle (E4), from alert.* events; also the rules' trigger statistics."""
+"""Read model: alerts and their lifecycle (E4), and each rule's trigger statistics, from alert.* events."""
 
 from typing import Any, assert_never
 
 from psycopg import AsyncCursor
 from psycopg.types.json import Json, Jsonb
 
-from projection_worker.projections.alert_rules import TRIGGER_STATS_LOCK
 from telemetry_core.topology import ALERTS_PROJECTION, ConsumerSpec
 from telemetry_schemas.codecs import alert_event_decoder, json_encoder
 from telemetry_schemas.enums import AlertStatus
@@ -13,11 +12,10 @@ from telemetry_schemas.events import AlertAcknowledged, AlertEvent, AlertResolve
 
 NAME = "alerts"
 SPEC: ConsumerSpec = ALERTS_PROJECTION
-TABLES: tuple[str, ...] = ("telemetry.alerts",)
-# Run by `telemetry replay alerts` with the truncation: the statistics are rebuilt with the alerts.
-RESET: tuple[str, ...] = ("UPDATE telemetry.alert_rules SET total_triggers = 0, last_triggered = NULL",)
+# alert_rule_stats is keyed by rule_id alone and never joined here: the gateway joins it to the rules
+# (the alert-rules projection's table) at read time, so either projection can be replayed alone.
+TABLES: tuple[str, ...] = ("telemetry.alerts", "telemetry.alert_rule_stats")
 
-_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 # The rule's statistics move only when the alert row is new (a repeated event inserts nothing).
 _TRIGGER = """
 WITH inserted AS (
@@ -29,9 +27,10 @@ WITH inserted AS (
     ON CONFLICT (alert_id) DO NOTHING
     RETURNING rule_id, triggered_at
 )
-UPDATE telemetry.alert_rules r
-SET total_triggers = r.total_triggers + 1, last_triggered = GREATEST(r.last_triggered, inserted.triggered_at)
-FROM inserted WHERE r.rule_id = inserted.rule_id
+INSERT INTO telemetry.alert_rule_stats AS s (rule_id, total_triggers, last_triggered)
+SELECT rule_id, 1, triggered_at FROM inserted
+ON CONFLICT (rule_id) DO UPDATE SET total_triggers = s.total_triggers + 1,
+    last_triggered = GREATEST(s.last_triggered, EXCLUDED.last_triggered)
 """
 _ACKNOWLEDGE = """
 UPDATE telemetry.alerts SET status = %(status)s, acknowledged_at = %(at)s, acknowledged_by = %(by)s,
@@ -56,8 +55,6 @@ def _json(value: Any) -> Json:
 
 async def apply(cur: AsyncCursor[Any], messages: list[AlertEvent]) -> None:
     """Apply events in stream order."""
-    if any(isinstance(event, AlertTriggered) for event in messages):
-        await cur.execute(_LOCK, (TRIGGER_STATS_LOCK,))  # see alert_rules: orders us with rule creation
     for event in messages:
         match event:
             case AlertTriggered():

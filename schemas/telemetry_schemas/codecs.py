@@ -2,13 +2,12 @@
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 
 from telemetry_schemas.commands import RecordPoints, ValidatedPoints
 from telemetry_schemas.dead_letter import DeadLetter
-from telemetry_schemas.events import AlertEvent, DomainEvent, MetricEvent, RuleEvent
+from telemetry_schemas.events import AlertEvent, MetricEvent, RuleEvent
 from telemetry_schemas.notices import PointsStored
 from telemetry_schemas.values import Point, point_problem
 
@@ -18,12 +17,10 @@ record_points_decoder = msgspec.json.Decoder(RecordPoints)
 validated_points_decoder = msgspec.json.Decoder(ValidatedPoints)
 points_stored_decoder = msgspec.json.Decoder(PointsStored)
 dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
-domain_event_decoder = msgspec.json.Decoder(DomainEvent)
 metric_event_decoder = msgspec.json.Decoder(MetricEvent)
 rule_event_decoder = msgspec.json.Decoder(RuleEvent)
 alert_event_decoder = msgspec.json.Decoder(AlertEvent)
 raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
-any_decoder = msgspec.json.Decoder(Any)
 
 # JSON can only carry a NUL character as the escape \u0000, and PostgreSQL text and jsonb cannot
 # store it: reject it at the edge rather than accept a point that could never be written.

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support.eventually import eventually
@@ -56,6 +57,9 @@ def test_breaches_open_an_alert_and_the_lifecycle_works(client: httpx.Client) ->
         "active",
     )
     assert (alert["current_value"], alert["threshold_value"], alert["kind"]) == (97, 90, "threshold")
+    # auto_resolve (on by default, after 3600 s): when it resolves by itself if no breach follows.
+    triggered_at = datetime.fromisoformat(alert["triggered_at"])
+    assert alert["auto_resolve_at"] == iso(triggered_at + timedelta(seconds=3600))
     send(client, unique("other"), metric, [99, 99])  # not a targeted device
     r = client.put(f"{ALERTS}/{alert['alert_id']}/acknowledge", json={"note": "looking"})
     assert (r.status_code, r.json()["status"], r.json()["acknowledgement_note"]) == (200, "acknowledged", "looking")
@@ -96,10 +100,33 @@ def test_no_data_alert_fires_and_clears(client: httpx.Client) -> None:
     rule = make_rule(client, metric, no_data_for=10, device_ids=[device])
     send(client, device, metric, [1])
     (alert,) = eventually(lambda: alerts_of(client, rule["rule_id"]), timeout=30, interval=0.2, what="no-data alert")
-    assert (alert["kind"], alert["status"]) == ("no_data", "active")
+    assert (alert["kind"], alert["status"], alert["auto_resolve_at"]) == ("no_data", "active", None)
     send(client, device, metric, [2])
     cleared = eventually(lambda: (a := alerts_of(client, rule["rule_id"]))[0]["status"] == "resolved" and a, timeout=15)
     assert cleared[0]["resolution_note"] == "data resumed"
+
+
+def _machines(stack: Stack, rule_id: str) -> list[str]:
+    with psycopg.connect(stack.servers.database_url) as conn:
+        rows = conn.execute("SELECT device_id FROM telemetry.alert_machines WHERE rule_id = %s", (rule_id,))
+        return sorted(r[0] for r in rows)
+
+
+def test_deleting_a_rule_resolves_its_alerts_and_removes_its_machines(client: httpx.Client, stack: Stack) -> None:
+    metric, devices = unique("fan"), [unique("dev"), unique("dev")]
+    rule = make_rule(client, metric, device_ids=devices, auto_resolve=False)
+    for device in devices:
+        send(client, device, metric, [95])
+    alerts = eventually(lambda: len(a := alerts_of(client, rule["rule_id"])) == 2 and a, timeout=15, what="alerts")
+    assert [a["auto_resolve_at"] for a in alerts] == [None, None]  # auto_resolve off
+    assert eventually(lambda: _machines(stack, rule["rule_id"]) == sorted(devices), timeout=15, what="saved")
+    assert client.delete(f"{RULES}/{rule['rule_id']}").status_code == 200
+    eventually(
+        lambda: {a["status"] for a in alerts_of(client, rule["rule_id"])} == {"resolved"}, timeout=15, what="resolved"
+    )
+    resolved = alerts_of(client, rule["rule_id"])
+    assert [a["resolution_note"] for a in resolved] == ["rule deleted", "rule deleted"]
+    assert eventually(lambda: _machines(stack, rule["rule_id"]) == [], timeout=15, what="machines deleted")
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +166,34 @@ def test_two_engines_and_a_sigkill_give_each_alert_once(engine_stack: Stack) -> 
         alerts = alerts_of(client, rule["rule_id"])
     assert sorted(a["device_id"] for a in alerts) == sorted(devices)
     assert all(a["current_value"] == 97 for a in alerts)  # the third breach opens it
+
+
+def test_a_lost_partition_lock_hands_the_partition_to_the_standby(engine_stack: Stack) -> None:
+    """pg_terminate_backend on the owner's lock session: the owner gives up and exits, the standby takes over."""
+    partition_1 = {"TELEMETRY_ALERT_PARTITIONS": "2", "TELEMETRY_ALERT_PARTITION": "1"}
+    owner = engine_stack.procs["alert-worker-1"]
+    engine_stack.start("alert-worker", "alert-worker-1-standby", **partition_1)
+    eventually(lambda: "partition_taken_waiting_as_standby" in engine_stack.log_tail("alert-worker-1-standby"),
+               timeout=30, what="standby waiting")  # fmt: skip
+    with psycopg.connect(engine_stack.servers.database_url, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+            (f"telemetry-lock-{owner.pid}-%",),
+        ).fetchall()
+    assert killed == [(True,)]
+    eventually(lambda: owner.poll() is not None, timeout=15, what="owner exits")
+    assert owner.returncode != 0  # a failure: a supervisor restarts it (as a standby now)
+    assert "partition_lock_lost" in engine_stack.log_tail("alert-worker-1")
+    eventually(lambda: "partition_lock_taken" in engine_stack.log_tail("alert-worker-1-standby"),
+               timeout=15, what="standby takes the partition")  # fmt: skip
+    # Both partitions evaluate: every device alerts, exactly once.
+    metric, devices = unique("load"), [unique("dev") for _ in range(8)]
+    with httpx.Client(base_url=engine_stack.url, headers=engine_stack.headers, timeout=15) as client:
+        rule = make_rule(client, metric)
+        for d in devices:
+            send(client, d, metric, [95])
+        alerts = eventually(lambda: len(a := alerts_of(client, rule["rule_id"])) >= len(devices) and a, timeout=30)
+    assert sorted(a["device_id"] for a in alerts) == sorted(devices)
 
 
 def _engine_lag(stack: Stack) -> list[dict]:

@@ -16,6 +16,7 @@ from nats.js.api import DeliverPolicy
 
 from telemetry_core.topology import EVENTS_STREAM, RULE_EVENTS
 from tests.e2e.conftest import wait_rows
+from tests.e2e.test_alerts_api import open_alerts, triggered
 from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import Servers
@@ -327,17 +328,27 @@ def test_replay_rebuilds_the_same_rules(stack: Stack, servers: Servers, client: 
     client.put(f"{URL}/{ids[1]}/enable", json={"enabled": False})
     deleted = client.post(URL, json=rule()).json()["rule_id"]
     client.delete(f"{URL}/{deleted}")
+    fired = triggered(unique("dev"), rule_id=ids[2])  # statistics: the alerts projection's, not replayed here
+    open_alerts(client, stack, fired)
 
     def snapshot() -> list[tuple]:
         with psycopg.connect(servers.database_url) as conn:
             return conn.execute(
-                "SELECT rule_id, name, metric_name, level, enabled, spec::text, created_at, updated_at, created_by, "
-                "total_triggers, last_triggered FROM telemetry.alert_rules ORDER BY rule_id"
+                "SELECT rule_id, name, metric_name, level, enabled, spec::text, created_at, updated_at, created_by "
+                "FROM telemetry.alert_rules ORDER BY rule_id"
             ).fetchall()
 
-    before = snapshot()
+    def answers() -> list[dict]:
+        return [client.get(f"{URL}/{rule_id}").json() for rule_id in ids]
+
+    before, answered = snapshot(), eventually(lambda: (a := answers())[2]["total_triggers"] == 1 and a)
     assert {r[0] for r in before} >= set(ids)
     assert deleted not in {r[0] for r in before}
+    assert [(a["total_triggers"], a["last_triggered"]) for a in answered] == [
+        (0, None),
+        (0, None),
+        (1, fired.triggered_at.isoformat().replace("+00:00", "Z")),
+    ]
     stack.kill("projection-worker")
     out = eventually(
         lambda: (p := subprocess.run([sys.executable, "-m", "telemetry_core.cli", "replay", "alert_rules"],
@@ -348,6 +359,7 @@ def test_replay_rebuilds_the_same_rules(stack: Stack, servers: Servers, client: 
     assert snapshot() == []
     stack.start("projection-worker")
     assert eventually(lambda: snapshot() == before, timeout=30, what="rebuilt") is True
+    assert answers() == answered  # the same answers, statistics included
 
 
 def _ingest(

@@ -1,6 +1,7 @@
 """E1-US2 batch ingestion and E1-US4 idempotent upsert, end to end."""
 
 import gzip
+import io
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -125,6 +126,17 @@ def test_compressed_bodies(client: httpx.Client, servers: Servers, encoding: str
     r = client.post(batch_url(device), content=compress(raw), headers={"Content-Encoding": encoding})  # type: ignore[operator]
     assert (r.status_code, r.json()["ingested_count"]) == (200, 50)
     assert len(wait_rows(servers, device, 50)) == 50
+
+
+def test_a_zstd_bomb_is_413(client: httpx.Client, servers: Servers) -> None:
+    device = unique("dev")
+    out = io.BytesIO()  # streamed: the frame declares no content size, 64 MiB of zeros in about 2 KiB
+    with zstandard.ZstdCompressor(write_content_size=False).stream_writer(out, closefd=False) as writer:
+        for _ in range(64):
+            writer.write(bytes(1 << 20))
+    r = client.post(batch_url(device), content=out.getvalue(), headers={"Content-Encoding": "zstd"})
+    assert (r.status_code, r.json()["detail"]) == (413, f"request body exceeds {16 << 20} bytes (after decompression)")
+    assert stored_rows(servers, device) == []
 
 
 def test_bad_compression_is_a_clear_4xx(client: httpx.Client) -> None:

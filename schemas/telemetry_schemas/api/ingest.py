@@ -1,6 +1,6 @@
 """Bodies of the E1 ingestion endpoints."""
 
-from typing import Annotated, Literal
+from typing import Literal
 
 import msgspec
 
@@ -63,6 +63,3 @@ class BulkIngestResponse(ApiBody):
     failed_count: int
     total_count: int
     results: dict[str, DeviceResult]
-
-
-PointsPerBatch = Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH_POINTS)]

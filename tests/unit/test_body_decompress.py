@@ -1,0 +1,90 @@
+"""Decompression bombs: every Content-Encoding stops at the cap (413), however the body was compressed."""
+
+import gzip
+import io
+import tracemalloc
+from collections.abc import Callable
+
+import lz4.frame
+import pytest
+import zstandard
+
+from gateway.body import decompress
+from gateway.errors import ApiError
+
+LIMIT = 1 << 20  # 1 MiB cap
+INFLATED = 256 << 20  # each bomb inflates to 256 MiB
+
+
+def _zeros(write: Callable[[bytes], object], total: int = INFLATED) -> None:
+    block = bytes(1 << 20)
+    for _ in range(total // len(block)):
+        write(block)
+
+
+def zstd_streamed_bomb() -> bytes:
+    """A zstd frame written as a stream: it declares no content size."""
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor(write_content_size=False).stream_writer(out, closefd=False) as writer:
+        _zeros(writer.write)
+    data = out.getvalue()
+    assert zstandard.get_frame_parameters(data).content_size == zstandard.CONTENTSIZE_UNKNOWN
+    return data
+
+
+def zstd_sized_bomb() -> bytes:
+    return zstandard.ZstdCompressor().compress(bytes(INFLATED))
+
+
+def gzip_bomb() -> bytes:
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb") as writer:
+        _zeros(writer.write)
+    return out.getvalue()
+
+
+def lz4_bomb() -> bytes:
+    out = io.BytesIO()
+    with lz4.frame.LZ4FrameFile(out, mode="wb") as writer:
+        _zeros(writer.write)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bomb"),
+    [("zstd", zstd_streamed_bomb), ("zstd", zstd_sized_bomb), ("gzip", gzip_bomb), ("lz4", lz4_bomb)],
+)
+def test_a_bomb_stops_at_the_cap_with_413(encoding: str, bomb: Callable[[], bytes]) -> None:
+    data = bomb()
+    assert len(data) * 100 < INFLATED  # small on the wire
+    tracemalloc.start()
+    try:
+        with pytest.raises(ApiError) as refused:
+            decompress(data, encoding, LIMIT)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.status == 413
+    assert str(LIMIT) in refused.value.detail
+    assert peak < 8 * LIMIT  # it stopped near the cap instead of inflating all 256 MiB first
+
+
+@pytest.mark.parametrize("size", [0, 1, LIMIT - 1, LIMIT])
+def test_zstd_up_to_the_cap_inflates_whole(size: int) -> None:
+    body = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    out = io.BytesIO()
+    with zstandard.ZstdCompressor(write_content_size=False).stream_writer(out, closefd=False) as writer:
+        writer.write(body)
+    assert decompress(out.getvalue(), "zstd", LIMIT) == body
+
+
+def test_zstd_reads_every_frame() -> None:
+    compressor = zstandard.ZstdCompressor()
+    assert decompress(compressor.compress(b'{"a":') + compressor.compress(b"1}"), "zstd", LIMIT) == b'{"a":1}'
+
+
+def test_zstd_frames_together_past_the_cap_are_413() -> None:
+    half = zstandard.ZstdCompressor().compress(bytes(LIMIT // 2 + 1))
+    with pytest.raises(ApiError) as refused:
+        decompress(half + half, "zstd", LIMIT)
+    assert refused.value.status == 413
