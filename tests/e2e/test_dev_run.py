@@ -186,9 +186,12 @@ def test_killed_servers_come_back_and_a_killed_run_leaves_no_child(tmp_path: Pat
             sender.post_acked(5)
             kill_and_recover(run, sender, data_dir / "nats" / "nats-server.pid", "nats-server")
             kill_and_recover(run, sender, data_dir / "postgres" / "pgdata" / "postmaster.pid", "postgres")
-            acked = sender.acked
-            eventually(lambda: stored_values(data_dir, sender.device) == acked, timeout=30,
+            acked = set(sender.acked)
+            # A point not acknowledged (503 or timeout while a server was down) may be stored or not.
+            eventually(lambda: acked <= set(stored_values(data_dir, sender.device)), timeout=30,
                        what=f"all {len(acked)} acknowledged points stored")  # fmt: skip
+            assert len(acked) >= 15
+            assert set(stored_values(data_dir, sender.device)) <= set(range(sender.sent))
 
         children = psutil.Process(run.proc.pid).children(recursive=True)
         assert len(children) >= 6  # nats-server, postgres (and its own), gateway, three workers
@@ -201,7 +204,7 @@ def test_killed_servers_come_back_and_a_killed_run_leaves_no_child(tmp_path: Pat
 
     run = start_run(data_dir, port)  # the next run on the same data starts, its data intact
     try:
-        assert stored_values(data_dir, sender.device) == acked
+        assert acked <= set(stored_values(data_dir, sender.device))
         # ... and while it runs, another one on the same data directory refuses to start beside it.
         second = subprocess.run(
             [sys.executable, "-m", "telemetry_core.cli", "run"], env=run_env(data_dir, free_port()),
