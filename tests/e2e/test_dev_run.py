@@ -1,15 +1,20 @@
-"""`telemetry run`: embedded servers, URL and key printed, clean Ctrl-C, data still there next time."""
+"""`telemetry run`: embedded servers, URL and key printed, clean Ctrl-C, data still there next time;
+killed servers come back by themselves; a killed run takes all its children with it."""
 
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
 
 from telemetry_core.embedded import free_port
@@ -19,12 +24,34 @@ from tests.support.eventually import eventually
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def start_run(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str, str]:
+@dataclass
+class Run:
+    """A `telemetry run` process; its output keeps being read (into ``lines``) so it never blocks on a full pipe."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    key: str
+    lines: list[str] = field(default_factory=list)
+
+    def drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
+def run_env(data_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
     env.update(TELEMETRY_DATA_DIR=str(data_dir), TELEMETRY_PORT=str(port))
+    return env
+
+
+def start_run(data_dir: Path, port: int) -> Run:
     proc = subprocess.Popen(
         [sys.executable, "-m", "telemetry_core.cli", "run"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=run_env(data_dir, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
     seen: list[str] = []
@@ -40,37 +67,150 @@ def start_run(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str, st
         assert time.monotonic() < deadline, "".join(seen)
     assert url, "".join(seen)
     assert key, "".join(seen)
-    return proc, url, key
+    run = Run(proc, url, key, seen)
+    threading.Thread(target=run.drain, daemon=True).start()
+    return run
 
 
-def stop_run(proc: subprocess.Popen[str]) -> list[int]:
-    children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 0
+def stop_run(run: Run) -> list[int]:
+    children = [c.pid for c in psutil.Process(run.proc.pid).children(recursive=True)]
+    run.proc.send_signal(signal.SIGINT)
+    assert run.proc.wait(60) == 0
     return children
+
+
+def running(processes: list[psutil.Process]) -> list[str]:
+    """Those still running (a zombie has exited; ``is_running`` also guards against PID reuse)."""
+    alive = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{p.pid} {' '.join(p.cmdline())[:100]}")
+        except psutil.NoSuchProcess:
+            pass
+    return alive
 
 
 def test_run_starts_everything_and_keeps_data(tmp_path: Path) -> None:
     port = free_port()
-    proc, url, key = start_run(tmp_path / "data", port)
+    run = start_run(tmp_path / "data", port)
     try:
-        assert url == f"http://127.0.0.1:{port}"
-        headers = {"X-Api-Key": key}
-        r = httpx.post(f"{url}/api/v1/telemetry/devices/dev_run/telemetry", json=point(value=7), headers=headers)
+        assert run.url == f"http://127.0.0.1:{port}"
+        headers = {"X-Api-Key": run.key}
+        r = httpx.post(f"{run.url}/api/v1/telemetry/devices/dev_run/telemetry", json=point(value=7), headers=headers)
         assert r.status_code == 200
-        latest = f"{url}/api/v1/telemetry/devices/dev_run/metrics/temperature/latest"
+        latest = f"{run.url}/api/v1/telemetry/devices/dev_run/metrics/temperature/latest"
         eventually(lambda: httpx.get(latest, headers=headers).status_code == 200, timeout=15, what="stored")
     finally:
-        children = stop_run(proc)
+        children = stop_run(run)
     assert len(children) >= 5  # nats-server, postgres, gateway, ingest worker, projection worker
     eventually(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in children),
                timeout=30, what="every child stopped")  # fmt: skip
-    assert (tmp_path / "data" / "dev_api_key").read_text().strip() == key
+    assert (tmp_path / "data" / "dev_api_key").read_text().strip() == run.key
 
-    proc, url, key2 = start_run(tmp_path / "data", port)
+    run = start_run(tmp_path / "data", port)
     try:
-        assert key2 == key
-        r = httpx.get(latest, headers={"X-Api-Key": key})
+        assert run.key == headers["X-Api-Key"]
+        r = httpx.get(latest, headers=headers)
         assert (r.status_code, r.json()["value"]) == (200, 7)
     finally:
-        stop_run(proc)
+        stop_run(run)
+
+
+@dataclass
+class Sender:
+    """Posts numbered points of one device; remembers which were acknowledged (HTTP 200)."""
+
+    client: httpx.Client
+    device: str = "dev_run_kill"
+    start: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    sent: int = 0
+    acked: list[int] = field(default_factory=list)
+
+    def post(self) -> int:
+        n = self.sent
+        self.sent += 1
+        ts = (self.start + timedelta(seconds=n)).isoformat().replace("+00:00", "Z")
+        try:
+            r = self.client.post(f"/api/v1/telemetry/devices/{self.device}/telemetry", json=point(value=n, ts=ts))
+        except httpx.HTTPError:
+            return 0
+        if r.status_code == 200:
+            self.acked.append(n)
+        return r.status_code
+
+    def post_acked(self, count: int) -> None:
+        for _ in range(count):
+            assert self.post() == 200
+
+
+def server_pid(pid_file: Path) -> int:
+    return int(pid_file.read_text().split()[0])
+
+
+def kill_and_recover(run: Run, sender: Sender, pid_file: Path, name: str) -> None:
+    """SIGKILL the server whose PID is in ``pid_file``; keep posting until it is back under a new PID and healthy."""
+    old = server_pid(pid_file)
+    assert old in [c.pid for c in psutil.Process(run.proc.pid).children()], f"{name} is not a child of the run"
+    os.kill(old, signal.SIGKILL)
+
+    def recovered() -> bool:
+        sender.post()  # acknowledged or not, while it is down: the acknowledged ones must be kept
+        try:
+            new = server_pid(pid_file)
+        except (OSError, ValueError, IndexError):
+            return False
+        healthy = httpx.get(f"{run.url}/health", timeout=5).status_code == 200
+        return new != old and psutil.pid_exists(new) and healthy
+
+    eventually(recovered, timeout=60, interval=0.2, what=f"{name} restarted and /health 200")
+    assert run.said(f"{name} exited with -9; restarting"), "".join(run.lines[-30:])
+    sender.post_acked(5)
+
+
+def stored_values(data_dir: Path, device: str) -> list[int]:
+    port = (data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().splitlines()[3]
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/telemetry") as conn:
+        rows = conn.execute(
+            "SELECT value_num FROM telemetry.points WHERE device_id = %s ORDER BY time", (device,)
+        ).fetchall()
+    return [int(v) for (v,) in rows]
+
+
+def test_killed_servers_come_back_and_a_killed_run_leaves_no_child(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    run = start_run(data_dir, port)
+    try:
+        with httpx.Client(base_url=run.url, headers={"X-Api-Key": run.key}, timeout=10) as client:
+            sender = Sender(client)
+            sender.post_acked(5)
+            kill_and_recover(run, sender, data_dir / "nats" / "nats-server.pid", "nats-server")
+            kill_and_recover(run, sender, data_dir / "postgres" / "pgdata" / "postmaster.pid", "postgres")
+            acked = set(sender.acked)
+            # A point not acknowledged (503 or timeout while a server was down) may be stored or not.
+            eventually(lambda: acked <= set(stored_values(data_dir, sender.device)), timeout=30,
+                       what=f"all {len(acked)} acknowledged points stored")  # fmt: skip
+            assert len(acked) >= 15
+            assert set(stored_values(data_dir, sender.device)) <= set(range(sender.sent))
+
+        children = psutil.Process(run.proc.pid).children(recursive=True)
+        assert len(children) >= 6  # nats-server, postgres (and its own), gateway, three workers
+        run.proc.kill()
+        run.proc.wait(10)
+        eventually(lambda: not running(children), timeout=20, what="no child of the killed run left")
+    finally:
+        if run.proc.poll() is None:
+            stop_run(run)
+
+    run = start_run(data_dir, port)  # the next run on the same data starts, its data intact
+    try:
+        assert acked <= set(stored_values(data_dir, sender.device))
+        # ... and while it runs, another one on the same data directory refuses to start beside it.
+        second = subprocess.run(
+            [sys.executable, "-m", "telemetry_core.cli", "run"], env=run_env(data_dir, free_port()),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert f"another `telemetry run` (pid {run.proc.pid}) is using {data_dir}" in second.stdout
+    finally:
+        stop_run(run)
