@@ -8,6 +8,7 @@ changed without `make lock`. Standard library only: it runs before anything is i
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -48,6 +49,23 @@ def _compile(uv: str, args: list[str], out: Path, upgrade: bool, stdin: str | No
     subprocess.run(argv, check=True, cwd=ROOT, input=stdin, text=True)
 
 
+# Where the lock must install from wheels alone (no compiler needed): the Pythons and Linux machines we support.
+WHEEL_TARGETS = [(platform, python) for platform in ("x86_64-manylinux_2_28", "aarch64-manylinux_2_28")
+                 for python in ("3.11", "3.12", "3.13")]  # fmt: skip
+
+
+def check_wheels(uv: str) -> None:
+    """Fail when a locked version has no wheel for one of WHEEL_TARGETS (pgserver 0.1.4 had none for 3.13/arm64)."""
+    for platform, python in WHEEL_TARGETS:
+        argv = [uv, "pip", "compile", "pyproject.toml", "--extra", "dev", "--constraint", str(LOCK),
+                "--python-platform", platform, "--python-version", python, "--only-binary", ":all:",
+                "--no-header", "--quiet", "-o", os.devnull]  # fmt: skip
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"the lock does not install from wheels on {platform} / Python {python}:\n{done.stderr}")
+        print(f"==> wheels for every locked package on {platform} / Python {python}", flush=True)
+
+
 def main(uv: str, upgrade: bool) -> None:
     """Compile both files (keeping current pins unless ``upgrade``) and stamp the lock."""
     _compile(uv, ["pyproject.toml", "--extra", "dev"], LOCK, upgrade)
@@ -59,6 +77,7 @@ def main(uv: str, upgrade: bool) -> None:
     header = f"{STAMP_PREFIX}{inputs_digest()}\n# Made by `make lock` (requirements/lock.py); do not edit.\n"
     LOCK.write_text(header + body)
     print("==> wrote requirements/lock.txt, runtime.txt and build.txt", flush=True)
+    check_wheels(uv)
 
 
 if __name__ == "__main__":

