@@ -18,6 +18,7 @@ from telemetry_core.follower import Follower
 from telemetry_core.logging import configure_logging
 from telemetry_core.nats_conn import close_nats
 from telemetry_core.pg_pool import make_pool
+from telemetry_core.points_validator import PointsValidator
 from telemetry_core.settings import Settings
 from telemetry_core.topology import ALERT_EVENTS, EVENTS_STREAM, POINTS_STREAM, alert_engine_consumer
 from telemetry_core.worker_runtime import start_worker
@@ -32,6 +33,7 @@ async def serve(settings: Settings) -> None:
     if partition >= partitions:
         raise SystemExit(f"TELEMETRY_ALERT_PARTITION must be below TELEMETRY_ALERT_PARTITIONS ({partitions})")
     spec = alert_engine_consumer(partition, partitions)
+    validator = PointsValidator(settings.require_signing_key())
     rt = await start_worker(settings, f"alert-worker-{partition}", log)
     stop, nc, js, database_url = rt.stop, rt.nc, rt.js, rt.database_url
     await js.add_consumer(spec.stream, spec.config())
@@ -52,7 +54,8 @@ async def serve(settings: Settings) -> None:
         machines, checkpoint = await state_store.load(conn, spec.durable, POINTS_STREAM)
     evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)
     engine = Engine(js, pool, spec, evaluator, Emitter(nc, js, settings.event_prefix, log), partition=partition,
-                    partitions=partitions, checkpoint=checkpoint, tick_s=settings.alert_tick_s, log=log)  # fmt: skip
+                    partitions=partitions, checkpoint=checkpoint, tick_s=settings.alert_tick_s, log=log,
+                    validator=validator)  # fmt: skip
 
     def on_alert_event(event: AlertEvent, _seq: int) -> None:
         if isinstance(event, AlertResolved) and event.by != SYSTEM:
