@@ -12,7 +12,7 @@ import zlib
 from alert_worker import state_store
 from alert_worker.emitter import SYSTEM, Emitter
 from alert_worker.engine import Engine
-from alert_worker.evaluator import Evaluator
+from alert_worker.evaluator import Evaluator, partition_of
 from alert_worker.rules import RuleIndex
 from telemetry_core.follower import Follower
 from telemetry_core.logging import configure_logging
@@ -52,6 +52,13 @@ async def serve(settings: Settings) -> None:
     await rules.follower.wait_caught_up(60.0)
     async with pool.connection() as conn:
         machines, checkpoint = await state_store.load(conn, spec.durable, POINTS_STREAM)
+    # Machines of devices this partition no longer owns (partitioning moved from crc32 to POINTS slots)
+    # would raise no-data alerts for devices whose points now go elsewhere.
+    moved = [key for key in machines if partition_of(key[1], partitions) != partition]
+    for key in moved:
+        del machines[key]
+    if moved:
+        log.warning("machines_of_moved_devices_dropped", count=len(moved))
     evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)
     engine = Engine(js, pool, spec, evaluator, Emitter(nc, js, settings.event_prefix, log), partition=partition,
                     partitions=partitions, checkpoint=checkpoint, tick_s=settings.alert_tick_s, log=log,
