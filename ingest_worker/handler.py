@@ -1,4 +1,4 @@
-"""One fetched batch of POINTS messages: decode → rows → write → notices; reports rejects."""
+"""One fetched batch of POINTS messages: signed ones → rows → notices; direct ones admitted; rejects reported."""
 
 import psycopg
 import psycopg.errors
