@@ -15,7 +15,7 @@ from telemetry_core.embedded import free_port
 from tests.support.servers import Servers
 
 PROCESSES = ("gateway", "ingest-worker", "projection-worker", "alert-worker")
-_SIGNING_KEY = secrets.token_urlsafe(32)
+SIGNING_KEY = secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Stack:
     log_dir: Path
     api_key: str = "test-key-0123456789"
     # Every Stack of a test run shares one: a second gateway on the same servers signs like the first.
-    signing_key: str = _SIGNING_KEY
+    signing_key: str = SIGNING_KEY
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
