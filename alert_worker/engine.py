@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -20,23 +19,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from alert_worker import state_store
 from alert_worker.emitter import Emitted, Emitter
-from alert_worker.evaluator import Evaluator, partition_of
+from alert_worker.evaluator import Evaluator, owns
+from telemetry_core.points_validator import PointsValidator
 from telemetry_core.topology import POINTS_STREAM, ConsumerSpec, device_of_points_subject
-from telemetry_schemas.codecs import decode_points, record_points_decoder, validated_points_decoder
 from telemetry_schemas.values import Point
 
 
-def _points(msg: Msg) -> list[Point]:
-    """The valid points of a POINTS message (invalid ones are the ingest worker's to dead-letter)."""
-    try:
-        return validated_points_decoder.decode(msg.data).points
-    except msgspec.DecodeError:
-        pass
-    try:
-        command = record_points_decoder.decode(msg.data)
-    except msgspec.DecodeError:
-        return []
-    return decode_points(command.points, "points")[0]
+def _points(msg: Msg, validator: PointsValidator) -> list[Point]:
+    """The points of a POINTS message that the ingest worker stores too: those of signed (admitted) messages.
+
+    A directly published message counts once the ingest worker has admitted it and re-published its
+    good points signed; its unsigned original is never evaluated (points_validator explains why).
+    """
+    accepted = validator.accepted(msg)
+    return [] if accepted is None else accepted.points
 
 
 class Engine:
@@ -44,10 +40,10 @@ class Engine:
 
     def __init__(self, js: JetStreamContext, pool: AsyncConnectionPool, spec: ConsumerSpec, evaluator: Evaluator,
                  emitter: Emitter, *, partition: int, partitions: int, checkpoint: int, tick_s: float,
-                 log: structlog.stdlib.BoundLogger) -> None:  # fmt: skip
+                 log: structlog.stdlib.BoundLogger, validator: PointsValidator) -> None:  # fmt: skip
         self.js, self.pool, self.spec, self.evaluator, self.emitter = js, pool, spec, evaluator, emitter
         self.partition, self.partitions, self.checkpoint = partition, partitions, checkpoint
-        self.tick_s, self.log = tick_s, log
+        self.tick_s, self.log, self.validator = tick_s, log, validator
         self.name = spec.durable
         self.resolved_by_operator: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self.points_evaluated = 0
@@ -60,10 +56,12 @@ class Engine:
             last = max(last, seq)
             if seq <= self.checkpoint:
                 continue  # already in the saved state: a redelivery after a lost ack
-            device_id = device_of_points_subject(msg.subject)
-            if partition_of(device_id, self.partitions) != self.partition:
+            # The consumer's filter delivers only this partition's slots; messages stored before POINTS had
+            # slots arrive on every partition and are sorted out here.
+            if not owns(msg.subject, self.partition, self.partitions):
                 continue
-            points = _points(msg)
+            device_id = device_of_points_subject(msg.subject)
+            points = _points(msg, self.validator)
             self.points_evaluated += len(points)
             out.extend(self.evaluator.points(device_id, ((f"{seq}:{i}", p) for i, p in enumerate(points)), now))
         return out, last

@@ -1,7 +1,6 @@
 """Feeds points, clock ticks and operator resolves into the state machines; collects transitions."""
 
 import time
-import zlib
 from collections.abc import Iterable
 
 import structlog
@@ -11,14 +10,20 @@ from alert_worker.rules import Rule, RuleIndex
 from telemetry_core.alerting import state_machine as sm
 from telemetry_core.alerting.conditions import holds
 from telemetry_core.alerting.targeting import targets
+from telemetry_core.topology import slot_of, slot_of_points_subject
 from telemetry_schemas.values import Point
 
 Key = tuple[str, str]
 
 
 def partition_of(device_id: str, partitions: int) -> int:
-    """Stable device → partition: every engine copy agrees, across restarts and machines."""
-    return zlib.crc32(device_id.encode()) % partitions
+    """Stable device → partition: the device's POINTS slot (assigned by the server) modulo ``partitions``."""
+    return slot_of(device_id) % partitions
+
+
+def owns(points_subject: str, partition: int, partitions: int) -> bool:
+    """Whether a stored POINTS message belongs to ``partition`` (by the slot its subject carries)."""
+    return slot_of_points_subject(points_subject) % partitions == partition
 
 
 class Evaluator:

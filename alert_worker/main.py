@@ -12,13 +12,14 @@ import os
 from alert_worker import state_store
 from alert_worker.emitter import SYSTEM, Emitter
 from alert_worker.engine import Engine
-from alert_worker.evaluator import Evaluator
+from alert_worker.evaluator import Evaluator, partition_of
 from alert_worker.partition_lock import hold_partition
 from alert_worker.rules import RuleIndex
 from telemetry_core.follower import Follower
 from telemetry_core.logging import configure_logging
 from telemetry_core.nats_conn import close_nats
 from telemetry_core.pg_pool import make_pool
+from telemetry_core.points_validator import PointsValidator
 from telemetry_core.settings import Settings
 from telemetry_core.topology import ALERT_EVENTS, EVENTS_STREAM, POINTS_STREAM, alert_engine_consumer
 from telemetry_core.worker_runtime import start_worker
@@ -33,6 +34,7 @@ async def serve(settings: Settings) -> None:
     if partition >= partitions:
         raise SystemExit(f"TELEMETRY_ALERT_PARTITION must be below TELEMETRY_ALERT_PARTITIONS ({partitions})")
     spec = alert_engine_consumer(partition, partitions)
+    validator = PointsValidator(settings.require_signing_key())
     rt = await start_worker(settings, f"alert-worker-{partition}", log)
     stop, nc, js, database_url = rt.stop, rt.nc, rt.js, rt.database_url
     await js.add_consumer(spec.stream, spec.config())
@@ -48,9 +50,17 @@ async def serve(settings: Settings) -> None:
     await rules.follower.wait_caught_up(60.0)
     async with pool.connection() as conn:
         machines, checkpoint = await state_store.load(conn, spec.durable, POINTS_STREAM)
+    # Machines of devices this partition no longer owns (partitioning moved from crc32 to POINTS slots)
+    # would raise no-data alerts for devices whose points now go elsewhere.
+    moved = [key for key in machines if partition_of(key[1], partitions) != partition]
+    for key in moved:
+        del machines[key]
+    if moved:
+        log.warning("machines_of_moved_devices_dropped", count=len(moved))
     evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)
     engine = Engine(js, pool, spec, evaluator, Emitter(nc, js, settings.event_prefix, log), partition=partition,
-                    partitions=partitions, checkpoint=checkpoint, tick_s=settings.alert_tick_s, log=log)  # fmt: skip
+                    partitions=partitions, checkpoint=checkpoint, tick_s=settings.alert_tick_s, log=log,
+                    validator=validator)  # fmt: skip
 
     def on_alert_event(event: AlertEvent, _seq: int) -> None:
         if isinstance(event, AlertResolved) and event.by != SYSTEM:

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from telemetry_schemas.codecs import PointCheck, PointError, decode_points
+from telemetry_core.points_validator import admit_points
+from telemetry_schemas.codecs import PointCheck, PointError
 from telemetry_schemas.values import Point
 
 
@@ -21,7 +22,7 @@ def check_points(
     raws: list[msgspec.Raw], prefix: str, check: PointCheck | None = None, document: bytes | None = None
 ) -> CheckedBatch:
     """Validate each point alone (and against its metric definition); valid ones survive the others."""
-    points, errors = decode_points(raws, prefix, check, document)
+    points, errors = admit_points(raws, prefix, check, document)
     bad = {e.index for e in errors}
     valid_raw = [bytes(raw) for i, raw in enumerate(raws) if i not in bad]
     return CheckedBatch(valid_raw, points, errors)

@@ -12,6 +12,7 @@ from gateway.state import GatewayState
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.nats_conn import close_nats, connect
 from telemetry_core.pg_pool import make_pool
+from telemetry_core.points_validator import PointsValidator
 from telemetry_core.settings import Settings
 from telemetry_core.topology import ensure_topology
 
@@ -23,6 +24,7 @@ def make_lifespan(settings: Settings) -> "object":
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         log = structlog.get_logger().bind(process="gateway")
         nats_url, database_url = settings.require_servers()
+        signing_key = settings.require_signing_key()
         nc = await connect(nats_url, "telemetry-gateway", log)
         js = nc.jetstream(timeout=settings.publish_timeout_s)
         await ensure_topology(js, settings)
@@ -35,7 +37,7 @@ def make_lifespan(settings: Settings) -> "object":
             nc=nc,
             js=js,
             pool=pool,
-            publisher=CommandPublisher(nc, js, settings.publish_timeout_s),
+            publisher=CommandPublisher(nc, js, settings.publish_timeout_s, PointsValidator(signing_key)),
             key_digests=tuple(key_digest(k) for k in settings.api_keys),
             definitions=definitions,
         )

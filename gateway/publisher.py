@@ -2,7 +2,6 @@
 
 import hashlib
 
-import msgspec
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
@@ -11,7 +10,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from telemetry_core.errors import ServiceUnavailableError
-from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID, REQUEST_ID, VALIDATED
+from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID, REQUEST_ID, SIGNATURE
+from telemetry_core.points_validator import PointsValidator, points_body
 from telemetry_core.topology import points_subject
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.events import DomainEvent
@@ -24,18 +24,14 @@ class SequenceConflictError(Exception):
     """Another writer changed the subject first (e.g. two gateways creating one metric)."""
 
 
-# The RecordPoints body is assembled from the already-validated raw JSON of each point: no
-# re-encoding on the hot path. Field names must match telemetry_schemas.commands.RecordPoints.
-_OPEN = b'{"device_id":"%s","points":['
-
-
 class CommandPublisher:
     """Publishes commands; a request succeeds only once JetStream has acknowledged it."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, timeout_s: float) -> None:
+    def __init__(self, nc: Client, js: JetStreamContext, timeout_s: float, validator: PointsValidator) -> None:
         self._nc = nc
         self._js = js
         self._timeout_s = timeout_s
+        self._validator = validator
 
     def _require_connected(self) -> None:
         if not self._nc.is_connected:
@@ -52,16 +48,13 @@ class CommandPublisher:
         upsert harmlessly), and a client re-using X-Request-Id can never have data de-duplicated away.
         """
         self._require_connected()
-        points = b",".join(raw_points)
-        body = b"".join((_OPEN % device_id.encode(), points, b"]"))
-        # The gateway validated these points against the metric definitions it knows; the ingest
-        # worker re-validates only messages published straight onto the stream.
-        headers = {REQUEST_ID: request_id, VALIDATED: "1"}
+        body = points_body(device_id, raw_points, batch_id, request_id)
+        # These points were admitted here (shape and metric definitions): the signature tells every
+        # consumer so, and cannot be set by a publisher without the key.
+        headers = {REQUEST_ID: request_id, SIGNATURE: self._validator.signature(body)}
         if batch_id is not None:
-            body += b',"batch_id":' + msgspec.json.encode(batch_id)
-            digest = hashlib.blake2b(points, digest_size=12).hexdigest()
+            digest = hashlib.blake2b(b",".join(raw_points), digest_size=12).hexdigest()
             headers[MSG_ID] = f"{device_id}:{batch_id}:{digest}"
-        body += b',"request_id":' + msgspec.json.encode(request_id) + b"}"
         try:
             await self._js.publish(points_subject(device_id), body, timeout=self._timeout_s, headers=headers)
         except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:

@@ -1,6 +1,5 @@
-"""One fetched batch of POINTS messages: decode → rows → write → notices; reports rejects."""
+"""One fetched batch of POINTS messages: signed ones → rows → notices; direct ones admitted; rejects reported."""
 
-import msgspec
 import psycopg
 import psycopg.errors
 import structlog
@@ -14,19 +13,12 @@ from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.consumer_loop import Rejected
 from telemetry_core.dead_letter import publish_dead_letter
-from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.errors import PermanentError, TransientError
-from telemetry_core.headers import VALIDATED
-from telemetry_core.topology import device_of_points_subject
-from telemetry_schemas.codecs import (
-    PointError,
-    decode_points,
-    json_encoder,
-    record_points_decoder,
-    validated_points_decoder,
-)
+from telemetry_core.headers import MSG_ID, SIGNATURE
+from telemetry_core.points_validator import PointsValidator, Unadmitted, points_body
+from telemetry_core.topology import points_subject
+from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.notices import PointsStored
-from telemetry_schemas.values import Point
 
 WORKER = "ingest"
 
@@ -41,55 +33,32 @@ class IngestHandler:
         js: JetStreamContext,
         event_prefix: str,
         log: structlog.stdlib.BoundLogger,
-        definitions: DefinitionsCache,
+        validator: PointsValidator,
     ) -> None:
         self._pool = pool
         self._nc = nc
         self._js = js
         self._prefix = event_prefix
         self._log = log
-        self._definitions = definitions
+        self._validator = validator
         self.partitions = PartitionCache()
         self.points_written = 0
-
-    def _decode(self, msg: Msg) -> tuple[str, list[Point], list[PointError], list[msgspec.Raw]] | str:
-        """(device, valid points, errors, raw points) or the reason the whole message is rejected."""
-        if msg.headers and msg.headers.get(VALIDATED):
-            # The gateway validated every point: one typed decode of the whole message is enough.
-            try:
-                typed = validated_points_decoder.decode(msg.data)
-            except msgspec.DecodeError:
-                pass  # fall through to the careful path, which says exactly what is wrong
-            else:
-                if device_of_points_subject(msg.subject) == typed.device_id:
-                    return typed.device_id, typed.points, [], []
-        try:
-            command = record_points_decoder.decode(msg.data)
-        except msgspec.DecodeError as exc:
-            return f"not a RecordPoints message: {exc}"
-        subject_device = device_of_points_subject(msg.subject)
-        if subject_device != command.device_id:
-            return f"device_id {command.device_id!r} does not match subject {msg.subject!r}"
-        # Points the gateway published were validated there; others are checked against the definitions here.
-        from_gateway = bool(msg.headers and msg.headers.get(VALIDATED))
-        check = None if from_gateway else self._definitions.check
-        points, errors = decode_points(command.points, "points", check, msg.data)
-        return command.device_id, points, errors, command.points
 
     async def __call__(self, msgs: list[Msg]) -> list[Rejected]:
         """Process ``msgs``; return those that can never be applied (the loop dead-letters them)."""
         rejected: list[Rejected] = []
-        partial: list[tuple[Msg, list[PointError], list[msgspec.Raw]]] = []
+        admitting: list[tuple[Msg, Unadmitted]] = []
         rows = RowSet()
         notices: list[PointsStored] = []
         for msg in msgs:
-            decoded = self._decode(msg)
-            if isinstance(decoded, str):
-                rejected.append(Rejected(msg, decoded))
+            verdict = self._validator.read(msg)
+            if isinstance(verdict, str):
+                rejected.append(Rejected(msg, verdict))
                 continue
-            device_id, points, errors, raws = decoded
-            if errors:
-                partial.append((msg, errors, raws))
+            if isinstance(verdict, Unadmitted):
+                admitting.append((msg, verdict))
+                continue
+            device_id, points = verdict.device_id, verdict.points
             if not points:
                 continue
             seq = msg.metadata.sequence.stream
@@ -112,10 +81,28 @@ class IngestHandler:
             self.points_written += len(rows)
             await publish_notices(self._js, notices)
             await publish_data_received(self._nc, self._prefix, notices)
-        for msg, errors, raws in partial:
-            # The good points of this message are committed; only the bad ones go to the DLQ.
+        for msg, unadmitted in admitting:
+            await self._admit(msg, unadmitted)
+        return rejected
+
+    async def _admit(self, msg: Msg, unadmitted: Unadmitted) -> None:
+        """A directly published message: its bad points go to the DLQ, its good ones come back signed.
+
+        Nothing consumes an unsigned message's points, so the one verdict taken here (against the
+        definitions this worker knows now) is what the ingest worker stores and the alert engine
+        evaluates. The re-published message's id is derived from this one's sequence: a redelivery
+        after a crash re-publishes a duplicate that JetStream drops.
+        """
+        errors, raws = unadmitted.errors, unadmitted.raws
+        if errors:
             reason = "; ".join(f"{e.field}: {e.error}" for e in errors)
             bad = json_encoder.encode([raws[e.index] for e in errors])
             await publish_dead_letter(self._js, WORKER, msg, reason, payload=bad)
             self._log.warning("points_dead_lettered", subject=msg.subject, count=len(errors), reason=reason[:500])
-        return rejected
+        bad_indices = {e.index for e in errors}
+        good = [bytes(raw) for i, raw in enumerate(raws) if i not in bad_indices]
+        if not good:
+            return
+        body = points_body(unadmitted.device_id, good, None, None)
+        headers = {SIGNATURE: self._validator.signature(body), MSG_ID: f"admitted:{msg.metadata.sequence.stream}"}
+        await self._js.publish(points_subject(unadmitted.device_id), body, headers=headers, timeout=5.0)

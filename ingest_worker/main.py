@@ -14,6 +14,7 @@ from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.logging import configure_logging
 from telemetry_core.nats_conn import close_nats
 from telemetry_core.pg_pool import make_pool
+from telemetry_core.points_validator import PointsValidator
 from telemetry_core.settings import Settings
 from telemetry_core.topology import INGEST
 from telemetry_core.worker_runtime import start_worker
@@ -35,6 +36,7 @@ async def create_partitions_ahead(
 async def serve(settings: Settings) -> None:
     """Connect, ensure the topology, and run the consumer loop until a stop signal."""
     log = configure_logging(settings, "ingest-worker")
+    signing_key = settings.require_signing_key()
     rt = await start_worker(settings, "ingest-worker", log)
     stop, nc, js, database_url = rt.stop, rt.nc, rt.js, rt.database_url
     loops = settings.ingest_concurrency
@@ -42,7 +44,8 @@ async def serve(settings: Settings) -> None:
     await pool.open(wait=True, timeout=30.0)
     definitions = DefinitionsCache(js, log)
     await definitions.start()
-    handler = IngestHandler(pool, nc, js, settings.event_prefix, log, definitions)
+    validator = PointsValidator(signing_key, definitions.check)
+    handler = IngestHandler(pool, nc, js, settings.event_prefix, log, validator)
     ahead = asyncio.create_task(create_partitions_ahead(pool, handler.partitions, settings.partitions_ahead_days, stop))
     try:
         # Several loops share the handler: while one waits on PostgreSQL, another decodes. Overlapping

@@ -39,6 +39,15 @@ def dev_api_key(data_dir: Path) -> str:
     return key
 
 
+def dev_signing_key(data_dir: Path) -> str:
+    """The POINTS signing key shared by this data directory's gateway and workers, made once."""
+    path = data_dir / "signing_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def _wait_healthy(url: str, children: list[Child], deadline_s: float = 90.0) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -115,6 +124,7 @@ def main() -> None:
             NATS_URL=nats_url,
             DATABASE_URL=database_url,
             TELEMETRY_API_KEYS=",".join([*settings.api_keys, key]),
+            TELEMETRY_SIGNING_KEY=settings.signing_key or dev_signing_key(data_dir),
             TELEMETRY_LOG_FORMAT=settings.log_format if settings.log_format != "auto" else "console",
         )
         workers = ["ingest-worker"] * settings.ingest_workers

@@ -8,6 +8,9 @@ from typing import TypeVar
 from telemetry_core.errors import ConfigurationError
 
 T = TypeVar("T", int, float)
+# Alert partitions own slots of POINTS (topology.POINT_SLOTS): more partitions than slots would own nothing.
+_MAX_ALERT_PARTITIONS = 64
+_MIN_SIGNING_KEY = 16
 
 
 def _number(env: Mapping[str, str], name: str, default: T, kind: Callable[[str], T], lo: T, hi: T) -> T:
@@ -53,6 +56,8 @@ class Settings:
     port: int = 8218
     data_dir: Path = Path(".telemetry-data")
     api_keys: tuple[str, ...] = ()
+    # Shared by the gateway and the workers: signs admitted POINTS messages (telemetry_core.points_validator).
+    signing_key: str = ""
     # POINTS keeps messages this long: the window in which projections can be replayed.
     points_max_age_s: int = 7 * 86_400
     # JetStream de-duplicates a batch_id re-sent within this window.
@@ -68,7 +73,7 @@ class Settings:
     max_deliveries: int = 10
     # Up to this many points in range, percentiles are computed exactly from raw points, not sketches.
     exact_percentile_points: int = 200_000
-    # Alert engine: this copy evaluates devices with crc32(device) % partitions == partition.
+    # Alert engine: this copy evaluates the devices whose POINTS slot (topology.slot_of) % partitions == partition.
     alert_partition: int = 0
     alert_partitions: int = 1
     alert_lateness_s: int = 300
@@ -89,6 +94,7 @@ class Settings:
             port=_number(env, "TELEMETRY_PORT", 8218, int, 1, 65535),
             data_dir=Path(env.get("TELEMETRY_DATA_DIR", ".telemetry-data")),
             api_keys=keys,
+            signing_key=env.get("TELEMETRY_SIGNING_KEY", "").strip(),
             points_max_age_s=_number(env, "TELEMETRY_POINTS_MAX_AGE", 7 * 86_400, int, 60, 10 * 365 * 86_400),
             duplicate_window_s=_number(env, "TELEMETRY_DUPLICATE_WINDOW", 600, int, 1, 86_400),
             publish_timeout_s=_number(env, "TELEMETRY_PUBLISH_TIMEOUT", 2.0, float, 0.05, 60.0),
@@ -98,8 +104,8 @@ class Settings:
             ingest_fetch_batch=_number(env, "TELEMETRY_INGEST_BATCH", 64, int, 1, 10_000),
             ingest_workers=_number(env, "TELEMETRY_INGEST_WORKERS", 1, int, 1, 64),
             ingest_concurrency=_number(env, "TELEMETRY_INGEST_CONCURRENCY", 2, int, 1, 16),
-            alert_partition=_number(env, "TELEMETRY_ALERT_PARTITION", 0, int, 0, 1023),
-            alert_partitions=_number(env, "TELEMETRY_ALERT_PARTITIONS", 1, int, 1, 1024),
+            alert_partition=_number(env, "TELEMETRY_ALERT_PARTITION", 0, int, 0, _MAX_ALERT_PARTITIONS - 1),
+            alert_partitions=_number(env, "TELEMETRY_ALERT_PARTITIONS", 1, int, 1, _MAX_ALERT_PARTITIONS),
             alert_lateness_s=_number(env, "TELEMETRY_ALERT_LATENESS", 300, int, 0, 86_400),
             alert_tick_s=_number(env, "TELEMETRY_ALERT_TICK", 1.0, float, 0.05, 60.0),
             exact_percentile_points=_number(env, "TELEMETRY_EXACT_PERCENTILE_POINTS", 200_000, int, 0, 10**9),
@@ -109,6 +115,15 @@ class Settings:
             log_format=_choice(env, "TELEMETRY_LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=_choice(env, "TELEMETRY_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         )
+
+    def require_signing_key(self) -> bytes:
+        """The POINTS signing key, or explain that the gateway and the workers need the same one."""
+        if len(self.signing_key) < _MIN_SIGNING_KEY:
+            raise ConfigurationError(
+                f"TELEMETRY_SIGNING_KEY must be set to the same secret of at least {_MIN_SIGNING_KEY} characters "
+                "in the gateway and every worker (`telemetry run` makes one per data directory)"
+            )
+        return self.signing_key.encode()
 
     def require_servers(self) -> tuple[str, str]:
         """Return (nats_url, database_url), or explain which is missing."""

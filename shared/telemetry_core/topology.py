@@ -11,6 +11,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    SubjectTransform,
 )
 from nats.js.errors import NotFoundError
 
@@ -33,10 +34,42 @@ ALERTS_CONSUMER = "projection_alerts"
 
 _DAY = 86_400
 
+# POINTS is stored as telemetry.points.<slot>.<device>: the server maps every message published on
+# telemetry.points.<device> to one of POINT_SLOTS slots (FNV-1a of the device, its partition()
+# mapping function), so a consumer can filter on slots and publishers need not know the hash.
+# Fixed for good: changing it would move devices between alert partitions.
+POINT_SLOTS = 64
+_POINTS_PREFIX = "telemetry.points."
+POINTS_PUBLISH = "telemetry.points.*"
+POINTS_ALL = "telemetry.points.>"
+POINTS_SLOT_TRANSFORM = SubjectTransform(
+    src=POINTS_PUBLISH, dest=f"telemetry.points.{{{{partition({POINT_SLOTS},1)}}}}.{{{{wildcard(1)}}}}"
+)
+
 
 def points_subject(device_id: str) -> str:
-    """Subject of one device's point batches."""
-    return f"telemetry.points.{device_id}"
+    """Subject one device's point batches are published on (the stream stores them under their slot)."""
+    return f"{_POINTS_PREFIX}{device_id}"
+
+
+def slot_of(device_id: str) -> int:
+    """The device's slot, computed as the server's partition() mapping does (FNV-1a 32 bit)."""
+    h = 0x811C9DC5
+    for byte in device_id.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h % POINT_SLOTS
+
+
+def slot_of_points_subject(subject: str) -> int:
+    """The slot of a stored points subject (computed for legacy telemetry.points.<device> messages)."""
+    rest = subject[len(_POINTS_PREFIX) :]
+    slot, dot, _device = rest.partition(".")
+    return int(slot) if dot and slot.isdigit() else slot_of(rest)
+
+
+def partition_slots(partition: int, partitions: int) -> list[int]:
+    """The slots alert partition ``partition`` of ``partitions`` owns."""
+    return [s for s in range(POINT_SLOTS) if s % partitions == partition]
 
 
 def stored_subject(device_id: str) -> str:
@@ -65,8 +98,16 @@ def alert_subject(alert_id: str) -> str:
 
 
 def alert_engine_consumer(partition: int, partitions: int) -> "ConsumerSpec":
-    """The alert engine's durable consumer on POINTS for one device partition."""
-    return ConsumerSpec(POINTS_STREAM, f"alerts_{partition}_of_{partitions}", "telemetry.points.>")
+    """The alert engine's durable consumer on POINTS for one device partition: the server sends only its slots.
+
+    The single-token filter also delivers messages stored before the stream had slots (they keep their
+    old subject until max_age removes them); the engine sorts those by slot itself.
+    """
+    durable = f"alerts_{partition}_of_{partitions}"
+    if partitions == 1:
+        return ConsumerSpec(POINTS_STREAM, durable, POINTS_ALL)
+    filters = (POINTS_PUBLISH, *(f"{_POINTS_PREFIX}{s}.*" for s in partition_slots(partition, partitions)))
+    return ConsumerSpec(POINTS_STREAM, durable, "", filter_subjects=filters)
 
 
 def dlq_subject(worker: str) -> str:
@@ -75,9 +116,14 @@ def dlq_subject(worker: str) -> str:
 
 
 def device_of_points_subject(subject: str) -> str:
-    """The device id a points subject names ('' when the subject is not a points subject)."""
-    prefix = "telemetry.points."
-    return subject[len(prefix) :] if subject.startswith(prefix) else ""
+    """The device id a points subject names ('' when the subject is not a points subject).
+
+    Stored subjects are telemetry.points.<slot>.<device>; telemetry.points.<device> is how they are
+    published (and how messages stored before slots existed still read). Device ids hold no dots.
+    """
+    if not subject.startswith(_POINTS_PREFIX):
+        return ""
+    return subject[len(_POINTS_PREFIX) :].rpartition(".")[2]
 
 
 def stream_configs(settings: Settings) -> list[StreamConfig]:
@@ -85,7 +131,10 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=POINTS_STREAM,
-            subjects=["telemetry.points.>"],
+            # Only telemetry.points.<device> is accepted; the transform stores it under its slot, so no
+            # publisher can pick a slot (and thereby an alert partition) for a device.
+            subjects=[POINTS_PUBLISH],
+            subject_transform=POINTS_SLOT_TRANSFORM,
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             discard=DiscardPolicy.OLD,
@@ -126,12 +175,15 @@ class ConsumerSpec:
     filter_subject: str
     ack_wait_s: float = 30.0
     max_ack_pending: int = 20_000
+    # Several filters instead of filter_subject (e.g. an alert partition's slots).
+    filter_subjects: tuple[str, ...] = ()
 
     def config(self) -> ConsumerConfig:
         """The JetStream consumer config."""
         return ConsumerConfig(
             durable_name=self.durable,
-            filter_subject=self.filter_subject,
+            filter_subject=None if self.filter_subjects else self.filter_subject,
+            filter_subjects=list(self.filter_subjects) or None,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=self.ack_wait_s,
@@ -141,7 +193,7 @@ class ConsumerSpec:
         )
 
 
-INGEST = ConsumerSpec(POINTS_STREAM, INGEST_CONSUMER, "telemetry.points.>")
+INGEST = ConsumerSpec(POINTS_STREAM, INGEST_CONSUMER, POINTS_ALL)
 LATEST_PROJECTION = ConsumerSpec(NOTICES_STREAM, LATEST_PROJECTION_CONSUMER, "telemetry.stored.>")
 METRIC_DEFINITIONS_PROJECTION = ConsumerSpec(EVENTS_STREAM, METRIC_DEFINITIONS_CONSUMER, METRIC_EVENTS)
 ROLLUP_PROJECTION = ConsumerSpec(NOTICES_STREAM, ROLLUP_PROJECTION_CONSUMER, "telemetry.stored.>")
@@ -158,7 +210,12 @@ CONSUMERS = (
 
 
 async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
-    """Create or update every stream and durable consumer; safe to call from every process."""
+    """Create or update every stream and durable consumer; safe to call from every process.
+
+    Updating POINTS from the slot-less config (subjects telemetry.points.>) adds the slot transform:
+    messages already stored keep their telemetry.points.<device> subject and stay where they are; every
+    POINTS consumer's filter still matches them (see alert_engine_consumer), and new ones get slots.
+    """
     for config in stream_configs(settings):
         assert config.name is not None
         try:

@@ -93,8 +93,10 @@ def test_duplicate_time_device_metric_keeps_the_later_value(client: httpx.Client
 async def _messages_on(servers: Servers, subject: str) -> int:
     nc = await nats.connect(servers.nats_url)
     try:
-        info = await nc.jetstream().stream_info("POINTS", subjects_filter=subject)
-        return (info.state.subjects or {}).get(subject, 0)
+        # POINTS stores telemetry.points.<device> under its slot: telemetry.points.<slot>.<device>.
+        stored = subject.replace("telemetry.points.", "telemetry.points.*.", 1)
+        info = await nc.jetstream().stream_info("POINTS", subjects_filter=stored)
+        return sum((info.state.subjects or {}).values())
     finally:
         await nc.close()
 

@@ -6,7 +6,7 @@ import msgspec
 import nats
 import pytest
 
-from telemetry_core.topology import DLQ_STREAM, points_subject
+from telemetry_core.topology import DLQ_STREAM, device_of_points_subject, points_subject
 from telemetry_schemas.codecs import dead_letter_decoder
 from telemetry_schemas.dead_letter import DeadLetter
 from tests.e2e.conftest import point, wait_rows
@@ -22,7 +22,8 @@ async def dead_letter_for(js: nats.js.JetStreamContext, subject: str) -> DeadLet
     try:
         while True:
             letter = dead_letter_decoder.decode((await sub.next_msg(timeout=15)).data)
-            if letter.subject == subject:
+            # POINTS stores telemetry.points.<device> under its slot: telemetry.points.<slot>.<device>.
+            if device_of_points_subject(letter.subject) == device_of_points_subject(subject):
                 return letter
     finally:
         await sub.unsubscribe()

@@ -11,7 +11,7 @@ import nats
 import psycopg
 import pytest
 
-from telemetry_core.topology import DLQ_STREAM, points_subject
+from telemetry_core.topology import DLQ_STREAM, device_of_points_subject, points_subject
 from telemetry_schemas.codecs import dead_letter_decoder
 from tests.e2e.conftest import point, wait_rows
 from tests.support.eventually import eventually
@@ -182,8 +182,11 @@ async def test_direct_publishes_are_validated_by_the_worker(stack: Stack, server
     try:
         await js.publish(points_subject(device), msgspec.json.encode(message))
         sub = await js.subscribe("telemetry.dlq.ingest", stream=DLQ_STREAM, ordered_consumer=True)
-        while (letter := dead_letter_decoder.decode((await sub.next_msg(timeout=15)).data)).subject != points_subject(
-            device
+        while (
+            device_of_points_subject(
+                (letter := dead_letter_decoder.decode((await sub.next_msg(timeout=15)).data)).subject
+            )
+            != device
         ):
             pass
         assert letter.reason == f"points[1].value: 11 is above max_value 10.0 of metric {name!r}"

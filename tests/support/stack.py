@@ -1,6 +1,7 @@
 """The real processes (gateway, ingest worker, projection worker) as subprocesses, for e2e tests."""
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from telemetry_core.embedded import free_port
 from tests.support.servers import Servers
 
 PROCESSES = ("gateway", "ingest-worker", "projection-worker", "alert-worker")
+SIGNING_KEY = secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -23,6 +25,8 @@ class Stack:
     servers: Servers
     log_dir: Path
     api_key: str = "test-key-0123456789"
+    # Every Stack of a test run shares one: a second gateway on the same servers signs like the first.
+    signing_key: str = SIGNING_KEY
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -42,6 +46,7 @@ class Stack:
             DATABASE_URL=self.servers.database_url,
             TELEMETRY_PORT=str(self.port),
             TELEMETRY_API_KEYS=self.api_key,
+            TELEMETRY_SIGNING_KEY=self.signing_key,
             TELEMETRY_LOG_FORMAT="json",
             **self.extra_env,
         )

@@ -45,3 +45,15 @@ def test_bad_values_say_which_and_why(env: dict[str, str], message: str) -> None
 def test_single_process_commands_need_both_urls() -> None:
     with pytest.raises(ConfigurationError, match="NATS_URL and DATABASE_URL must be set"):
         Settings.from_env({}).require_servers()
+
+
+def test_the_signing_key_is_required_and_not_short() -> None:
+    for env in ({}, {"TELEMETRY_SIGNING_KEY": "short"}):
+        with pytest.raises(ConfigurationError, match="TELEMETRY_SIGNING_KEY must be set"):
+            Settings.from_env(env).require_signing_key()
+    assert Settings.from_env({"TELEMETRY_SIGNING_KEY": " " + "s" * 16}).require_signing_key() == b"s" * 16
+
+
+def test_alert_partitions_cannot_exceed_the_point_slots() -> None:
+    with pytest.raises(ConfigurationError, match="TELEMETRY_ALERT_PARTITIONS must be between 1 and 64"):
+        Settings.from_env({"TELEMETRY_ALERT_PARTITIONS": "65"})

@@ -1,0 +1,117 @@
+"""The one validator of POINTS messages: which points are stored, evaluated and streamed.
+
+A point is *admitted* exactly once, by whoever first checks it against the metric definitions:
+the gateway for HTTP points, the ingest worker for messages published straight onto the stream.
+An admitted message carries an HMAC signature (``X-Telemetry-Signature``) over its body under
+the key shared by the gateway and the workers. Every consumer of POINTS then applies the same
+rule, which looks only at the message's bytes and never at a definitions cache: a correctly
+signed message is accepted whole, anything else is not a source of points. So the ingest worker
+and the alert engine (and any later consumer) agree on every message, whatever their caches know.
+
+An unsigned (or forged) message is decoded and checked here for the ingest worker, which
+dead-letters its bad points and re-publishes its good ones as a signed message: those are then
+stored and evaluated like any other admitted points.
+"""
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import msgspec
+from nats.aio.msg import Msg
+
+from telemetry_core.headers import SIGNATURE
+from telemetry_core.topology import device_of_points_subject
+from telemetry_schemas.codecs import (
+    PointCheck,
+    PointError,
+    decode_points,
+    record_points_decoder,
+    validated_points_decoder,
+)
+from telemetry_schemas.values import Point
+
+# The RecordPoints body is assembled from the already-validated raw JSON of each point: no
+# re-encoding on the hot path. Field names must match telemetry_schemas.commands.RecordPoints.
+_OPEN = b'{"device_id":"%s","points":['
+
+
+def points_body(device_id: str, raw_points: list[bytes], batch_id: str | None, request_id: str | None) -> bytes:
+    """The RecordPoints JSON of one device's admitted points, built from their raw JSON."""
+    body = b"".join((_OPEN % device_id.encode(), b",".join(raw_points), b"]"))
+    if batch_id is not None:
+        body += b',"batch_id":' + msgspec.json.encode(batch_id)
+    if request_id is not None:
+        body += b',"request_id":' + msgspec.json.encode(request_id)
+    return body + b"}"
+
+
+def admit_points(
+    raws: list[msgspec.Raw], prefix: str, check: PointCheck | None, document: bytes | None = None
+) -> tuple[list[Point], list[PointError]]:
+    """Decode each raw point and check it (shape, then its metric's definition): the admission rule."""
+    return decode_points(raws, prefix, check, document)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A signed message: every point is stored and evaluated."""
+
+    device_id: str
+    points: list[Point]
+
+
+@dataclass(frozen=True)
+class Unadmitted:
+    """A message nobody admitted yet (published directly): checked, not yet a source of points."""
+
+    device_id: str
+    points: list[Point]
+    raws: list[msgspec.Raw]
+    errors: list[PointError]
+
+
+class PointsValidator:
+    """Signs admitted messages and tells every consumer which points of a message count."""
+
+    def __init__(self, key: bytes, check: PointCheck | None = None) -> None:
+        self._key = key
+        self._check = check
+
+    def signature(self, body: bytes) -> str:
+        """The signature header value of ``body``."""
+        return hmac.new(self._key, body, hashlib.sha256).hexdigest()
+
+    def signed(self, msg: Msg) -> bool:
+        """Whether ``msg`` carries a valid signature of its body (constant-time comparison)."""
+        claimed = msg.headers.get(SIGNATURE) if msg.headers else None
+        return claimed is not None and hmac.compare_digest(claimed, self.signature(msg.data))
+
+    def accepted(self, msg: Msg) -> Accepted | None:
+        """The points every consumer stores/evaluates from ``msg``; None when it is not an admitted message.
+
+        Depends on the message's bytes and the key only, so it is the same in every consumer.
+        """
+        if not self.signed(msg):
+            return None
+        try:
+            typed = validated_points_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return None  # signed but unreadable: cannot happen unless the key leaked; the careful path says why
+        if device_of_points_subject(msg.subject) != typed.device_id:
+            return None
+        return Accepted(typed.device_id, typed.points)
+
+    def read(self, msg: Msg) -> Accepted | Unadmitted | str:
+        """What the ingest worker does with ``msg``: accept it, admit it now, or reject it whole (the reason)."""
+        accepted = self.accepted(msg)
+        if accepted is not None:
+            return accepted
+        try:
+            command = record_points_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            return f"not a RecordPoints message: {exc}"
+        if device_of_points_subject(msg.subject) != command.device_id:
+            return f"device_id {command.device_id!r} does not match subject {msg.subject!r}"
+        points, errors = admit_points(command.points, "points", self._check, msg.data)
+        return Unadmitted(command.device_id, points, command.points, errors)
