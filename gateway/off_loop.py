@@ -2,12 +2,15 @@
 
 A thread would not do: pure-Python work holds the GIL, and /health, ingestion and every other
 request would wait behind it. Worker processes are spawned (not forked from a process running an
-event loop and open sockets).
+event loop and open sockets), and each exits on its own once the gateway is gone, even SIGKILLed:
+a pool worker alone would wait for work forever as an orphan.
 """
 
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +22,19 @@ from telemetry_core.errors import ServiceUnavailableError
 
 R = TypeVar("R")
 log = structlog.get_logger()
+# How often a worker process looks whether the gateway that started it is still there.
+PARENT_CHECK_S = 0.5
+
+
+def _exit_with(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)  # the gateway is gone: nobody will ever collect a result
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Worker initializer: a daemon thread ends the worker when its parent (the gateway) dies."""
+    threading.Thread(target=_exit_with, args=(parent_pid,), name="exit-with-gateway", daemon=True).start()
 
 
 class OffLoop:
@@ -30,7 +46,12 @@ class OffLoop:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     async def run(self, fn: Callable[..., R], *args: object) -> R:

@@ -36,13 +36,13 @@ def polled(reached: Callable[[int], Awaitable[bool]]) -> Condition:
 async def wait_visible(seq: int, conditions: Mapping[str, Condition], within_s: float) -> list[str]:
     """Wait for every condition to see ``seq``, all at once, for at most ``within_s``; names those that did not.
 
-    An error in a condition (e.g. PostgreSQL down) is raised once the others are cancelled.
+    An error in a condition (e.g. PostgreSQL down) is raised at once, the other waits cancelled.
     """
     tasks = {name: asyncio.ensure_future(condition(seq)) for name, condition in conditions.items()}
     if not tasks:
         return []
     try:
-        _, pending = await asyncio.wait(tasks.values(), timeout=within_s)
+        _, pending = await asyncio.wait(tasks.values(), timeout=within_s, return_when=asyncio.FIRST_EXCEPTION)
     finally:
         for task in tasks.values():
             task.cancel()

@@ -42,7 +42,7 @@ async def ingest_single(
 ) -> SingleIngestResponse:
     """Validate and publish one point."""
     checked_name(device_id, "device_id")
-    body = data
+    body = data  # decompressed by RawBody, within the size cap
     raw = decode(body, _raw_decoder)
     checked = check_points([raw], "", gw.definitions.check, body)
     if checked.errors:
@@ -71,7 +71,7 @@ async def ingest_batch(
 ) -> Response[BatchIngestResponse]:
     """Validate each point, publish the valid ones as one message, report the rest by index."""
     checked_name(device_id, "device_id")
-    body = data
+    body = data  # decompressed by RawBody, within the size cap
     batch = decode(body, _batch_decoder)
     total = len(batch.data_points)
     if total == 0:
@@ -108,7 +108,7 @@ def _device_failure(device_id: str, total: int, detail: str, field: str) -> Devi
       "200 if any point was stored, else 422; per-device results in `results`.")  # fmt: skip
 async def ingest_bulk(data: bytes, gw: GatewayState, request: Request[Any, Any, Any]) -> Response[BulkIngestResponse]:
     """Validate every device's points, publish each device's valid points concurrently."""
-    body = data
+    body = data  # decompressed by RawBody, within the size cap
     devices = decode(body, _bulk_decoder)
     if not devices:
         raise bad_request('body: has no devices; send {"<device_id>": [points...]}')
