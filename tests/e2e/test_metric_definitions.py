@@ -1,6 +1,7 @@
 """E2: metric definitions, event-sourced, unique under races, and enforced at ingestion."""
 
 import asyncio
+import gzip
 import json
 import subprocess
 import sys
@@ -217,3 +218,20 @@ def test_replay_rebuilds_the_same_definitions(stack: Stack, servers: Servers, cl
     stack.start("projection-worker")
     assert eventually(lambda: snapshot() == before, timeout=30, what="rebuilt") is True
     assert deleted not in [row[0] for row in before]
+
+
+def test_bodies_are_decoded_strictly_compressed_or_not(client: httpx.Client) -> None:
+    name = unique("gz")
+    r = client.post(
+        URL, content=gzip.compress(json.dumps(definition(name)).encode()), headers={"Content-Encoding": "gzip"}
+    )
+    assert (r.status_code, r.json()["name"]) == (201, name)
+    # A string is not an int (a lenient decoder would have turned "30" into 30).
+    r = client.post(URL, json=definition(unique("m"), retention_days="30"))
+    assert (r.status_code, r.json()["detail"]) == (422, "retention_days: Expected `int`, got `str`")
+    for empty in (b"", b"  \n"):
+        r = client.post(URL, content=empty, headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()) == (400, {"detail": "request body is empty; send a JSON object"})
+    r = client.post(URL, content=b'{"name": ', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("body is not valid JSON")
