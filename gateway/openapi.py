@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+# Litestar's own Struct schema plugin; it is not exported under a public name.
+from litestar._openapi.schema_generation.plugins import StructSchemaPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Operation, RequestBody, Schema, SecurityScheme
 from litestar.plugins import OpenAPISchemaPlugin
@@ -33,8 +35,6 @@ class DeclaredOrderStructs(OpenAPISchemaPlugin):
     """
 
     def __init__(self) -> None:
-        from litestar._openapi.schema_generation.plugins import StructSchemaPlugin
-
         self._structs = StructSchemaPlugin()
 
     def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:

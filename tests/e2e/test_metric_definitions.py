@@ -235,3 +235,13 @@ def test_bodies_are_decoded_strictly_compressed_or_not(client: httpx.Client) -> 
     r = client.post(URL, content=b'{"name": ', headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     assert r.json()["detail"].startswith("body is not valid JSON")
+
+
+def test_bodies_over_the_limit_are_413_on_the_wire_or_inflated(client: httpx.Client) -> None:
+    limit = 16 * 1024 * 1024  # TELEMETRY_MAX_BODY_BYTES, default
+    detail = f"request body exceeds {limit} bytes (after decompression)"
+    padded = json.dumps(definition(unique("big"), description="x" * (limit + 1))).encode()
+    r = client.post(URL, content=padded, headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.json()) == (413, {"detail": detail})
+    r = client.post(URL, content=gzip.compress(padded), headers={"Content-Encoding": "gzip"})
+    assert (r.status_code, r.json()) == (413, {"detail": detail})
