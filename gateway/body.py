@@ -1,12 +1,11 @@
-"""Read a request body: size cap, Content-Encoding (gzip, zstd, lz4), then one typed decode."""
+"""Request body bytes: undo Content-Encoding (gzip, zstd, lz4) within the size cap, then one typed decode."""
 
 import zlib
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import lz4.frame
 import msgspec
 import zstandard
-from litestar import Request
 
 from gateway.errors import ApiError, bad_request, unprocessable
 from telemetry_schemas.codecs import split_validation_error
@@ -55,17 +54,6 @@ def decompress(data: bytes, encoding: str, limit: int) -> bytes:
     if len(out) > limit:
         raise _too_large(limit)
     return out
-
-
-async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
-    """The decompressed body, or a 4xx that says why it cannot be read."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    data = await request.body()
-    if len(data) > limit:
-        raise _too_large(limit)
-    return decompress(data, request.headers.get("content-encoding", ""), limit)
 
 
 def decode(data: bytes, decoder: msgspec.json.Decoder[T]) -> T:

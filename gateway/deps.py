@@ -1,23 +1,28 @@
-"""Small accessors handlers use to reach the gateway's resources and request context."""
+"""What route handlers receive by name (Litestar dependency injection), and small request helpers."""
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from psycopg_pool import AsyncConnectionPool
 
+from gateway.auth.guard import principal_of
+from gateway.commands.aggregate import CommandContext
+from gateway.commands.alert_rules import AlertRuleCommands
+from gateway.commands.alerts import AlertCommands
+from gateway.commands.metric_definitions import MetricDefinitionCommands
 from gateway.errors import bad_request
+from gateway.off_loop import OffLoop
 from gateway.state import GatewayState
 from telemetry_core.headers import REQUEST_ID
+from telemetry_core.settings import Settings
 from telemetry_schemas.fields import SUBJECT_SAFE
 
 _SAFE = re.compile(SUBJECT_SAFE)
-
-
-def state_of(request: Request[Any, Any, Any]) -> GatewayState:
-    """The gateway state the lifespan put on the app."""
-    state: GatewayState = request.app.state.gw
-    return state
 
 
 def request_id(request: Request[Any, Any, Any]) -> str:
@@ -31,3 +36,50 @@ def checked_name(value: str, what: str) -> str:
     if not 1 <= len(value) <= 128 or not _SAFE.match(value):
         raise bad_request(f"{what} {value!r} is invalid: use 1-128 characters from A-Z a-z 0-9 _ - :")
     return value
+
+
+def _gw(state: State) -> GatewayState:
+    gw: GatewayState = state.gw  # put there by the lifespan
+    return gw
+
+
+def _pool(gw: GatewayState) -> AsyncConnectionPool:
+    return gw.pool
+
+
+def _settings(gw: GatewayState) -> Settings:
+    return gw.settings
+
+
+def _ctx(request: Request[Any, Any, Any]) -> CommandContext:
+    return CommandContext(principal=principal_of(request), request_id=request_id(request))
+
+
+def _metric_commands(gw: GatewayState) -> MetricDefinitionCommands:
+    return gw.commands.metrics
+
+
+def _rule_commands(gw: GatewayState) -> AlertRuleCommands:
+    return gw.commands.rules
+
+
+def _alert_commands(gw: GatewayState) -> AlertCommands:
+    return gw.commands.alerts
+
+
+def _off_loop(gw: GatewayState) -> OffLoop:
+    return gw.off_loop
+
+
+# Parameter name → provider. A handler names what it needs: ``pool: AsyncConnectionPool``, ``ctx: CommandContext``.
+_PROVIDERS: dict[str, Callable[..., Any]] = {
+    "gw": _gw,
+    "pool": _pool,
+    "settings": _settings,
+    "ctx": _ctx,
+    "metric_commands": _metric_commands,
+    "rule_commands": _rule_commands,
+    "alert_commands": _alert_commands,
+    "off_loop": _off_loop,
+}
+DEPENDENCIES = {name: Provide(provider, sync_to_thread=False) for name, provider in _PROVIDERS.items()}

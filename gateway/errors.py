@@ -5,6 +5,7 @@ from typing import Any
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
@@ -43,6 +44,20 @@ def not_found(detail: str) -> ApiError:
     return ApiError(404, detail)
 
 
+EMPTY_BODY = "request body is empty; send a JSON object"
+
+
+def too_large_detail(limit: int) -> str:
+    """The 413 detail, whether the wire size or the decompressed size is over ``limit``."""
+    return f"request body exceeds {limit} bytes (after decompression)"
+
+
+def _body_missing(exc: ValidationException) -> bool:
+    """Litestar's answer to an empty body on a route that needs one (its ``data`` could not be filled)."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    return any(isinstance(e, dict) and e.get("key") == "data" for e in extra)
+
+
 def _body(detail: str, status: int, extra: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
     return Response({"detail": detail, **(extra or {})}, status_code=status, media_type=MediaType.JSON)
 
@@ -59,7 +74,11 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if isinstance(exc, NotAuthorizedException):
         return _body(exc.detail, 401)
     if isinstance(exc, ValidationException):
+        if _body_missing(exc):
+            return _body(EMPTY_BODY, 400)
         return _body(exc.detail if isinstance(exc.detail, str) else "invalid request", 400)
+    if isinstance(exc, RequestEntityTooLarge):
+        return _body(too_large_detail(request.route_handler.resolve_request_max_body_size() or 0), 413)
     if isinstance(exc, HTTPException):
         return _body(exc.detail, exc.status_code)
     log.error("unhandled_error", path=request.url.path, exc_info=exc)

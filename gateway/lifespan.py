@@ -1,4 +1,4 @@
-"""Open NATS, JetStream and the read pool at start-up; drain and close them at shutdown."""
+"""Open NATS, JetStream and the read pool at start-up; stop the worker processes, drain and close at shutdown."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -7,6 +7,9 @@ import structlog
 from litestar import Litestar
 
 from gateway.auth.guard import key_digest
+from gateway.commands.wiring import build_commands
+from gateway.integration_events import IntegrationEvents
+from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
 from gateway.state import GatewayState
 from telemetry_core.definitions_cache import DefinitionsCache
@@ -32,14 +35,18 @@ def make_lifespan(settings: Settings) -> "object":
         await pool.open(wait=True, timeout=30.0)
         definitions = DefinitionsCache(js, log)
         await definitions.start()
+        publisher = CommandPublisher(nc, js, settings.publish_timeout_s, PointsValidator(signing_key))
+        off_loop = OffLoop()  # its processes start with the first backtest
         app.state.gw = GatewayState(
             settings=settings,
             nc=nc,
             js=js,
             pool=pool,
-            publisher=CommandPublisher(nc, js, settings.publish_timeout_s, PointsValidator(signing_key)),
+            publisher=publisher,
             key_digests=tuple(key_digest(k) for k in settings.api_keys),
             definitions=definitions,
+            commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix)),
+            off_loop=off_loop,
         )
         if not settings.api_keys:
             log.warning("no_api_keys", hint="set TELEMETRY_API_KEYS; every request but /health* will get 401")
@@ -47,6 +54,7 @@ def make_lifespan(settings: Settings) -> "object":
         try:
             yield
         finally:
+            await off_loop.shutdown()
             await definitions.stop()
             await pool.close()
             await close_nats(nc)

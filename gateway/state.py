@@ -1,4 +1,4 @@
-"""What the gateway holds for its lifetime: connections, the publisher, settings (on app.state.gw)."""
+"""What the gateway holds for its lifetime: connections, the publisher, the command handlers (on app.state.gw)."""
 
 import time
 from dataclasses import dataclass, field
@@ -7,6 +7,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.commands.wiring import Commands
+from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.settings import Settings
@@ -14,7 +16,7 @@ from telemetry_core.settings import Settings
 
 @dataclass
 class GatewayState:
-    """Resources opened by the lifespan and used by handlers."""
+    """Resources opened by the lifespan; handlers receive them through the dependencies in gateway/deps.py."""
 
     settings: Settings
     nc: Client
@@ -23,4 +25,6 @@ class GatewayState:
     publisher: CommandPublisher
     key_digests: tuple[bytes, ...]
     definitions: DefinitionsCache
+    commands: Commands
+    off_loop: OffLoop
     started_at: float = field(default_factory=time.monotonic)

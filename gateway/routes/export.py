@@ -1,13 +1,14 @@
 """E7-US1: CSV export, streamed."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Request, get
+from litestar import get
 from litestar.params import Parameter
 from litestar.response import Stream
+from psycopg_pool import AsyncConnectionPool
 
-from gateway.deps import checked_name, state_of
+from gateway.deps import checked_name
 from gateway.errors import bad_request, not_found, unprocessable
 from gateway.views.csv_export import any_points, csv_chunks
 
@@ -26,7 +27,7 @@ def _names(values: list[str], what: str) -> list[str]:
      "metric_names are comma-separated or repeated. 404 when nothing matches. JSON values and tags are "
      "JSON-encoded cells.")  # fmt: skip
 async def export_csv(
-    request: Request[Any, Any, Any],
+    pool: AsyncConnectionPool,
     device_ids: Annotated[list[str], Parameter(min_items=1)],
     metric_names: Annotated[list[str], Parameter(min_items=1)],
     start_time: datetime,
@@ -44,7 +45,6 @@ async def export_csv(
         "start": start_time,
         "end": end_time,
     }
-    pool = state_of(request).pool
     if not await any_points(pool, params):
         raise not_found("no data points match these devices, metrics and time range")
     filename = f"telemetry_{start_time:%Y%m%dT%H%M%S}_{end_time:%Y%m%dT%H%M%S}.csv"

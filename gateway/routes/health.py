@@ -2,12 +2,11 @@
 
 import asyncio
 import time
-from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Response, get
 
-from gateway.deps import state_of
 from gateway.health import check_alert_engine, check_db, check_nats, consumer_lag
+from gateway.state import GatewayState
 from telemetry_core import SERVICE_NAME, __version__
 from telemetry_schemas.api.health import ComponentHealth, DetailedHealthResponse, HealthResponse
 
@@ -17,9 +16,8 @@ _TAGS = ["health"]
 
 @get("/health", opt=_OPT, tags=_TAGS, summary="Health check (E6-US3)",
      description="200 when NATS and PostgreSQL answer, else 503 with a detail naming what is down.")  # fmt: skip
-async def health(request: Request[Any, Any, Any]) -> Response[HealthResponse]:
+async def health(gw: GatewayState) -> Response[HealthResponse]:
     """Check NATS and PostgreSQL."""
-    gw = state_of(request)
     nats_ok, db_ok = await asyncio.gather(check_nats(gw), check_db(gw))
     problems = [c.detail for c in (nats_ok, db_ok) if c.status != "healthy" and c.detail]
     body = HealthResponse(
@@ -37,9 +35,8 @@ async def health(request: Request[Any, Any, Any]) -> Response[HealthResponse]:
      "projections (read-model lag), alert_engine (heartbeat of each engine partition; unhealthy when none reported "
      "in 10 s, which does not fail the endpoint: storage goes on), real_time_stream (not deployed in this release), "
      "and performance figures. 503 when NATS or PostgreSQL is down.")  # fmt: skip
-async def health_detailed(request: Request[Any, Any, Any]) -> Response[DetailedHealthResponse]:
+async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
     """Check every component and report consumer lag."""
-    gw = state_of(request)
     nats_c, db_c = await asyncio.gather(check_nats(gw), check_db(gw))
     lags = await consumer_lag(gw) if nats_c.status == "healthy" else {}
     ingest_lag = lags.get("ingest", {})

@@ -7,9 +7,12 @@ import msgspec
 from litestar import Request, Response, post
 
 from gateway.batch_validation import CheckedBatch, check_points, summarize
-from gateway.body import decode, read_body
-from gateway.deps import checked_name, request_id, state_of
+from gateway.body import decode
+from gateway.deps import checked_name, request_id
 from gateway.errors import bad_request, unprocessable
+from gateway.ingest_bodies import BatchBody, BulkBody
+from gateway.state import GatewayState
+from gateway.typed_body import RawBody
 from telemetry_schemas.api.ingest import (
     MAX_BATCH_POINTS,
     BatchIngestResponse,
@@ -19,6 +22,7 @@ from telemetry_schemas.api.ingest import (
     SingleIngestResponse,
 )
 from telemetry_schemas.codecs import PointError
+from telemetry_schemas.values import Point
 
 MAX_BULK_POINTS = 10_000
 
@@ -30,14 +34,15 @@ _TAGS = ["ingestion"]
 
 
 @post("/api/v1/telemetry/devices/{device_id:str}/telemetry", status_code=200, tags=_TAGS,
-      summary="Ingest one data point (E1-US1)",
+      summary="Ingest one data point (E1-US1)", dto=RawBody[Point], return_dto=None,
       description="Body: a point {timestamp, metric_name, value, unit?, tags?, metadata?}. 200 once durable; "
       "422 with the field at fault; 503 when NATS did not acknowledge.")  # fmt: skip
-async def ingest_single(device_id: str, request: Request[Any, Any, Any]) -> SingleIngestResponse:
+async def ingest_single(
+    device_id: str, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
+) -> SingleIngestResponse:
     """Validate and publish one point."""
-    gw = state_of(request)
     checked_name(device_id, "device_id")
-    body = await read_body(request, gw.settings.max_body_bytes)
+    body = data  # decompressed by RawBody, within the size cap
     raw = decode(body, _raw_decoder)
     checked = check_points([raw], "", gw.definitions.check, body)
     if checked.errors:
@@ -56,16 +61,17 @@ def _result_status(checked: CheckedBatch) -> int:
 
 
 @post("/api/v1/telemetry/devices/{device_id:str}/telemetry/batch", status_code=200, tags=_TAGS,
-      summary="Ingest up to 1000 points of one device (E1-US2)",
+      summary="Ingest up to 1000 points of one device (E1-US2)", dto=RawBody[BatchBody], return_dto=None,
       description="Body: {data_points: [...], batch_id?}. Each point is validated alone: valid points are "
       "stored, rejected ones are listed in `errors` with index and field (200 if any point was stored, 422 if "
       "none). More than 1000 points: 400. Re-sending the same batch_id with the same points stores them once. "
       "Content-Encoding gzip, zstd and lz4 are accepted.")  # fmt: skip
-async def ingest_batch(device_id: str, request: Request[Any, Any, Any]) -> Response[BatchIngestResponse]:
+async def ingest_batch(
+    device_id: str, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
+) -> Response[BatchIngestResponse]:
     """Validate each point, publish the valid ones as one message, report the rest by index."""
-    gw = state_of(request)
     checked_name(device_id, "device_id")
-    body = await read_body(request, gw.settings.max_body_bytes)
+    body = data  # decompressed by RawBody, within the size cap
     batch = decode(body, _batch_decoder)
     total = len(batch.data_points)
     if total == 0:
@@ -96,14 +102,13 @@ def _device_failure(device_id: str, total: int, detail: str, field: str) -> Devi
 
 
 @post("/api/v1/telemetry/bulk", status_code=200, tags=_TAGS,
-      summary="Ingest points of many devices (E1-US3)",
+      summary="Ingest points of many devices (E1-US3)", dto=RawBody[BulkBody], return_dto=None,
       description="Body: {device_id: [points...], ...}. Each device is validated and published on its own: one "
       "device failing never fails the others. Up to 1000 points per device and 10,000 per request. "
       "200 if any point was stored, else 422; per-device results in `results`.")  # fmt: skip
-async def ingest_bulk(request: Request[Any, Any, Any]) -> Response[BulkIngestResponse]:
+async def ingest_bulk(data: bytes, gw: GatewayState, request: Request[Any, Any, Any]) -> Response[BulkIngestResponse]:
     """Validate every device's points, publish each device's valid points concurrently."""
-    gw = state_of(request)
-    body = await read_body(request, gw.settings.max_body_bytes)
+    body = data  # decompressed by RawBody, within the size cap
     devices = decode(body, _bulk_decoder)
     if not devices:
         raise bad_request('body: has no devices; send {"<device_id>": [points...]}')

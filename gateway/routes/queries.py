@@ -3,15 +3,16 @@
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import msgspec
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.params import Parameter
+from psycopg_pool import AsyncConnectionPool
 
-from gateway.body import decode, read_body
-from gateway.deps import checked_name, state_of
+from gateway.deps import checked_name
 from gateway.errors import bad_request, not_found, unprocessable
 from gateway.query_plan import bucket_count, choose_source
 from gateway.series_query import SeriesQuery, default_interval, run_series_query
+from gateway.state import GatewayState
+from gateway.typed_body import JsonBody
 from gateway.views.aggregates import aggregate, prefer_exact
 from gateway.views.device_metrics import device_metrics
 from gateway.views.latest import latest_value
@@ -25,7 +26,6 @@ from telemetry_schemas.api.queries import (
     TelemetryDataResponse,
 )
 
-_query_decoder = msgspec.json.Decoder(QueryRequest)
 _TAGS = ["queries"]
 MAX_LOOKBACK = timedelta(days=36_500)
 
@@ -35,7 +35,7 @@ MAX_LOOKBACK = timedelta(days=36_500)
      description="The most recent point no older than `lookback` (default 24h; e.g. 30m, 7d, or seconds). "
      "404 when there is none.")  # fmt: skip
 async def get_latest(
-    device_id: str, metric_name: str, request: Request[Any, Any, Any], lookback: str = "24h"
+    device_id: str, metric_name: str, pool: AsyncConnectionPool, lookback: str = "24h"
 ) -> LatestValueResponse:
     """Read the latest_values read model."""
     checked_name(device_id, "device_id")
@@ -47,7 +47,7 @@ async def get_latest(
     if window > MAX_LOOKBACK:
         raise bad_request("lookback: must be at most 36500d (100 years)")
     since = datetime.now(UTC) - window
-    found = await latest_value(state_of(request).pool, device_id, metric_name, since)
+    found = await latest_value(pool, device_id, metric_name, since)
     if found is None:
         raise not_found(
             f"no data for metric {metric_name!r} of device {device_id!r} in the last {lookback} "
@@ -59,10 +59,10 @@ async def get_latest(
 @get("/api/v1/telemetry/devices/{device_id:str}/metrics", tags=_TAGS,
      summary="Metric names a device has reported (E3-US3)",
      description="A JSON array of unique metric names, sorted; empty when the device has no data.")  # fmt: skip
-async def get_device_metrics(device_id: str, request: Request[Any, Any, Any]) -> list[str]:
+async def get_device_metrics(device_id: str, pool: AsyncConnectionPool) -> list[str]:
     """Read the device's metric names."""
     checked_name(device_id, "device_id")
-    return await device_metrics(state_of(request).pool, device_id)
+    return await device_metrics(pool, device_id)
 
 
 def _tag_filters(filters: dict[str, Any] | None) -> dict[str, str] | None:
@@ -77,16 +77,16 @@ def _tag_filters(filters: dict[str, Any] | None) -> dict[str, str] | None:
 
 @post("/api/v1/telemetry/query", status_code=200, tags=_TAGS,
       summary="Query points over a time range, raw or aggregated (E3-US1)",
+      dto=JsonBody[QueryRequest], return_dto=None,
       description="Range is half-open [start_time, end_time). Without `aggregation`: raw points in time order, "
       "each with device_id and metric_name. With `aggregation` (avg, min, max, sum, count, median, p95, p99) "
       "and `interval` seconds (default by range length): one value per bucket per (device, metric), timestamp = "
       "bucket start, numeric points only; `source` tells raw/rollup_minute/rollup_hour, and percentiles from "
       "rollups carry `relative_error`. `series` groups the same points per (device, metric). `filters` are tag "
       "equalities. limit <= 10000 (default 1000); more buckets per series than `limit` is a 422.")  # fmt: skip
-async def query(request: Request[Any, Any, Any]) -> TelemetryDataResponse:
+async def query(data: QueryRequest, gw: GatewayState) -> TelemetryDataResponse:
     """Answer E3-US1."""
-    gw = state_of(request)
-    body = decode(await read_body(request, gw.settings.max_body_bytes), _query_decoder)
+    body = data
     return await run_series_query(
         gw.pool,
         SeriesQuery(
@@ -116,7 +116,7 @@ def _ceil_to(t: datetime, seconds: int) -> datetime:
 async def get_range(
     device_id: str,
     metric_name: str,
-    request: Request[Any, Any, Any],
+    gw: GatewayState,
     time_range: TimeRange = "24h",
     aggregation: Aggregation | None = None,
     interval: Annotated[int | None, Parameter(ge=1, le=31_536_000)] = None,
@@ -133,7 +133,6 @@ async def get_range(
     else:
         interval = interval or default_interval(span)
         end, limit = _ceil_to(now, 3600 if interval % 3600 == 0 else 60 if interval % 60 == 0 else 1), 10_000
-    gw = state_of(request)
     return await run_series_query(
         gw.pool,
         SeriesQuery(
@@ -149,7 +148,7 @@ async def get_range(
      "aggregate is across all devices. Served from rollups when the interval and range align with minutes or "
      "hours (`source`).")  # fmt: skip
 async def get_aggregated(
-    request: Request[Any, Any, Any],
+    gw: GatewayState,
     metric_name: str,
     aggregation_type: Aggregation,
     interval: Annotated[int, Parameter(ge=1, le=31_536_000)],
@@ -171,12 +170,11 @@ async def get_aggregated(
         )
     devices = [device_id] if device_id else None
     plan = choose_source(start, end, interval, aggregation_type)
-    gw = state_of(request)
     plan = await prefer_exact(
         gw.pool, plan, aggregation_type, [metric_name], devices, start, end, gw.settings.exact_percentile_points
     )
     rows = await aggregate(
-        state_of(request).pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
+        gw.pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
         devices=[device_id] if device_id else None, start=start, end=end, per_device=device_id is not None,
     )  # fmt: skip
     points = [AggregatedPoint(timestamp=b.timestamp, value=b.value, count=b.count) for b in rows]

@@ -1,7 +1,5 @@
-"""The alert_rules read model (list, get) and waiting for the alert engines to apply a rule change."""
+"""The alert_rules read model: list and get."""
 
-import asyncio
-import time
 from datetime import datetime
 from typing import Any
 
@@ -11,9 +9,6 @@ from psycopg_pool import AsyncConnectionPool
 from gateway.views.rows import fetch_one, fetch_page
 from telemetry_schemas.api.alerts import AlertRuleResponse
 from telemetry_schemas.rules import RuleSpec
-
-# An engine copy whose heartbeat is older than this is considered gone: writes do not wait for it.
-ENGINE_LIVE_WITHIN_S = 10.0
 
 _spec_decoder = msgspec.json.Decoder(RuleSpec)
 # A rule (the alert-rules projection's table) with its trigger statistics (the alerts projection's).
@@ -33,10 +28,6 @@ SELECT {_COLUMNS}, count(*) OVER () AS total FROM {_FROM} {_WHERE}
 ORDER BY r.name, r.rule_id LIMIT %(limit)s OFFSET %(offset)s
 """  # noqa: S608 - constant text
 _COUNT = f"SELECT count(*) AS count FROM telemetry.alert_rules {_WHERE}"  # noqa: S608 - constant text
-_LIVE_ENGINES = """
-SELECT partition, rules_seq FROM telemetry.alert_engines
-WHERE heartbeat_at > now() - make_interval(secs => %s)
-"""
 
 
 def rule_response(
@@ -94,22 +85,3 @@ async def list_rules(
     params = {"enabled": enabled, "level": level, "metric_name": metric_name, "limit": limit, "offset": offset}
     rows, total = await fetch_page(pool, _LIST, _COUNT, params)
     return [_response(r) for r in rows], total
-
-
-async def wait_engines(pool: AsyncConnectionPool, seq: int, timeout_s: float) -> list[str]:
-    """Poll until every live alert engine copy has applied rule events up to ``seq``, up to ``timeout_s``.
-
-    Live means a heartbeat within ENGINE_LIVE_WITHIN_S (an engine that stops beating stops being waited
-    for). Returns the partitions still behind at the deadline; [] when all caught up or none is live.
-    """
-    deadline = time.monotonic() + timeout_s
-    delay = 0.005
-    while True:
-        async with pool.connection() as conn:
-            cur = await conn.execute(_LIVE_ENGINES, (ENGINE_LIVE_WITHIN_S,), prepare=True)
-            rows = await cur.fetchall()
-        behind = sorted(str(partition) for partition, rules_seq in rows if rules_seq < seq)
-        if not behind or time.monotonic() >= deadline:
-            return behind
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)

@@ -1,11 +1,10 @@
 """Backtest a rule: stream the stored points it would have seen through the pure state machine."""
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from telemetry_core.alerting.backtest import Backtest
 from telemetry_core.value_columns import from_columns
@@ -14,6 +13,7 @@ from telemetry_schemas.rules import RuleSpec
 
 MAX_POINTS = 200_000
 ROWS_PER_FETCH = 5000
+CONNECT_TIMEOUT_S = 5
 
 # The rule's targeting narrows in SQL as far as it can (ids, tag containment, the "group" tag); the
 # state machine's own targeting check then runs on each point, so both always agree.
@@ -52,10 +52,14 @@ def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-async def run_backtest(
-    pool: AsyncConnectionPool, rule: RuleSpec, start: datetime, end: datetime, device_ids: list[str] | None
+def evaluate(
+    database_url: str, rule: RuleSpec, start: datetime, end: datetime, device_ids: list[str] | None
 ) -> BacktestResponse:
-    """Evaluate ``rule`` over the points of [start, end); raise TooManyPointsError past MAX_POINTS."""
+    """Evaluate ``rule`` over the points of [start, end); raise TooManyPointsError past MAX_POINTS.
+
+    Blocking and CPU-bound (up to MAX_POINTS points through the state machine): it runs in a worker
+    process (gateway/off_loop.py) with its own connection, never on the gateway's event loop.
+    """
     params = {
         "metric": rule.metric_name,
         "start": start,
@@ -66,17 +70,16 @@ async def run_backtest(
         "cap": MAX_POINTS + 1,
     }
     test = Backtest(rule)
-    async with pool.connection() as conn:
-        cur = await conn.execute(_COUNT, params)
-        row = await cur.fetchone()
+    with psycopg.connect(database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        conn.execute("SET statement_timeout = '30s'")
+        row = conn.execute(_COUNT, params).fetchone()
         if row is not None and row[0] > MAX_POINTS:
             raise TooManyPointsError
-        async with conn.transaction(), conn.cursor(name="backtest") as named:
-            await named.execute(_ROWS, params)
-            while rows := await named.fetchmany(ROWS_PER_FETCH):
-                # CPU-bound: off the event loop, one chunk at a time, so other requests keep flowing.
-                await asyncio.to_thread(_feed, test, rows)
-    simulated = await asyncio.to_thread(test.finish, end.timestamp())
+        with conn.transaction(), conn.cursor(name="backtest") as named:
+            named.execute(_ROWS, params)
+            while rows := named.fetchmany(ROWS_PER_FETCH):
+                _feed(test, rows)
+    simulated = test.finish(end.timestamp())
     alerts = [
         BacktestAlert(
             alert_id=a.alert_id, device_id=a.device_id, kind=a.kind, opened_at=_at(a.opened_at), value=a.value,

@@ -1,7 +1,5 @@
-"""The metric_definitions read model: list, get, and waiting for an event to be applied."""
+"""The metric_definitions read model: list and get."""
 
-import asyncio
-import time
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -25,7 +23,6 @@ SELECT count(*) FROM telemetry.metric_definitions
 WHERE (%(data_type)s::text IS NULL OR data_type = %(data_type)s)
   AND (%(metric_type)s::text IS NULL OR metric_type = %(metric_type)s)
 """
-_CHECKPOINT = "SELECT last_seq FROM telemetry.projection_checkpoints WHERE projection = %s AND stream = %s"
 
 
 def _response(row: dict[str, Any]) -> MetricDefinitionResponse:
@@ -46,19 +43,3 @@ async def list_definitions(
     params = {"data_type": data_type, "metric_type": metric_type, "limit": limit, "offset": offset}
     rows, total = await fetch_page(pool, _LIST, _COUNT, params)
     return [_response(r) for r in rows], total
-
-
-async def wait_applied(pool: AsyncConnectionPool, projection: str, stream: str, seq: int, timeout_s: float) -> bool:
-    """Poll the projection checkpoint until it reaches ``seq`` (read-your-writes), up to ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.002
-    while True:
-        async with pool.connection() as conn:
-            cur = await conn.execute(_CHECKPOINT, (projection, stream), prepare=True)
-            row = await cur.fetchone()
-        if row is not None and row[0] >= seq:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import nats
+import psutil
 import psycopg
 import pytest
 from nats.js.api import DeliverPolicy
@@ -463,3 +464,100 @@ def test_openapi_documents_the_alerting_endpoints_and_bodies(client: httpx.Clien
         "condition",
         "threshold_value",
     ]
+
+
+BIG_DAY = datetime(2025, 12, 20, tzinfo=UTC)
+
+
+def _store_many(servers: Servers, metric: str, devices: int, per_device: int) -> None:
+    """Write points straight into PostgreSQL (the backtest reads stored points; ingestion is not under test)."""
+    prefix = unique("btdev")
+    with psycopg.connect(servers.database_url) as conn:
+        conn.execute("SELECT telemetry.ensure_partition(%s)", (BIG_DAY.date(),))
+        conn.execute(
+            "INSERT INTO telemetry.points (device_id, metric_name, time, value_type, value_num, src_seq) "
+            "SELECT %s || d, %s, %s + make_interval(secs => s), 0, (s %% 100)::float8, 0 "
+            "FROM generate_series(1, %s) AS d, generate_series(0, %s - 1) AS s",
+            (prefix, metric, BIG_DAY, devices, per_device),
+        )
+
+
+def _forget_points(servers: Servers, metric: str) -> None:
+    with psycopg.connect(servers.database_url) as conn:
+        conn.execute("DELETE FROM telemetry.points WHERE metric_name = %s", (metric,))
+
+
+def _big_backtest(metric: str) -> dict:
+    return {
+        "rule": rule(metric, threshold_value=90, trigger_count=3, evaluation_window=60),
+        "start_time": "2025-12-20T00:00:00Z", "end_time": "2025-12-21T00:00:00Z",
+    }  # fmt: skip
+
+
+def _worker_processes(pid: int) -> list[psutil.Process]:
+    return [c for c in psutil.Process(pid).children() if "spawn_main" in " ".join(c.cmdline())]
+
+
+async def test_a_large_backtest_runs_off_the_event_loop(stack: Stack, servers: Servers) -> None:
+    metric = unique("btbig")
+    _store_many(servers, metric, devices=20, per_device=10_000)  # 200,000 points: the most a backtest takes
+    try:
+        async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=300) as client:
+            started = time.monotonic()
+            backtest = asyncio.create_task(client.post(f"{URL}/backtest", json=_big_backtest(metric)))
+            answered_meanwhile: list[float] = []
+            while not backtest.done():
+                asked = time.monotonic()
+                health = await client.get("/health")
+                assert health.status_code == 200
+                if not backtest.done():
+                    answered_meanwhile.append(time.monotonic() - asked)
+                await asyncio.sleep(0.02)  # pacing (a load balancer's probe, not a flood); nothing waits on it
+            r = await backtest
+            took = time.monotonic() - started
+        assert r.status_code == 200, r.text
+        assert (r.json()["points_evaluated"], r.json()["devices_evaluated"]) == (200_000, 20)
+        # The gateway kept answering while it ran: many health checks, each a small part of the backtest's time.
+        assert len(answered_meanwhile) >= 5, (answered_meanwhile, took)
+        assert max(answered_meanwhile) < took / 4, (max(answered_meanwhile), took)
+        # ... because the state machine ran in a worker process of the gateway, not on its event loop.
+        assert _worker_processes(stack.procs["gateway"].pid)
+    finally:
+        _forget_points(servers, metric)
+
+
+def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def test_backtest_worker_processes_end_with_the_gateway(
+    stack: Stack, servers: Servers, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    metric = unique("btend")
+    with httpx.Client(base_url=stack.url, headers=stack.headers, timeout=15) as client:
+        _ingest(client, servers, unique("dev"), metric, [(0, 95)])
+    body = {"rule": rule(metric), "start_time": "2025-12-18T10:00:00Z", "end_time": "2025-12-18T11:00:00Z"}
+    second = Stack(stack.servers, tmp_path_factory.mktemp("backtest-gateway"), api_key=stack.api_key)
+    try:
+        for stop in ("SIGTERM", "SIGKILL"):
+            second.start("gateway")
+            second.wait_healthy()
+            r = httpx.post(f"{second.url}{URL}/backtest", json=body, headers=stack.headers, timeout=60)
+            assert (r.status_code, r.json()["count"]) == (200, 1), r.text
+            workers = _worker_processes(second.procs["gateway"].pid)
+            assert workers
+            if stop == "SIGTERM":
+                second.stop_all()  # the lifespan shuts the pool down before the gateway exits
+                assert _alive(workers) == []
+            else:
+                second.kill("gateway")  # no lifespan: each worker notices that its parent is gone
+                eventually(lambda ws=workers: _alive(ws) == [], timeout=10, what="orphaned workers exit")
+    finally:
+        second.stop_all()

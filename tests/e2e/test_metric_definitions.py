@@ -1,6 +1,7 @@
 """E2: metric definitions, event-sourced, unique under races, and enforced at ingestion."""
 
 import asyncio
+import gzip
 import json
 import subprocess
 import sys
@@ -220,3 +221,30 @@ def test_replay_rebuilds_the_same_definitions(stack: Stack, servers: Servers, cl
     stack.start("projection-worker")
     assert eventually(lambda: snapshot() == before, timeout=30, what="rebuilt") is True
     assert deleted not in [row[0] for row in before]
+
+
+def test_bodies_are_decoded_strictly_compressed_or_not(client: httpx.Client) -> None:
+    name = unique("gz")
+    r = client.post(
+        URL, content=gzip.compress(json.dumps(definition(name)).encode()), headers={"Content-Encoding": "gzip"}
+    )
+    assert (r.status_code, r.json()["name"]) == (201, name)
+    # A string is not an int (a lenient decoder would have turned "30" into 30).
+    r = client.post(URL, json=definition(unique("m"), retention_days="30"))
+    assert (r.status_code, r.json()["detail"]) == (422, "retention_days: Expected `int`, got `str`")
+    for empty in (b"", b"  \n"):
+        r = client.post(URL, content=empty, headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()) == (400, {"detail": "request body is empty; send a JSON object"})
+    r = client.post(URL, content=b'{"name": ', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("body is not valid JSON")
+
+
+def test_bodies_over_the_limit_are_413_on_the_wire_or_inflated(client: httpx.Client) -> None:
+    limit = 16 * 1024 * 1024  # TELEMETRY_MAX_BODY_BYTES, default
+    detail = f"request body exceeds {limit} bytes (after decompression)"
+    padded = json.dumps(definition(unique("big"), description="x" * (limit + 1))).encode()
+    r = client.post(URL, content=padded, headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.json()) == (413, {"detail": detail})
+    r = client.post(URL, content=gzip.compress(padded), headers={"Content-Encoding": "gzip"})
+    assert (r.status_code, r.json()) == (413, {"detail": detail})
