@@ -12,8 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from ingest_worker.notices import build_notice, publish_data_received, publish_notices
 from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
-from telemetry_core.consumer_loop import Rejected
-from telemetry_core.dead_letter import publish_dead_letter
+from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.errors import PermanentError, TransientError
 from telemetry_core.headers import VALIDATED
@@ -32,7 +31,7 @@ WORKER = "ingest"
 
 
 class IngestHandler:
-    """Writes a batch of messages in one transaction; acks (by the loop) only after commit."""
+    """Writes a batch of messages in one transaction; acks (by the runtime) only after commit."""
 
     def __init__(
         self,
@@ -77,7 +76,7 @@ class IngestHandler:
         return command.device_id, points, errors, command.points
 
     async def __call__(self, msgs: list[Msg]) -> list[Rejected]:
-        """Process ``msgs``; return those that can never be applied (the loop dead-letters them)."""
+        """Process ``msgs``; return what can never be applied, whole messages or points (the runtime dead-letters)."""
         rejected: list[Rejected] = []
         partial: list[tuple[Msg, list[PointError], list[msgspec.Raw]]] = []
         rows = RowSet()
@@ -116,6 +115,5 @@ class IngestHandler:
             # The good points of this message are committed; only the bad ones go to the DLQ.
             reason = "; ".join(f"{e.field}: {e.error}" for e in errors)
             bad = json_encoder.encode([raws[e.index] for e in errors])
-            await publish_dead_letter(self._js, WORKER, msg, reason, payload=bad)
-            self._log.warning("points_dead_lettered", subject=msg.subject, count=len(errors), reason=reason[:500])
+            rejected.append(Rejected(msg, reason, payload=bad, rest_applied=True))
         return rejected
