@@ -26,8 +26,12 @@ class ServiceUnavailableError(TelemetryError):
     """A backing server (NATS or PostgreSQL) is not answering; HTTP callers get 503."""
 
 
-# NATS failures that say "the server is away or slow", not "this message is wrong".
-_NATS_AWAY = (
+# Failures that say "the server is away or slow", not "this message is wrong".
+_AWAY = (
+    TransientError,
+    ServiceUnavailableError,
+    ConnectionError,
+    TimeoutError,
     nats.errors.TimeoutError,
     nats.errors.NoRespondersError,
     nats.errors.ConnectionClosedError,
@@ -46,6 +50,6 @@ def is_transient(exc: BaseException) -> bool:
     and serialization failures; a statement timeout (QueryCanceled) is not counted, since the same
     message would time out again.
     """
-    if isinstance(exc, TransientError | ServiceUnavailableError | ConnectionError | TimeoutError | _NATS_AWAY):
+    if isinstance(exc, _AWAY):
         return True
     return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg.errors.QueryCanceled)
