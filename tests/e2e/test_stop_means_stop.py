@@ -48,6 +48,22 @@ async def _publish_notice(nats_url: str, device: str) -> None:
         await nc.close()
 
 
+def _log_has(stack: Stack, label: str, text: str) -> bool:
+    return text in (stack.log_dir / f"{label}.log").read_text()
+
+
+def test_a_standby_alert_engine_sigtermed_while_waiting_for_its_partition_exits_at_once(own_stack: Stack) -> None:
+    # Runs first: it needs PostgreSQL up (the standby waits on the partition's advisory lock there).
+    own_stack.start("alert-worker", "alert-standby")
+    standby = own_stack.procs["alert-standby"]
+    eventually(lambda: _log_has(own_stack, "alert-standby", "partition_taken_waiting_as_standby"), timeout=30,
+               what="standby waiting")  # fmt: skip
+    standby.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert standby.wait(10) == 0
+    assert time.monotonic() - started < 5.0
+
+
 def test_workers_sigtermed_while_postgres_is_down_exit_within_5s(own_stack: Stack) -> None:
     servers, device = own_stack.servers, unique("dev")
     servers.postgres.kill()
