@@ -117,11 +117,10 @@ class ConsumerRuntime:
                     break
                 if self._tick is not None and time.monotonic() >= next_tick and not self._stop.is_set():
                     tick_failures = 0 if await self._run_tick(self._tick) else tick_failures + 1
-                    pause = (
-                        self._tick_s
-                        if not tick_failures
-                        else max(self._tick_s, self._policy.retry_delay(tick_failures))
-                    )
+                    # A failing tick (its database away) backs off like a failing batch.
+                    pause = self._tick_s
+                    if tick_failures:
+                        pause = max(pause, self._policy.retry_delay(tick_failures))
                     next_tick = time.monotonic() + pause
         finally:
             await bounded(sub.unsubscribe, 0.5, "unsubscribe", self._log)
@@ -146,9 +145,10 @@ class ConsumerRuntime:
                 await self._unordered(msgs)
             return True
         except Stopped:
-            for msg in list(self._unsettled.values()):
+            released = list(self._unsettled.values())
+            for msg in released:
                 await self._settle_one(msg, "nak")
-            self._log.info("stopped_mid_batch", released=len(msgs))
+            self._log.info("stopped_mid_batch", released=len(released))
             return False
 
     async def _run_tick(self, tick: Tick) -> bool:
