@@ -11,8 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from ingest_worker.notices import build_notice, publish_data_received, publish_notices
 from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
-from telemetry_core.consumer_loop import Rejected
-from telemetry_core.dead_letter import publish_dead_letter
+from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.errors import PermanentError, TransientError
 from telemetry_core.headers import MSG_ID, SIGNATURE
 from telemetry_core.points_validator import PointsValidator, Unadmitted, points_body
@@ -24,7 +23,7 @@ WORKER = "ingest"
 
 
 class IngestHandler:
-    """Writes a batch of messages in one transaction; acks (by the loop) only after commit."""
+    """Writes a batch of messages in one transaction; acks (by the runtime) only after commit."""
 
     def __init__(
         self,
@@ -45,7 +44,7 @@ class IngestHandler:
         self.points_written = 0
 
     async def __call__(self, msgs: list[Msg]) -> list[Rejected]:
-        """Process ``msgs``; return those that can never be applied (the loop dead-letters them)."""
+        """Process ``msgs``; return what can never be applied, whole messages or points (the runtime dead-letters)."""
         rejected: list[Rejected] = []
         admitting: list[tuple[Msg, Unadmitted]] = []
         rows = RowSet()
@@ -82,11 +81,13 @@ class IngestHandler:
             await publish_notices(self._js, notices)
             await publish_data_received(self._nc, self._prefix, notices)
         for msg, unadmitted in admitting:
-            await self._admit(msg, unadmitted)
+            bad_points = await self._admit(msg, unadmitted)
+            if bad_points is not None:
+                rejected.append(bad_points)
         return rejected
 
-    async def _admit(self, msg: Msg, unadmitted: Unadmitted) -> None:
-        """A directly published message: its bad points go to the DLQ, its good ones come back signed.
+    async def _admit(self, msg: Msg, unadmitted: Unadmitted) -> Rejected | None:
+        """A directly published message: its good points come back signed; its bad ones are returned for the DLQ.
 
         Nothing consumes an unsigned message's points, so the one verdict taken here (against the
         definitions this worker knows now) is what the ingest worker stores and the alert engine
@@ -94,15 +95,15 @@ class IngestHandler:
         after a crash re-publishes a duplicate that JetStream drops.
         """
         errors, raws = unadmitted.errors, unadmitted.raws
-        if errors:
-            reason = "; ".join(f"{e.field}: {e.error}" for e in errors)
-            bad = json_encoder.encode([raws[e.index] for e in errors])
-            await publish_dead_letter(self._js, WORKER, msg, reason, payload=bad)
-            self._log.warning("points_dead_lettered", subject=msg.subject, count=len(errors), reason=reason[:500])
         bad_indices = {e.index for e in errors}
         good = [bytes(raw) for i, raw in enumerate(raws) if i not in bad_indices]
-        if not good:
-            return
-        body = points_body(unadmitted.device_id, good, None, None)
-        headers = {SIGNATURE: self._validator.signature(body), MSG_ID: f"admitted:{msg.metadata.sequence.stream}"}
-        await self._js.publish(points_subject(unadmitted.device_id), body, headers=headers, timeout=5.0)
+        if good:
+            body = points_body(unadmitted.device_id, good, None, None)
+            headers = {SIGNATURE: self._validator.signature(body), MSG_ID: f"admitted:{msg.metadata.sequence.stream}"}
+            await self._js.publish(points_subject(unadmitted.device_id), body, headers=headers, timeout=5.0)
+        if not errors:
+            return None
+        reason = "; ".join(f"{e.field}: {e.error}" for e in errors)
+        bad = json_encoder.encode([raws[e.index] for e in errors])
+        # The runtime dead-letters the bad points and acks the message: its good points were re-published above.
+        return Rejected(msg, reason, payload=bad, rest_applied=True)

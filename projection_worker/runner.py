@@ -1,17 +1,20 @@
-"""Per batch: BEGIN; skip messages with seq ≤ checkpoint; apply; advance checkpoint; COMMIT; then ack."""
+"""Per batch: BEGIN; skip messages with seq ≤ checkpoint; apply; advance checkpoint; COMMIT; then ack.
 
-import asyncio
-import contextlib
+The checkpoint is a high-water mark, so the runner must never let a newer message commit while an
+older one waits: it runs on the consumer runtime with ``ordered=True``, which retries a failing batch
+in place, then one message at a time in order, and dead-letters a message that still fails before it
+moves on (``telemetry_core.consumer_runtime``). The runner itself only applies and raises.
+"""
+
 from typing import Any, Protocol
 
 import msgspec
 from nats.aio.msg import Msg
-from psycopg import AsyncCursor, OperationalError
-from psycopg.errors import QueryCanceled
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg import AsyncCursor
+from psycopg_pool import AsyncConnectionPool
 
 from projection_worker.checkpoints import advance_checkpoint, read_checkpoint
-from telemetry_core.consumer_loop import Rejected
+from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.topology import ConsumerSpec
 
 
@@ -30,7 +33,7 @@ class Projection(Protocol):
 
 
 class ProjectionRunner:
-    """The consumer-loop handler for one projection."""
+    """The consumer-runtime handler for one projection."""
 
     def __init__(self, pool: AsyncConnectionPool, projection: Projection) -> None:
         self._pool = pool
@@ -48,59 +51,20 @@ class ProjectionRunner:
             await advance_checkpoint(conn, name, stream, max(checkpoint, max(seq for seq, _ in decoded)))
         self.applied += len(fresh)
 
-    async def _apply_in_order(self, decoded: list[tuple[int, Any]], msgs: list[Msg]) -> None:
-        """Apply, retrying the same messages until they succeed: never move past a failed one.
-
-        The checkpoint is a high-water mark, so letting newer messages commit while older ones wait for
-        redelivery would make the older ones look applied and skip them (silent loss). While PostgreSQL
-        is unreachable this waits (telling JetStream the messages are in progress); any other error is
-        retried a few times and then raised, so the caller can isolate the message that causes it.
-        """
-        failures = 0
-        while True:
-            try:
-                await self._apply(decoded)
-                return
-            except Exception as exc:
-                unreachable = isinstance(exc, OperationalError | PoolTimeout) and not isinstance(exc, QueryCanceled)
-                if not unreachable:
-                    failures += 1
-                    if failures >= _ATTEMPTS:
-                        raise
-                for msg in msgs:
-                    with contextlib.suppress(Exception):
-                        await msg.in_progress()
-                await asyncio.sleep(min(0.2 * 2**failures, 5.0) if not unreachable else 1.0)
-
     async def __call__(self, msgs: list[Msg]) -> list[Rejected]:
         """Apply the new messages of ``msgs`` exactly once, with the checkpoint in the same transaction.
 
-        A batch that keeps failing is applied one message at a time, in order; a message that still
-        fails is returned as rejected (the loop dead-letters it with the reason) — never skipped silently.
+        Undecodable messages are returned as rejected (the runtime dead-letters them with the reason);
+        a failure to apply raises, and the runtime decides what happens next.
         """
         name = self._projection.NAME
         rejected: list[Rejected] = []
         decoded: list[tuple[int, Any]] = []
-        by_seq: dict[int, Msg] = {}
         for msg in msgs:
             try:
-                seq = msg.metadata.sequence.stream
-                decoded.append((seq, self._projection.decode(msg.data)))
-                by_seq[seq] = msg
+                decoded.append((msg.metadata.sequence.stream, self._projection.decode(msg.data)))
             except msgspec.DecodeError as exc:
                 rejected.append(Rejected(msg, f"undecodable for projection {name}: {exc}"))
-        if not decoded:
-            return rejected
-        try:
-            await self._apply_in_order(decoded, msgs)
-        except Exception:
-            for seq, message in decoded:
-                try:
-                    await self._apply_in_order([(seq, message)], [by_seq[seq]])
-                except Exception as exc:
-                    rejected.append(Rejected(by_seq[seq], f"projection {name} failed {_ATTEMPTS} times: {exc!r}"))
+        if decoded:
+            await self._apply(decoded)
         return rejected
-
-
-# Attempts per batch (and then per message) before a message is dead-lettered; ~3 s of back-off in all.
-_ATTEMPTS = 5

@@ -2,6 +2,11 @@
 
 An ordered consumer: no durable state on the server, replays from the start on every process
 start, which is how in-memory caches (metric definitions, alert rules) are rebuilt.
+
+A cache that silently stops updating is worse than a crash, so the following task is supervised:
+when applying a message raises, or the subscription ends or fails, the failure is logged, ``healthy``
+turns False (``last_error`` says why) and the follower resubscribes from the first message it has not
+applied, with back-off, until it works again or ``stop()`` is called.
 """
 
 import asyncio
@@ -12,7 +17,11 @@ from typing import Any
 import msgspec
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from telemetry_core.stopping import bounded
+
+_RETRY_MAX_S = 5.0
 
 
 class Follower:
@@ -28,23 +37,63 @@ class Follower:
         log: structlog.stdlib.BoundLogger,
     ) -> None:
         self._js, self._stream, self._subject = js, stream, subject
-        self._decode, self._apply, self._log = decode, apply, log
+        self._decode, self._apply, self._log = decode, apply, log.bind(follower=subject)
         self.last_seq = 0
         self._advanced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
         # Set once everything the stream held at subscription time has been applied.
         self.caught_up = asyncio.Event()
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._failures = 0
+
+    @property
+    def healthy(self) -> bool:
+        """Following, and the last attempt did not fail (for health checks)."""
+        return self._task is not None and not self._task.done() and self.last_error is None
 
     async def start(self) -> None:
         """Subscribe and follow in the background."""
-        self._sub = await self._js.subscribe(
-            self._subject, stream=self._stream, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-        )
-        info = await self._sub.consumer_info()
+        self._sub = await self._subscribe()
+        self._task = asyncio.create_task(self._supervise())
+
+    async def _subscribe(self) -> Any:
+        # Resume after the last applied message: the ordered consumer is ephemeral, its position is ours.
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        if self.last_seq:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.last_seq + 1)
+        sub = await self._js.subscribe(self._subject, stream=self._stream, ordered_consumer=True, config=config)
+        info = await sub.consumer_info()
         if info.num_pending == 0:
             self.caught_up.set()
-        self._task = asyncio.create_task(self._follow(self._sub))
+            self._recovered(self.last_seq)  # nothing left to fail on
+        return sub
+
+    def _recovered(self, seq: int) -> None:
+        if self.last_error is not None:
+            self._log.info("follower_recovered", last_seq=seq, restarts=self.restarts)
+            self.last_error, self._failures = None, 0
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                if self._sub is None:
+                    self._sub = await self._subscribe()
+                await self._follow(self._sub)
+                error = "the subscription ended"
+            except Exception as exc:
+                error = repr(exc)
+            self._failures += 1
+            self.restarts += 1
+            self.last_error = error
+            delay = min(0.1 * 2 ** (self._failures - 1), _RETRY_MAX_S)
+            self._log.error("follower_failed_resubscribing", error=error, resume_from=self.last_seq + 1,
+                            attempt=self._failures, retry_in_s=delay)  # fmt: skip
+            sub, self._sub = self._sub, None
+            if sub is not None:
+                await bounded(sub.unsubscribe, 1.0, "follower_unsubscribe", self._log)
+            await asyncio.sleep(delay)
 
     async def _follow(self, sub: Any) -> None:
         async for msg in sub.messages:
@@ -56,6 +105,7 @@ class Follower:
             async with self._advanced:
                 self.last_seq = seq
                 self._advanced.notify_all()
+            self._recovered(seq)
             if msg.metadata.num_pending == 0:
                 self.caught_up.set()
 
@@ -71,11 +121,9 @@ class Follower:
         await asyncio.wait_for(self.caught_up.wait(), timeout_s)
 
     async def stop(self) -> None:
-        """Stop following."""
+        """Stop following (bounded: NATS may be gone)."""
         if self._task is not None:
             self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=1.0)
         if self._sub is not None:
-            with suppress(Exception):
-                await self._sub.unsubscribe()
+            await bounded(self._sub.unsubscribe, 1.0, "follower_unsubscribe", self._log)

@@ -1,6 +1,7 @@
 """NATS connection with reconnect and logged callbacks."""
 
 import asyncio
+import contextlib
 
 import nats
 import structlog
@@ -38,8 +39,12 @@ async def connect(url: str, name: str, log: structlog.stdlib.BoundLogger, max_wa
 
 
 async def close_nats(nc: Client, timeout_s: float = 5.0) -> None:
-    """Drain (finish in-flight work, flush) within ``timeout_s``, else close: shutdown never hangs."""
+    """Drain (finish in-flight work, flush) within ``timeout_s``, else close: shutdown never hangs.
+
+    Closing is bounded too: with the server gone, the client may be in the middle of a reconnect.
+    """
     try:
         await asyncio.wait_for(nc.drain(), timeout_s)
     except Exception:  # timeout, or already closed
-        await nc.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 1.0)

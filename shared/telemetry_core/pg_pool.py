@@ -24,3 +24,8 @@ def make_pool(
         kwargs={"autocommit": False, "connect_timeout": max(1, int(timeout_s))},
         reconnect_timeout=0,  # keep trying to reconnect forever while PostgreSQL is down
     )
+
+
+async def close_pool(pool: AsyncConnectionPool, timeout_s: float = 1.0) -> None:
+    """Close the pool, waiting at most ``timeout_s`` for its background workers (they may be reconnecting)."""
+    await pool.close(timeout=timeout_s)

@@ -1,0 +1,72 @@
+"""The alert engine as a runtime handler: a failed save is retried without evaluating the points twice."""
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+import structlog
+from nats.aio.client import Client
+from psycopg_pool import AsyncConnectionPool
+
+from alert_worker.emitter import Emitter
+from alert_worker.engine import Engine
+from alert_worker.evaluator import Evaluator
+from alert_worker.rules import RuleIndex
+from telemetry_core.embedded import free_port
+from telemetry_core.errors import is_transient
+from telemetry_core.pg_pool import make_pool
+from telemetry_core.topology import EVENTS_STREAM, POINTS_STREAM, ConsumerSpec, alert_subject, points_subject
+from telemetry_schemas.codecs import alert_event_decoder
+from telemetry_schemas.events import AlertRuleCreated, AlertTriggered
+from telemetry_schemas.rules import RuleSpec
+from tests.support.ids import unique
+
+LOG = structlog.get_logger().bind(test="engine")
+
+
+async def test_a_failed_save_is_retried_with_the_same_transitions_and_no_second_evaluation(
+    nc: Client, pool: AsyncConnectionPool
+) -> None:
+    js, device, metric, rule_id = nc.jetstream(), unique("dev"), unique("m"), str(uuid.uuid4())
+    rules = RuleIndex(js, LOG)  # not following: the rule is applied by hand
+    spec = msgspec.convert(
+        {"name": "hot", "metric_name": metric, "condition": ">", "threshold_value": 90, "device_ids": [device]},
+        RuleSpec,
+    )
+    rules._apply(AlertRuleCreated(rule_id=rule_id, rule=spec, at=datetime.now(UTC), by="test"), 1)
+    evaluator = Evaluator(rules, {}, 60.0, LOG)
+    body = {"device_id": device, "points": [{"timestamp": datetime.now(UTC).isoformat(), "metric_name": metric,
+                                              "value": 95}]}  # fmt: skip
+    seq = (await js.publish(points_subject(device), json.dumps(body).encode())).seq
+    sub = await js.pull_subscribe(points_subject(device), stream=POINTS_STREAM)
+    msgs = await sub.fetch(1, timeout=5)
+    name = unique("engine_test")
+    dead = make_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/telemetry", timeout_s=0.3)
+    await dead.open(wait=False)
+    engine = Engine(js, dead, ConsumerSpec(POINTS_STREAM, name, "telemetry.points.>"), evaluator,
+                    Emitter(nc, js, "test", LOG), partition=0, partitions=1, checkpoint=0, tick_s=1.0,
+                    rules_seq=lambda: 1, log=LOG)  # fmt: skip
+    try:
+        with pytest.raises(Exception) as failed:
+            await engine.handle(msgs)
+        assert is_transient(failed.value), failed.value  # so the runtime retries the batch in place
+        (machine,) = evaluator.machines.values()
+        assert machine.alert_id is not None and engine.checkpoint == seq
+        # PostgreSQL is back; the runtime calls the handler again with the same batch.
+        engine.pool = pool
+        assert await engine.handle(msgs) == []
+        assert engine.points_evaluated == 1  # the retry saved what was evaluated; it did not evaluate again
+        event = alert_event_decoder.decode((await js.get_last_msg(EVENTS_STREAM, alert_subject(machine.alert_id))).data)
+        assert isinstance(event, AlertTriggered) and (event.rule_id, event.current_value) == (rule_id, 95)
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT rule_id, device_id FROM telemetry.alert_machines WHERE partition = %s",
+                                     (name,))  # fmt: skip
+            assert await cur.fetchall() == [(rule_id, device)]
+            cur = await conn.execute("SELECT last_seq FROM telemetry.projection_checkpoints WHERE projection = %s",
+                                     (name,))  # fmt: skip
+            assert await cur.fetchall() == [(seq,)]
+    finally:
+        await sub.unsubscribe()
+        await dead.close(timeout=1)

@@ -1,0 +1,204 @@
+"""The consumer runtime against real JetStream: ordering, retries, dead letters, redelivery, stopping."""
+
+import asyncio
+import itertools
+import time
+
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from telemetry_core.consumer_runtime import Policy, Rejected
+from telemetry_core.errors import PermanentError, TransientError
+from tests.integration.runtime_support import lane, running, until
+
+FAST = {"retry_base_s": 0.05, "retry_max_s": 0.2, "nak_base_s": 0.05, "nak_max_s": 0.2}
+
+
+class Recorder:
+    """A handler that 'commits' a whole batch or nothing, and fails as told."""
+
+    def __init__(self, once: dict[bytes, list[Exception]] | None = None,
+                 always: dict[bytes, Exception] | None = None) -> None:  # fmt: skip
+        self.once = once or {}  # payload → exceptions, one raised per call that contains the payload
+        self.always = always or {}  # payload → exception raised on every call that contains it
+        self.applied: list[bytes] = []
+        self.calls: list[tuple[float, list[bytes], list[int]]] = []
+
+    async def __call__(self, msgs: list[Msg]) -> list[Rejected]:
+        self.calls.append((time.monotonic(), [m.data for m in msgs], [m.metadata.num_delivered for m in msgs]))
+        for m in msgs:
+            if m.data in self.always:
+                raise self.always[m.data]
+            if self.once.get(m.data):
+                raise self.once[m.data].pop(0)
+        self.applied.extend(m.data for m in msgs)
+        return []
+
+    def calls_with(self, payload: bytes) -> list[list[bytes]]:
+        return [batch for _, batch, _ in self.calls if payload in batch]
+
+
+PAYLOADS = [b"1", b"2", b"3", b"4", b"5"]
+
+
+@pytest.mark.parametrize("batch", [1, 10])
+async def test_a_handler_that_fails_once_is_retried_in_order_before_anything_later(nc: Client, batch: int) -> None:
+    async with lane(nc) as ln:
+        await ln.publish(*PAYLOADS)
+        handler, stop = Recorder(once={b"2": [RuntimeError("db hiccup")]}), asyncio.Event()
+        async with running(ln.runtime(handler, stop, Policy(batch=batch, ordered=True, **FAST)), stop):
+            await until(lambda: len(handler.applied) == 5, what="all applied")
+        assert handler.applied == PAYLOADS  # 2 before 3: nothing later was applied while 2 waited
+        assert len(handler.calls_with(b"2")) == 2
+        assert await ln.dead_letters() == []
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_handler_that_always_fails_is_dead_lettered_with_its_reason(nc: Client, ordered: bool) -> None:
+    async with lane(nc) as ln:
+        seqs = await ln.publish(*PAYLOADS)
+        handler, stop = Recorder(always={b"3": ValueError("cannot apply 3")}), asyncio.Event()
+        policy = Policy(batch=10, ordered=ordered, attempts=3, max_deliveries=3, isolate_after=2, **FAST)
+        async with running(ln.runtime(handler, stop, policy), stop):
+            letters = await until(ln.dead_letters, timeout=15, what="a dead letter")
+            await until(lambda: len(handler.applied) == 4, what="the others applied")
+        (letter,) = letters
+        assert (letter.stream_seq, letter.payload, letter.worker) == (seqs[2], "3", ln.worker)
+        assert "ValueError('cannot apply 3')" in letter.reason
+        assert ("failed 3 attempts" if ordered else "failed 3 deliveries") in letter.reason
+        assert sorted(handler.applied) == [b"1", b"2", b"4", b"5"]
+        if ordered:  # the message after the poison one waited for it
+            assert handler.applied == [b"1", b"2", b"4", b"5"]
+
+
+async def test_a_transient_error_is_retried_in_place_with_backoff_and_never_dead_lettered(nc: Client) -> None:
+    async with lane(nc) as ln:
+        await ln.publish(b"x")
+        handler, stop = Recorder(once={b"x": [TransientError(f"down {i}") for i in range(4)]}), asyncio.Event()
+        # max_deliveries=1 and attempts=1: a transient failure must not count against either.
+        policy = Policy(batch=1, max_deliveries=1, attempts=1, retry_base_s=0.1, retry_max_s=1.0)
+        async with running(ln.runtime(handler, stop, policy), stop):
+            await until(lambda: handler.applied == [b"x"], what="applied after the outage")
+        times = [t for t, _, _ in handler.calls]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(gaps) == 4
+        assert [g >= want for g, want in zip(gaps, [0.1, 0.2, 0.4, 0.8], strict=True)] == [True] * 4, gaps
+        assert {tuple(d) for _, _, d in handler.calls} == {(1,)}  # retried in place: one delivery
+        assert await ln.dead_letters() == []
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_permanent_error_is_dead_lettered_without_retry(nc: Client, ordered: bool) -> None:
+    async with lane(nc) as ln:
+        seqs = await ln.publish(b"a", b"poison", b"c")
+        handler, stop = Recorder(always={b"poison": PermanentError("not a valid command")}), asyncio.Event()
+        async with running(ln.runtime(handler, stop, Policy(batch=10, ordered=ordered, **FAST)), stop):
+            letters = await until(ln.dead_letters, what="a dead letter")
+            await until(lambda: len(handler.applied) == 2, what="the others applied")
+        assert [(d.stream_seq, d.reason) for d in letters] == [(seqs[1], "not a valid command")]
+        assert sorted(handler.applied) == [b"a", b"c"]
+        alone = [batch for batch in handler.calls_with(b"poison") if batch == [b"poison"]]
+        assert len(alone) == 1  # isolated once, dead-lettered at once: never retried
+
+
+async def test_rejects_are_dead_lettered_and_the_rest_acked(nc: Client) -> None:
+    async with lane(nc) as ln:
+        seqs = await ln.publish(b"ok", b"bad", b"part")
+        stop, seen = asyncio.Event(), []
+
+        async def handler(msgs: list[Msg]) -> list[Rejected]:
+            seen.extend(m.data for m in msgs)
+            by = {m.data: m for m in msgs}
+            return [Rejected(by[b"bad"], "undecodable"), Rejected(by[b"part"], "1 bad point", b"[1]", True)]
+
+        async with running(ln.runtime(handler, stop, Policy(batch=10)), stop):
+            letters = await until(lambda: _two(ln), what="both dead letters")
+        assert sorted((d.stream_seq, d.reason, d.payload) for d in letters) == [
+            (seqs[1], "undecodable", "bad"),
+            (seqs[2], "1 bad point", "[1]"),
+        ]
+        info = await ln.js.consumer_info(ln.stream, ln.spec.durable)
+        assert (info.num_ack_pending, info.num_pending, sorted(seen)) == (0, 0, [b"bad", b"ok", b"part"])
+
+
+async def _two(ln):  # type: ignore[no-untyped-def]
+    letters = await ln.dead_letters()
+    return letters if len(letters) == 2 else None
+
+
+async def test_a_crash_before_the_ack_redelivers(nc: Client) -> None:
+    async with lane(nc, ack_wait_s=1.0) as ln:
+        await ln.publish(b"payload")
+        entered, stop_a = asyncio.Event(), asyncio.Event()
+
+        async def stuck(msgs: list[Msg]) -> list[Rejected]:
+            entered.set()
+            await asyncio.Event().wait()  # never returns: the process dies here
+            return []
+
+        crashed = asyncio.create_task(ln.runtime(stuck, stop_a, Policy(batch=1)).run())
+        await asyncio.wait_for(entered.wait(), 5)
+        crashed.cancel()  # a crash: no ack, no nak
+        await asyncio.gather(crashed, return_exceptions=True)
+        handler, stop_b = Recorder(), asyncio.Event()
+        async with running(ln.runtime(handler, stop_b, Policy(batch=1)), stop_b):
+            await until(lambda: handler.applied, timeout=10, what="redelivered")
+        assert handler.applied == [b"payload"]
+        assert handler.calls[0][2] == [2]  # the second delivery
+
+
+async def test_stop_ends_a_backoff_wait_promptly_and_releases_the_message(nc: Client) -> None:
+    async with lane(nc, ack_wait_s=30.0) as ln:
+        await ln.publish(b"m")
+        failing, stop = Recorder(always={b"m": TransientError("db down")}), asyncio.Event()
+        task = asyncio.create_task(ln.runtime(failing, stop, Policy(batch=1, retry_base_s=30.0)).run())
+        await until(lambda: failing.calls, what="first attempt")
+        await asyncio.sleep(0.1)  # now inside the 30 s back-off
+        started = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert time.monotonic() - started < 1.0
+        # Released with a nak, not left to ack_wait (30 s): the next consumer gets it at once.
+        handler, stop_b = Recorder(), asyncio.Event()
+        async with running(ln.runtime(handler, stop_b, Policy(batch=1)), stop_b):
+            await until(lambda: handler.applied, timeout=5, what="redelivered after the nak")
+        assert handler.applied == [b"m"]
+
+
+async def test_stop_cancels_a_stuck_handler_after_the_grace_period(nc: Client) -> None:
+    async with lane(nc) as ln:
+        await ln.publish(b"m")
+        entered, stop, cancelled = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def stuck(msgs: list[Msg]) -> list[Rejected]:
+            entered.set()
+            try:
+                await asyncio.Event().wait()  # e.g. a pool checkout while PostgreSQL is down
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return []
+
+        task = asyncio.create_task(ln.runtime(stuck, stop, Policy(batch=1, grace_s=0.3)).run())
+        await asyncio.wait_for(entered.wait(), 5)
+        started = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert 0.3 <= time.monotonic() - started < 1.5
+        assert cancelled.is_set()
+
+
+async def test_the_tick_hook_runs_without_messages(nc: Client) -> None:
+    async with lane(nc) as ln:
+        ticks: list[float] = []
+
+        async def tick() -> None:
+            ticks.append(time.monotonic())
+
+        handler, stop = Recorder(), asyncio.Event()
+        async with running(ln.runtime(handler, stop, Policy(batch=1), tick=tick, tick_s=0.1), stop):
+            await until(lambda: len(ticks) >= 5, timeout=5, what="five ticks")
+        assert handler.calls == []
+        gaps = [b - a for a, b in itertools.pairwise(ticks)]
+        assert min(gaps) >= 0.09 and max(gaps) < 1.0, gaps

@@ -1,0 +1,98 @@
+"""Follower: a failure while following is logged, surfaced (healthy=False) and healed by resubscribing."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+
+from telemetry_core.follower import Follower
+from tests.integration.runtime_support import until
+from tests.support.ids import unique
+
+
+@asynccontextmanager
+async def stream(nc: Client) -> AsyncIterator[tuple[JetStreamContext, str, str]]:
+    js, uid = nc.jetstream(), unique("fol")
+    name, prefix = f"FOL_{uid}", f"fol.{uid}"
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{prefix}.>"], storage=StorageType.FILE))
+    try:
+        yield js, name, prefix
+    finally:
+        await js.delete_stream(name)
+
+
+class Cache:
+    """Applies events into a list; raises on the values it is told to, once each."""
+
+    def __init__(self, fail_once: set[str]) -> None:
+        self.fail_once = fail_once
+        self.values: list[str] = []
+
+    def apply(self, value: Any, seq: int) -> None:
+        if value in self.fail_once:
+            self.fail_once.discard(value)
+            raise RuntimeError(f"cannot apply {value}")
+        self.values.append(value)
+
+
+async def test_an_apply_that_raises_is_retried_from_the_same_message_and_surfaced(nc: Client) -> None:
+    async with stream(nc) as (js, name, prefix):
+        for v in ("a", "b", "c"):
+            await js.publish(f"{prefix}.x", v.encode())
+        cache = Cache(fail_once={"b"})
+        follower = Follower(js, name, f"{prefix}.>", bytes.decode, cache.apply, structlog.get_logger())
+        with structlog.testing.capture_logs() as logs:
+            await follower.start()
+            # The task did not die: it resubscribed from "b" and went on.
+            await until(lambda: cache.values == ["a", "b", "c"], what="every event applied once, in order")
+        try:
+            assert (follower.restarts, follower.last_seq, follower.healthy) == (1, 3, True)
+            failed = [e for e in logs if e["event"] == "follower_failed_resubscribing"]
+            assert len(failed) == 1 and "cannot apply b" in failed[0]["error"] and failed[0]["resume_from"] == 2
+            assert any(e["event"] == "follower_recovered" for e in logs)
+            await js.publish(f"{prefix}.x", b"d")
+            await until(lambda: cache.values[-1:] == ["d"], what="still following")
+        finally:
+            await follower.stop()
+
+
+async def test_a_failure_that_persists_shows_as_unhealthy_until_it_clears(nc: Client) -> None:
+    async with stream(nc) as (js, name, prefix):
+        await js.publish(f"{prefix}.x", b"a")
+        broken = {"on": True}
+
+        def apply(value: Any, seq: int) -> None:
+            if broken["on"]:
+                raise RuntimeError("cache backend refused")
+
+        follower = Follower(js, name, f"{prefix}.>", bytes.decode, apply, structlog.get_logger())
+        await follower.start()
+        try:
+            await until(lambda: follower.restarts >= 2, what="two restarts")
+            assert not follower.healthy
+            assert follower.last_error is not None and "cache backend refused" in follower.last_error
+            assert follower.last_seq == 0  # never skipped past the message it could not apply
+            broken["on"] = False
+            await until(lambda: follower.healthy and follower.last_seq == 1, timeout=10, what="healed")
+        finally:
+            await follower.stop()
+
+
+async def test_a_subscription_that_ends_under_the_follower_is_resubscribed(nc: Client) -> None:
+    async with stream(nc) as (js, name, prefix):
+        await js.publish(f"{prefix}.x", b"a")
+        cache = Cache(fail_once=set())
+        follower = Follower(js, name, f"{prefix}.>", bytes.decode, cache.apply, structlog.get_logger())
+        await follower.start()
+        try:
+            await until(lambda: cache.values == ["a"], what="first event")
+            await follower._sub.unsubscribe()  # the subscription goes away (e.g. the connection was reset)
+            await js.publish(f"{prefix}.x", b"b")
+            await until(lambda: cache.values == ["a", "b"], what="following again, without replaying 'a'")
+            assert follower.restarts == 1
+        finally:
+            await follower.stop()
