@@ -16,12 +16,15 @@ from alert_worker.evaluator import Evaluator
 from alert_worker.rules import RuleIndex
 from telemetry_core.embedded import free_port
 from telemetry_core.errors import is_transient
+from telemetry_core.headers import SIGNATURE
 from telemetry_core.pg_pool import make_pool
-from telemetry_core.topology import EVENTS_STREAM, POINTS_STREAM, ConsumerSpec, alert_subject, points_subject
+from telemetry_core.points_validator import PointsValidator
+from telemetry_core.topology import EVENTS_STREAM, POINTS_STREAM, ConsumerSpec, alert_subject, points_subject, slot_of
 from telemetry_schemas.codecs import alert_event_decoder
 from telemetry_schemas.events import AlertRuleCreated, AlertTriggered
 from telemetry_schemas.rules import RuleSpec
 from tests.support.ids import unique
+from tests.support.stack import SIGNING_KEY
 
 LOG = structlog.get_logger().bind(test="engine")
 
@@ -39,15 +42,18 @@ async def test_a_failed_save_is_retried_with_the_same_transitions_and_no_second_
     evaluator = Evaluator(rules, {}, 60.0, LOG)
     body = {"device_id": device, "points": [{"timestamp": datetime.now(UTC).isoformat(), "metric_name": metric,
                                               "value": 95}]}  # fmt: skip
-    seq = (await js.publish(points_subject(device), json.dumps(body).encode())).seq
-    sub = await js.pull_subscribe(points_subject(device), stream=POINTS_STREAM)
+    validator = PointsValidator(SIGNING_KEY.encode())
+    data = json.dumps(body).encode()  # signed, as the gateway publishes: only admitted points are evaluated
+    seq = (await js.publish(points_subject(device), data, headers={SIGNATURE: validator.signature(data)})).seq
+    stored_as = f"telemetry.points.{slot_of(device)}.{device}"
+    sub = await js.pull_subscribe(stored_as, stream=POINTS_STREAM)
     msgs = await sub.fetch(1, timeout=5)
     name = unique("engine_test")
     dead = make_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/telemetry", timeout_s=0.3)
     await dead.open(wait=False)
     engine = Engine(js, dead, ConsumerSpec(POINTS_STREAM, name, "telemetry.points.>"), evaluator,
                     Emitter(nc, js, "test", LOG), partition=0, partitions=1, checkpoint=0, tick_s=1.0,
-                    rules_seq=lambda: 1, log=LOG)  # fmt: skip
+                    rules_seq=lambda: 1, log=LOG, validator=validator)  # fmt: skip
     try:
         with pytest.raises(Exception) as failed:
             await engine.handle(msgs)
