@@ -87,3 +87,13 @@ async def check_alert_engine(gw: GatewayState) -> ComponentHealth:
         return ComponentHealth(status="unhealthy", detail="no alert engine has reported in the last 10 s",
                                metrics={"engines": engines})  # fmt: skip
     return ComponentHealth(status="healthy", metrics={"engines": engines})
+
+
+def check_definitions_cache(gw: GatewayState) -> ComponentHealth:
+    """The gateway's metric-definitions cache: a follower that failed is resubscribing, and says why."""
+    follower = gw.definitions.follower
+    metrics = {"definitions": len(gw.definitions.definitions)}
+    if follower.healthy:
+        return ComponentHealth(status="healthy", metrics=metrics)
+    detail = f"definitions cache is resubscribing after: {follower.last_error or 'its follower stopped'}"
+    return ComponentHealth(status="unhealthy", detail=detail, metrics=metrics)

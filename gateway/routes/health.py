@@ -5,7 +5,7 @@ import time
 
 from litestar import Response, get
 
-from gateway.health import check_alert_engine, check_db, check_nats, consumer_lag
+from gateway.health import check_alert_engine, check_db, check_definitions_cache, check_nats, consumer_lag
 from gateway.state import GatewayState
 from telemetry_core import SERVICE_NAME, __version__
 from telemetry_schemas.api.health import ComponentHealth, DetailedHealthResponse, HealthResponse
@@ -49,6 +49,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "time_series_db": db_c,
         "projections": projections,
         "alert_engine": await check_alert_engine(gw),
+        # Points are validated against this cache: a stale one would accept or refuse the wrong points.
+        "definitions_cache": check_definitions_cache(gw),
         "real_time_stream": ComponentHealth(status="not_deployed", detail="streaming is not part of this release"),
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"

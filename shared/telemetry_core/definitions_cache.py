@@ -49,6 +49,11 @@ class DefinitionsCache:
         """Wait until the cache has applied stream sequence ``seq`` (read-your-writes)."""
         return await self._follower.wait_for(seq, timeout_s)
 
+    @property
+    def follower(self) -> Follower:
+        """The ordered consumer feeding the cache (its ``healthy`` and ``last_error`` go to /health/detailed)."""
+        return self._follower
+
     async def stop(self) -> None:
         """Stop following."""
         await self._follower.stop()

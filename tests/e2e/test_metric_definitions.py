@@ -248,3 +248,14 @@ def test_bodies_over_the_limit_are_413_on_the_wire_or_inflated(client: httpx.Cli
     assert (r.status_code, r.json()) == (413, {"detail": detail})
     r = client.post(URL, content=gzip.compress(padded), headers={"Content-Encoding": "gzip"})
     assert (r.status_code, r.json()) == (413, {"detail": detail})
+
+
+def test_detailed_health_reports_the_definitions_cache(client: httpx.Client, stack: Stack) -> None:
+    def cache() -> dict:
+        return httpx.get(f"{stack.url}/health/detailed", timeout=10).json()["components"]["definitions_cache"]
+
+    before = cache()
+    assert before["status"] == "healthy"
+    assert client.post("/api/v1/telemetry/metrics", json=definition(unique("m"))).status_code == 201
+    # A create returns once the gateway's cache has the definition: the count moved by at least this one.
+    assert cache()["metrics"]["definitions"] >= before["metrics"]["definitions"] + 1
