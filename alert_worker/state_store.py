@@ -4,19 +4,14 @@ import msgspec
 from psycopg import AsyncConnection
 
 from telemetry_core.alerting.state_machine import Machine
+from telemetry_core.checkpoints import advance_checkpoint, read_checkpoint
 
 _LOAD = "SELECT rule_id, device_id, state FROM telemetry.alert_machines WHERE partition = %s"
-_CHECKPOINT = "SELECT last_seq FROM telemetry.projection_checkpoints WHERE projection = %s AND stream = %s"
 _SAVE = """
 INSERT INTO telemetry.alert_machines (partition, rule_id, device_id, state) VALUES (%s, %s, %s, %s)
 ON CONFLICT (partition, rule_id, device_id) DO UPDATE SET state = EXCLUDED.state
 """
 _DELETE = "DELETE FROM telemetry.alert_machines WHERE partition = %s AND rule_id = %s AND device_id = %s"
-_ADVANCE = """
-INSERT INTO telemetry.projection_checkpoints (projection, stream, last_seq) VALUES (%s, %s, %s)
-ON CONFLICT (projection, stream) DO UPDATE SET last_seq = greatest(projection_checkpoints.last_seq, EXCLUDED.last_seq),
-    updated_at = now()
-"""
 _HEARTBEAT = """
 INSERT INTO telemetry.alert_engines (partition, rules_seq, heartbeat_at, late_points) VALUES (%s, %s, now(), %s)
 ON CONFLICT (partition) DO UPDATE SET rules_seq = EXCLUDED.rules_seq, heartbeat_at = now(),
@@ -31,9 +26,7 @@ async def load(conn: AsyncConnection, partition: str, stream: str) -> tuple[dict
     """Every machine of the partition, and the last POINTS sequence they reflect."""
     cur = await conn.execute(_LOAD, (partition,))
     machines = {(r, d): msgspec.convert(state, Machine) for r, d, state in await cur.fetchall()}
-    cur = await conn.execute(_CHECKPOINT, (partition, stream))
-    row = await cur.fetchone()
-    return machines, int(row[0]) if row else 0
+    return machines, await read_checkpoint(conn, partition, stream)
 
 
 async def save(
@@ -50,7 +43,7 @@ async def save(
             await cur.executemany(_SAVE, kept)
         if gone:
             await cur.executemany(_DELETE, gone)
-        await cur.execute(_ADVANCE, (partition, stream, seq))
+        await advance_checkpoint(conn, partition, stream, seq)
 
 
 async def heartbeat(conn: AsyncConnection, partition: str, rules_seq: int, late_points: int) -> None:

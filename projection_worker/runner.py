@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from projection_worker.checkpoints import advance_checkpoint, read_checkpoint
+from telemetry_core.checkpoints import advance_checkpoint, read_checkpoint
 from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.topology import ConsumerSpec
 
@@ -43,7 +43,7 @@ class ProjectionRunner:
     async def _apply(self, decoded: list[tuple[int, Any]]) -> None:
         name, stream = self._projection.NAME, self._projection.SPEC.stream
         async with self._pool.connection() as conn, conn.transaction():
-            checkpoint = await read_checkpoint(conn, name, stream)
+            checkpoint = await read_checkpoint(conn, name, stream, for_update=True)
             fresh = [message for seq, message in decoded if seq > checkpoint]
             if fresh:
                 async with conn.cursor() as cur:

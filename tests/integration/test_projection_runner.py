@@ -13,8 +13,8 @@ from nats.aio.msg import Msg
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from projection_worker.checkpoints import read_checkpoint
 from projection_worker.runner import ProjectionRunner
+from telemetry_core.checkpoints import read_checkpoint
 from telemetry_core.consumer_runtime import Policy, Rejected
 from telemetry_core.embedded import free_port
 from telemetry_core.pg_pool import make_pool

@@ -6,14 +6,13 @@ the crash tests expect of any server.
 """
 
 import re
-import socket
 import time
 from pathlib import Path
 
 import psycopg
 from testcontainers.core.container import DockerContainer
 
-from telemetry_core.embedded import free_port
+from telemetry_core.embedded import free_port, port_open
 
 COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
 _USER = _PASSWORD = _DB = "telemetry"
@@ -30,10 +29,8 @@ def compose_image(service: str, compose: Path = COMPOSE) -> str:
 def _wait_port(port: int, deadline_s: float = 60.0) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if port_open(port):
+            return
         time.sleep(0.1)
     raise RuntimeError(f"container port {port} did not open within {deadline_s}s")
 
