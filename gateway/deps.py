@@ -16,6 +16,7 @@ from gateway.commands.alert_rules import AlertRuleCommands
 from gateway.commands.alerts import AlertCommands
 from gateway.commands.metric_definitions import MetricDefinitionCommands
 from gateway.errors import bad_request
+from gateway.live.hub import LiveHub
 from gateway.off_loop import OffLoop
 from gateway.state import GatewayState
 from telemetry_core.headers import REQUEST_ID
@@ -71,6 +72,10 @@ def _off_loop(gw: GatewayState) -> OffLoop:
     return gw.off_loop
 
 
+def _live(gw: GatewayState) -> LiveHub:
+    return gw.live
+
+
 # Parameter name → provider. A handler names what it needs: ``pool: AsyncConnectionPool``, ``ctx: CommandContext``.
 _PROVIDERS: dict[str, Callable[..., Any]] = {
     "gw": _gw,
@@ -81,5 +86,6 @@ _PROVIDERS: dict[str, Callable[..., Any]] = {
     "rule_commands": _rule_commands,
     "alert_commands": _alert_commands,
     "off_loop": _off_loop,
+    "live": _live,
 }
 DEPENDENCIES = {name: Provide(provider, sync_to_thread=False) for name, provider in _PROVIDERS.items()}

@@ -5,7 +5,7 @@ import time
 from typing import Any
 
 from gateway.state import GatewayState
-from telemetry_core.topology import CONSUMERS
+from telemetry_core.topology import CONSUMERS, SUBSCRIPTIONS_BUCKET
 from telemetry_schemas.api.health import ComponentHealth
 
 CHECK_TIMEOUT_S = 1.0
@@ -97,3 +97,14 @@ def check_definitions_cache(gw: GatewayState) -> ComponentHealth:
         return ComponentHealth(status="healthy", metrics=metrics)
     detail = f"definitions cache is resubscribing after: {follower.last_error or 'its follower stopped'}"
     return ComponentHealth(status="unhealthy", detail=detail, metrics=metrics)
+
+
+async def check_real_time_stream(gw: GatewayState) -> ComponentHealth:
+    """This copy's sockets and what they sent and dropped; the subscriptions stored (every copy's)."""
+    metrics: dict[str, Any] = dict(gw.live.figures())
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            metrics["subscriptions_stored"] = (await gw.js.stream_info(f"KV_{SUBSCRIPTIONS_BUCKET}")).state.messages
+    except Exception as exc:
+        return ComponentHealth(status="unhealthy", detail=f"subscriptions bucket unreadable: {exc!r}", metrics=metrics)
+    return ComponentHealth(status="healthy", metrics=metrics)

@@ -9,6 +9,9 @@ from litestar import Litestar
 from gateway.auth.guard import key_digest
 from gateway.commands.wiring import build_commands
 from gateway.integration_events import IntegrationEvents
+from gateway.live.connect_token import ConnectTokens
+from gateway.live.hub import LiveHub
+from gateway.live.subscriptions_kv import SubscriptionStore
 from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
 from gateway.state import GatewayState
@@ -35,7 +38,11 @@ def make_lifespan(settings: Settings) -> "object":
         await pool.open(wait=True, timeout=30.0)
         definitions = DefinitionsCache(js, log)
         await definitions.start()
-        publisher = CommandPublisher(nc, js, settings.publish_timeout_s, PointsValidator(signing_key))
+        validator = PointsValidator(signing_key)
+        publisher = CommandPublisher(nc, js, settings.publish_timeout_s, validator)
+        live = LiveHub(js, await SubscriptionStore.open(js), ConnectTokens(signing_key, settings.connect_token_ttl_s),
+                       validator, settings)  # fmt: skip
+        await live.start()
         off_loop = OffLoop()  # its processes start with the first backtest
         app.state.gw = GatewayState(
             settings=settings,
@@ -47,6 +54,7 @@ def make_lifespan(settings: Settings) -> "object":
             definitions=definitions,
             commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix)),
             off_loop=off_loop,
+            live=live,
         )
         if not settings.api_keys:
             log.warning("no_api_keys", hint="set TELEMETRY_API_KEYS; every request but /health* will get 401")
@@ -54,6 +62,7 @@ def make_lifespan(settings: Settings) -> "object":
         try:
             yield
         finally:
+            await live.stop()
             await off_loop.shutdown()
             await definitions.stop()
             await pool.close()

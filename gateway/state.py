@@ -8,6 +8,7 @@ from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.commands.wiring import Commands
+from gateway.live.hub import LiveHub
 from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
 from telemetry_core.definitions_cache import DefinitionsCache
@@ -27,4 +28,5 @@ class GatewayState:
     definitions: DefinitionsCache
     commands: Commands
     off_loop: OffLoop
+    live: LiveHub
     started_at: float = field(default_factory=time.monotonic)

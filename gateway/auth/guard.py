@@ -32,6 +32,11 @@ async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handle
     """Litestar guard: reject with 401 unless a configured key is presented (routes opt out with public=True)."""
     if handler.opt.get("public"):
         return
+    authenticate(connection)
+
+
+def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Raise NotAuthorizedException unless ``connection`` (HTTP or WebSocket) presents valid credentials."""
     state: GatewayState = connection.app.state.gw
     key = presented_key(connection)
     if key is None:

@@ -5,7 +5,14 @@ import time
 
 from litestar import Response, get
 
-from gateway.health import check_alert_engine, check_db, check_definitions_cache, check_nats, consumer_lag
+from gateway.health import (
+    check_alert_engine,
+    check_db,
+    check_definitions_cache,
+    check_nats,
+    check_real_time_stream,
+    consumer_lag,
+)
 from gateway.state import GatewayState
 from telemetry_core import SERVICE_NAME, __version__
 from telemetry_schemas.api.health import ComponentHealth, DetailedHealthResponse, HealthResponse
@@ -33,7 +40,9 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
 @get("/health/detailed", opt=_OPT, tags=_TAGS, summary="Detailed health (E6-US4)",
      description="Components data_ingestion (NATS + ingest consumer lag), time_series_db (PostgreSQL), "
      "projections (read-model lag), alert_engine (heartbeat of each engine partition; unhealthy when none reported "
-     "in 10 s, which does not fail the endpoint: storage goes on), real_time_stream (not deployed in this release), "
+     "in 10 s, which does not fail the endpoint: storage goes on), "
+     "real_time_stream (this copy's open sockets, messages sent and points dropped by slow sockets; "
+     "the subscriptions stored), "
      "and performance figures. 503 when NATS or PostgreSQL is down.")  # fmt: skip
 async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
     """Check every component and report consumer lag."""
@@ -51,7 +60,7 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "alert_engine": await check_alert_engine(gw),
         # Points are validated against this cache: a stale one would accept or refuse the wrong points.
         "definitions_cache": check_definitions_cache(gw),
-        "real_time_stream": ComponentHealth(status="not_deployed", detail="streaming is not part of this release"),
+        "real_time_stream": await check_real_time_stream(gw),
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"
     body = DetailedHealthResponse(

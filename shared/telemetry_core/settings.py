@@ -80,6 +80,11 @@ class Settings:
     alert_tick_s: float = 1.0
     partitions_ahead_days: int = 7
     event_prefix: str = "telemetry_service"
+    # Real-time streaming: a subscription with no open socket is forgotten after this many seconds; a
+    # connect token is valid this long; a socket buffers at most this many points between two messages.
+    subscription_ttl_s: int = 300
+    connect_token_ttl_s: int = 120
+    stream_buffer_points: int = 10_000
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -111,6 +116,9 @@ class Settings:
             exact_percentile_points=_number(env, "TELEMETRY_EXACT_PERCENTILE_POINTS", 200_000, int, 0, 10**9),
             max_deliveries=_number(env, "TELEMETRY_MAX_DELIVERIES", 10, int, 1, 1000),
             partitions_ahead_days=_number(env, "TELEMETRY_PARTITIONS_AHEAD_DAYS", 7, int, 0, 366),
+            subscription_ttl_s=_number(env, "TELEMETRY_SUBSCRIPTION_TTL", 300, int, 10, 7 * 86_400),
+            connect_token_ttl_s=_number(env, "TELEMETRY_CONNECT_TOKEN_TTL", 120, int, 5, 86_400),
+            stream_buffer_points=_number(env, "TELEMETRY_STREAM_BUFFER", 10_000, int, 10, 1_000_000),
             event_prefix=env.get("TELEMETRY_EVENT_PREFIX", "telemetry_service").strip(". ") or "telemetry_service",
             log_format=_choice(env, "TELEMETRY_LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=_choice(env, "TELEMETRY_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),

@@ -8,6 +8,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -21,6 +22,8 @@ POINTS_STREAM = "POINTS"
 EVENTS_STREAM = "EVENTS"
 NOTICES_STREAM = "NOTICES"
 DLQ_STREAM = "DLQ"
+# Key-value bucket of real-time subscriptions (gateway/live/subscriptions_kv.py); its TTL expires idle ones.
+SUBSCRIPTIONS_BUCKET = "SUBSCRIPTIONS"
 
 INGEST_CONSUMER = "ingest"
 LATEST_PROJECTION_CONSUMER = "projection_latest"
@@ -226,3 +229,20 @@ async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
             await js.update_stream(config)
     for spec in CONSUMERS:
         await js.add_consumer(spec.stream, spec.config())
+    await ensure_subscriptions_bucket(js, settings)
+
+
+async def ensure_subscriptions_bucket(js: JetStreamContext, settings: Settings) -> None:
+    """Create the SUBSCRIPTIONS bucket, or bring its TTL to the configured one."""
+    try:
+        info = await js.stream_info(f"KV_{SUBSCRIPTIONS_BUCKET}")
+    except NotFoundError:
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=SUBSCRIPTIONS_BUCKET, history=1, ttl=float(settings.subscription_ttl_s), storage=StorageType.FILE
+            )
+        )
+        return
+    if info.config.max_age != float(settings.subscription_ttl_s):
+        info.config.max_age = float(settings.subscription_ttl_s)
+        await js.update_stream(info.config)
