@@ -1,0 +1,192 @@
+"""E5 real-time streaming end to end: two gateway copies, real NATS, a real WebSocket client."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import point
+from tests.support.eventually import eventually
+from tests.support.ids import unique
+from tests.support.servers import Servers
+from tests.support.stack import Stack
+from tests.support.ws_client import Received, close_code, collect, open_socket, quiet_for, subscribe
+
+pytestmark = pytest.mark.e2e
+
+
+def batch_path(device: str) -> str:
+    return f"/api/v1/telemetry/devices/{device}/telemetry/batch"
+
+
+@pytest.fixture(scope="module")
+def other_gateway(servers: Servers, stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A second gateway copy on the same servers (same keys): sockets opened here for subscriptions made there."""
+    copy = Stack(servers, tmp_path_factory.mktemp("gateway-b"), api_key=stack.api_key)
+    copy.start_all(("gateway",))
+    yield copy
+    copy.stop_all()
+
+
+@pytest.fixture
+async def aclient(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as c:
+        yield c
+
+
+async def post_points(client: httpx.AsyncClient, device: str, points: list[dict[str, Any]]) -> None:
+    r = await client.post(batch_path(device), json={"data_points": points})
+    assert r.status_code == 200 and r.json()["ingested_count"] == len(points), r.text
+
+
+def values(received: Received) -> list[Any]:
+    return [p["value"] for p in received.points]
+
+
+async def test_socket_on_the_other_copy_gets_exactly_the_matching_points(
+    client: httpx.Client, aclient: httpx.AsyncClient, other_gateway: Stack
+) -> None:
+    wanted, other = unique("live"), unique("live")
+    answer = subscribe(client, device_ids=[wanted], metric_names=["temperature"], max_frequency=100)
+    assert answer["websocket_url"] == f"/ws/telemetry/{answer['subscription_id']}"
+    assert answer["message"] == "Subscription created successfully"
+    async with open_socket(other_gateway.url, answer) as ws:
+        await post_points(aclient, wanted, [point("temperature", 1.5), point("humidity", 50.0)])
+        await post_points(aclient, other, [point("temperature", 99.0)])
+        await post_points(aclient, wanted, [point("temperature", 2.5, tags={"site": "north"})])
+        got = await collect(ws, lambda r: len(r.points) >= 2)
+        assert values(got) == [1.5, 2.5]
+        assert {p["device_id"] for p in got.points} == {wanted}
+        assert got.points[1]["tags"] == {"site": "north"}
+        message = got.messages[-1]
+        assert message["subscription_id"] == answer["subscription_id"]
+        assert message["device_id"] == wanted and message["dropped"] == 0
+        assert message["sequence_number"] == got.points[-1]["sequence_number"]
+        assert got.points[0]["sequence_number"] < got.points[1]["sequence_number"]
+        assert await quiet_for(ws, 0.5) == []
+
+
+async def test_tags_and_filter_condition_select_points(client: httpx.Client, aclient: httpx.AsyncClient) -> None:
+    device = unique("live")
+    answer = subscribe(client, device_ids=[device], tags={"site": "north"},
+                       filter_condition="value > 25 and not (unit == 'F')", max_frequency=100)  # fmt: skip
+    async with open_socket(client.base_url.__str__().rstrip("/"), answer) as ws:
+        await post_points(aclient, device, [
+            point(value=26.0, tags={"site": "north"}),
+            point(value=20.0, tags={"site": "north"}),
+            point(value=30.0, tags={"site": "south"}),
+            point(value=40.0, tags={"site": "north"}, unit="F"),
+            point(value="hot", tags={"site": "north"}),
+            point(metric="pressure", value=27, tags={"site": "north", "rack": "7"}),
+        ])  # fmt: skip
+        got = await collect(ws, lambda r: len(r.points) >= 2)
+        assert values(got) == [26.0, 27]
+        assert await quiet_for(ws, 0.5) == []
+
+
+async def test_rate_limit_coalesces_without_losing_points(client: httpx.Client, aclient: httpx.AsyncClient) -> None:
+    device, period_ms, sends = unique("live"), 300, 24
+    answer = subscribe(client, device_ids=[device], max_frequency=period_ms)
+    async with open_socket(str(client.base_url).rstrip("/"), answer) as ws:
+        reader = asyncio.create_task(collect(ws, lambda r: len(r.points) >= sends, within=30))
+        for i in range(sends):
+            await post_points(aclient, device, [point(value=float(i))])
+            await asyncio.sleep(0.05)
+        got = await reader
+    assert values(got) == [float(i) for i in range(sends)]  # every point, in order, none twice
+    assert got.dropped == 0
+    gaps = [b - a for a, b in zip(got.at, got.at[1:], strict=False)]
+    assert min(gaps) >= period_ms / 1000 - 0.05, gaps
+    assert len(got.messages) < sends  # coalesced: 24 points over ~1.2 s cannot take 24 messages at 300 ms
+
+
+async def test_unknown_and_cancelled_subscriptions_close_4004(
+    client: httpx.Client, aclient: httpx.AsyncClient, stack: Stack
+) -> None:
+    base = str(client.base_url).rstrip("/")
+    unknown = {"websocket_url": "/ws/telemetry/sub_000000000000000000000000", "connect_token": "1.x"}
+    async with open_socket(base, unknown) as ws:
+        assert await close_code(ws) == (4004, "subscription not found (unknown, cancelled or expired)")
+    answer = subscribe(client, device_ids=[unique("live")])
+    r = await aclient.delete(f"/api/v1/telemetry/subscribe/{answer['subscription_id']}")
+    assert r.status_code == 200
+    assert r.json() == {"subscription_id": answer["subscription_id"], "status": "cancelled",
+                        "message": "Subscription cancelled"}  # fmt: skip
+    # Checked before credentials: a cancelled id is 4004 even with a valid header key.
+    async with open_socket(base, answer, headers=stack.headers) as ws:
+        assert (await close_code(ws))[0] == 4004
+    again = await aclient.delete(f"/api/v1/telemetry/subscribe/{answer['subscription_id']}")
+    assert again.status_code == 404 and answer["subscription_id"] in again.json()["detail"]
+    assert (await aclient.delete("/api/v1/telemetry/subscribe/sub_nope")).status_code == 404
+
+
+async def test_credentials_token_or_headers(client: httpx.Client, stack: Stack, aclient: httpx.AsyncClient) -> None:
+    base = str(client.base_url).rstrip("/")
+    device = unique("live")
+    answer = subscribe(client, device_ids=[device], max_frequency=100)
+    async with open_socket(base, answer, use_token=False) as ws:
+        assert await close_code(ws) == (4001, "send ?token=<connect_token> or X-Api-Key")
+    other = subscribe(client, device_ids=[device])
+    async with open_socket(base, {**answer, "connect_token": other["connect_token"]}) as ws:
+        assert (await close_code(ws))[0] == 4001  # a token of another subscription
+    async with open_socket(base, answer, use_token=False, headers={"X-Api-Key": "wrong"}) as ws:
+        assert (await close_code(ws))[0] == 4001
+    async with open_socket(base, answer, use_token=False, headers=stack.headers) as ws:
+        await post_points(aclient, device, [point(value=7.0)])
+        assert values(await collect(ws, lambda r: len(r.points) >= 1)) == [7.0]
+    fresh = await aclient.post(f"/api/v1/telemetry/subscribe/{answer['subscription_id']}/token")
+    assert fresh.status_code == 200
+    async with open_socket(base, {**answer, "connect_token": fresh.json()["connect_token"]}) as ws:
+        await post_points(aclient, device, [point(value=8.0)])
+        assert values(await collect(ws, lambda r: len(r.points) >= 1)) == [8.0]
+    async with open_socket(base, answer, since="12x") as ws:
+        assert (await close_code(ws))[0] == 4400
+
+
+async def test_delete_closes_the_socket_held_by_the_other_copy(
+    client: httpx.Client, aclient: httpx.AsyncClient, other_gateway: Stack
+) -> None:
+    answer = subscribe(client, device_ids=[unique("live")])
+    async with open_socket(other_gateway.url, answer) as ws:
+        eventually(lambda: _open_sockets(other_gateway) >= 1, timeout=10, what="socket registered")
+        started = time.monotonic()
+        assert (await aclient.delete(f"/api/v1/telemetry/subscribe/{answer['subscription_id']}")).status_code == 200
+        assert await close_code(ws, within=5) == (1000, "subscription cancelled")
+        assert time.monotonic() - started < 5
+    eventually(lambda: _open_sockets(other_gateway) == 0, timeout=10, what="socket freed")
+
+
+def _open_sockets(gateway: Stack) -> int:
+    r = httpx.get(f"{gateway.url}/health/detailed", headers=gateway.headers, timeout=5)
+    return int(r.json()["components"]["real_time_stream"]["metrics"]["open_sockets"])
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"max_frequency": 99}, "max_frequency"),
+        ({"max_frequency": 10_001}, "max_frequency"),
+        ({"max_frequency": "fast"}, "max_frequency"),
+        ({"device_ids": ["bad device"]}, "device_ids[0]"),
+        ({"metric_names": ["ok", "a.b"]}, "metric_names[1]"),
+        ({"tags": {"site": 3}}, "tags"),
+        ({"filter_condition": "__import__('os').system('true')"}, "filter_condition"),
+        ({"filter_condition": "value >"}, "filter_condition"),
+        ({"filter_condition": "value > 25 or"}, "filter_condition"),
+        ({"filter_condition": ""}, "filter_condition"),
+    ],
+)
+def test_bad_subscribe_bodies_are_422_naming_the_field(client: httpx.Client, body: dict[str, Any], field: str) -> None:
+    r = client.post("/api/v1/telemetry/subscribe", json=body)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["detail"]
+
+
+def test_subscribe_defaults(client: httpx.Client) -> None:
+    answer = subscribe(client)
+    assert answer["subscription_id"].startswith("sub_")
+    assert answer["expires_in"] == 300
+    assert answer["connect_token"].split(".")[0].isdigit()
