@@ -9,6 +9,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from gateway.errors import ApiError
 from telemetry_core.errors import ServiceUnavailableError
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID, REQUEST_ID, SIGNATURE
 from telemetry_core.points_validator import PointsValidator, points_body
@@ -18,6 +19,8 @@ from telemetry_schemas.events import DomainEvent
 
 # JetStream's error code for "Nats-Expected-Last-Subject-Sequence did not match".
 WRONG_LAST_SEQUENCE = 10071
+# Room for the headers (request id, signature, message id) within the broker's max_payload.
+_HEADER_ALLOWANCE = 1024
 
 
 class SequenceConflictError(Exception):
@@ -55,6 +58,15 @@ class CommandPublisher:
         if batch_id is not None:
             digest = hashlib.blake2b(b",".join(raw_points), digest_size=12).hexdigest()
             headers[MSG_ID] = f"{device_id}:{batch_id}:{digest}"
+        # One device's points are one message (stored in one transaction); the broker refuses a message over
+        # its max_payload, which no retry can change: say so instead of a 503 that invites retries.
+        limit = self._nc.max_payload
+        if len(body) + _HEADER_ALLOWANCE > limit:
+            raise ApiError(
+                413,
+                f"the points for device {device_id!r} make a {len(body)}-byte message; the broker accepts at most "
+                f"{limit} bytes per device per request: send fewer points per request",
+            )
         try:
             await self._js.publish(points_subject(device_id), body, timeout=self._timeout_s, headers=headers)
         except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:

@@ -39,12 +39,16 @@ class Coalescer:
         """Whether there is something to send: points, or a drop count to report."""
         return bool(self._points) or self._dropped > 0
 
-    def add(self, points: list[StreamedPoint], sequence: int) -> None:
-        """Buffer one POINTS message's selected points (possibly none: the sequence still advances)."""
+    def add(self, points: list[StreamedPoint], sequence: int, *, drop: bool = True) -> None:
+        """Buffer one POINTS message's selected points (possibly none: the sequence still advances).
+
+        ``drop=False`` (replay, whose caller waits for room first) keeps them all even past the bound: a
+        single message may be larger than the whole buffer.
+        """
         self._sequence = max(self._sequence, sequence)
         self._points.extend(points)
         over = len(self._points) - self.bound
-        if over > 0:
+        if over > 0 and drop:
             for _ in range(over):
                 self._points.popleft()
             self._dropped += over

@@ -129,12 +129,13 @@ class StreamSession:
         sequence = msg.metadata.sequence.stream
         accepted = self._validator.accepted(msg)
         points = self._filter.select(accepted.device_id, accepted.points, sequence) if accepted else []
-        if sequence <= self._replay_until:
+        replaying = sequence <= self._replay_until
+        if replaying:
             while points and len(self.coalescer) and self.coalescer.room < len(points) and not self._closing.is_set():
                 self._room.clear()
                 self._data.set()
                 await self._room.wait()
-        self.coalescer.add(points, sequence)
+        self.coalescer.add(points, sequence, drop=not replaying)
         if self.coalescer.pending:
             self._data.set()
 

@@ -148,3 +148,19 @@ def test_bad_compression_is_a_clear_4xx(client: httpx.Client) -> None:
     assert r.json()["detail"].startswith("body could not be decompressed as gzip")
     r = client.post(url, content=b"{}", headers={"Content-Encoding": "br"})
     assert (r.status_code, r.json()["detail"]) == (415, "Content-Encoding 'br' is not supported; use gzip, zstd or lz4")
+
+
+def test_a_batch_over_the_brokers_message_limit_is_413_not_a_retryable_503(
+    client: httpx.Client, servers: Servers
+) -> None:
+    # Found by the streaming tests: ~1 MB of one device's points gave 503 "retry the request" (MaxPayloadError),
+    # which no retry can fix.
+    device = unique("dev")
+    tags = {f"t{k}": "x" * 250 for k in range(8)}
+    r = client.post(batch_url(device), json={"data_points": [point(value=float(i), ts=ts(i), tags=tags)
+                                                              for i in range(500)]})  # fmt: skip
+    assert r.status_code == 413, r.text
+    assert "accepts at most 1048576 bytes per device per request" in r.json()["detail"]
+    smaller = client.post(batch_url(device), json={"data_points": [point(value=1.0, ts=ts(0), tags=tags)]})
+    assert smaller.json()["ingested_count"] == 1
+    assert len(wait_rows(servers, device, 1)) == 1

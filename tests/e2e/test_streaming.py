@@ -1,12 +1,15 @@
 """E5 real-time streaming end to end: two gateway copies, real NATS, a real WebSocket client."""
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.e2e.conftest import point
 from tests.support.eventually import eventually
@@ -190,3 +193,118 @@ def test_subscribe_defaults(client: httpx.Client) -> None:
     assert answer["subscription_id"].startswith("sub_")
     assert answer["expires_in"] == 300
     assert answer["connect_token"].split(".")[0].isdigit()
+
+
+# -- resume, and sockets that cannot keep up --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_buffer_gateway(servers: Servers, stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A gateway copy whose sockets buffer at most 200 points between two messages."""
+    copy = Stack(servers, tmp_path_factory.mktemp("gateway-c"), api_key=stack.api_key,
+                 extra_env={"TELEMETRY_STREAM_BUFFER": "200"})  # fmt: skip
+    copy.start_all(("gateway",))
+    yield copy
+    copy.stop_all()
+
+
+@pytest.fixture(scope="module")
+def history(stack: Stack) -> tuple[str, list[dict[str, Any]]]:
+    """A device with 12 acknowledged batches (1-3 points each), and all its points read back from since=0."""
+    device = unique("resume")
+    sizes = [1 + i % 3 for i in range(12)]
+    with httpx.Client(base_url=stack.url, headers=stack.headers, timeout=15) as c:
+        n = 0
+        for size in sizes:
+            r = c.post(batch_path(device), json={"data_points": [point(value=float(n + k)) for k in range(size)]})
+            assert r.status_code == 200
+            n += size
+        answer = subscribe(c, device_ids=[device], max_frequency=100)
+
+    async def read_all() -> list[dict[str, Any]]:
+        async with open_socket(stack.url, answer, since=0) as ws:
+            return (await collect(ws, lambda r: len(r.points) >= n)).points
+
+    points = asyncio.run(read_all())
+    assert [p["value"] for p in points] == [float(i) for i in range(n)]
+    return device, points
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_resume_since_has_no_gap_and_no_duplicate(stack: Stack, history: tuple[str, list[dict[str, Any]]],
+                                                  data: st.DataObject) -> None:  # fmt: skip
+    device, points = history
+    seqs = [p["sequence_number"] for p in points]
+    # Any cut: at a message, between two of this device's messages (other devices' sequences), or before all.
+    # (Drawn as a fraction of the range: the history grows with each example, so its bounds may not be drawn.)
+    low, high = max(0, seqs[0] - 3), seqs[-1]
+    since = low + (high - low) * data.draw(st.integers(min_value=0, max_value=10_000), label="cut") // 10_000
+    expected = [p["value"] for p in points if p["sequence_number"] > since]
+    live_value = float(1000 + len(points))
+
+    async def resume() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as c:
+            answer = (await c.post("/api/v1/telemetry/subscribe", json={"device_ids": [device],
+                                                                        "max_frequency": 100})).json()  # fmt: skip
+            async with open_socket(stack.url, answer, since=since) as ws:
+                replayed = await collect(ws, lambda r: len(r.points) >= len(expected)) if expected else Received()
+                await post_points(c, device, [point(value=live_value)])
+                live = await collect(ws, lambda r: len(r.points) >= 1)
+                assert await quiet_for(ws, 0.3) == []
+                return replayed.points + live.points
+
+    got = asyncio.run(resume())
+    assert [p["value"] for p in got] == [*expected, live_value]
+    got_seqs = [p["sequence_number"] for p in got]
+    assert got_seqs == sorted(got_seqs) and got_seqs[0] > since
+    points.append(got[-1])  # the live point is history for the next example
+
+
+async def test_replay_waits_for_the_socket_instead_of_dropping(
+    client: httpx.Client, aclient: httpx.AsyncClient, small_buffer_gateway: Stack
+) -> None:
+    device = unique("replay")
+    for b in range(4):
+        await post_points(aclient, device, [point(value=float(b * 250 + i), ts=_ts(b * 250 + i)) for i in range(250)])
+    answer = subscribe(client, device_ids=[device], max_frequency=100)
+    async with open_socket(small_buffer_gateway.url, answer, since=0) as ws:
+        got = await collect(ws, lambda r: len(r.points) >= 1000, within=30)
+    assert values(got) == [float(i) for i in range(1000)]
+    assert got.dropped == 0
+    assert max(len(m["data_points"]) for m in got.messages) <= 250  # one message at a time, never > buffer + 1 batch
+
+
+def _ts(i: int) -> str:
+    return f"2025-12-18T10:{i // 60 % 60:02d}:{i % 60:02d}Z"
+
+
+async def test_a_stalled_socket_drops_oldest_and_counts_them(
+    client: httpx.Client, aclient: httpx.AsyncClient, small_buffer_gateway: Stack
+) -> None:
+    device, batches, size = unique("stall"), 30, 200
+    answer = subscribe(client, device_ids=[device], max_frequency=100)
+    # A client that stops reading: a tiny receive buffer, and at most one message queued in the library.
+    host, port = "127.0.0.1", small_buffer_gateway.port
+    sock = socket.create_connection((host, port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    big_tags = {f"t{k}": "x" * 250 for k in range(8)}  # ~2 KB a point: the socket's pipes fill quickly
+    async with open_socket(small_buffer_gateway.url, answer, sock=sock, max_queue=1) as ws:
+        for b in range(batches):
+            await post_points(aclient, device, [point(value=float(b * size + i), ts=_ts(b * size + i), tags=big_tags)
+                                                for i in range(size)])  # fmt: skip
+        total = batches * size
+
+        def dropped_reported() -> int:
+            r = httpx.get(f"{small_buffer_gateway.url}/health/detailed", headers=small_buffer_gateway.headers)
+            return int(r.json()["components"]["real_time_stream"]["metrics"]["dropped_points_open_sockets"])
+
+        # Polled from a thread: this loop must stay free for the socket.
+        dropped = await asyncio.to_thread(eventually, dropped_reported, timeout=30, what="drops reported")
+        assert dropped > 0
+        got = await collect(ws, lambda r: len(r.points) + r.dropped >= total, within=60)
+    assert len(got.points) + got.dropped == total  # nothing vanished without being counted
+    got_values = values(got)
+    assert got_values == sorted(set(got_values))  # what arrived is in order, without duplicates
+    assert got_values[-1] == float(total - 1)  # the newest are kept, the oldest dropped

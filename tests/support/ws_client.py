@@ -55,8 +55,9 @@ async def collect(ws: ClientConnection, until: Callable[[Received], bool], withi
     while not until(got):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(f"deadline passed; received {len(got.points)} points in {len(got.messages)} "
-                                 f"messages: {got.messages[-3:]}")  # fmt: skip
+            last = {k: v for k, v in got.messages[-1].items() if k != "data_points"} if got.messages else None
+            raise AssertionError(f"deadline passed; received {len(got.points)} points, {got.dropped} dropped, in "
+                                 f"{len(got.messages)} messages; the last one without its points: {last}")  # fmt: skip
         try:
             raw = await asyncio.wait_for(ws.recv(), remaining)
         except TimeoutError:
