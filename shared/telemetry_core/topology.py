@@ -243,6 +243,9 @@ async def ensure_subscriptions_bucket(js: JetStreamContext, settings: Settings) 
             )
         )
         return
-    if info.config.max_age != float(settings.subscription_ttl_s):
-        info.config.max_age = float(settings.subscription_ttl_s)
+    ttl = float(settings.subscription_ttl_s)
+    if info.config.max_age != ttl:
+        info.config.max_age = ttl
+        # JetStream refuses a de-duplication window longer than max_age.
+        info.config.duplicate_window = min(info.config.duplicate_window or ttl, ttl)
         await js.update_stream(info.config)
