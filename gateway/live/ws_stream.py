@@ -28,7 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from gateway.live.coalescer import Coalescer
-from gateway.live.filters import PointFilter, filter_subjects
+from gateway.live.filters import PointFilter, filter_subjects, streamable
 from gateway.live.subscriptions_kv import Stored, SubscriptionStore
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.topology import POINTS_STREAM
@@ -127,8 +127,8 @@ class StreamSession:
 
     async def _on_message(self, msg: Msg) -> None:
         sequence = msg.metadata.sequence.stream
-        accepted = self._validator.accepted(msg)
-        points = self._filter.select(accepted.device_id, accepted.points, sequence) if accepted else []
+        admitted = streamable(self._validator, msg)
+        points = self._filter.select(admitted[0], admitted[1], sequence) if admitted else []
         replaying = sequence <= self._replay_until
         if replaying:
             while points and len(self.coalescer) and self.coalescer.room < len(points) and not self._closing.is_set():

@@ -1,19 +1,18 @@
 """The per-socket coalescer, connect tokens and subject narrowing (pure parts of streaming)."""
 
-from datetime import UTC, datetime
-
 from gateway.live.coalescer import Coalescer
 from gateway.live.connect_token import ConnectTokens
-from gateway.live.filters import PointFilter, filter_subjects
+from gateway.live.filters import PointFilter, SignedPoint, filter_subjects, streamable
+from telemetry_core.headers import SIGNATURE
+from telemetry_core.points_validator import PointsValidator, points_body
 from telemetry_core.topology import slot_of
 from telemetry_schemas.api.stream import StreamedPoint
-from telemetry_schemas.values import Point
 
-T0 = datetime(2025, 12, 18, 10, tzinfo=UTC)
+TS = "2025-12-18T10:00:00Z"
 
 
 def sp(value: float, seq: int) -> StreamedPoint:
-    return StreamedPoint(device_id="d", metric_name="m", value=value, timestamp=T0, sequence_number=seq)
+    return StreamedPoint(device_id="d", metric_name="m", value=value, timestamp=TS, sequence_number=seq)
 
 
 def test_coalescer_keeps_the_newest_and_counts_what_it_drops() -> None:
@@ -61,12 +60,38 @@ def test_subjects_are_one_stored_subject_per_device_or_the_wildcard() -> None:
 def test_point_filter_by_metric_and_tags() -> None:
     f = PointFilter.of(["temperature"], {"site": "north"}, "value > 1")
     points = [
-        Point(timestamp=T0, metric_name="temperature", value=2.0, tags={"site": "north", "x": "y"}),
-        Point(timestamp=T0, metric_name="temperature", value=0.5, tags={"site": "north"}),
-        Point(timestamp=T0, metric_name="humidity", value=2.0, tags={"site": "north"}),
-        Point(timestamp=T0, metric_name="temperature", value=2.0, tags={"site": "south"}),
+        SignedPoint(timestamp=TS, metric_name="temperature", value=2.0, tags={"site": "north", "x": "y"}),
+        SignedPoint(timestamp=TS, metric_name="temperature", value=0.5, tags={"site": "north"}),
+        SignedPoint(timestamp=TS, metric_name="humidity", value=2.0, tags={"site": "north"}),
+        SignedPoint(timestamp=TS, metric_name="temperature", value=2.0, tags={"site": "south"}),
     ]
     selected = f.select("d1", points, 42)
     assert [(p.device_id, p.metric_name, p.value, p.sequence_number) for p in selected] == [
         ("d1", "temperature", 2.0, 42)
     ]
+
+
+class _Msg:
+    def __init__(self, subject: str, data: bytes, headers: dict[str, str] | None) -> None:
+        self.subject, self.data, self.headers = subject, data, headers
+
+
+def test_streamable_follows_the_validators_rule() -> None:
+    validator = PointsValidator(b"k" * 32)
+    raw = [b'{"timestamp":"2025-12-18T10:00:00Z","metric_name":"temperature","value":1.5,"metadata":{"a":[1]}}']
+    body = points_body("dev-1", raw, None, "req")
+    subject = f"telemetry.points.{slot_of('dev-1')}.dev-1"
+    cases = [
+        _Msg(subject, body, {SIGNATURE: validator.signature(body)}),  # admitted
+        _Msg(subject, body, None),  # unsigned (published directly, not yet admitted)
+        _Msg(subject, body, {SIGNATURE: "0" * 64}),  # forged
+        _Msg("telemetry.points.3.dev-2", body, {SIGNATURE: validator.signature(body)}),  # another device's subject
+        _Msg(subject, b"{", {SIGNATURE: validator.signature(b"{")}),  # signed junk
+    ]
+    for msg in cases:
+        assert (streamable(validator, msg) is None) == (validator.accepted(msg) is None)  # type: ignore[arg-type]
+    admitted = streamable(validator, cases[0])  # type: ignore[arg-type]
+    assert admitted is not None
+    device, points = admitted
+    assert device == "dev-1" and points[0].timestamp == "2025-12-18T10:00:00Z" and points[0].value == 1.5
+    assert bytes(points[0].metadata) == b'{"a":[1]}'

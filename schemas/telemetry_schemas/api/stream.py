@@ -92,16 +92,19 @@ class CancelResponse(ApiBody):
 
 
 class StreamedPoint(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One point in a stream message; ``sequence_number`` is the POINTS stream message it came in."""
+    """One point in a stream message; ``sequence_number`` is the POINTS stream message it came in.
+
+    ``timestamp`` and ``metadata`` are passed on as the device sent them (RFC 3339 text; a JSON object).
+    """
 
     device_id: str
     metric_name: str
     value: Any
-    timestamp: datetime
+    timestamp: str
     sequence_number: int
     unit: str | None = None
     tags: dict[str, str] = {}
-    metadata: dict[str, Any] = {}
+    metadata: msgspec.Raw = msgspec.Raw(b"{}")
 
 
 class StreamMessage(msgspec.Struct, kw_only=True):
