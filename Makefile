@@ -53,8 +53,9 @@ fmt: install ## format and auto-fix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## benchmarks; results go to docs/benchmarks.md
+bench: install ## benchmarks; results go to docs/benchmarks.md and docs/benchmarks-streaming.md
 	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.streaming
 
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export

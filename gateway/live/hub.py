@@ -16,7 +16,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from gateway.live.connect_token import ConnectTokens
 from gateway.live.subscriptions_kv import Stored, SubscriptionStore
-from gateway.live.ws_stream import CLOSE_GOING_AWAY, CLOSE_NORMAL, StreamSession
+from gateway.live.ws_stream import CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_SERVER_ERROR, StreamSession
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.settings import Settings
 from telemetry_core.topology import SUBSCRIPTIONS_BUCKET
@@ -77,7 +77,13 @@ class LiveHub:
         self.opened_total += 1
         log.info("stream_opened", subscription_id=sid, since=since)
         try:
-            await session.open()
+            try:
+                await session.open()
+            except Exception as exc:  # NATS away: say so on the socket rather than fail the handshake
+                log.warning("stream_open_failed", subscription_id=sid, error=repr(exc))
+                await socket.accept()
+                await socket.close(CLOSE_SERVER_ERROR, "stream unavailable; retry shortly")
+                return
             await socket.accept()
             await session.run()
         finally:

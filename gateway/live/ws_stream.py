@@ -67,6 +67,7 @@ class StreamSession:
         self._closing = asyncio.Event()
         self._close_code, self._close_reason = CLOSE_NORMAL, ""
         self._replay_until = 0
+        self._finished = False
         self._sub: Any = None
         self.messages_sent = 0
 
@@ -79,7 +80,6 @@ class StreamSession:
         if not self._closing.is_set():
             self._close_code, self._close_reason = code, reason
             self._closing.set()
-            self._room.set()
 
     async def run(self) -> None:
         """Stream until closed (after ``open``); everything this socket holds is released before returning."""
@@ -99,6 +99,8 @@ class StreamSession:
                                     error=repr(exc))  # fmt: skip
                         self.close(CLOSE_SERVER_ERROR, "stream failed; reconnect with ?since=<sequence_number>")
         finally:
+            self._finished = True
+            self._room.set()  # a replay waiting for room gives up
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -131,7 +133,7 @@ class StreamSession:
         points = self._filter.select(admitted[0], admitted[1], sequence) if admitted else []
         replaying = sequence <= self._replay_until
         if replaying:
-            while points and len(self.coalescer) and self.coalescer.room < len(points) and not self._closing.is_set():
+            while points and len(self.coalescer) and self.coalescer.room < len(points) and not self._finished:
                 self._room.clear()
                 self._data.set()
                 await self._room.wait()

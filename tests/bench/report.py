@@ -529,7 +529,8 @@ def markdown(r: Results) -> str:
 
 Written by `make bench` (`python -m tests.bench.run`); every number below comes from the run of
 {m.get("date", "?")}. Re-run to refresh: sizes are set by `BENCH_*` environment variables (see
-`tests/bench/config.py`).
+`tests/bench/config.py`). Real-time streaming (100 WebSockets against ingestion) is measured by the
+second half of `make bench` (`python -m tests.bench.streaming`): [benchmarks-streaming.md](benchmarks-streaming.md).
 
 ## Machine
 
