@@ -23,4 +23,7 @@ def main() -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
+        # permessage-deflate costs the gateway's CPU per streamed byte (the CPU ingestion shares); off unless
+        # the operator wants it for clients on slow links.
+        ws_per_message_deflate=settings.ws_compression,
     )

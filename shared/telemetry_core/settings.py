@@ -85,6 +85,7 @@ class Settings:
     subscription_ttl_s: int = 300
     connect_token_ttl_s: int = 120
     stream_buffer_points: int = 10_000
+    ws_compression: bool = False
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -119,6 +120,7 @@ class Settings:
             subscription_ttl_s=_number(env, "TELEMETRY_SUBSCRIPTION_TTL", 300, int, 10, 7 * 86_400),
             connect_token_ttl_s=_number(env, "TELEMETRY_CONNECT_TOKEN_TTL", 120, int, 5, 86_400),
             stream_buffer_points=_number(env, "TELEMETRY_STREAM_BUFFER", 10_000, int, 10, 1_000_000),
+            ws_compression=_choice(env, "TELEMETRY_WS_COMPRESSION", "off", ("on", "off")) == "on",
             event_prefix=env.get("TELEMETRY_EVENT_PREFIX", "telemetry_service").strip(". ") or "telemetry_service",
             log_format=_choice(env, "TELEMETRY_LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=_choice(env, "TELEMETRY_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
