@@ -2,7 +2,6 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
@@ -13,31 +12,22 @@ from telemetry_core.topology import POINTS_ALL, device_of_points_subject, slot_o
 from telemetry_schemas.api.stream import StreamedPoint
 
 
-class SignedPoint(msgspec.Struct, kw_only=True):
-    """A point of a signed POINTS message, read only as far as streaming needs.
+class _SignedBatch(msgspec.Struct):
+    """A signed POINTS message read only as far as streaming needs.
 
-    Signed points were validated by whoever admitted them (telemetry_core.points_validator), so their
-    timestamp and metadata are passed on as text and raw JSON: the full typed decode costs ~8x more, and
-    the gateway's ingest path shares its CPU.
+    Signed points were validated by whoever admitted them (telemetry_core.points_validator), so they are
+    decoded straight into the output type, timestamp and metadata as text and raw JSON: the workers' typed
+    decode costs several times more, on the CPU the gateway's ingest path shares.
     """
 
-    timestamp: str
-    metric_name: str
-    value: Any
-    unit: str | None = None
-    tags: dict[str, str] = {}
-    metadata: msgspec.Raw = msgspec.Raw(b"{}")
-
-
-class _SignedBatch(msgspec.Struct):
     device_id: str
-    points: list[SignedPoint]
+    points: list[StreamedPoint]
 
 
 _batch_decoder = msgspec.json.Decoder(_SignedBatch)
 
 
-def streamable(validator: PointsValidator, msg: Msg) -> tuple[str, list[SignedPoint]] | None:
+def streamable(validator: PointsValidator, msg: Msg) -> tuple[str, list[StreamedPoint]] | None:
     """(device, points) of an admitted message, else None.
 
     The rule is PointsValidator.accepted's (a valid signature; the body's device is the subject's), with the
@@ -67,8 +57,8 @@ class PointFilter:
         """Build from a subscription's fields (the condition must already have parsed once)."""
         return cls(frozenset(metric_names), tuple(tags.items()), parse_condition(condition) if condition else None)
 
-    def select(self, device_id: str, points: Sequence[SignedPoint], sequence: int) -> list[StreamedPoint]:
-        """The points to stream, in message order."""
+    def select(self, device_id: str, points: Sequence[StreamedPoint], sequence: int) -> list[StreamedPoint]:
+        """The points to stream, in message order, stamped with their device and POINTS sequence."""
         out = []
         for p in points:
             if self.metric_names and p.metric_name not in self.metric_names:
@@ -76,27 +66,12 @@ class PointFilter:
             if self.tags and any(p.tags.get(k) != v for k, v in self.tags):
                 continue
             if self.condition is not None and not self.condition(
-                {
-                    "device_id": device_id,
-                    "metric_name": p.metric_name,
-                    "value": p.value,
-                    "unit": p.unit,
-                    "tags": p.tags,
-                }
+                {"device_id": device_id, "metric_name": p.metric_name, "value": p.value, "unit": p.unit, "tags": p.tags}
             ):
                 continue
-            out.append(
-                StreamedPoint(
-                    device_id=device_id,
-                    metric_name=p.metric_name,
-                    value=p.value,
-                    timestamp=p.timestamp,
-                    sequence_number=sequence,
-                    unit=p.unit,
-                    tags=p.tags,
-                    metadata=p.metadata,
-                )
-            )
+            p.device_id = device_id
+            p.sequence_number = sequence
+            out.append(p)
         return out
 
 

@@ -284,13 +284,17 @@ async def test_a_stalled_socket_drops_oldest_and_counts_them(
 ) -> None:
     device, batches, size = unique("stall"), 30, 200
     answer = subscribe(client, device_ids=[device], max_frequency=100)
-    # A client that stops reading: a tiny receive buffer, and at most one message queued in the library.
+    # A client that stops reading: a small receive buffer, and at most four messages queued in the library.
     host, port = "127.0.0.1", small_buffer_gateway.port
     sock = socket.create_connection((host, port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    # (64 KB, not less: a window of a few KB crawls on delayed acknowledgements when reading resumes.)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
     sock.setblocking(False)
     big_tags = {f"t{k}": "x" * 250 for k in range(8)}  # ~2 KB a point: the socket's pipes fill quickly
-    async with open_socket(small_buffer_gateway.url, answer, sock=sock, max_queue=1) as ws:
+    # No client pings: a client that reads nothing would not see their answers and would close first.
+    async with open_socket(
+        small_buffer_gateway.url, answer, sock=sock, max_queue=(4, 1), ping_interval=None, max_size=None
+    ) as ws:
         for b in range(batches):
             await post_points(aclient, device, [point(value=float(b * size + i), ts=_ts(b * size + i), tags=big_tags)
                                                 for i in range(size)])  # fmt: skip

@@ -2,7 +2,7 @@
 
 from gateway.live.coalescer import Coalescer
 from gateway.live.connect_token import ConnectTokens
-from gateway.live.filters import PointFilter, SignedPoint, filter_subjects, streamable
+from gateway.live.filters import PointFilter, filter_subjects, streamable
 from telemetry_core.headers import SIGNATURE
 from telemetry_core.points_validator import PointsValidator, points_body
 from telemetry_core.topology import slot_of
@@ -60,10 +60,10 @@ def test_subjects_are_one_stored_subject_per_device_or_the_wildcard() -> None:
 def test_point_filter_by_metric_and_tags() -> None:
     f = PointFilter.of(["temperature"], {"site": "north"}, "value > 1")
     points = [
-        SignedPoint(timestamp=TS, metric_name="temperature", value=2.0, tags={"site": "north", "x": "y"}),
-        SignedPoint(timestamp=TS, metric_name="temperature", value=0.5, tags={"site": "north"}),
-        SignedPoint(timestamp=TS, metric_name="humidity", value=2.0, tags={"site": "north"}),
-        SignedPoint(timestamp=TS, metric_name="temperature", value=2.0, tags={"site": "south"}),
+        StreamedPoint(timestamp=TS, metric_name="temperature", value=2.0, tags={"site": "north", "x": "y"}),
+        StreamedPoint(timestamp=TS, metric_name="temperature", value=0.5, tags={"site": "north"}),
+        StreamedPoint(timestamp=TS, metric_name="humidity", value=2.0, tags={"site": "north"}),
+        StreamedPoint(timestamp=TS, metric_name="temperature", value=2.0, tags={"site": "south"}),
     ]
     selected = f.select("d1", points, 42)
     assert [(p.device_id, p.metric_name, p.value, p.sequence_number) for p in selected] == [
@@ -95,3 +95,14 @@ def test_streamable_follows_the_validators_rule() -> None:
     device, points = admitted
     assert device == "dev-1" and points[0].timestamp == "2025-12-18T10:00:00Z" and points[0].value == 1.5
     assert bytes(points[0].metadata) == b'{"a":[1]}'
+
+
+def test_a_point_cannot_pose_as_another_device_or_sequence() -> None:
+    validator = PointsValidator(b"k" * 32)
+    raw = [b'{"timestamp":"2025-12-18T10:00:00Z","metric_name":"m","value":1,"device_id":"victim","sequence_number":1}']
+    body = points_body("dev-1", raw, None, None)
+    msg = _Msg(f"telemetry.points.{slot_of('dev-1')}.dev-1", body, {SIGNATURE: validator.signature(body)})
+    admitted = streamable(validator, msg)  # type: ignore[arg-type]
+    assert admitted is not None
+    (point,) = PointFilter.of([], {}, None).select(*admitted, 77)
+    assert (point.device_id, point.sequence_number) == ("dev-1", 77)

@@ -95,13 +95,15 @@ class StreamedPoint(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One point in a stream message; ``sequence_number`` is the POINTS stream message it came in.
 
     ``timestamp`` and ``metadata`` are passed on as the device sent them (RFC 3339 text; a JSON object).
+    The gateway decodes a signed POINTS message's points straight into this type and then sets
+    ``device_id`` and ``sequence_number`` (whatever a point carried under those names is overwritten).
     """
 
-    device_id: str
+    device_id: str = ""
     metric_name: str
     value: Any
     timestamp: str
-    sequence_number: int
+    sequence_number: int = 0
     unit: str | None = None
     tags: dict[str, str] = {}
     metadata: msgspec.Raw = msgspec.Raw(b"{}")
