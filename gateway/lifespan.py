@@ -6,7 +6,8 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar
 
-from gateway.auth.guard import key_digest
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.key_cache import ApiKeyCache
 from gateway.commands.wiring import build_commands
 from gateway.integration_events import IntegrationEvents
 from gateway.off_loop import OffLoop
@@ -35,6 +36,8 @@ def make_lifespan(settings: Settings) -> "object":
         await pool.open(wait=True, timeout=30.0)
         definitions = DefinitionsCache(js, log)
         await definitions.start()
+        api_keys = ApiKeyCache(js, log)
+        await api_keys.start()
         publisher = CommandPublisher(nc, js, settings.publish_timeout_s, PointsValidator(signing_key))
         off_loop = OffLoop()  # its processes start with the first backtest
         app.state.gw = GatewayState(
@@ -43,19 +46,20 @@ def make_lifespan(settings: Settings) -> "object":
             js=js,
             pool=pool,
             publisher=publisher,
-            key_digests=tuple(key_digest(k) for k in settings.api_keys),
+            auth=Authenticator(settings, api_keys),
             definitions=definitions,
             commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix)),
             off_loop=off_loop,
         )
         if not settings.api_keys:
-            log.warning("no_api_keys", hint="set TELEMETRY_API_KEYS; every request but /health* will get 401")
+            log.warning("no_bootstrap_api_keys", hint="set TELEMETRY_API_KEYS to administer the service")
         log.info("gateway_ready", port=settings.port)
         try:
             yield
         finally:
             await off_loop.shutdown()
             await definitions.stop()
+            await api_keys.stop()
             await pool.close()
             await close_nats(nc)
 

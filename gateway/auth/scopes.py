@@ -1,0 +1,36 @@
+"""Which scope each route needs: ingest writes points, read reads, admin changes definitions, rules, alerts.
+
+Decided here by method and path template, in one table, rather than on each route, so a route added
+later without thought needs admin (fail closed) until it is listed.
+"""
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+
+from telemetry_schemas.enums import ApiKeyScope
+
+_PREFIX = "/api/v1/telemetry"
+_INGEST = {
+    ("POST", f"{_PREFIX}/devices/{{device_id:str}}/telemetry"),
+    ("POST", f"{_PREFIX}/devices/{{device_id:str}}/telemetry/batch"),
+    ("POST", f"{_PREFIX}/bulk"),
+}
+# Reads that take a body, so they are POSTs.
+_READ_POSTS = {
+    ("POST", f"{_PREFIX}/query"),
+    ("POST", f"{_PREFIX}/alerts/rules/backtest"),
+}
+
+
+def required_scope(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiKeyScope:
+    """The scope the matched route needs; WebSocket streams read."""
+    if connection.scope["type"] == "websocket":
+        return ApiKeyScope.READ
+    method = connection.scope.get("method", "GET")
+    route = (method, connection.scope.get("path_template", ""))
+    if route in _INGEST:
+        return ApiKeyScope.INGEST
+    if method in ("GET", "HEAD") or route in _READ_POSTS:
+        return ApiKeyScope.READ
+    return ApiKeyScope.ADMIN
