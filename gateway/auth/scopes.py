@@ -12,8 +12,8 @@ from telemetry_schemas.enums import ApiKeyScope
 
 _PREFIX = "/api/v1/telemetry"
 _INGEST = {
-    ("POST", f"{_PREFIX}/devices/{{device_id:str}}/telemetry"),
-    ("POST", f"{_PREFIX}/devices/{{device_id:str}}/telemetry/batch"),
+    ("POST", f"{_PREFIX}/devices/{{device_id}}/telemetry"),
+    ("POST", f"{_PREFIX}/devices/{{device_id}}/telemetry/batch"),
     ("POST", f"{_PREFIX}/bulk"),
 }
 # Reads that take a body, so they are POSTs.

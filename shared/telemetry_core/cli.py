@@ -47,10 +47,12 @@ def _apikey(args: argparse.Namespace) -> None:
         print("Add it to TELEMETRY_API_KEYS (comma-separated) in the gateway's environment.", file=sys.stderr)
         return
     from telemetry_core import api_key_admin
+    from telemetry_core.logging import configure_logging
     from telemetry_core.settings import Settings
     from telemetry_schemas.enums import ApiKeyScope
 
     settings = Settings.from_env(os.environ)
+    configure_logging(settings, "apikey")  # logs to stderr: stdout carries only the answer
     if args.action == "create":
         devices = [d.strip() for d in (args.devices or "").split(",") if d.strip()]
         key_id, key = api_key_admin.create(settings, args.name, ApiKeyScope(args.scope), devices)
