@@ -41,7 +41,11 @@ class Authenticator:
     """Everything the gateway needs to say who is calling (held on GatewayState as ``auth``)."""
 
     def __init__(self, settings: Settings, keys: ApiKeyCache) -> None:
-        self._bootstrap = tuple(key_digest(k) for k in settings.api_keys)
+        # A bootstrap key's name is a short non-reversible id of it (as before keys were data).
+        self._bootstrap = tuple(
+            (d, Principal(subject=f"apikey:{d.hex()[:12]}", scopes=_ADMIN, kind="bootstrap", limit_key=d.hex()[:12]))
+            for d in (key_digest(k) for k in settings.api_keys)
+        )
         self._keys = keys
         self.jwt = JwtVerifier(settings)
         self.internal = InternalCalls(settings)
@@ -50,11 +54,9 @@ class Authenticator:
 
     def _api_key(self, key: str) -> Principal:
         digest = key_digest(key)
-        for known in self._bootstrap:
+        for known, principal in self._bootstrap:
             if hmac.compare_digest(digest, known):
-                # A bootstrap key's name is a short non-reversible id of it (as before keys were data).
-                short = digest.hex()[:12]
-                return Principal(subject=f"apikey:{short}", scopes=_ADMIN, kind="bootstrap", limit_key=short)
+                return principal
         principal = self._keys.get(digest)
         if principal is None:
             raise NotAuthorizedException("invalid API key")

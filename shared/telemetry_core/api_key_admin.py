@@ -13,14 +13,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import nats
 import psycopg
-import structlog
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.js.errors import APIError, NotFoundError
 
 from telemetry_core.api_key_material import key_digest, new_key
 from telemetry_core.errors import ConfigurationError
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ
-from telemetry_core.nats_conn import close_nats, connect
 from telemetry_core.settings import Settings
 from telemetry_core.topology import EVENTS_STREAM, api_key_subject
 from telemetry_schemas.codecs import api_key_event_decoder, json_encoder
@@ -62,20 +63,27 @@ def check_devices(devices: list[str], scope: ApiKeyScope) -> list[str]:
     return sorted(set(devices))
 
 
-async def _publish(settings: Settings, subject: str, event: ApiKeyCreated | ApiKeyRevoked, expected: int) -> None:
+async def _connect(settings: Settings) -> Client:
+    # A one-shot command: fail fast and quietly instead of the services' retry-and-reconnect-forever.
     nats_url, _ = settings.require_servers()
-    nc = await connect(nats_url, "telemetry-apikey", structlog.get_logger(), max_wait_s=5)
+    try:
+        return await nats.connect(nats_url, name="telemetry-apikey", connect_timeout=5, allow_reconnect=False)
+    except (OSError, NatsError, TimeoutError) as exc:
+        raise ConfigurationError(f"cannot reach NATS at {nats_url}: {exc!r}") from None
+
+
+async def _publish(settings: Settings, subject: str, event: ApiKeyCreated | ApiKeyRevoked, expected: int) -> None:
+    nc = await _connect(settings)
     try:
         js = nc.jetstream(timeout=settings.publish_timeout_s)
         headers = {EXPECTED_LAST_SUBJECT_SEQ: str(expected)}
         await js.publish(subject, json_encoder.encode(event), headers=headers)
     finally:
-        await close_nats(nc)
+        await nc.close()
 
 
 async def _last_event(settings: Settings, key_id: str) -> tuple[int, ApiKeyCreated | ApiKeyRevoked] | None:
-    nats_url, _ = settings.require_servers()
-    nc = await connect(nats_url, "telemetry-apikey", structlog.get_logger(), max_wait_s=5)
+    nc = await _connect(settings)
     try:
         js = nc.jetstream(timeout=settings.publish_timeout_s)
         try:
@@ -84,7 +92,7 @@ async def _last_event(settings: Settings, key_id: str) -> tuple[int, ApiKeyCreat
             return None
         return int(msg.seq or 0), api_key_event_decoder.decode(msg.data or b"")
     finally:
-        await close_nats(nc)
+        await nc.close()
 
 
 def _wait_listed(database_url: str, key_id: str) -> bool:

@@ -17,13 +17,19 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
 import nats
+import structlog
 import uvloop
+from litestar import Request
 
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.key_cache import ApiKeyCache
 from telemetry_core import api_key_admin
+from telemetry_core.api_key_material import key_digest, new_key
 from telemetry_core.embedded import start_nats, start_postgres
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ
 from telemetry_core.migrate import migrate
@@ -31,7 +37,7 @@ from telemetry_core.settings import Settings
 from telemetry_core.topology import EVENTS_STREAM, api_key_subject
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.enums import ApiKeyScope
-from telemetry_schemas.events import ApiKeyRevoked
+from telemetry_schemas.events import ApiKeyCreated, ApiKeyRevoked
 from tests.bench.client import make_client
 from tests.bench.e2e import build_batches, post_batches
 from tests.bench.latency import run_latency
@@ -53,6 +59,8 @@ class AuthResult:
     rates: dict[str, list[float]] = field(default_factory=dict)
     p99s: dict[str, list[float]] = field(default_factory=dict)
     revocations: list[float] = field(default_factory=list)
+    # credential → microseconds one authentication costs in process (no HTTP, no noise from the machine)
+    identify_us: dict[str, float] = field(default_factory=dict)
 
     def rate(self, kind: str) -> float:
         return statistics.median(self.rates[kind])
@@ -68,6 +76,9 @@ class AuthResult:
                 f"  {kind:>9}: batches {self.rate(kind):,.0f} points/s ({self.rate(kind) / base_rate:.3f}), "
                 f"single-point p99 {self.p99(kind) * 1000:.1f} ms (rate ratio by p99 {base_p99 / self.p99(kind):.3f})"
             )
+        if self.identify_us:
+            costs = ", ".join(f"{k} {v:.1f} µs" for k, v in self.identify_us.items())
+            out.append(f"  one authentication in process: {costs}")
         if self.revocations:
             out.append(
                 f"  revocation → 401 on the gateway: median {statistics.median(self.revocations) * 1000:.1f} ms, "
@@ -76,9 +87,9 @@ class AuthResult:
         return out
 
 
-def _token() -> str:
+def _token(sub: str = "bench-device") -> str:
     now = int(time.time())
-    return jwt.encode({"sub": "bench-device", "scope": "ingest", "iat": now, "exp": now + 3600}, JWT_SECRET, "HS256")
+    return jwt.encode({"sub": sub, "scope": "ingest", "iat": now, "exp": now + 3600}, JWT_SECRET, "HS256")
 
 
 def _credentials(stack: Stack, settings: Settings) -> dict[str, dict[str, str]]:
@@ -112,6 +123,39 @@ async def _revocation_time(stack: Stack, settings: Settings, nc_url: str) -> flo
             await nc.close()
 
 
+def identify_costs(calls: int = 20_000) -> dict[str, float]:
+    """Microseconds per Authenticator.identify() for each kind of credential (JWT: cached and first sight)."""
+    bootstrap = "bench-bootstrap-key-0123456789"
+    settings = Settings(api_keys=(bootstrap,), jwt_secret=JWT_SECRET)
+    keys = ApiKeyCache(None, structlog.get_logger())  # type: ignore[arg-type]  # fed by hand, never started
+    key_id, db_key = new_key()
+    keys._apply(ApiKeyCreated(key_id=key_id, name="b", scope=ApiKeyScope.INGEST, digest=key_digest(db_key).hex(),
+                              created_at=datetime.now(UTC), created_by="bench"), 1)  # fmt: skip
+    auth = Authenticator(settings, keys)
+
+    def request(name: bytes, value: str) -> Request[Any, Any, Any]:
+        return Request({"type": "http", "headers": [(name, value.encode())], "client": ("127.0.0.1", 1)})  # type: ignore[typeddict-item]
+
+    token = _token()
+    cases = {
+        "bootstrap": (b"x-api-key", bootstrap),
+        "apikey-db": (b"x-api-key", db_key),
+        "jwt": (b"authorization", f"Bearer {token}"),
+    }
+    out = {}
+    for kind, (name, value) in cases.items():
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            auth.identify(request(name, value))  # a fresh request each time: headers parsed as for real
+        out[kind] = (time.perf_counter() - t0) / calls * 1e6
+    fresh = [_token(sub=f"s{i}") for i in range(2000)]
+    t0 = time.perf_counter()
+    for t in fresh:
+        auth.identify(request(b"authorization", f"Bearer {t}"))
+    out["jwt-first-sight"] = (time.perf_counter() - t0) / len(fresh) * 1e6
+    return out
+
+
 async def run_auth(stack: Stack, servers: Servers, *, rounds: int = 3, batch_points: int = 20_000,
                    latency_requests: int = 600, concurrency: int = 4, revocations: int = 10) -> AuthResult:  # fmt: skip
     """The auth phase against a running stack whose gateway has GATEWAY_ENV."""
@@ -132,6 +176,7 @@ async def run_auth(stack: Stack, servers: Servers, *, rounds: int = 3, batch_poi
                 result.p99s.setdefault(kind, []).append(percentile(lat.latencies, 99))
             finally:
                 await client.aclose()
+    result.identify_us = identify_costs()
     for _ in range(revocations):
         result.revocations.append(await _revocation_time(stack, settings, servers.nats_url))
     return result
