@@ -54,13 +54,13 @@ class Authenticator:
 
     def _api_key(self, key: str) -> Principal:
         digest = key_digest(key)
-        for known, principal in self._bootstrap:
+        for known, bootstrap in self._bootstrap:
             if hmac.compare_digest(digest, known):
-                return principal
-        principal = self._keys.get(digest)
-        if principal is None:
+                return bootstrap
+        found = self._keys.get(digest)
+        if found is None:
             raise NotAuthorizedException("invalid API key")
-        return principal
+        return found
 
     def identify(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
         """The caller, or NotAuthorizedException (401) saying what is missing or wrong."""
