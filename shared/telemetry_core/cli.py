@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("alert-worker", help="evaluate alert rules (one device partition per copy)")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     replay = sub.add_parser("replay", help="rebuild a read model from its stream (stop projection workers first)")
-    replay.add_argument("projection", help="latest_values, metric_definitions, rollups, alert_rules, alerts or api_keys")
+    replay.add_argument(
+        "projection", help="latest_values, metric_definitions, rollups, alert_rules, alerts or api_keys"
+    )
     apikey = sub.add_parser("apikey", help="manage API keys (alone: print a random bootstrap key)")
     actions = apikey.add_subparsers(dest="action", metavar="ACTION")
     create = actions.add_parser("create", help="issue a key (shown once; needs NATS_URL and DATABASE_URL)")
