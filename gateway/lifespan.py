@@ -8,6 +8,7 @@ from litestar import Litestar
 
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.key_cache import ApiKeyCache
+from gateway.auth.remote_verifier import RemoteVerifier
 from gateway.commands.wiring import build_commands
 from gateway.integration_events import IntegrationEvents
 from gateway.off_loop import OffLoop
@@ -38,6 +39,7 @@ def make_lifespan(settings: Settings) -> "object":
         await definitions.start()
         api_keys = ApiKeyCache(js, log)
         await api_keys.start()
+        remote = RemoteVerifier(settings, log) if settings.auth_service_url else None
         publisher = CommandPublisher(nc, js, settings.publish_timeout_s, PointsValidator(signing_key))
         off_loop = OffLoop()  # its processes start with the first backtest
         app.state.gw = GatewayState(
@@ -46,7 +48,7 @@ def make_lifespan(settings: Settings) -> "object":
             js=js,
             pool=pool,
             publisher=publisher,
-            auth=Authenticator(settings, api_keys),
+            auth=Authenticator(settings, api_keys, remote),
             definitions=definitions,
             commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix)),
             off_loop=off_loop,
@@ -60,6 +62,8 @@ def make_lifespan(settings: Settings) -> "object":
             await off_loop.shutdown()
             await definitions.stop()
             await api_keys.stop()
+            if remote is not None:
+                await remote.aclose()
             await pool.close()
             await close_nats(nc)
 

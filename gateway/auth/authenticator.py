@@ -16,6 +16,7 @@ from gateway.auth.jwt_verifier import JwtVerifier, looks_like_jwt
 from gateway.auth.key_cache import ApiKeyCache
 from gateway.auth.principal import Principal
 from gateway.auth.rate_limit import TokenBuckets
+from gateway.auth.remote_verifier import RemoteVerifier
 from gateway.auth.trusted_networks import InternalCalls
 from telemetry_core.api_key_material import key_digest
 from telemetry_core.settings import Settings
@@ -40,7 +41,7 @@ def presented_credentials(connection: ASGIConnection[Any, Any, Any, Any]) -> tup
 class Authenticator:
     """Everything the gateway needs to say who is calling (held on GatewayState as ``auth``)."""
 
-    def __init__(self, settings: Settings, keys: ApiKeyCache) -> None:
+    def __init__(self, settings: Settings, keys: ApiKeyCache, remote: RemoteVerifier | None = None) -> None:
         # A bootstrap key's name is a short non-reversible id of it (as before keys were data).
         self._bootstrap = tuple(
             (d, Principal(subject=f"apikey:{d.hex()[:12]}", scopes=_ADMIN, kind="bootstrap", limit_key=d.hex()[:12]))
@@ -51,6 +52,7 @@ class Authenticator:
         self.internal = InternalCalls(settings)
         self.requests = TokenBuckets(settings.rate_limit_requests, settings.rate_limit_burst_s, "requests")
         self.points = TokenBuckets(settings.rate_limit_points, settings.rate_limit_burst_s, "points")
+        self.remote = remote
 
     def _api_key(self, key: str) -> Principal:
         digest = key_digest(key)
@@ -75,6 +77,20 @@ class Authenticator:
             return self.jwt.verify(value)
         return self._api_key(value)
 
+    async def identify_anywhere(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+        """``identify``, then, for credentials refused locally, the external auth service when configured."""
+        try:
+            return self.identify(connection)
+        except NotAuthorizedException:
+            presented = presented_credentials(connection)
+            if self.remote is None or presented is None:
+                raise
+            value = presented[1]
+            vouched = await self.remote.verify("token" if looks_like_jwt(value) else "api_key", value)
+            if vouched is None:
+                raise
+            return vouched
+
 
 def authenticator_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Authenticator:
     """The gateway's authenticator (put on app.state.gw by the lifespan)."""
@@ -86,7 +102,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     """Authenticate any connection (HTTP request or WebSocket); raise NotAuthorizedException (401).
 
     Only says who the caller is: scopes, device limits and rate limits are the guard's
-    (``gateway.auth.guard``). Asynchronous so that verification against an external service can be
-    added without changing callers.
+    (``gateway.auth.guard``). Credentials this gateway does not know are put to the external auth
+    service when one is configured (``remote_verifier.py``).
     """
-    return authenticator_of(connection).identify(connection)
+    return await authenticator_of(connection).identify_anywhere(connection)

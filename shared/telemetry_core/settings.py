@@ -126,6 +126,11 @@ class Settings:
     rate_limit_points: float = 0.0
     # How many seconds of the rate a key may spend at once (the bucket size).
     rate_limit_burst_s: float = 1.0
+    # An external auth service asked about credentials the gateway does not know itself; its answers are
+    # cached, and when it cannot be reached the local answer stands (the PRD's "graceful fallback").
+    auth_service_url: str | None = None
+    auth_service_timeout_s: float = 1.0
+    auth_service_cache_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -170,6 +175,9 @@ class Settings:
             rate_limit_requests=_number(env, "TELEMETRY_RATE_LIMIT_REQUESTS", 0.0, float, 0.0, 1e9),
             rate_limit_points=_number(env, "TELEMETRY_RATE_LIMIT_POINTS", 0.0, float, 0.0, 1e12),
             rate_limit_burst_s=_number(env, "TELEMETRY_RATE_LIMIT_BURST", 1.0, float, 0.01, 3600.0),
+            auth_service_url=_url(env, "TELEMETRY_AUTH_SERVICE_URL", ("http://", "https://")),
+            auth_service_timeout_s=_number(env, "TELEMETRY_AUTH_SERVICE_TIMEOUT", 1.0, float, 0.05, 30.0),
+            auth_service_cache_s=_number(env, "TELEMETRY_AUTH_SERVICE_CACHE", 60.0, float, 0.0, 86_400.0),
         )
 
     def require_signing_key(self) -> bytes:
