@@ -65,3 +65,20 @@ def test_admin_may_everything_others_only_their_scope() -> None:
     assert all(admin.may(s) for s in ApiKeyScope)
     assert [s for s in ApiKeyScope if reader.may(s)] == [ApiKeyScope.READ]
     assert (device.may_write("d1"), device.may_write("d2"), admin.may_write("d2")) == (True, False, True)
+
+
+def test_the_scope_table_names_routes_that_exist() -> None:
+    # A renamed route would silently need admin (fail closed): make the rename fail here instead.
+    import re
+
+    from gateway.app import create_app
+    from gateway.auth import scopes
+
+    app = create_app(Settings())
+    served = {
+        (method, re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path))
+        for route in app.routes
+        for method in getattr(route, "methods", ())
+    }
+    assert scopes._INGEST - served == set()
+    assert scopes._READ_POSTS - served == set()
