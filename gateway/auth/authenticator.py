@@ -47,7 +47,7 @@ class Authenticator:
             (d, Principal(subject=f"apikey:{d.hex()[:12]}", scopes=_ADMIN, kind="bootstrap", limit_key=d.hex()[:12]))
             for d in (key_digest(k) for k in settings.api_keys)
         )
-        self._keys = keys
+        self.keys = keys
         self.jwt = JwtVerifier(settings)
         self.internal = InternalCalls(settings)
         self.requests = TokenBuckets(settings.rate_limit_requests, settings.rate_limit_burst_s, "requests")
@@ -59,7 +59,7 @@ class Authenticator:
         for known, bootstrap in self._bootstrap:
             if hmac.compare_digest(digest, known):
                 return bootstrap
-        found = self._keys.get(digest)
+        found = self.keys.get(digest)
         if found is None:
             raise NotAuthorizedException("invalid API key")
         return found

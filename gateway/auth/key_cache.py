@@ -39,6 +39,10 @@ class ApiKeyCache:
                 digest = self._digest_of.pop(event.key_id, b"")
                 self._by_digest.pop(digest, None)
 
+    def __len__(self) -> int:
+        """How many keys are live (created, not revoked)."""
+        return len(self._by_digest)
+
     def get(self, digest: bytes) -> Principal | None:
         """The caller holding the key with this digest, or None (unknown or revoked)."""
         return self._by_digest.get(digest)

@@ -5,7 +5,14 @@ import time
 
 from litestar import Response, get
 
-from gateway.health import check_alert_engine, check_db, check_definitions_cache, check_nats, consumer_lag
+from gateway.health import (
+    check_alert_engine,
+    check_api_key_cache,
+    check_db,
+    check_definitions_cache,
+    check_nats,
+    consumer_lag,
+)
 from gateway.state import GatewayState
 from telemetry_core import SERVICE_NAME, __version__
 from telemetry_schemas.api.health import ComponentHealth, DetailedHealthResponse, HealthResponse
@@ -51,6 +58,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "alert_engine": await check_alert_engine(gw),
         # Points are validated against this cache: a stale one would accept or refuse the wrong points.
         "definitions_cache": check_definitions_cache(gw),
+        # Revocations reach this gateway through this cache: a stalled one keeps accepting revoked keys.
+        "api_key_cache": check_api_key_cache(gw),
         "real_time_stream": ComponentHealth(status="not_deployed", detail="streaming is not part of this release"),
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"

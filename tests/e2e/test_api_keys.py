@@ -126,3 +126,13 @@ def test_a_new_gateway_copy_loads_existing_keys_and_revocations(
         url = f"{late.url}/api/v1/telemetry/metrics"
         assert httpx.get(url, headers=_key(live)).status_code == 200
         assert httpx.get(url, headers=_key(dead)).status_code == 401
+
+
+def test_detailed_health_reports_the_api_key_cache(stack: Stack, servers: Servers) -> None:
+    def cache() -> dict:
+        return httpx.get(f"{stack.url}/health/detailed", timeout=10).json()["components"]["api_key_cache"]
+
+    before = cache()
+    assert before["status"] == "healthy"
+    create_key(servers, unique("counted"), "read")
+    eventually(lambda: cache()["metrics"]["keys"] == before["metrics"]["keys"] + 1, what="one more live key")
