@@ -2,7 +2,7 @@
 
 from litestar import Litestar
 
-from gateway.auth.guard import require_api_key
+from gateway.auth.guard import require_credentials
 from gateway.deps import DEPENDENCIES
 from gateway.errors import handle_exception
 from gateway.lifespan import make_lifespan
@@ -26,7 +26,7 @@ def create_app(settings: Settings) -> Litestar:
             *stream.ROUTES,
         ],
         dependencies=DEPENDENCIES,
-        guards=[require_api_key],
+        guards=[require_credentials],
         middleware=[request_logging],
         exception_handlers={Exception: handle_exception},
         lifespan=[make_lifespan(settings)],  # type: ignore[list-item]

@@ -4,7 +4,13 @@ from typing import Any
 
 import structlog
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+)
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
@@ -58,12 +64,38 @@ def _body_missing(exc: ValidationException) -> bool:
     return any(isinstance(e, dict) and e.get("key") == "data" for e in extra)
 
 
-def _body(detail: str, status: int, extra: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
-    return Response({"detail": detail, **(extra or {})}, status_code=status, media_type=MediaType.JSON)
+def _body(
+    detail: str, status: int, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    return Response({"detail": detail, **(extra or {})}, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def _unauthenticated_miss(request: Request[Any, Any, Any], exc: Exception) -> NotAuthorizedException | None:
+    """For a path or method no route matches: the 401 an unauthenticated caller gets instead of 404/405.
+
+    Guards run only on matched routes, so without this an anonymous caller could map the API by its
+    404s. /health* stays open. The authenticator is reached through app state (no import cycle).
+    """
+    routed = request.scope.get("route_handler") is not None
+    if routed or not isinstance(exc, NotFoundException | MethodNotAllowedException):
+        return None
+    if request.url.path.startswith("/health"):
+        return None
+    gw = getattr(request.app.state, "gw", None)
+    if gw is None:
+        return None
+    try:
+        gw.auth.identify(request)
+    except NotAuthorizedException as denied:
+        return denied
+    return None
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Map any exception raised by a handler to its status and ``{"detail": ...}`` body."""
+    denied = _unauthenticated_miss(request, exc)
+    if denied is not None:
+        exc = denied
     if isinstance(exc, ApiError):
         return _body(exc.detail, exc.status, exc.extra)
     if isinstance(exc, ServiceUnavailableError):
@@ -72,7 +104,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         log.warning("database_unavailable", path=request.url.path, error=str(exc))
         return _body("PostgreSQL is unavailable: " + str(exc).splitlines()[0], 503)
     if isinstance(exc, NotAuthorizedException):
-        return _body(exc.detail, 401)
+        return _body(exc.detail, 401, headers={"WWW-Authenticate": "Bearer"})
     if isinstance(exc, ValidationException):
         if _body_missing(exc):
             return _body(EMPTY_BODY, 400)
@@ -80,6 +112,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if isinstance(exc, RequestEntityTooLarge):
         return _body(too_large_detail(request.route_handler.resolve_request_max_body_size() or 0), 413)
     if isinstance(exc, HTTPException):
-        return _body(exc.detail, exc.status_code)
+        # Keeps the exception's headers: Retry-After on 429, Allow on 405.
+        return _body(exc.detail, exc.status_code, headers=exc.headers)
     log.error("unhandled_error", path=request.url.path, exc_info=exc)
     return _body("internal server error", 500)

@@ -89,6 +89,16 @@ async def check_alert_engine(gw: GatewayState) -> ComponentHealth:
     return ComponentHealth(status="healthy", metrics={"engines": engines})
 
 
+def check_api_key_cache(gw: GatewayState) -> ComponentHealth:
+    """The gateway's API key cache: while its follower is down, new keys and revocations are not applied."""
+    follower = gw.auth.keys.follower
+    metrics = {"keys": len(gw.auth.keys)}
+    if follower.healthy:
+        return ComponentHealth(status="healthy", metrics=metrics)
+    detail = f"API key cache is resubscribing after: {follower.last_error or 'its follower stopped'}"
+    return ComponentHealth(status="unhealthy", detail=detail, metrics=metrics)
+
+
 def check_definitions_cache(gw: GatewayState) -> ComponentHealth:
     """The gateway's metric-definitions cache: a follower that failed is resubscribing, and says why."""
     follower = gw.definitions.follower

@@ -6,7 +6,9 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar
 
-from gateway.auth.guard import key_digest
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.key_cache import ApiKeyCache
+from gateway.auth.remote_verifier import RemoteVerifier
 from gateway.commands.wiring import build_commands
 from gateway.integration_events import IntegrationEvents
 from gateway.live.connect_token import ConnectTokens
@@ -38,6 +40,9 @@ def make_lifespan(settings: Settings) -> "object":
         await pool.open(wait=True, timeout=30.0)
         definitions = DefinitionsCache(js, log)
         await definitions.start()
+        api_keys = ApiKeyCache(js, log)
+        await api_keys.start()
+        remote = RemoteVerifier(settings, log) if settings.auth_service_url else None
         validator = PointsValidator(signing_key)
         publisher = CommandPublisher(nc, js, settings.publish_timeout_s, validator)
         live = LiveHub(js, await SubscriptionStore.open(js), ConnectTokens(signing_key, settings.connect_token_ttl_s),
@@ -50,14 +55,14 @@ def make_lifespan(settings: Settings) -> "object":
             js=js,
             pool=pool,
             publisher=publisher,
-            key_digests=tuple(key_digest(k) for k in settings.api_keys),
+            auth=Authenticator(settings, api_keys, remote),
             definitions=definitions,
             commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix)),
             off_loop=off_loop,
             live=live,
         )
         if not settings.api_keys:
-            log.warning("no_api_keys", hint="set TELEMETRY_API_KEYS; every request but /health* will get 401")
+            log.warning("no_bootstrap_api_keys", hint="set TELEMETRY_API_KEYS to administer the service")
         log.info("gateway_ready", port=settings.port)
         try:
             yield
@@ -65,6 +70,9 @@ def make_lifespan(settings: Settings) -> "object":
             await live.stop()
             await off_loop.shutdown()
             await definitions.stop()
+            await api_keys.stop()
+            if remote is not None:
+                await remote.aclose()
             await pool.close()
             await close_nats(nc)
 

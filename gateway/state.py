@@ -7,6 +7,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.auth.authenticator import Authenticator
 from gateway.commands.wiring import Commands
 from gateway.live.hub import LiveHub
 from gateway.off_loop import OffLoop
@@ -24,7 +25,7 @@ class GatewayState:
     js: JetStreamContext
     pool: AsyncConnectionPool
     publisher: CommandPublisher
-    key_digests: tuple[bytes, ...]
+    auth: Authenticator
     definitions: DefinitionsCache
     commands: Commands
     off_loop: OffLoop

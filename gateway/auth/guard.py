@@ -1,54 +1,70 @@
-"""The one place requests are authenticated."""
+"""The Litestar guard on every route but /health*, and the helpers routes call about their caller."""
 
-import hashlib
-import hmac
+from collections.abc import Iterable
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from gateway.state import GatewayState
+from gateway.auth.authenticator import authenticate, authenticator_of
+from gateway.auth.principal import Principal
+from gateway.auth.scopes import required_scope
+from telemetry_schemas.enums import ApiKeyScope
+
+_SCOPE_KEY = "auth"  # the ASGI scope key Litestar itself reserves for authentication results
 
 
-def key_digest(key: str) -> bytes:
-    """Keys are compared by SHA-256 digest; the plain key is never kept after start-up."""
-    return hashlib.sha256(key.encode()).digest()
+async def require_credentials(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Authenticate (401), charge the request rate (429), check the scope (403) and the device (403).
 
-
-def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    """The key from ``X-Api-Key`` or ``Authorization: Bearer <key>``."""
-    key = connection.headers.get("x-api-key")
-    if key:
-        return key.strip()
-    auth = connection.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
-
-
-async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Litestar guard: reject with 401 unless a configured key is presented (routes opt out with public=True)."""
+    Routes opt out with ``opt={"public": True}`` (only /health*).
+    """
     if handler.opt.get("public"):
         return
-    authenticate(connection)
-
-
-def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-    """Raise NotAuthorizedException unless ``connection`` (HTTP or WebSocket) presents valid credentials."""
-    state: GatewayState = connection.app.state.gw
-    key = presented_key(connection)
-    if key is None:
-        raise NotAuthorizedException(
-            "missing credentials: send the header X-Api-Key: <key> or Authorization: Bearer <key>"
+    principal = await authenticate(connection)
+    connection.scope[_SCOPE_KEY] = principal  # type: ignore[literal-required]
+    authenticator_of(connection).requests.charge(principal.limit_key)
+    needed = required_scope(connection)
+    if not principal.may(needed):
+        method = connection.scope.get("method", "WEBSOCKET")
+        raise PermissionDeniedException(
+            f"forbidden: {method} {connection.url.path} needs scope {needed.value}; "
+            f"these credentials have {principal.describe_scopes()}"
         )
-    digest = key_digest(key)
-    if not any(hmac.compare_digest(digest, known) for known in state.key_digests):
-        raise NotAuthorizedException("invalid API key")
+    if needed is ApiKeyScope.INGEST and "device_id" in connection.path_params:
+        require_devices(connection, [connection.path_params["device_id"]])
+
+
+# The name the app wires up before keys became data; kept for callers that import it.
+require_api_key = require_credentials
+
+
+def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+    """The caller the guard authenticated for this connection (None on public routes)."""
+    found = connection.scope.get(_SCOPE_KEY)
+    return found if isinstance(found, Principal) else None
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """Who is calling, for created_by fields: a short, non-reversible id of the key."""
-    key = presented_key(connection)
-    return "anonymous" if key is None else f"apikey:{key_digest(key).hex()[:12]}"
+    """Who is calling, for created_by / acknowledged_by / resolved_by: a JWT's subject or ``apikey:<id>``."""
+    principal = current_principal(connection)
+    return "anonymous" if principal is None else principal.subject
+
+
+def require_devices(connection: ASGIConnection[Any, Any, Any, Any], device_ids: Iterable[str]) -> None:
+    """403 unless the caller may write points of every device in ``device_ids``."""
+    principal = current_principal(connection)
+    if principal is None or not principal.devices:
+        return
+    refused = sorted(d for d in device_ids if not principal.may_write(d))
+    if refused:
+        shown = ", ".join(repr(d) for d in refused[:5]) + (" …" if len(refused) > 5 else "")
+        raise PermissionDeniedException(f"forbidden: this key may not write points of device {shown}")
+
+
+def charge_points(connection: ASGIConnection[Any, Any, Any, Any], count: int) -> None:
+    """Spend ``count`` from the caller's points-per-second budget, or 429 with Retry-After."""
+    principal = current_principal(connection)
+    if principal is not None and count:
+        authenticator_of(connection).points.charge(principal.limit_key, count)

@@ -7,6 +7,7 @@ from litestar import Response, get
 
 from gateway.health import (
     check_alert_engine,
+    check_api_key_cache,
     check_db,
     check_definitions_cache,
     check_nats,
@@ -61,6 +62,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         # Points are validated against this cache: a stale one would accept or refuse the wrong points.
         "definitions_cache": check_definitions_cache(gw),
         "real_time_stream": await check_real_time_stream(gw),
+        # Revocations reach this gateway through this cache: a stalled one keeps accepting revoked keys.
+        "api_key_cache": check_api_key_cache(gw),
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"
     body = DetailedHealthResponse(

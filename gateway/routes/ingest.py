@@ -6,6 +6,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, post
 
+from gateway.auth.guard import charge_points, require_devices
 from gateway.batch_validation import CheckedBatch, check_points, summarize
 from gateway.body import decode
 from gateway.deps import checked_name, request_id
@@ -42,6 +43,7 @@ async def ingest_single(
 ) -> SingleIngestResponse:
     """Validate and publish one point."""
     checked_name(device_id, "device_id")
+    charge_points(request, 1)
     body = data  # decompressed by RawBody, within the size cap
     raw = decode(body, _raw_decoder)
     checked = check_points([raw], "", gw.definitions.check, body)
@@ -78,6 +80,7 @@ async def ingest_batch(
         raise bad_request("data_points: is empty; send between 1 and 1000 points")
     if total > MAX_BATCH_POINTS:
         raise bad_request(f"data_points: has {total} points; a batch holds at most {MAX_BATCH_POINTS}")
+    charge_points(request, total)
     checked = check_points(batch.data_points, "data_points", gw.definitions.check, body)
     if checked.raw_points:
         await gw.publisher.publish_points(device_id, checked.raw_points, batch.batch_id, request_id(request))
@@ -115,6 +118,8 @@ async def ingest_bulk(data: bytes, gw: GatewayState, request: Request[Any, Any, 
     total = sum(len(points) for points in devices.values())
     if total > MAX_BULK_POINTS:
         raise bad_request(f"body: has {total} points; a bulk request holds at most {MAX_BULK_POINTS}")
+    require_devices(request, devices.keys())
+    charge_points(request, total)
     rid = request_id(request)
     results: dict[str, DeviceResult] = {}
     to_publish: list[tuple[str, CheckedBatch]] = []

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import WebSocket, delete, post, websocket
 from litestar.exceptions import NotAuthorizedException
 
-from gateway.auth.guard import authenticate
+from gateway.auth.authenticator import authenticate
 from gateway.commands.aggregate import CommandContext
 from gateway.errors import not_found, unprocessable
 from gateway.live.condition import ConditionError, parse_condition
@@ -20,6 +20,7 @@ from telemetry_schemas.api.stream import (
     SubscribeRequest,
     SubscribeResponse,
 )
+from telemetry_schemas.enums import ApiKeyScope
 
 _TAGS = ["real-time streaming"]
 _BASE = "/api/v1/telemetry/subscribe"
@@ -29,6 +30,7 @@ _ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4001
+CLOSE_FORBIDDEN = 4003
 CLOSE_NOT_FOUND = 4004
 
 _MESSAGE_DOC = (
@@ -98,8 +100,8 @@ async def cancel(subscription_id: str, live: LiveHub) -> CancelResponse:
            description="Query parameters: token (the connect_token; or send X-Api-Key / Authorization headers), "
            "since (a sequence_number received earlier: first replays what came after it, then continues live). "
            + _MESSAGE_DOC + " Close codes: 4004 unknown, cancelled or expired subscription (checked first); 4001 "
-           "no valid token or credentials; 4400 bad since; 1000 cancelled by DELETE; 1001 gateway stopping; "
-           "1011 server error (reconnect with since).")  # fmt: skip
+           "no valid token or credentials; 4003 credentials without the read scope; 4400 bad since; 1000 cancelled "
+           "by DELETE; 1001 gateway stopping; 1011 server error (reconnect with since).")  # fmt: skip
 async def stream_socket(socket: WebSocket[Any, Any, Any], subscription_id: str, live: LiveHub) -> None:
     """Check the subscription, then the credentials, then stream (the guard is skipped: it would answer first).
 
@@ -113,10 +115,15 @@ async def stream_socket(socket: WebSocket[Any, Any, Any], subscription_id: str, 
     token = socket.query_params.get("token")
     if not (token and live.tokens.valid(token, subscription_id)):
         try:
-            authenticate(socket)
+            principal = await authenticate(socket)
         except NotAuthorizedException:
             reason = "connect token expired or invalid" if token else "send ?token=<connect_token> or X-Api-Key"
             await _refuse(socket, CLOSE_UNAUTHORIZED, reason)
+            return
+        if not principal.may(ApiKeyScope.READ):
+            await _refuse(
+                socket, CLOSE_FORBIDDEN, f"needs scope read; these credentials have {principal.describe_scopes()}"
+            )
             return
     since_text = socket.query_params.get("since")
     since = None

@@ -7,7 +7,7 @@ import msgspec
 
 from telemetry_schemas.commands import RecordPoints, ValidatedPoints
 from telemetry_schemas.dead_letter import DeadLetter
-from telemetry_schemas.events import AlertEvent, MetricEvent, RuleEvent
+from telemetry_schemas.events import AlertEvent, ApiKeyEvent, MetricEvent, RuleEvent
 from telemetry_schemas.notices import PointsStored
 from telemetry_schemas.values import Point, point_problem
 
@@ -20,6 +20,7 @@ dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
 metric_event_decoder = msgspec.json.Decoder(MetricEvent)
 rule_event_decoder = msgspec.json.Decoder(RuleEvent)
 alert_event_decoder = msgspec.json.Decoder(AlertEvent)
+api_key_event_decoder = msgspec.json.Decoder(ApiKeyEvent)
 raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 # JSON can only carry a NUL character as the escape \u0000, and PostgreSQL text and jsonb cannot

@@ -50,3 +50,11 @@ class AlertStatus(StrEnum):
     ACTIVE = "active"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+
+
+class ApiKeyScope(StrEnum):
+    """What an API key may do: ingest writes points, read reads, admin does everything (defines metrics, rules)."""
+
+    INGEST = "ingest"
+    READ = "read"
+    ADMIN = "admin"

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from telemetry_schemas.base import StreamMessage
-from telemetry_schemas.enums import AlertLevel, DataType, MetricType
+from telemetry_schemas.enums import AlertLevel, ApiKeyScope, DataType, MetricType
 from telemetry_schemas.rules import RuleSpec
 
 
@@ -109,7 +109,30 @@ class AlertResolved(StreamMessage, frozen=True, kw_only=True, tag="alert.resolve
     note: str | None = None
 
 
+class ApiKeyCreated(StreamMessage, frozen=True, kw_only=True, tag="apikey.created"):
+    """An API key was issued (on subject telemetry.events.apikey.<key_id>); only its SHA-256 digest travels."""
+
+    key_id: str
+    name: str
+    scope: ApiKeyScope
+    # Hex SHA-256 of the whole key; the key itself is shown once to whoever created it and kept nowhere.
+    digest: str
+    # An ingest key limited to these devices (empty: any device).
+    devices: list[str] = []
+    created_at: datetime
+    created_by: str
+
+
+class ApiKeyRevoked(StreamMessage, frozen=True, kw_only=True, tag="apikey.revoked"):
+    """An API key was revoked; every gateway refuses it from the moment it applies this event."""
+
+    key_id: str
+    at: datetime
+    by: str
+
+
 RuleEvent = AlertRuleCreated | AlertRuleUpdated | AlertRuleEnabled | AlertRuleDeleted
 AlertEvent = AlertTriggered | AlertAcknowledged | AlertResolved
 MetricEvent = MetricDefined | MetricDeleted
-DomainEvent = MetricEvent | RuleEvent | AlertEvent
+ApiKeyEvent = ApiKeyCreated | ApiKeyRevoked
+DomainEvent = MetricEvent | RuleEvent | AlertEvent | ApiKeyEvent

@@ -40,10 +40,36 @@ def _migrate() -> None:
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
-def _apikey() -> None:
-    key = "tsk_" + secrets.token_urlsafe(24)
-    print(key)
-    print("Add it to TELEMETRY_API_KEYS (comma-separated) in the gateway's environment.", file=sys.stderr)
+def _apikey(args: argparse.Namespace) -> None:
+    if args.action is None:  # a bootstrap key, as before keys were data
+        key = "tsk_" + secrets.token_urlsafe(24)
+        print(key)
+        print("Add it to TELEMETRY_API_KEYS (comma-separated) in the gateway's environment.", file=sys.stderr)
+        return
+    from telemetry_core import api_key_admin
+    from telemetry_core.logging import configure_logging
+    from telemetry_core.settings import Settings
+    from telemetry_schemas.enums import ApiKeyScope
+
+    settings = Settings.from_env(os.environ)
+    configure_logging(settings, "apikey")  # logs to stderr: stdout carries only the answer
+    if args.action == "create":
+        devices = [d.strip() for d in (args.devices or "").split(",") if d.strip()]
+        key_id, key = api_key_admin.create(settings, args.name, ApiKeyScope(args.scope), devices)
+        print(f"key_id: {key_id}")
+        print(f"key: {key}")
+        print("The key is shown once and stored nowhere (only its SHA-256 digest is): keep it now.", file=sys.stderr)
+    elif args.action == "revoke":
+        done = api_key_admin.revoke(settings, args.key_id)
+        print(f"revoked {args.key_id}" if done else f"{args.key_id} was already revoked")
+    else:
+        rows = api_key_admin.list_keys(settings)
+        print("key_id\tname\tscope\tdevices\tcreated_at\tcreated_by\trevoked_at")
+        for r in rows:
+            revoked = r["revoked_at"].isoformat() if r["revoked_at"] else "-"
+            allowed = ",".join(r["devices"]) or "*"
+            print(f"{r['key_id']}\t{r['name']}\t{r['scope']}\t{allowed}\t{r['created_at'].isoformat()}\t"
+                  f"{r['created_by']}\t{revoked}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,14 +84,24 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("alert-worker", help="evaluate alert rules (one device partition per copy)")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     replay = sub.add_parser("replay", help="rebuild a read model from its stream (stop projection workers first)")
-    replay.add_argument("projection", help="latest_values, metric_definitions, rollups, alert_rules or alerts")
-    sub.add_parser("apikey", help="print a new random API key")
+    replay.add_argument(
+        "projection", help="latest_values, metric_definitions, rollups, alert_rules, alerts or api_keys"
+    )
+    apikey = sub.add_parser("apikey", help="manage API keys (alone: print a random bootstrap key)")
+    actions = apikey.add_subparsers(dest="action", metavar="ACTION")
+    create = actions.add_parser("create", help="issue a key (shown once; needs NATS_URL and DATABASE_URL)")
+    create.add_argument("--name", required=True, help="what the key is for (shown in `list`)")
+    create.add_argument("--scope", required=True, choices=("ingest", "read", "admin"))
+    create.add_argument("--devices", help="comma-separated device ids an ingest key may write (default: any)")
+    actions.add_parser("list", help="every key with its scope and revocation (never the key itself)")
+    revoke = actions.add_parser("revoke", help="revoke a key on every gateway within a second")
+    revoke.add_argument("key_id", help="the key_id printed by create or list")
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
             _migrate()
         elif args.command == "apikey":
-            _apikey()
+            _apikey(args)
         elif args.command == "replay":
             replay_main: Callable[[str], None] = importlib.import_module("projection_worker.replay").main
             replay_main(args.projection)

@@ -135,7 +135,9 @@ def main() -> None:
             children.append(child)
         url = f"http://{settings.host}:{settings.port}"
         _wait_healthy(url, children)
-        print(f"\nTelemetry service is running at {url}\nAPI key: {key}\nPress Ctrl-C to stop.\n", flush=True)
+        print(f"\nTelemetry service is running at {url}\nAPI key: {key}\n"
+              f"More keys: NATS_URL={nats_url} DATABASE_URL={database_url} telemetry apikey create --help\n"
+              "Press Ctrl-C to stop.\n", flush=True)  # fmt: skip
         units: list[Supervised] = [*(ServerUnit(server) for server in servers), *children]
         Supervisor(units, say).run(stopping)
     except RuntimeError as exc:

@@ -1,5 +1,6 @@
 """Typed settings, parsed once per process from an explicit environment mapping."""
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,31 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be on or off (1/0, true/false, yes/no), got {value!r}")
+
+
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    raw = env.get(name, default)
+    nets = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigurationError(f"{name}: {net!r} is not an IP network (e.g. 10.0.0.0/8 or ::1/128)") from None
+    return nets
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(name, "").strip()
+    return Path(value) if value else None
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
@@ -88,6 +114,29 @@ class Settings:
     ws_compression: bool = False
     log_format: str = "auto"
     log_level: str = "info"
+    # JWT bearer tokens (gateway/auth/jwt_verifier.py): any of an HS256 secret, a PEM public key file
+    # (RS256/ES256) or a JWKS file enables them; issuer and audience are checked when set.
+    jwt_secret: str = ""
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: float = 30.0
+    # Scope of a token without a ``scope`` claim.
+    jwt_default_scope: str = "read"
+    # X-Internal-Call: true is honoured only when on, and only from these networks.
+    trust_internal_calls: bool = False
+    trusted_networks: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    # Per key (or token subject), per gateway copy; 0 = unlimited.
+    rate_limit_requests: float = 0.0
+    rate_limit_points: float = 0.0
+    # How many seconds of the rate a key may spend at once (the bucket size).
+    rate_limit_burst_s: float = 1.0
+    # An external auth service asked about credentials the gateway does not know itself; its answers are
+    # cached, and when it cannot be reached the local answer stands (the PRD's "graceful fallback").
+    auth_service_url: str | None = None
+    auth_service_timeout_s: float = 1.0
+    auth_service_cache_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -124,6 +173,21 @@ class Settings:
             event_prefix=env.get("TELEMETRY_EVENT_PREFIX", "telemetry_service").strip(". ") or "telemetry_service",
             log_format=_choice(env, "TELEMETRY_LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=_choice(env, "TELEMETRY_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            jwt_secret=env.get("TELEMETRY_JWT_SECRET", "").strip(),
+            jwt_public_key_file=_path(env, "TELEMETRY_JWT_PUBLIC_KEY_FILE"),
+            jwt_jwks_file=_path(env, "TELEMETRY_JWT_JWKS_FILE"),
+            jwt_issuer=env.get("TELEMETRY_JWT_ISSUER", "").strip() or None,
+            jwt_audience=env.get("TELEMETRY_JWT_AUDIENCE", "").strip() or None,
+            jwt_leeway_s=_number(env, "TELEMETRY_JWT_LEEWAY", 30.0, float, 0.0, 3600.0),
+            jwt_default_scope=_choice(env, "TELEMETRY_JWT_DEFAULT_SCOPE", "read", ("ingest", "read", "admin")),
+            trust_internal_calls=_flag(env, "TELEMETRY_TRUST_INTERNAL_CALLS"),
+            trusted_networks=_networks(env, "TELEMETRY_TRUSTED_NETWORKS", "127.0.0.1/32,::1/128"),
+            rate_limit_requests=_number(env, "TELEMETRY_RATE_LIMIT_REQUESTS", 0.0, float, 0.0, 1e9),
+            rate_limit_points=_number(env, "TELEMETRY_RATE_LIMIT_POINTS", 0.0, float, 0.0, 1e12),
+            rate_limit_burst_s=_number(env, "TELEMETRY_RATE_LIMIT_BURST", 1.0, float, 0.01, 3600.0),
+            auth_service_url=_url(env, "TELEMETRY_AUTH_SERVICE_URL", ("http://", "https://")),
+            auth_service_timeout_s=_number(env, "TELEMETRY_AUTH_SERVICE_TIMEOUT", 1.0, float, 0.05, 30.0),
+            auth_service_cache_s=_number(env, "TELEMETRY_AUTH_SERVICE_CACHE", 60.0, float, 0.0, 86_400.0),
         )
 
     def require_signing_key(self) -> bytes:

@@ -34,6 +34,8 @@ RULE_EVENTS = "telemetry.events.rule.>"
 ALERT_EVENTS = "telemetry.events.alert.>"
 ALERT_RULES_CONSUMER = "projection_alert_rules"
 ALERTS_CONSUMER = "projection_alerts"
+API_KEY_EVENTS = "telemetry.events.apikey.>"
+API_KEYS_CONSUMER = "projection_api_keys"
 
 _DAY = 86_400
 
@@ -111,6 +113,11 @@ def alert_engine_consumer(partition: int, partitions: int) -> "ConsumerSpec":
         return ConsumerSpec(POINTS_STREAM, durable, POINTS_ALL)
     filters = (POINTS_PUBLISH, *(f"{_POINTS_PREFIX}{s}.*" for s in partition_slots(partition, partitions)))
     return ConsumerSpec(POINTS_STREAM, durable, "", filter_subjects=filters)
+
+
+def api_key_subject(key_id: str) -> str:
+    """Subject holding one API key's events (created, revoked)."""
+    return event_subject("apikey", key_id)
 
 
 def dlq_subject(worker: str) -> str:
@@ -202,6 +209,7 @@ METRIC_DEFINITIONS_PROJECTION = ConsumerSpec(EVENTS_STREAM, METRIC_DEFINITIONS_C
 ROLLUP_PROJECTION = ConsumerSpec(NOTICES_STREAM, ROLLUP_PROJECTION_CONSUMER, "telemetry.stored.>")
 ALERT_RULES_PROJECTION = ConsumerSpec(EVENTS_STREAM, ALERT_RULES_CONSUMER, RULE_EVENTS)
 ALERTS_PROJECTION = ConsumerSpec(EVENTS_STREAM, ALERTS_CONSUMER, ALERT_EVENTS)
+API_KEYS_PROJECTION = ConsumerSpec(EVENTS_STREAM, API_KEYS_CONSUMER, API_KEY_EVENTS)
 CONSUMERS = (
     INGEST,
     LATEST_PROJECTION,
@@ -209,6 +217,7 @@ CONSUMERS = (
     ROLLUP_PROJECTION,
     ALERT_RULES_PROJECTION,
     ALERTS_PROJECTION,
+    API_KEYS_PROJECTION,
 )
 
 

@@ -27,6 +27,7 @@ from tests.bench.alerts import (
     run_alert_lag,
     set_enabled,
 )
+from tests.bench.auth import GATEWAY_ENV, run_auth
 from tests.bench.backlog import Backlog, alert_consumers
 from tests.bench.baseline import prepare_baseline, run_baseline
 from tests.bench.client import Poster, make_client
@@ -201,6 +202,11 @@ class Bench:
             if c.query_points > 0:
                 out["queries"] = await self.queries(client, backlog)
             out["alert_lag"], out["alert_load"] = await self.alerts(client, backlog)
+            await backlog.wait_idle(c.drain_timeout_s)
+            say("auth: JWT and database API key against a bootstrap key; key revocation propagation")
+            authed = await self.timed("auth", lambda: run_auth(self.stack, self.stack.servers))
+            for line in authed.lines():  # not in docs/benchmarks.md yet: the report's owner wires it in
+                say(line)
         finally:
             await client.aclose()
             await backlog.close()
@@ -480,7 +486,7 @@ def main() -> None:
         postgres = start_postgres(root / "postgres", durable=True)
         migrate(postgres.url)
         servers = Servers(nats, postgres)
-        stack = Stack(servers, root / "logs")
+        stack = Stack(servers, root / "logs", extra_env=GATEWAY_ENV)
         stack.start_all()
         watched = [Watched(name, stack.procs[name].pid) for name in PROCESSES]
         watched += [Watched("nats-server", nats.proc.pid), Watched("postgres", postgres.proc.pid, tree=True)]

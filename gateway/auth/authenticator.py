@@ -1,0 +1,108 @@
+"""Credentials → Principal, for HTTP requests and WebSocket connections alike.
+
+Accepted, in this order: ``X-Api-Key: <key>``; ``Authorization: Bearer <token>`` (a JWT when it has
+the JWT shape, otherwise an API key); with no credentials, ``X-Internal-Call: true`` when the operator
+trusts internal calls and the peer is in a trusted network. An API key is either a bootstrap key
+(TELEMETRY_API_KEYS, admin) or one made by `telemetry apikey create` (from the key cache).
+"""
+
+import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+
+from gateway.auth.jwt_verifier import JwtVerifier, looks_like_jwt
+from gateway.auth.key_cache import ApiKeyCache
+from gateway.auth.principal import Principal
+from gateway.auth.rate_limit import TokenBuckets
+from gateway.auth.remote_verifier import RemoteVerifier
+from gateway.auth.trusted_networks import InternalCalls
+from telemetry_core.api_key_material import key_digest
+from telemetry_core.settings import Settings
+from telemetry_schemas.enums import ApiKeyScope
+
+MISSING = "missing credentials: send the header X-Api-Key: <key> or Authorization: Bearer <key or JWT>"
+_ADMIN = frozenset({ApiKeyScope.ADMIN})
+INTERNAL = Principal(subject="internal", scopes=_ADMIN, kind="internal", limit_key="internal")
+
+
+def presented_credentials(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str, str] | None:
+    """("key", value) from X-Api-Key, ("bearer", value) from Authorization: Bearer, or None."""
+    key = connection.headers.get("x-api-key")
+    if key and key.strip():
+        return "key", key.strip()
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return "bearer", token.strip()
+    return None
+
+
+class Authenticator:
+    """Everything the gateway needs to say who is calling (held on GatewayState as ``auth``)."""
+
+    def __init__(self, settings: Settings, keys: ApiKeyCache, remote: RemoteVerifier | None = None) -> None:
+        # A bootstrap key's name is a short non-reversible id of it (as before keys were data).
+        self._bootstrap = tuple(
+            (d, Principal(subject=f"apikey:{d.hex()[:12]}", scopes=_ADMIN, kind="bootstrap", limit_key=d.hex()[:12]))
+            for d in (key_digest(k) for k in settings.api_keys)
+        )
+        self.keys = keys
+        self.jwt = JwtVerifier(settings)
+        self.internal = InternalCalls(settings)
+        self.requests = TokenBuckets(settings.rate_limit_requests, settings.rate_limit_burst_s, "requests")
+        self.points = TokenBuckets(settings.rate_limit_points, settings.rate_limit_burst_s, "points")
+        self.remote = remote
+
+    def _api_key(self, key: str) -> Principal:
+        digest = key_digest(key)
+        for known, bootstrap in self._bootstrap:
+            if hmac.compare_digest(digest, known):
+                return bootstrap
+        found = self.keys.get(digest)
+        if found is None:
+            raise NotAuthorizedException("invalid API key")
+        return found
+
+    def identify(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+        """The caller, or NotAuthorizedException (401) saying what is missing or wrong."""
+        presented = presented_credentials(connection)
+        if presented is None:
+            client = connection.client.host if connection.client else None
+            if self.internal.trusted(connection.headers.get("x-internal-call"), client):
+                return INTERNAL
+            raise NotAuthorizedException(MISSING)
+        kind, value = presented
+        if kind == "bearer" and looks_like_jwt(value):
+            return self.jwt.verify(value)
+        return self._api_key(value)
+
+    async def identify_anywhere(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+        """``identify``, then, for credentials refused locally, the external auth service when configured."""
+        try:
+            return self.identify(connection)
+        except NotAuthorizedException:
+            presented = presented_credentials(connection)
+            if self.remote is None or presented is None:
+                raise
+            value = presented[1]
+            vouched = await self.remote.verify("token" if looks_like_jwt(value) else "api_key", value)
+            if vouched is None:
+                raise
+            return vouched
+
+
+def authenticator_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Authenticator:
+    """The gateway's authenticator (put on app.state.gw by the lifespan)."""
+    auth: Authenticator = connection.app.state.gw.auth
+    return auth
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """Authenticate any connection (HTTP request or WebSocket); raise NotAuthorizedException (401).
+
+    Only says who the caller is: scopes, device limits and rate limits are the guard's
+    (``gateway.auth.guard``). Credentials this gateway does not know are put to the external auth
+    service when one is configured (``remote_verifier.py``).
+    """
+    return await authenticator_of(connection).identify_anywhere(connection)
