@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.conftest import point
+from tests.support.auth import create_key
 from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import Servers
@@ -312,3 +313,20 @@ async def test_a_stalled_socket_drops_oldest_and_counts_them(
     got_values = values(got)
     assert got_values == sorted(set(got_values))  # what arrived is in order, without duplicates
     assert got_values[-1] == float(total - 1)  # the newest are kept, the oldest dropped
+
+
+async def test_socket_credentials_need_the_read_scope(client: httpx.Client, servers: Servers) -> None:
+    base = str(client.base_url).rstrip("/")
+    answer = subscribe(client, device_ids=[unique("live")])
+    _, ingest_key = create_key(servers, unique("sensor"), "ingest")
+    _, read_key = create_key(servers, unique("dashboard"), "read")
+    async with open_socket(base, answer, use_token=False, headers={"X-Api-Key": ingest_key}) as ws:
+        assert await close_code(ws) == (4003, "needs scope read; these credentials have ingest")
+    async with open_socket(base, answer, use_token=False, headers={"X-Api-Key": read_key}) as ws:
+        assert await quiet_for(ws, 0.3) == []  # admitted: open, nothing to say yet
+        assert ws.close_code is None
+    async with httpx.AsyncClient(base_url=base) as c:
+        r = await c.post("/api/v1/telemetry/subscribe", json={}, headers={"X-Api-Key": read_key})
+        assert r.status_code == 201  # a dashboard's read key may subscribe
+        r = await c.post("/api/v1/telemetry/subscribe", json={}, headers={"X-Api-Key": ingest_key})
+        assert r.status_code == 403 and "needs scope read" in r.json()["detail"]
