@@ -6,7 +6,7 @@ from gateway.auth.guard import require_api_key
 from gateway.deps import DEPENDENCIES
 from gateway.errors import handle_exception
 from gateway.lifespan import make_lifespan
-from gateway.openapi import DeclaredOrderStructs, openapi_config
+from gateway.openapi import DeclaredOrderStructs, document_errors, openapi_config
 from gateway.request_log import request_logging
 from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, queries
 from telemetry_core.settings import Settings
@@ -14,16 +14,18 @@ from telemetry_core.settings import Settings
 
 def create_app(settings: Settings) -> Litestar:
     """Build the Litestar app: routes, their dependencies, the auth guard, the error mapping and the lifespan."""
+    handlers = [
+        *health.ROUTES,
+        *ingest.ROUTES,
+        *metrics.ROUTES,
+        *queries.ROUTES,
+        *export.ROUTES,
+        *alert_rules.ROUTES,
+        *alerts.ROUTES,
+    ]
+    document_errors(handlers)
     return Litestar(
-        route_handlers=[
-            *health.ROUTES,
-            *ingest.ROUTES,
-            *metrics.ROUTES,
-            *queries.ROUTES,
-            *export.ROUTES,
-            *alert_rules.ROUTES,
-            *alerts.ROUTES,
-        ],
+        route_handlers=handlers,
         dependencies=DEPENDENCIES,
         guards=[require_api_key],
         middleware=[request_logging],

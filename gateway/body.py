@@ -9,6 +9,7 @@ import zstandard
 
 from gateway.errors import ApiError, bad_request, unprocessable
 from telemetry_schemas.codecs import split_validation_error
+from telemetry_schemas.text import TOO_DEEP_DETAIL, json_problem
 
 T = TypeVar("T")
 _ZSTD_CHUNK = 1 << 20
@@ -32,6 +33,34 @@ def _zstd(data: bytes, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _gzip(data: bytes, limit: int) -> bytes:
+    # Every member of a multi-member gzip body (RFC 1952) is read, so junk after the first member is an
+    # error (400), never silently dropped; a stream that ends mid-member is one too.
+    out = bytearray()
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, auto-detected
+        out += inflater.decompress(rest, limit + 1 - len(out))
+        if len(out) > limit:
+            return bytes(out)
+        if not inflater.eof:
+            raise ValueError("the compressed stream is truncated")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
+
+
+def _lz4(data: bytes, limit: int) -> bytes:
+    inflater = lz4.frame.LZ4FrameDecompressor()
+    out: bytes = inflater.decompress(data, max_length=limit + 1)
+    if len(out) <= limit:
+        if not inflater.eof:
+            raise ValueError("the compressed stream is truncated")
+        if inflater.unused_data:
+            raise ValueError(f"{len(inflater.unused_data)} bytes of trailing data after the lz4 frame")
+    return out
+
+
 def decompress(data: bytes, encoding: str, limit: int) -> bytes:
     """Undo Content-Encoding without ever inflating past ``limit`` bytes (no zip bombs)."""
     encoding = encoding.strip().lower()
@@ -39,12 +68,11 @@ def decompress(data: bytes, encoding: str, limit: int) -> bytes:
         return data
     try:
         if encoding in ("gzip", "x-gzip", "deflate"):
-            inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, auto-detected
-            out = inflater.decompress(data, limit + 1)
+            out = _gzip(data, limit)
         elif encoding == "zstd":
             out = _zstd(data, limit)
         elif encoding == "lz4":
-            out = lz4.frame.LZ4FrameDecompressor().decompress(data, max_length=limit + 1)
+            out = _lz4(data, limit)
         else:
             raise ApiError(415, f"Content-Encoding {encoding!r} is not supported; use gzip, zstd or lz4")
     except ApiError:
@@ -57,14 +85,24 @@ def decompress(data: bytes, encoding: str, limit: int) -> bytes:
 
 
 def decode(data: bytes, decoder: msgspec.json.Decoder[T]) -> T:
-    """Decode a body: malformed JSON is a 400, a well-formed body with a bad field a 422."""
+    """Decode a body: malformed or absurdly deep JSON is a 400, a well-formed body with a bad field a 422.
+
+    Typed text fields are checked by their types; free-form parts (metadata, filters) by ``json_problem``
+    (no NUL, nesting depth), so every body obeys the one text rule before anything is published.
+    """
     if not data.strip():
         raise bad_request("request body is empty; send a JSON object")
     try:
-        return decoder.decode(data)
+        decoded = decoder.decode(data)
     except msgspec.ValidationError as exc:
         path, msg = split_validation_error(exc)
         field = path.lstrip(".") or "body"
         raise unprocessable(f"{field}: {msg}") from None
     except msgspec.DecodeError as exc:
         raise bad_request(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # deeper than the decoder can go: never a 500
+        raise bad_request(TOO_DEEP_DETAIL) from None
+    found = json_problem(decoded, "", 0)
+    if found is not None:
+        raise unprocessable(f"{found[0]}: {found[1]}")
+    return decoded

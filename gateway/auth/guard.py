@@ -29,10 +29,14 @@ def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
 
 
 async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Litestar guard: reject with 401 unless a configured key is presented (routes opt out with public=True)."""
-    if handler.opt.get("public"):
-        return
+    """Litestar guard: reject with 401 unless a configured key is presented.
+
+    Routes opt out with ``public=True``, or with ``public_when="<setting>"`` when an operator switch decides.
+    """
     state: GatewayState = connection.app.state.gw
+    switch = handler.opt.get("public_when")
+    if handler.opt.get("public") or (switch and getattr(state.settings, switch)):
+        return
     key = presented_key(connection)
     if key is None:
         raise NotAuthorizedException(

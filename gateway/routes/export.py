@@ -10,6 +10,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.deps import checked_name
 from gateway.errors import bad_request, not_found, unprocessable
+from gateway.openapi import errors
+from gateway.params import EndTime
 from gateway.views.csv_export import any_points, csv_chunks
 
 
@@ -21,7 +23,7 @@ def _names(values: list[str], what: str) -> list[str]:
     return [checked_name(n, what.rstrip("s")) for n in names]
 
 
-@get("/api/v1/telemetry/export/csv", tags=["export"], summary="Export points as CSV (E7-US1)",
+@get("/api/v1/telemetry/export/csv", tags=["export"], responses=errors(404), summary="Export points as CSV (E7-US1)",
      description="Streams `timestamp,device_id,metric_name,value,unit,tags` rows in time order over "
      "[start_time, end_time), in constant memory whatever the size, as an attachment. device_ids and "
      "metric_names are comma-separated or repeated. 404 when nothing matches. JSON values and tags are "
@@ -31,7 +33,7 @@ async def export_csv(
     device_ids: Annotated[list[str], Parameter(min_items=1)],
     metric_names: Annotated[list[str], Parameter(min_items=1)],
     start_time: datetime,
-    end_time: datetime,
+    end_time: EndTime,
 ) -> Stream:
     """Answer E7-US1."""
     for field, t in (("start_time", start_time), ("end_time", end_time)):

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from telemetry_schemas.fields import Metadata, MetricName, Tags, TextValue, Unit, UtcTimestamp
+from telemetry_schemas.text import json_problem
 
 # JSON numbers, text, booleans and objects. A geolocation is an object {lat, lon, alt?}.
 Value = int | float | bool | TextValue | dict[str, Any]
@@ -70,11 +71,17 @@ def point_problem(point: Point) -> tuple[str, str] | None:
     if not EARLIEST <= point.timestamp < LATEST:
         return "timestamp", f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
     value = point.value
+    if point.metadata:
+        found = json_problem(point.metadata, "metadata")
+        if found is not None:
+            return found
     kind = value_type(value)
     if kind is ValueType.INTEGER and abs(value) > MAX_SAFE_INT:  # type: ignore[arg-type]
         return "value", f"integer magnitude must not exceed 2**53 ({MAX_SAFE_INT})"
     if kind is ValueType.FLOAT and not math.isfinite(value):  # type: ignore[arg-type]
         return "value", "must be a finite number"
+    if kind is ValueType.JSON:
+        return json_problem(value, "value")
     if kind is ValueType.GEOLOCATION:
         assert isinstance(value, dict)
         if not all(_is_number(v) for v in value.values()):

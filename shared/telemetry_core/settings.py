@@ -82,6 +82,8 @@ class Settings:
     event_prefix: str = "telemetry_service"
     log_format: str = "auto"
     log_level: str = "info"
+    # /health/detailed names streams, consumers, counts and pool sizes: it needs a key unless this is on.
+    public_health_details: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -114,6 +116,7 @@ class Settings:
             event_prefix=env.get("TELEMETRY_EVENT_PREFIX", "telemetry_service").strip(". ") or "telemetry_service",
             log_format=_choice(env, "TELEMETRY_LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=_choice(env, "TELEMETRY_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+            public_health_details=_choice(env, "TELEMETRY_PUBLIC_HEALTH_DETAILS", "false", ("true", "false")) == "true",
         )
 
     def require_signing_key(self) -> bytes:
