@@ -25,7 +25,8 @@ raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 PointCheck = Callable[[Point], tuple[str, str] | None]
 
-_AT_PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+# msgspec ends an error with "- at `$.path`", or "- at `key` in `$.path`" when a key of that object is at fault.
+_AT_PATH = re.compile(r"^(?P<msg>.*?) - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`$", re.DOTALL)
 
 
 class PointError(msgspec.Struct, kw_only=True):
@@ -44,7 +45,9 @@ def split_validation_error(exc: msgspec.DecodeError | msgspec.ValidationError) -
         return "", text
     msg = match["msg"]
     # msgspec words a broken text rule as a regex mismatch; say what the rule is instead.
-    return match["path"], NUL_REASON if NO_NUL_PATTERN in msg.replace("\\\\", "\\") else msg
+    if NO_NUL_PATTERN in msg.replace("\\\\", "\\"):
+        msg = NUL_REASON
+    return match["path"], f"keys {msg}" if match["key"] else msg
 
 
 def decode_points(
