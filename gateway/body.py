@@ -35,19 +35,23 @@ def _zstd(data: bytes, limit: int) -> bytes:
 
 def _gzip(data: bytes, limit: int) -> bytes:
     # Every member of a multi-member gzip body (RFC 1952) is read, so junk after the first member is an
-    # error (400), never silently dropped; a stream that ends mid-member is one too.
-    out = bytearray()
+    # error (400), never silently dropped; a stream that ends mid-member is one too. Chunks are joined
+    # only when there are several: a body at the limit is held once, not copied.
+    chunks: list[bytes] = []
+    size = 0
     rest = data
     while True:
         inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, auto-detected
-        out += inflater.decompress(rest, limit + 1 - len(out))
-        if len(out) > limit:
-            return bytes(out)
+        chunk = inflater.decompress(rest, limit + 1 - size)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
         if not inflater.eof:
             raise ValueError("the compressed stream is truncated")
         rest = inflater.unused_data
         if not rest:
-            return bytes(out)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _lz4(data: bytes, limit: int) -> bytes:
