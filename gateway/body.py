@@ -12,7 +12,7 @@ from telemetry_schemas.codecs import split_validation_error
 from telemetry_schemas.text import TOO_DEEP_DETAIL, json_problem
 
 T = TypeVar("T")
-_ZSTD_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # inflate in steps of this size
 
 
 def _too_large(limit: int) -> ApiError:
@@ -24,45 +24,56 @@ def _zstd(data: bytes, limit: int) -> bytes:
     reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
     chunks: list[bytes] = []
     size = 0
-    while size <= limit:
-        chunk = reader.read(min(_ZSTD_CHUNK, limit + 1 - size))
+    while True:
+        chunk = reader.read(min(_CHUNK, limit + 1 - size))
         if not chunk:
-            break
+            return b"".join(chunks)
         chunks.append(chunk)
         size += len(chunk)
-    return b"".join(chunks)
+        if size > limit:
+            raise _too_large(limit)  # before any join: a bomb costs the limit once, not twice
 
 
 def _gzip(data: bytes, limit: int) -> bytes:
     # Every member of a multi-member gzip body (RFC 1952) is read, so junk after the first member is an
-    # error (400), never silently dropped; a stream that ends mid-member is one too. Chunks are joined
-    # only when there are several: a body at the limit is held once, not copied.
+    # error (400), never silently dropped; a stream that ends mid-member is one too. Inflated in 1 MiB
+    # steps, so a bomb is stopped holding the limit once (zlib's own output buffer would double it).
     chunks: list[bytes] = []
     size = 0
     rest = data
     while True:
         inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, auto-detected
-        chunk = inflater.decompress(rest, limit + 1 - size)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        if not inflater.eof:
-            raise ValueError("the compressed stream is truncated")
+        while not inflater.eof:
+            chunk = inflater.decompress(rest, _CHUNK)
+            rest = inflater.unconsumed_tail
+            if not chunk and not rest:
+                raise ValueError("the compressed stream is truncated")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
         rest = inflater.unused_data
         if not rest:
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return b"".join(chunks)
 
 
 def _lz4(data: bytes, limit: int) -> bytes:
     inflater = lz4.frame.LZ4FrameDecompressor()
-    out: bytes = inflater.decompress(data, max_length=limit + 1)
-    if len(out) <= limit:
-        if not inflater.eof:
+    chunks: list[bytes] = []
+    size = 0
+    rest = data
+    while not inflater.eof:
+        chunk = inflater.decompress(rest, max_length=_CHUNK)
+        rest = b""
+        if not chunk and inflater.needs_input:
             raise ValueError("the compressed stream is truncated")
-        if inflater.unused_data:
-            raise ValueError(f"{len(inflater.unused_data)} bytes of trailing data after the lz4 frame")
-    return out
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+    if inflater.unused_data:
+        raise ValueError(f"{len(inflater.unused_data)} bytes of trailing data after the lz4 frame")
+    return b"".join(chunks)
 
 
 def decompress(data: bytes, encoding: str, limit: int) -> bytes:

@@ -88,3 +88,31 @@ def test_zstd_frames_together_past_the_cap_are_413() -> None:
     with pytest.raises(ApiError) as refused:
         decompress(half + half, "zstd", LIMIT)
     assert refused.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("gzip", gzip.compress(b'{"a": 1}') + gzip.compress(b"junk")),  # junk in a second, valid member: caught by JSON
+        ("gzip", gzip.compress(b'{"a": 1}') + b"\x00junk"),
+        ("gzip", gzip.compress(b'{"a": 1}')[:-4]),
+        ("lz4", lz4.frame.compress(b'{"a": 1}') + b"junk"),
+        ("lz4", lz4.frame.compress(b'{"a": 1}')[:-3]),
+        ("zstd", zstandard.ZstdCompressor().compress(b'{"a": 1}') + b"junk"),
+    ],
+)
+def test_trailing_or_missing_bytes_are_never_ignored(encoding: str, data: bytes) -> None:
+    try:
+        out = decompress(data, encoding, LIMIT)
+    except ApiError as refused:
+        assert refused.status == 400
+        assert refused.detail.startswith(f"body could not be decompressed as {encoding}")
+    else:
+        assert out != b'{"a": 1}'  # a second member's bytes are part of the body (and make it invalid JSON)
+
+
+def test_gzip_members_are_read_in_order_and_counted_together() -> None:
+    assert decompress(gzip.compress(b'{"a":') + gzip.compress(b"1}"), "gzip", LIMIT) == b'{"a":1}'
+    with pytest.raises(ApiError) as refused:
+        decompress(gzip.compress(bytes(LIMIT // 2 + 1)) * 2, "gzip", LIMIT)
+    assert refused.value.status == 413
