@@ -90,10 +90,14 @@ def test_zstd_frames_together_past_the_cap_are_413() -> None:
     assert refused.value.status == 413
 
 
+def test_a_second_gzip_member_is_part_of_the_body() -> None:
+    # Junk in a well-formed second member is not dropped: it makes the body invalid JSON downstream.
+    assert decompress(gzip.compress(b'{"a": 1}') + gzip.compress(b"junk"), "gzip", LIMIT) == b'{"a": 1}junk'
+
+
 @pytest.mark.parametrize(
     ("encoding", "data"),
     [
-        ("gzip", gzip.compress(b'{"a": 1}') + gzip.compress(b"junk")),  # junk in a second, valid member: caught by JSON
         ("gzip", gzip.compress(b'{"a": 1}') + b"\x00junk"),
         ("gzip", gzip.compress(b'{"a": 1}')[:-4]),
         ("lz4", lz4.frame.compress(b'{"a": 1}') + b"junk"),
@@ -101,14 +105,11 @@ def test_zstd_frames_together_past_the_cap_are_413() -> None:
         ("zstd", zstandard.ZstdCompressor().compress(b'{"a": 1}') + b"junk"),
     ],
 )
-def test_trailing_or_missing_bytes_are_never_ignored(encoding: str, data: bytes) -> None:
-    try:
-        out = decompress(data, encoding, LIMIT)
-    except ApiError as refused:
-        assert refused.status == 400
-        assert refused.detail.startswith(f"body could not be decompressed as {encoding}")
-    else:
-        assert out != b'{"a": 1}'  # a second member's bytes are part of the body (and make it invalid JSON)
+def test_trailing_or_missing_bytes_are_400(encoding: str, data: bytes) -> None:
+    with pytest.raises(ApiError) as refused:
+        decompress(data, encoding, LIMIT)
+    assert refused.value.status == 400
+    assert refused.value.detail.startswith(f"body could not be decompressed as {encoding}")
 
 
 def test_gzip_members_are_read_in_order_and_counted_together() -> None:
