@@ -7,6 +7,7 @@ from gateway.deps import DEPENDENCIES
 from gateway.errors import handle_exception
 from gateway.lifespan import make_lifespan
 from gateway.openapi import DeclaredOrderStructs, document_errors, openapi_config
+from gateway.options import allow_every_method
 from gateway.request_log import request_logging
 from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, queries
 from telemetry_core.settings import Settings
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies=DEPENDENCIES,
         guards=[require_api_key],
         middleware=[request_logging],
+        before_request=allow_every_method,
         exception_handlers={Exception: handle_exception},
         lifespan=[make_lifespan(settings)],  # type: ignore[list-item]
         request_max_body_size=settings.max_body_bytes,

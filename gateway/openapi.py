@@ -33,6 +33,21 @@ class OptionalBodyOperation(Operation):
             self.request_body.required = False
 
 
+def _any_of(schema: Schema) -> None:
+    """Turn ``oneOf`` into ``anyOf`` throughout a Struct's schema.
+
+    Litestar writes a union as ``oneOf``, which requires exactly one branch to match: ``int | float`` would
+    then refuse every integer (valid as both). msgspec decodes a union by trying its types, which is ``anyOf``.
+    """
+    if schema.one_of:
+        schema.any_of, schema.one_of = schema.one_of, None
+    children: list[Any] = [*(schema.properties or {}).values(), *(schema.any_of or []), *(schema.all_of or [])]
+    children += [schema.items, schema.additional_properties]
+    for child in children:
+        if isinstance(child, Schema):
+            _any_of(child)
+
+
 class DeclaredOrderStructs(OpenAPISchemaPlugin):
     """msgspec Structs as Litestar documents them, with ``required`` in declaration order, not sorted.
 
@@ -49,6 +64,7 @@ class DeclaredOrderStructs(OpenAPISchemaPlugin):
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: object) -> Schema:
         """Litestar's schema, then ``required`` re-ordered as the fields are declared."""
         schema = self._structs.to_openapi_schema(field_definition, schema_creator)  # type: ignore[arg-type]
+        _any_of(schema)
         if schema.required and schema.properties:
             order = list(schema.properties)
             schema.required = sorted(schema.required, key=lambda name: order.index(name) if name in order else 0)
