@@ -17,10 +17,13 @@ from telemetry_core import __version__
 from telemetry_schemas.api.errors import ErrorResponse
 
 _DESCRIPTION = (
-    "IoT telemetry ingestion and queries. Every endpoint but /health* needs X-Api-Key: <key> or Authorization: "
-    'Bearer <key>. Request bodies may be sent with Content-Encoding gzip, zstd or lz4. Errors are {"detail": "..."}: '
-    "400 unreadable request or over a limit, 401 credentials, 404 not found, 409 conflict, 413 body too large, "
-    "415 unsupported Content-Encoding, 422 invalid field (named with its index), 503 NATS or PostgreSQL unavailable."
+    "IoT telemetry ingestion and queries. Every endpoint but /health needs X-Api-Key: <key> or Authorization: "
+    "Bearer <key> (/health/detailed too, unless the operator sets TELEMETRY_PUBLIC_HEALTH_DETAILS=true). Request "
+    'bodies may be sent with Content-Encoding gzip, zstd or lz4. Errors are {"detail": "..."}: 400 unreadable '
+    "request or over a limit, 401 credentials, 404 not found, 405 method not allowed (with Allow), 409 conflict, "
+    "413 body too large (before or after decompression), 415 unsupported Content-Encoding, 422 invalid field or "
+    "query parameter (named with its index), 503 NATS or PostgreSQL unavailable. Text fields: no NUL, bounded "
+    "length; free-form JSON nests at most 32 levels; every integer is bounded as documented."
 )
 
 
