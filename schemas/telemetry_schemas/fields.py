@@ -30,9 +30,10 @@ MetricName = Annotated[
         examples=["temperature"],
     ),
 ]
-Unit = Annotated[str, text_meta(32, description="Unit of the value, e.g. celsius")]
-TagKey = Annotated[str, text_meta(64, min_length=1)]
-TagValue = Annotated[str, text_meta(256)]
+# Point fields: NUL is found by one scan of the request (codecs.decode_points), not a regex per string.
+Unit = Annotated[str, text_meta(32, description="Unit of the value, e.g. celsius", nul_checked_by_scan=True)]
+TagKey = Annotated[str, text_meta(64, min_length=1, nul_checked_by_scan=True)]
+TagValue = Annotated[str, text_meta(256, nul_checked_by_scan=True)]
 Tags = Annotated[
     dict[TagKey, TagValue],
     msgspec.Meta(max_length=32, description="Up to 32 string tags (key <= 64, value <= 256 characters)"),
@@ -45,7 +46,7 @@ UtcTimestamp = Annotated[
     datetime,
     msgspec.Meta(tz=True, description="RFC 3339 timestamp with a zone, e.g. 2025-12-18T10:00:00Z"),
 ]
-TextValue = Annotated[str, text_meta(8192)]
+TextValue = Annotated[str, text_meta(8192, nul_checked_by_scan=True)]
 # The end of a half-open range [start_time, end_time): it must be later than start_time (else 422).
 EndTime = Annotated[
     datetime,

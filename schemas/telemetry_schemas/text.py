@@ -25,15 +25,38 @@ DEPTH_REASON = f"JSON nested deeper than {MAX_JSON_DEPTH} levels (the limit for 
 TOO_DEEP_DETAIL = f"body: JSON nested too deeply; free-form values may nest at most {MAX_JSON_DEPTH} levels"
 
 
-def text_meta(max_length: int, *, min_length: int = 0, description: str | None = None) -> msgspec.Meta:
-    """Constraints of a text field: no NUL, ``min_length``..``max_length`` characters."""
+def text_meta(
+    max_length: int, *, min_length: int = 0, description: str | None = None, nul_checked_by_scan: bool = False
+) -> msgspec.Meta:
+    r"""Constraints of a text field: no NUL, ``min_length``..``max_length`` characters.
+
+    ``nul_checked_by_scan``: the field belongs to a point, whose NUL check is one scan of the whole request
+    for the escape ``\u0000`` (``codecs.decode_points``); a regex per string would double the cost of
+    decoding a batch. The pattern is then only documented (exported JSON Schema), not run by msgspec.
+    """
     rule = f"{min_length}-{max_length} characters, no NUL"
     return msgspec.Meta(
         min_length=min_length,
         max_length=max_length,
-        pattern=NO_NUL_PATTERN,
+        pattern=None if nul_checked_by_scan else NO_NUL_PATTERN,
+        extra_json_schema={"pattern": NO_NUL_PATTERN} if nul_checked_by_scan else None,
         description=f"{description} ({rule})" if description else rule,
     )
+
+
+def _too_deep(value: dict[str, Any] | list[Any], depth: int) -> bool:
+    # A plain loop with a tuple isinstance: this runs for every point with metadata, most of them flat.
+    if depth > MAX_JSON_DEPTH:
+        return True
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, (dict, list)) and _too_deep(item, depth + 1):
+            return True
+    return False
+
+
+def depth_problem(value: dict[str, Any] | list[Any], field: str) -> tuple[str, str] | None:
+    """(field, reason) when a free-form JSON value nests deeper than ``MAX_JSON_DEPTH``; cheap for flat ones."""
+    return (field, DEPTH_REASON) if _too_deep(value, 1) else None
 
 
 def _key_path(field: str, key: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from telemetry_schemas.fields import Metadata, MetricName, Tags, TextValue, Unit, UtcTimestamp
-from telemetry_schemas.text import json_problem
+from telemetry_schemas.text import depth_problem, json_problem
 
 # JSON numbers, text, booleans and objects. A geolocation is an object {lat, lon, alt?}.
 Value = int | float | bool | TextValue | dict[str, Any]
@@ -66,13 +66,23 @@ def value_type(value: object) -> ValueType:
     return ValueType.JSON
 
 
+def point_text_problem(point: Point) -> tuple[str, str] | None:
+    """(field, reason) for a NUL anywhere in the point's text (unit, tags, a text or object value, metadata)."""
+    for field, value in (("unit", point.unit), ("tags", point.tags), ("value", point.value),
+                         ("metadata", point.metadata)):  # fmt: skip
+        found = json_problem(value, field)
+        if found is not None:
+            return found
+    return None
+
+
 def point_problem(point: Point) -> tuple[str, str] | None:
     """Return (field, reason) for what a type cannot check, or None when the point is valid."""
     if not EARLIEST <= point.timestamp < LATEST:
         return "timestamp", f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
     value = point.value
     if point.metadata:
-        found = json_problem(point.metadata, "metadata")
+        found = depth_problem(point.metadata, "metadata")
         if found is not None:
             return found
     kind = value_type(value)
@@ -81,7 +91,7 @@ def point_problem(point: Point) -> tuple[str, str] | None:
     if kind is ValueType.FLOAT and not math.isfinite(value):  # type: ignore[arg-type]
         return "value", "must be a finite number"
     if kind is ValueType.JSON:
-        return json_problem(value, "value")
+        return depth_problem(value, "value")  # type: ignore[arg-type]
     if kind is ValueType.GEOLOCATION:
         assert isinstance(value, dict)
         if not all(_is_number(v) for v in value.values()):

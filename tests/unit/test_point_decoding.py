@@ -79,7 +79,7 @@ def test_timestamps_keep_their_instant() -> None:
     [
         ({"value": "a\u0000b"}, "data_points[0].value"),
         ({"value": 1, "unit": "c\u0000"}, "data_points[0].unit"),
-        ({"value": 1, "tags": {"k": "v\u0000"}}, "data_points[0].tags[...]"),  # msgspec names a dict value so
+        ({"value": 1, "tags": {"k": "v\u0000"}}, "data_points[0].tags.k"),
         ({"value": 1, "tags": {"k\u0000": "v"}}, "data_points[0].tags"),
         ({"value": 1, "metadata": {"a": {"b": ["x\u0000"]}}}, "data_points[0].metadata.a.b[0]"),
         ({"value": 1, "metadata": {"k\u0000": 1}}, "data_points[0].metadata"),
