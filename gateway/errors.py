@@ -92,7 +92,7 @@ def parameter_detail(request: Request[Any, Any, Any], exc: ValidationException) 
         if not isinstance(error, dict) or not error.get("key"):
             continue
         key = str(error["key"])
-        message = str(error.get("message") or "invalid value")
+        message = str(error.get("message") or "invalid value")[:200]  # it may quote the value sent
         field = params.get(key)
         allowed = _allowed_values(field.annotation) if field is not None else []
         problems.append(f"{key}: {message}" + (f"; allowed values: {', '.join(allowed)}" if allowed else ""))
