@@ -47,6 +47,15 @@ UtcTimestamp = Annotated[
     msgspec.Meta(tz=True, description="RFC 3339 timestamp with a zone, e.g. 2025-12-18T10:00:00Z"),
 ]
 TextValue = Annotated[str, text_meta(8192, nul_checked_by_scan=True)]
+# A point's own time: values.point_problem refuses those outside [2000-01-01, 2100-01-01) (422).
+PointTimestamp = Annotated[
+    datetime,
+    msgspec.Meta(
+        tz=True,
+        description="RFC 3339 timestamp with a zone, from 2000-01-01 up to (not including) 2100-01-01",
+        examples=["2025-12-18T10:00:00Z"],
+    ),
+]
 # The end of a half-open range [start_time, end_time): it must be later than start_time (else 422).
 EndTime = Annotated[
     datetime,

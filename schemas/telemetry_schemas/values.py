@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from telemetry_schemas.fields import Metadata, MetricName, Tags, TextValue, Unit, UtcTimestamp
+from telemetry_schemas.fields import Metadata, MetricName, PointTimestamp, Tags, TextValue, Unit
 from telemetry_schemas.text import depth_problem, json_problem
 
 # JSON numbers, text, booleans and objects. A geolocation is an object {lat, lon, alt?}.
@@ -35,7 +35,7 @@ class ValueType(IntEnum):
 class Point(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """One measurement of one metric at one instant (the E1-US1 request body)."""
 
-    timestamp: UtcTimestamp
+    timestamp: PointTimestamp
     metric_name: MetricName
     value: Value
     unit: Unit | None = None
