@@ -10,9 +10,9 @@ from psycopg_pool import AsyncConnectionPool
 from gateway.commands.aggregate import CommandContext
 from gateway.commands.alerts import AlertCommands, AlertHistory
 from gateway.deps import checked_name
-from gateway.errors import bad_request, not_found, unprocessable
+from gateway.errors import not_found, unprocessable
 from gateway.openapi import OptionalBodyOperation, errors
-from gateway.params import Identifier, OptionalEndTime, OptionalIdentifier
+from gateway.params import Identifier, OptionalEndTime, OptionalIdentifier, check_timestamps
 from gateway.typed_body import JsonBody
 from gateway.views.alerts import AlertFilters, get_alert, list_alerts
 from telemetry_schemas.api.alerts import AlertList, AlertResponse, NoteRequest
@@ -61,9 +61,7 @@ async def list_all_alerts(
     for name, value in (("device_id", device_id), ("rule_id", rule_id)):
         if value is not None:
             checked_name(value, name)
-    for name, t in (("start_time", start_time), ("end_time", end_time)):
-        if t is not None and t.tzinfo is None:
-            raise bad_request(f"{name}: must be RFC 3339 with a zone, e.g. 2025-12-18T00:00:00Z")
+    check_timestamps(request, "start_time", "end_time")
     if start_time is not None and end_time is not None and end_time <= start_time:
         raise unprocessable("end_time: must be after start_time")
     filters = AlertFilters(

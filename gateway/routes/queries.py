@@ -3,14 +3,14 @@
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.params import Parameter
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.deps import checked_name
 from gateway.errors import bad_request, not_found, unprocessable
 from gateway.openapi import errors
-from gateway.params import EndTime, Identifier, OptionalIdentifier
+from gateway.params import EndTime, Identifier, OptionalIdentifier, check_timestamps
 from gateway.query_plan import bucket_count, choose_source
 from gateway.series_query import SeriesQuery, default_interval, run_series_query
 from gateway.state import GatewayState
@@ -150,6 +150,7 @@ async def get_range(
      "aggregate is across all devices. Served from rollups when the interval and range align with minutes or "
      "hours (`source`).")  # fmt: skip
 async def get_aggregated(
+    request: Request[Any, Any, Any],
     gw: GatewayState,
     metric_name: Identifier,
     aggregation_type: Aggregation,
@@ -162,7 +163,8 @@ async def get_aggregated(
     checked_name(metric_name, "metric_name")
     if device_id is not None:
         checked_name(device_id, "device_id")
-    start, end = _aware(start_time, "start_time"), _aware(end_time, "end_time")
+    check_timestamps(request, "start_time", "end_time")
+    start, end = start_time, end_time
     if end <= start:
         raise unprocessable("end_time: must be after start_time")
     buckets = bucket_count(start, end, interval)
@@ -185,12 +187,6 @@ async def get_aggregated(
         start_time=start, end_time=end, data_points=points, count=len(points), source=plan.source.value,
         relative_error=plan.relative_error,
     )  # fmt: skip
-
-
-def _aware(t: datetime, field: str) -> datetime:
-    if t.tzinfo is None:
-        raise bad_request(f"{field}: must be RFC 3339 with a zone, e.g. 2025-12-18T00:00:00Z")
-    return t
 
 
 ROUTES = [get_latest, get_device_metrics, query, get_range, get_aggregated]

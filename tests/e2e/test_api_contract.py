@@ -31,6 +31,7 @@ CHECKS = (
     "response_headers_conformance",
     "response_schema_conformance",
     "unsupported_method",
+    "negative_data_rejection",  # a request the document calls invalid is refused
     "allow_header_conformance",
 )
 

@@ -299,3 +299,22 @@ def test_the_operator_can_make_health_details_public(stack: Stack) -> None:
         assert httpx.get(f"{public.url}{API}/metrics", timeout=10).status_code == 401  # only the health details
     finally:
         public.stop_all()
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/alerts", {}),
+        ("/aggregated", {"metric_name": "m", "aggregation_type": "avg", "interval": 60}),
+        ("/export/csv", {"device_ids": "d1", "metric_names": "m"}),
+    ],
+)
+@pytest.mark.parametrize("bad", ["0.5", "1734516000", "2025-12-18T10:00:00"])
+def test_query_timestamps_must_be_rfc3339_with_a_zone(client: httpx.Client, path: str, params: dict, bad: str) -> None:
+    # Found by schemathesis: a number was taken as epoch seconds although the document says date-time.
+    times = {"start_time": bad, "end_time": "2025-12-19T00:00:00Z"}
+    r = client.get(API + path, params={**params, **times})
+    assert (r.status_code, r.json()["detail"]) == (
+        400,
+        "start_time: must be RFC 3339 with a zone, e.g. 2025-12-18T00:00:00Z",
+    )
