@@ -6,10 +6,11 @@ with one would be accepted, published, and then dead-lettered by every projectio
 the edge instead, naming the field.
 
 Typed string fields carry the rule in their type (``text_meta``), so msgspec enforces it while decoding
-and the OpenAPI document shows it as a pattern; a point's own strings (unit, tags, text value) are checked
-by one scan of the request instead, on the ingestion hot path (``codecs.decode_points``). Free-form JSON (a point's object ``value``, ``metadata``,
-a query's ``filters``) has no type to carry it, so ``json_problem`` walks it: no NUL in keys or strings,
-and at most ``MAX_JSON_DEPTH`` levels of nesting.
+and the OpenAPI document shows it as a pattern; a point's own strings (unit, tags, text value) are
+checked by one scan of the request instead, on the ingestion hot path (``codecs.decode_points``).
+Free-form JSON (a point's object ``value``, ``metadata``, a query's ``filters``) has no type to carry
+it, so ``json_problem`` walks it: no NUL in keys or strings, and at most ``MAX_JSON_DEPTH`` levels of
+nesting.
 """
 
 from typing import Any
