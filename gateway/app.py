@@ -6,7 +6,8 @@ from gateway.auth.guard import require_credentials
 from gateway.deps import DEPENDENCIES
 from gateway.errors import handle_exception
 from gateway.lifespan import make_lifespan
-from gateway.openapi import DeclaredOrderStructs, openapi_config
+from gateway.openapi import DeclaredOrderStructs, document_errors, openapi_config
+from gateway.options import allow_every_method
 from gateway.request_log import request_logging
 from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, queries, stream
 from telemetry_core.settings import Settings
@@ -14,20 +15,23 @@ from telemetry_core.settings import Settings
 
 def create_app(settings: Settings) -> Litestar:
     """Build the Litestar app: routes, their dependencies, the auth guard, the error mapping and the lifespan."""
+    handlers = [
+        *health.ROUTES,
+        *ingest.ROUTES,
+        *metrics.ROUTES,
+        *queries.ROUTES,
+        *export.ROUTES,
+        *alert_rules.ROUTES,
+        *alerts.ROUTES,
+        *stream.ROUTES,
+    ]
+    document_errors(handlers)
     return Litestar(
-        route_handlers=[
-            *health.ROUTES,
-            *ingest.ROUTES,
-            *metrics.ROUTES,
-            *queries.ROUTES,
-            *export.ROUTES,
-            *alert_rules.ROUTES,
-            *alerts.ROUTES,
-            *stream.ROUTES,
-        ],
+        route_handlers=handlers,
         dependencies=DEPENDENCIES,
         guards=[require_credentials],
         middleware=[request_logging],
+        before_request=allow_every_method,
         exception_handlers={Exception: handle_exception},
         lifespan=[make_lifespan(settings)],  # type: ignore[list-item]
         request_max_body_size=settings.max_body_bytes,

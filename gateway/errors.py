@@ -1,6 +1,10 @@
 """The single exception → HTTP mapping; every error body is ``{"detail": ...}``."""
 
-from typing import Any
+import enum
+import re
+import types
+import typing
+from typing import Any, Literal
 
 import structlog
 from litestar import MediaType, Request, Response
@@ -91,6 +95,42 @@ def _unauthenticated_miss(request: Request[Any, Any, Any], exc: Exception) -> No
     return None
 
 
+def _allowed_values(annotation: Any) -> list[str]:
+    """The values an enum or Literal parameter accepts (through Optional and Annotated), else []."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _allowed_values(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is Literal:
+        return [str(v) for v in typing.get_args(annotation)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [v for arg in typing.get_args(annotation) for v in _allowed_values(arg)]
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [str(m.value) for m in annotation]
+    return []
+
+
+_MISSING = re.compile(r"^Missing required (?P<source>\w+) parameter '(?P<key>[^']+)'")
+
+
+def parameter_detail(request: Request[Any, Any, Any], exc: ValidationException) -> str:
+    """Name each query/path/header parameter at fault, with the values it accepts; never echo the URL."""
+    params = request.route_handler.parsed_fn_signature.parameters
+    problems = []
+    for error in exc.extra if isinstance(exc.extra, list) else []:
+        if not isinstance(error, dict) or not error.get("key"):
+            continue
+        key = str(error["key"])
+        message = str(error.get("message") or "invalid value")[:200]  # it may quote the value sent
+        field = params.get(key)
+        allowed = _allowed_values(field.annotation) if field is not None else []
+        problems.append(f"{key}: {message}" + (f"; allowed values: {', '.join(allowed)}" if allowed else ""))
+    if problems:
+        return "; ".join(problems)
+    missing = _MISSING.match(exc.detail or "")
+    if missing:
+        return f"{missing['key']}: required {missing['source']} parameter is missing"
+    return "invalid request parameters"
+
+
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Map any exception raised by a handler to its status and ``{"detail": ...}`` body."""
     denied = _unauthenticated_miss(request, exc)
@@ -108,11 +148,12 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if isinstance(exc, ValidationException):
         if _body_missing(exc):
             return _body(EMPTY_BODY, 400)
-        return _body(exc.detail if isinstance(exc.detail, str) else "invalid request", 400)
+        # A query, path or header parameter: a field of the request is invalid, like a body field (422).
+        return _body(parameter_detail(request, exc), 422)
     if isinstance(exc, RequestEntityTooLarge):
         return _body(too_large_detail(request.route_handler.resolve_request_max_body_size() or 0), 413)
     if isinstance(exc, HTTPException):
-        # Keeps the exception's headers: Retry-After on 429, Allow on 405.
-        return _body(exc.detail, exc.status_code, headers=exc.headers)
+        # Keeps the exception's headers: Retry-After on 429, Allow on 405, WWW-Authenticate on 401.
+        return _body(exc.detail, exc.status_code, headers=exc.headers or None)
     log.error("unhandled_error", path=request.url.path, exc_info=exc)
     return _body("internal server error", 500)

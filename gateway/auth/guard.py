@@ -18,9 +18,11 @@ _SCOPE_KEY = "auth"  # the ASGI scope key Litestar itself reserves for authentic
 async def require_credentials(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Authenticate (401), charge the request rate (429), check the scope (403) and the device (403).
 
-    Routes opt out with ``opt={"public": True}`` (only /health*).
+    Routes opt out with ``opt={"public": True}`` (only /health*), or with ``opt={"public_when": "<setting>"}``
+    when an operator switch decides (``/health/detailed`` with TELEMETRY_PUBLIC_HEALTH_DETAILS).
     """
-    if handler.opt.get("public"):
+    switch = handler.opt.get("public_when")
+    if handler.opt.get("public") or (switch and getattr(connection.app.state.gw.settings, switch)):
         return
     principal = await authenticate(connection)
     connection.scope[_SCOPE_KEY] = principal  # type: ignore[literal-required]

@@ -11,6 +11,8 @@ from gateway.commands.alert_rules import AlertRuleCommands, check_rule
 from gateway.deps import checked_name
 from gateway.errors import not_found, unprocessable
 from gateway.off_loop import OffLoop
+from gateway.openapi import errors
+from gateway.params import Identifier, OptionalIdentifier
 from gateway.typed_body import JsonBody
 from gateway.views.alert_rules import get_rule, list_rules, rule_response
 from gateway.views.backtest import MAX_POINTS, TooManyPointsError, evaluate
@@ -25,6 +27,7 @@ from telemetry_schemas.api.alerts import (
     RuleEnabledResponse,
 )
 from telemetry_schemas.enums import AlertLevel
+from telemetry_schemas.fields import MAX_OFFSET
 from telemetry_schemas.rules import RuleSpec
 
 _TAGS = ["alert rules"]
@@ -61,9 +64,9 @@ async def list_alert_rules(
     pool: AsyncConnectionPool,
     enabled: bool | None = None,
     level: AlertLevel | None = None,
-    metric_name: str | None = None,
+    metric_name: OptionalIdentifier = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AlertRuleList:
     """Read a page of the read model."""
     if metric_name is not None:
@@ -86,9 +89,9 @@ async def list_alert_rules(
     return AlertRuleList(rules=rules, count=len(rules), total=total, limit=limit, offset=offset, filters=filters)
 
 
-@get(f"{_BASE}/{{rule_id:str}}", tags=_TAGS, summary="Get an alert rule (E4-US3)",
+@get(f"{_BASE}/{{rule_id:str}}", tags=_TAGS, responses=errors(404), summary="Get an alert rule (E4-US3)",
      description="404 when there is no such rule (or it was deleted).")  # fmt: skip
-async def get_alert_rule(rule_id: str, pool: AsyncConnectionPool) -> AlertRuleResponse:
+async def get_alert_rule(rule_id: Identifier, pool: AsyncConnectionPool) -> AlertRuleResponse:
     """Read one rule; 404 when absent."""
     checked_name(rule_id, "rule_id")
     found = await get_rule(pool, rule_id)
@@ -97,14 +100,18 @@ async def get_alert_rule(rule_id: str, pool: AsyncConnectionPool) -> AlertRuleRe
     return found
 
 
-@put(f"{_BASE}/{{rule_id:str}}", tags=_TAGS, summary="Replace an alert rule (E4-US4)",
+@put(f"{_BASE}/{{rule_id:str}}", tags=_TAGS, responses=errors(404), summary="Replace an alert rule (E4-US4)",
      dto=JsonBody[RuleSpec], return_dto=None,
      description="The body replaces the whole rule (fields left out take their defaults, `enabled` included). "
      + _RULE_DOC + " 404 when there is no such rule; 409 when it changed concurrently. Open alerts keep the "
      "level and message they opened with. Returns once the change is readable and applied by every live alert "
      "engine (bounded wait of 5 s).")  # fmt: skip
 async def update_rule(
-    rule_id: str, data: RuleSpec, rule_commands: AlertRuleCommands, ctx: CommandContext, pool: AsyncConnectionPool
+    rule_id: Identifier,
+    data: RuleSpec,
+    rule_commands: AlertRuleCommands,
+    ctx: CommandContext,
+    pool: AsyncConnectionPool,
 ) -> AlertRuleResponse:
     """Replace the rule, conditional on the state it was read in."""
     checked_name(rule_id, "rule_id")
@@ -123,12 +130,13 @@ async def update_rule(
 
 
 @put(f"{_BASE}/{{rule_id:str}}/enable", tags=_TAGS, summary="Enable or disable an alert rule (E4-US4)",
+     responses=errors(404),
      dto=JsonBody[EnableRequest], return_dto=None,
      description='Body {"enabled": true|false}. Disabling resolves the rule\'s open alerts (by the alert engine). '
      "Asking for the state the rule is already in changes nothing and says so in `message`. 404 when there is "
      "no such rule; 409 when it changed concurrently.")  # fmt: skip
 async def enable_rule(
-    rule_id: str, data: EnableRequest, rule_commands: AlertRuleCommands, ctx: CommandContext
+    rule_id: Identifier, data: EnableRequest, rule_commands: AlertRuleCommands, ctx: CommandContext
 ) -> RuleEnabledResponse:
     """Enable or disable the rule unless it is already in the asked-for state."""
     checked_name(rule_id, "rule_id")
@@ -139,10 +147,11 @@ async def enable_rule(
 
 
 @delete(f"{_BASE}/{{rule_id:str}}", status_code=200, tags=_TAGS, summary="Delete an alert rule (E4-US4)",
+        responses=errors(404),
         description="The rule's open alerts are resolved by the alert engine; past alerts are kept. 404 when "
         "there is no such rule; 409 when it changed concurrently.")  # fmt: skip
 async def delete_rule(
-    rule_id: str, rule_commands: AlertRuleCommands, ctx: CommandContext
+    rule_id: Identifier, rule_commands: AlertRuleCommands, ctx: CommandContext
 ) -> Response[RuleDeletedResponse]:
     """Delete the rule, conditional on the state it was read in."""
     checked_name(rule_id, "rule_id")

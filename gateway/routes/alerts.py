@@ -10,12 +10,14 @@ from psycopg_pool import AsyncConnectionPool
 from gateway.commands.aggregate import CommandContext
 from gateway.commands.alerts import AlertCommands, AlertHistory
 from gateway.deps import checked_name
-from gateway.errors import bad_request, not_found, unprocessable
-from gateway.openapi import OptionalBodyOperation
+from gateway.errors import not_found, unprocessable
+from gateway.openapi import OptionalBodyOperation, errors
+from gateway.params import Identifier, OptionalEndTime, OptionalIdentifier, check_timestamps
 from gateway.typed_body import JsonBody
 from gateway.views.alerts import AlertFilters, get_alert, list_alerts
 from telemetry_schemas.api.alerts import AlertList, AlertResponse, NoteRequest
 from telemetry_schemas.enums import AlertLevel, AlertStatus
+from telemetry_schemas.fields import MAX_OFFSET
 
 _TAGS = ["alerts"]
 _BASE = "/api/v1/telemetry/alerts"
@@ -48,20 +50,18 @@ async def list_all_alerts(
     pool: AsyncConnectionPool,
     status: AlertStatus | None = None,
     level: AlertLevel | None = None,
-    device_id: str | None = None,
-    rule_id: str | None = None,
+    device_id: OptionalIdentifier = None,
+    rule_id: OptionalIdentifier = None,
     start_time: datetime | None = None,
-    end_time: datetime | None = None,
+    end_time: OptionalEndTime = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AlertList:
     """Read a page of the read model with its counts."""
     for name, value in (("device_id", device_id), ("rule_id", rule_id)):
         if value is not None:
             checked_name(value, name)
-    for name, t in (("start_time", start_time), ("end_time", end_time)):
-        if t is not None and t.tzinfo is None:
-            raise bad_request(f"{name}: must be RFC 3339 with a zone, e.g. 2025-12-18T00:00:00Z")
+    check_timestamps(request, "start_time", "end_time")
     if start_time is not None and end_time is not None and end_time <= start_time:
         raise unprocessable("end_time: must be after start_time")
     filters = AlertFilters(
@@ -80,9 +80,9 @@ async def list_all_alerts(
     )  # fmt: skip
 
 
-@get(f"{_BASE}/{{alert_id:str}}", tags=_TAGS, summary="Get an alert (E4-US5)",
+@get(f"{_BASE}/{{alert_id:str}}", tags=_TAGS, responses=errors(404), summary="Get an alert (E4-US5)",
      description="404 when there is no such alert.")  # fmt: skip
-async def get_one_alert(alert_id: str, pool: AsyncConnectionPool) -> AlertResponse:
+async def get_one_alert(alert_id: Identifier, pool: AsyncConnectionPool) -> AlertResponse:
     """Read one alert; 404 when absent."""
     checked_name(alert_id, "alert_id")
     found = await get_alert(pool, alert_id)
@@ -92,26 +92,27 @@ async def get_one_alert(alert_id: str, pool: AsyncConnectionPool) -> AlertRespon
 
 
 @put(f"{_BASE}/{{alert_id:str}}/acknowledge", tags=_TAGS, summary="Acknowledge an alert (E4-US6)",
+     responses=errors(404),
      dto=JsonBody[NoteRequest], return_dto=None, operation_class=OptionalBodyOperation,
      description='Optional body {"note": "..."}. Only an active alert can be acknowledged: 409 when it is already '
      "acknowledged or resolved, or when it changed concurrently (e.g. the engine resolved it). 404 for an "
      "unknown alert. Returns the updated alert once it is readable.")  # fmt: skip
 async def acknowledge_alert(
-    alert_id: str, alert_commands: AlertCommands, ctx: CommandContext, data: NoteRequest | None = None
+    alert_id: Identifier, alert_commands: AlertCommands, ctx: CommandContext, data: NoteRequest | None = None
 ) -> AlertResponse:
     """Acknowledge the alert, conditional on it still being active."""
     checked_name(alert_id, "alert_id")
     return _response(await alert_commands.acknowledge(alert_id, data.note if data else None, ctx))
 
 
-@put(f"{_BASE}/{{alert_id:str}}/resolve", tags=_TAGS, summary="Resolve an alert (E4-US6)",
+@put(f"{_BASE}/{{alert_id:str}}/resolve", tags=_TAGS, responses=errors(404), summary="Resolve an alert (E4-US6)",
      dto=JsonBody[NoteRequest], return_dto=None, operation_class=OptionalBodyOperation,
      description='Optional body {"note": "..."}. An active or acknowledged alert becomes resolved, by the '
      "caller. 409 when it is already resolved or changed "
      "concurrently; 404 for an unknown alert. Publishes the platform event `alert.resolved`. Returns the "
      "updated alert once it is readable.")  # fmt: skip
 async def resolve_alert(
-    alert_id: str, alert_commands: AlertCommands, ctx: CommandContext, data: NoteRequest | None = None
+    alert_id: Identifier, alert_commands: AlertCommands, ctx: CommandContext, data: NoteRequest | None = None
 ) -> AlertResponse:
     """Resolve the alert, conditional on it not being resolved."""
     checked_name(alert_id, "alert_id")

@@ -1,15 +1,17 @@
 """E7-US1: CSV export, streamed."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import get
+from litestar import Request, get
 from litestar.params import Parameter
 from litestar.response import Stream
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.deps import checked_name
 from gateway.errors import bad_request, not_found, unprocessable
+from gateway.openapi import errors
+from gateway.params import EndTime, check_timestamps
 from gateway.views.csv_export import any_points, csv_chunks
 
 
@@ -21,22 +23,21 @@ def _names(values: list[str], what: str) -> list[str]:
     return [checked_name(n, what.rstrip("s")) for n in names]
 
 
-@get("/api/v1/telemetry/export/csv", tags=["export"], summary="Export points as CSV (E7-US1)",
+@get("/api/v1/telemetry/export/csv", tags=["export"], responses=errors(404), summary="Export points as CSV (E7-US1)",
      description="Streams `timestamp,device_id,metric_name,value,unit,tags` rows in time order over "
      "[start_time, end_time), in constant memory whatever the size, as an attachment. device_ids and "
      "metric_names are comma-separated or repeated. 404 when nothing matches. JSON values and tags are "
      "JSON-encoded cells.")  # fmt: skip
 async def export_csv(
+    request: Request[Any, Any, Any],
     pool: AsyncConnectionPool,
     device_ids: Annotated[list[str], Parameter(min_items=1)],
     metric_names: Annotated[list[str], Parameter(min_items=1)],
     start_time: datetime,
-    end_time: datetime,
+    end_time: EndTime,
 ) -> Stream:
     """Answer E7-US1."""
-    for field, t in (("start_time", start_time), ("end_time", end_time)):
-        if t.tzinfo is None:
-            raise bad_request(f"{field}: must be RFC 3339 with a zone, e.g. 2025-12-18T00:00:00Z")
+    check_timestamps(request, "start_time", "end_time")
     if end_time <= start_time:
         raise unprocessable("end_time: must be after start_time")
     params: dict[str, object] = {

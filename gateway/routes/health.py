@@ -1,4 +1,9 @@
-"""E6-US3/US4: /health (for load balancers) and /health/detailed; no authentication."""
+"""E6-US3/US4: /health (for load balancers; no authentication) and /health/detailed (needs a key).
+
+/health says only healthy or not, and which dependency is down, never a driver's error text (which
+can name hosts, users and databases). /health/detailed names streams, consumers, counts and pool
+sizes, so it needs a key unless the operator sets TELEMETRY_PUBLIC_HEALTH_DETAILS=true.
+"""
 
 import asyncio
 import time
@@ -14,20 +19,26 @@ from gateway.health import (
     check_real_time_stream,
     consumer_lag,
 )
+from gateway.openapi import errors
 from gateway.state import GatewayState
 from telemetry_core import SERVICE_NAME, __version__
 from telemetry_schemas.api.health import ComponentHealth, DetailedHealthResponse, HealthResponse
 
 _OPT = {"public": True}
+_DOWN = "NATS or PostgreSQL is down (the body says which)."
+_DETAILED_OPT = {"public_when": "public_health_details"}
+_NAMES = {"nats": "NATS is unavailable", "db": "PostgreSQL is unavailable"}
 _TAGS = ["health"]
 
 
 @get("/health", opt=_OPT, tags=_TAGS, summary="Health check (E6-US3)",
-     description="200 when NATS and PostgreSQL answer, else 503 with a detail naming what is down.")  # fmt: skip
+     responses=errors(503, model=HealthResponse, description=_DOWN),
+     description="No authentication. 200 when NATS and PostgreSQL answer, else 503 with a detail naming what is "
+     "down (no error text).")  # fmt: skip
 async def health(gw: GatewayState) -> Response[HealthResponse]:
     """Check NATS and PostgreSQL."""
     nats_ok, db_ok = await asyncio.gather(check_nats(gw), check_db(gw))
-    problems = [c.detail for c in (nats_ok, db_ok) if c.status != "healthy" and c.detail]
+    problems = [_NAMES[name] for name, c in (("nats", nats_ok), ("db", db_ok)) if c.status != "healthy"]
     body = HealthResponse(
         status="unhealthy" if problems else "healthy",
         service=SERVICE_NAME,
@@ -38,8 +49,10 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
     return Response(body, status_code=503 if problems else 200)
 
 
-@get("/health/detailed", opt=_OPT, tags=_TAGS, summary="Detailed health (E6-US4)",
-     description="Components data_ingestion (NATS + ingest consumer lag), time_series_db (PostgreSQL), "
+@get("/health/detailed", opt=_DETAILED_OPT, tags=_TAGS,
+     responses=errors(503, model=DetailedHealthResponse, description=_DOWN), summary="Detailed health (E6-US4)",
+     description="Needs a key (public only when the operator sets TELEMETRY_PUBLIC_HEALTH_DETAILS=true). "
+     "Components data_ingestion (NATS + ingest consumer lag), time_series_db (PostgreSQL), "
      "projections (read-model lag), alert_engine (heartbeat of each engine partition; unhealthy when none reported "
      "in 10 s, which does not fail the endpoint: storage goes on), "
      "real_time_stream (this copy's open sockets, messages sent and points dropped by slow sockets; "

@@ -12,6 +12,7 @@ from gateway.body import decode
 from gateway.deps import checked_name, request_id
 from gateway.errors import bad_request, unprocessable
 from gateway.ingest_bodies import BatchBody, BulkBody
+from gateway.params import Identifier
 from gateway.state import GatewayState
 from gateway.typed_body import RawBody
 from telemetry_schemas.api.ingest import (
@@ -39,7 +40,7 @@ _TAGS = ["ingestion"]
       description="Body: a point {timestamp, metric_name, value, unit?, tags?, metadata?}. 200 once durable; "
       "422 with the field at fault; 503 when NATS did not acknowledge.")  # fmt: skip
 async def ingest_single(
-    device_id: str, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
+    device_id: Identifier, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
 ) -> SingleIngestResponse:
     """Validate and publish one point."""
     checked_name(device_id, "device_id")
@@ -69,7 +70,7 @@ def _result_status(checked: CheckedBatch) -> int:
       "none). More than 1000 points: 400. Re-sending the same batch_id with the same points stores them once. "
       "Content-Encoding gzip, zstd and lz4 are accepted.")  # fmt: skip
 async def ingest_batch(
-    device_id: str, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
+    device_id: Identifier, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
 ) -> Response[BatchIngestResponse]:
     """Validate each point, publish the valid ones as one message, report the rest by index."""
     checked_name(device_id, "device_id")
@@ -77,7 +78,7 @@ async def ingest_batch(
     batch = decode(body, _batch_decoder)
     total = len(batch.data_points)
     if total == 0:
-        raise bad_request("data_points: is empty; send between 1 and 1000 points")
+        raise unprocessable("data_points: is empty; send between 1 and 1000 points")
     if total > MAX_BATCH_POINTS:
         raise bad_request(f"data_points: has {total} points; a batch holds at most {MAX_BATCH_POINTS}")
     charge_points(request, total)
@@ -114,7 +115,7 @@ async def ingest_bulk(data: bytes, gw: GatewayState, request: Request[Any, Any, 
     body = data  # decompressed by RawBody, within the size cap
     devices = decode(body, _bulk_decoder)
     if not devices:
-        raise bad_request('body: has no devices; send {"<device_id>": [points...]}')
+        raise unprocessable('body: has no devices; send {"<device_id>": [points...]}')
     total = sum(len(points) for points in devices.values())
     if total > MAX_BULK_POINTS:
         raise bad_request(f"body: has {total} points; a bulk request holds at most {MAX_BULK_POINTS}")
@@ -166,6 +167,7 @@ async def ingest_bulk(data: bytes, gw: GatewayState, request: Request[Any, Any, 
         failed_count=total - ingested,
         total_count=total,
         results=results,
+        detail=None if ingested else f"no point stored: {len(results) - ok} of {len(results)} devices failed",
     )
     return Response(response, status_code=200 if ingested else 422)
 

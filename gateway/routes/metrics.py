@@ -10,6 +10,8 @@ from gateway.commands.aggregate import CommandContext
 from gateway.commands.metric_definitions import MetricDefinitionCommands
 from gateway.deps import checked_name
 from gateway.errors import not_found
+from gateway.openapi import errors
+from gateway.params import Identifier
 from gateway.state import GatewayState
 from gateway.typed_body import JsonBody
 from gateway.views.metric_definitions import get_definition, list_definitions
@@ -21,6 +23,7 @@ from telemetry_schemas.api.metrics import (
 )
 from telemetry_schemas.enums import DataType, MetricType
 from telemetry_schemas.events import MetricDefined
+from telemetry_schemas.fields import MAX_OFFSET
 
 _TAGS = ["metrics"]
 
@@ -49,7 +52,7 @@ async def list_metrics(
     data_type: DataType | None = None,
     metric_type: MetricType | None = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
+    offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> MetricDefinitionList:
     """Read a page of the read model."""
     metrics, total = await list_definitions(
@@ -65,8 +68,13 @@ async def list_metrics(
     )
 
 
-@get("/api/v1/telemetry/metrics/{metric_name:str}", tags=_TAGS, summary="Get a metric definition (E2-US3)")
-async def get_metric(metric_name: str, gw: GatewayState) -> MetricDefinitionResponse:
+@get(
+    "/api/v1/telemetry/metrics/{metric_name:str}",
+    tags=_TAGS,
+    responses=errors(404),
+    summary="Get a metric definition (E2-US3)",
+)
+async def get_metric(metric_name: Identifier, gw: GatewayState) -> MetricDefinitionResponse:
     """Read one definition; 404 when absent."""
     checked_name(metric_name, "metric_name")
     # Served from the gateway's in-memory cache (complete since start-up, and every create/delete here
@@ -81,11 +89,11 @@ async def get_metric(metric_name: str, gw: GatewayState) -> MetricDefinitionResp
     return found
 
 
-@delete("/api/v1/telemetry/metrics/{metric_name:str}", status_code=200, tags=_TAGS,
+@delete("/api/v1/telemetry/metrics/{metric_name:str}", status_code=200, tags=_TAGS, responses=errors(404),
         summary="Delete a metric definition (E2-US4)",
         description="Data points of the metric are kept. 404 when there is no such definition.")  # fmt: skip
 async def delete_metric(
-    metric_name: str, metric_commands: MetricDefinitionCommands, ctx: CommandContext
+    metric_name: Identifier, metric_commands: MetricDefinitionCommands, ctx: CommandContext
 ) -> Response[MetricDeletedResponse]:
     """Delete the definition, conditional on it being the current state."""
     checked_name(metric_name, "metric_name")

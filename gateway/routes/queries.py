@@ -3,12 +3,14 @@
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.params import Parameter
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.deps import checked_name
 from gateway.errors import bad_request, not_found, unprocessable
+from gateway.openapi import errors
+from gateway.params import EndTime, Identifier, OptionalIdentifier, check_timestamps
 from gateway.query_plan import bucket_count, choose_source
 from gateway.series_query import SeriesQuery, default_interval, run_series_query
 from gateway.state import GatewayState
@@ -30,12 +32,12 @@ _TAGS = ["queries"]
 MAX_LOOKBACK = timedelta(days=36_500)
 
 
-@get("/api/v1/telemetry/devices/{device_id:str}/metrics/{metric_name:str}/latest", tags=_TAGS,
+@get("/api/v1/telemetry/devices/{device_id:str}/metrics/{metric_name:str}/latest", tags=_TAGS, responses=errors(404),
      summary="Latest value of a metric (E3-US2)",
      description="The most recent point no older than `lookback` (default 24h; e.g. 30m, 7d, or seconds). "
      "404 when there is none.")  # fmt: skip
 async def get_latest(
-    device_id: str, metric_name: str, pool: AsyncConnectionPool, lookback: str = "24h"
+    device_id: Identifier, metric_name: Identifier, pool: AsyncConnectionPool, lookback: str = "24h"
 ) -> LatestValueResponse:
     """Read the latest_values read model."""
     checked_name(device_id, "device_id")
@@ -59,7 +61,7 @@ async def get_latest(
 @get("/api/v1/telemetry/devices/{device_id:str}/metrics", tags=_TAGS,
      summary="Metric names a device has reported (E3-US3)",
      description="A JSON array of unique metric names, sorted; empty when the device has no data.")  # fmt: skip
-async def get_device_metrics(device_id: str, pool: AsyncConnectionPool) -> list[str]:
+async def get_device_metrics(device_id: Identifier, pool: AsyncConnectionPool) -> list[str]:
     """Read the device's metric names."""
     checked_name(device_id, "device_id")
     return await device_metrics(pool, device_id)
@@ -114,8 +116,8 @@ def _ceil_to(t: datetime, seconds: int) -> datetime:
      "return `avg` per bucket by default (intervals 1h, 6h, 1d) so a long range never returns raw points by "
      "surprise. Aggregated ranges end at the next bucket boundary, so buckets line up with rollups.")  # fmt: skip
 async def get_range(
-    device_id: str,
-    metric_name: str,
+    device_id: Identifier,
+    metric_name: Identifier,
     gw: GatewayState,
     time_range: TimeRange = "24h",
     aggregation: Aggregation | None = None,
@@ -148,19 +150,21 @@ async def get_range(
      "aggregate is across all devices. Served from rollups when the interval and range align with minutes or "
      "hours (`source`).")  # fmt: skip
 async def get_aggregated(
+    request: Request[Any, Any, Any],
     gw: GatewayState,
-    metric_name: str,
+    metric_name: Identifier,
     aggregation_type: Aggregation,
     interval: Annotated[int, Parameter(ge=1, le=31_536_000)],
     start_time: datetime,
-    end_time: datetime,
-    device_id: str | None = None,
+    end_time: EndTime,
+    device_id: OptionalIdentifier = None,
 ) -> AggregatedDataResponse:
     """Answer E3-US5."""
     checked_name(metric_name, "metric_name")
     if device_id is not None:
         checked_name(device_id, "device_id")
-    start, end = _aware(start_time, "start_time"), _aware(end_time, "end_time")
+    check_timestamps(request, "start_time", "end_time")
+    start, end = start_time, end_time
     if end <= start:
         raise unprocessable("end_time: must be after start_time")
     buckets = bucket_count(start, end, interval)
@@ -183,12 +187,6 @@ async def get_aggregated(
         start_time=start, end_time=end, data_points=points, count=len(points), source=plan.source.value,
         relative_error=plan.relative_error,
     )  # fmt: skip
-
-
-def _aware(t: datetime, field: str) -> datetime:
-    if t.tzinfo is None:
-        raise bad_request(f"{field}: must be RFC 3339 with a zone, e.g. 2025-12-18T00:00:00Z")
-    return t
 
 
 ROUTES = [get_latest, get_device_metrics, query, get_range, get_aggregated]

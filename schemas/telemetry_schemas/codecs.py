@@ -9,7 +9,8 @@ from telemetry_schemas.commands import RecordPoints, ValidatedPoints
 from telemetry_schemas.dead_letter import DeadLetter
 from telemetry_schemas.events import AlertEvent, ApiKeyEvent, MetricEvent, RuleEvent
 from telemetry_schemas.notices import PointsStored
-from telemetry_schemas.values import Point, point_problem
+from telemetry_schemas.text import DEPTH_REASON, NO_NUL_PATTERN, NUL_REASON
+from telemetry_schemas.values import Point, point_problem, point_text_problem
 
 json_encoder = msgspec.json.Encoder()
 point_decoder = msgspec.json.Decoder(Point)
@@ -23,13 +24,12 @@ alert_event_decoder = msgspec.json.Decoder(AlertEvent)
 api_key_event_decoder = msgspec.json.Decoder(ApiKeyEvent)
 raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
-# JSON can only carry a NUL character as the escape \u0000, and PostgreSQL text and jsonb cannot
-# store it: reject it at the edge rather than accept a point that could never be written.
+# JSON can only carry a NUL character as the escape \u0000: a request without that escape has none.
 _NUL = b"\\u0000"
-_NUL_REASON = "strings must not contain the NUL character (\\u0000)"
 PointCheck = Callable[[Point], tuple[str, str] | None]
 
-_AT_PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+# msgspec ends an error with "- at `$.path`", or "- at `key` in `$.path`" when a key of that object is at fault.
+_AT_PATH = re.compile(r"^(?P<msg>.*?) - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`$", re.DOTALL)
 
 
 class PointError(msgspec.Struct, kw_only=True):
@@ -46,21 +46,11 @@ def split_validation_error(exc: msgspec.DecodeError | msgspec.ValidationError) -
     match = _AT_PATH.match(text)
     if match is None:
         return "", text
-    return match["path"], match["msg"]
-
-
-def _has_nul(obj: object) -> bool:
-    if isinstance(obj, str):
-        return "\x00" in obj
-    if isinstance(obj, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in obj.items())
-    if isinstance(obj, list):
-        return any(_has_nul(v) for v in obj)
-    return False
-
-
-def _point_has_nul(point: Point) -> bool:
-    return _has_nul(point.value) or _has_nul(point.unit) or _has_nul(point.tags) or _has_nul(point.metadata)
+    msg = match["msg"]
+    # msgspec words a broken text rule as a regex mismatch; say what the rule is instead.
+    if NO_NUL_PATTERN in msg.replace("\\\\", "\\"):
+        msg = NUL_REASON
+    return match["path"], f"keys {msg}" if match["key"] else msg
 
 
 def decode_points(
@@ -72,8 +62,8 @@ def decode_points(
         raws: the items of a JSON array of points, undecoded.
         prefix: the array's path in the request, used in error fields (e.g. ``data_points``).
         check: an extra rule (e.g. the metric's definition); returns (field, reason) or None.
-        document: the whole JSON the raws were cut from; when it holds no NUL escape at all,
-            the per-point NUL check is skipped (the common case costs one scan of the body).
+        document: the whole JSON the raws were cut from; when it holds no NUL escape at all, the
+            per-point NUL check is skipped (the common case costs one scan of the body).
 
     Returns:
         The valid points in order, and one error per invalid point with its index and field.
@@ -89,10 +79,12 @@ def decode_points(
             path, msg = split_validation_error(exc)
             errors.append(PointError(index=index, field=f"{where}{path}", error=msg))
             continue
-        if suspect and _NUL in memoryview(raw).tobytes() and _point_has_nul(point):
-            errors.append(PointError(index=index, field=where, error=_NUL_REASON))
+        except RecursionError:  # only reachable by a message published straight to NATS
+            errors.append(PointError(index=index, field=where, error=DEPTH_REASON))
             continue
-        problem = point_problem(point)
+        problem = point_text_problem(point) if suspect and _NUL in memoryview(raw).tobytes() else None
+        if problem is None:
+            problem = point_problem(point)
         if problem is None and check is not None:
             problem = check(point)
         if problem is not None:

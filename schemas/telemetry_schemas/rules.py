@@ -6,10 +6,16 @@ import msgspec
 
 from telemetry_schemas.enums import AlertLevel, Comparison
 from telemetry_schemas.fields import DeviceId, MetricName
+from telemetry_schemas.text import text_meta
+from telemetry_schemas.values import MAX_SAFE_INT
 
-Threshold = int | float | bool | Annotated[str, msgspec.Meta(max_length=256)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-ShortText = Annotated[str, msgspec.Meta(max_length=64)]
+# Integers are bounded like point values (compared as doubles); text follows the one text rule.
+Threshold = (
+    Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)] | float | bool | Annotated[str, text_meta(256)]
+)
+Name = Annotated[str, text_meta(200, min_length=1)]
+ShortText = Annotated[str, text_meta(64)]
+Description = Annotated[str, text_meta(1000)]
 
 
 class RuleSpec(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
@@ -25,15 +31,13 @@ class RuleSpec(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     metric_name: MetricName
     condition: Comparison
     threshold_value: Threshold
-    description: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    description: Description | None = None
     evaluation_window: Annotated[int, msgspec.Meta(ge=60, le=3600)] = 300
     trigger_count: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
     level: AlertLevel = AlertLevel.WARNING
     device_ids: Annotated[list[DeviceId], msgspec.Meta(max_length=10_000)] = []
     device_groups: Annotated[list[ShortText], msgspec.Meta(max_length=100)] = []
-    device_tags: Annotated[
-        dict[ShortText, Annotated[str, msgspec.Meta(max_length=256)]], msgspec.Meta(max_length=32)
-    ] = {}
+    device_tags: Annotated[dict[ShortText, Annotated[str, text_meta(256)]], msgspec.Meta(max_length=32)] = {}
     notification_channels: Annotated[list[ShortText], msgspec.Meta(max_length=32)] = []
     cooldown_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 15
     auto_resolve: bool = True

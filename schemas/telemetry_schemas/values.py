@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from telemetry_schemas.fields import Metadata, MetricName, Tags, TextValue, Unit, UtcTimestamp
+from telemetry_schemas.fields import Metadata, MetricName, PointTimestamp, Tags, TextValue, Unit
+from telemetry_schemas.text import depth_problem, json_problem
 
 # JSON numbers, text, booleans and objects. A geolocation is an object {lat, lon, alt?}.
 Value = int | float | bool | TextValue | dict[str, Any]
@@ -34,7 +35,7 @@ class ValueType(IntEnum):
 class Point(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """One measurement of one metric at one instant (the E1-US1 request body)."""
 
-    timestamp: UtcTimestamp
+    timestamp: PointTimestamp
     metric_name: MetricName
     value: Value
     unit: Unit | None = None
@@ -65,16 +66,32 @@ def value_type(value: object) -> ValueType:
     return ValueType.JSON
 
 
+def point_text_problem(point: Point) -> tuple[str, str] | None:
+    """(field, reason) for a NUL anywhere in the point's text (unit, tags, a text or object value, metadata)."""
+    for field, value in (("unit", point.unit), ("tags", point.tags), ("value", point.value),
+                         ("metadata", point.metadata)):  # fmt: skip
+        found = json_problem(value, field)
+        if found is not None:
+            return found
+    return None
+
+
 def point_problem(point: Point) -> tuple[str, str] | None:
     """Return (field, reason) for what a type cannot check, or None when the point is valid."""
     if not EARLIEST <= point.timestamp < LATEST:
         return "timestamp", f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
     value = point.value
+    if point.metadata:
+        found = depth_problem(point.metadata, "metadata")
+        if found is not None:
+            return found
     kind = value_type(value)
     if kind is ValueType.INTEGER and abs(value) > MAX_SAFE_INT:  # type: ignore[arg-type]
         return "value", f"integer magnitude must not exceed 2**53 ({MAX_SAFE_INT})"
     if kind is ValueType.FLOAT and not math.isfinite(value):  # type: ignore[arg-type]
         return "value", "must be a finite number"
+    if kind is ValueType.JSON:
+        return depth_problem(value, "value")  # type: ignore[arg-type]
     if kind is ValueType.GEOLOCATION:
         assert isinstance(value, dict)
         if not all(_is_number(v) for v in value.values()):

@@ -137,6 +137,8 @@ class Settings:
     auth_service_url: str | None = None
     auth_service_timeout_s: float = 1.0
     auth_service_cache_s: float = 60.0
+    # /health/detailed names streams, consumers, counts and pool sizes: it needs a key unless this is on.
+    public_health_details: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -188,6 +190,7 @@ class Settings:
             auth_service_url=_url(env, "TELEMETRY_AUTH_SERVICE_URL", ("http://", "https://")),
             auth_service_timeout_s=_number(env, "TELEMETRY_AUTH_SERVICE_TIMEOUT", 1.0, float, 0.05, 30.0),
             auth_service_cache_s=_number(env, "TELEMETRY_AUTH_SERVICE_CACHE", 60.0, float, 0.0, 86_400.0),
+            public_health_details=_choice(env, "TELEMETRY_PUBLIC_HEALTH_DETAILS", "false", ("true", "false")) == "true",
         )
 
     def require_signing_key(self) -> bytes:

@@ -218,7 +218,9 @@ def _engine_lag(stack: Stack) -> list[dict]:
 
 def test_health_reports_the_engine(stack: Stack) -> None:
     def engines() -> dict:
-        component = httpx.get(f"{stack.url}/health/detailed").json()["components"]["alert_engine"]
+        component = httpx.get(f"{stack.url}/health/detailed", headers=stack.headers).json()["components"][
+            "alert_engine"
+        ]
         return component["status"] == "healthy" and component["metrics"]["engines"]
 
     assert eventually(engines, timeout=15)["alerts_0_of_1"]["alive"] is True

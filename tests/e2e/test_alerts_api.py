@@ -118,12 +118,14 @@ def test_list_is_newest_first_with_filters_and_counts(client: httpx.Client, stac
 
 @pytest.mark.parametrize(
     ("params", "status"),
-    [({"status": "open"}, 400), ({"level": "fatal"}, 400), ({"limit": 1001}, 400), ({"limit": 0}, 400),
-     ({"start_time": "yesterday"}, 400), ({"start_time": "2025-12-18T10:00:00"}, 400), ({"device_id": "a.b"}, 400),
+    [({"status": "open"}, 422), ({"level": "fatal"}, 422), ({"limit": 1001}, 422), ({"limit": 0}, 422),
+     ({"start_time": "yesterday"}, 422), ({"start_time": "2025-12-18T10:00:00"}, 400), ({"device_id": "a.b"}, 400),
      ({"start_time": "2025-12-18T10:00:00Z", "end_time": "2025-12-18T10:00:00Z"}, 422)],
 )  # fmt: skip
 def test_bad_list_parameters(client: httpx.Client, params: dict, status: int) -> None:
-    assert client.get(URL, params=params).status_code == status
+    r = client.get(URL, params=params)
+    assert r.status_code == status
+    assert r.json()["detail"].startswith(tuple(params)), r.json()  # names the parameter at fault
 
 
 def test_acknowledge_then_resolve_and_what_is_refused(client: httpx.Client, stack: Stack) -> None:

@@ -46,7 +46,8 @@ def test_1001_points_are_rejected_whole(client: httpx.Client, servers: Servers) 
     r = client.post(batch_url(device), json={"data_points": [point(ts=ts(i)) for i in range(1001)]})
     assert r.status_code == 400
     assert r.json() == {"detail": "data_points: has 1001 points; a batch holds at most 1000"}
-    assert client.post(batch_url(device), json={"data_points": []}).status_code == 400
+    r = client.post(batch_url(device), json={"data_points": []})
+    assert (r.status_code, r.json()["detail"]) == (422, "data_points: is empty; send between 1 and 1000 points")
 
 
 def test_bad_points_are_reported_by_index_and_good_ones_stored(client: httpx.Client, servers: Servers) -> None:

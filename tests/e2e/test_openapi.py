@@ -74,3 +74,46 @@ def test_every_route_and_every_request_body_is_in_the_document(client: httpx.Cli
     batch = doc["components"]["schemas"]["BatchBody"]
     assert batch["properties"]["data_points"]["items"] == {"$ref": "#/components/schemas/Point"}
     assert doc["components"]["schemas"]["MetricDefinitionRequest"]["required"] == ["name", "data_type"]
+
+
+def test_every_error_answer_is_documented_with_the_body_actually_sent(client: httpx.Client) -> None:
+    doc = client.get("/schema/openapi.json").json()
+    error = doc["components"]["schemas"]["ErrorResponse"]
+    assert error["required"] == ["detail"]  # never status_code, which is not sent
+    assert set(error["properties"]) == {"detail"}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            responses = op["responses"]
+            statuses = {int(s) for s in responses}
+            assert 503 in statuses, (method, path)
+            if not path.startswith("/health"):
+                assert {400, 401} <= statuses, (method, path, statuses)
+            if method in ("post", "put") and "requestBody" in op:
+                assert {413, 415, 422} <= statuses, (method, path, statuses)
+            for status, response in responses.items():
+                if int(status) >= 400 and not path.startswith("/health"):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, status)
+    ops = doc["paths"]
+    assert "404" in ops["/api/v1/telemetry/alerts/rules/{rule_id}"]["get"]["responses"]
+    assert "404" in ops["/api/v1/telemetry/export/csv"]["get"]["responses"]
+    assert "409" in ops["/api/v1/telemetry/metrics"]["post"]["responses"]
+    assert "409" in ops["/api/v1/telemetry/alerts/{alert_id}/acknowledge"]["put"]["responses"]
+    assert "404" not in ops["/api/v1/telemetry/devices/{device_id}/metrics"]["get"]["responses"]
+
+
+def test_ids_bounds_and_the_time_range_rule_are_documented(client: httpx.Client) -> None:
+    doc = client.get("/schema/openapi.json").json()
+    params = {p["name"]: p for p in doc["paths"]["/api/v1/telemetry/alerts/rules/{rule_id}"]["get"]["parameters"]}
+    assert params["rule_id"]["schema"]["pattern"] == "^[A-Za-z0-9_\\-:]+$"
+    assert (params["rule_id"]["schema"]["minLength"], params["rule_id"]["schema"]["maxLength"]) == (1, 128)
+    listed = {p["name"]: p for p in doc["paths"]["/api/v1/telemetry/alerts"]["get"]["parameters"]}
+    assert listed["offset"]["schema"]["maximum"] == 1_000_000_000
+    assert "after start_time" in listed["end_time"]["description"]
+    query = doc["components"]["schemas"]["QueryRequest"]["properties"]
+    assert "after start_time" in query["end_time"]["description"]
+    assert query["offset"]["maximum"] == 1_000_000_000
+    rule = doc["components"]["schemas"]["RuleSpec"]["properties"]
+    assert rule["name"]["pattern"] == "^[^\\u0000]*$" and rule["name"]["maxLength"] == 200
+    # A union is anyOf: with oneOf an integer would match both integer and number and be refused.
+    assert "oneOf" not in str(doc["components"]["schemas"]["Point"])

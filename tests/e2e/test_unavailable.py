@@ -43,7 +43,7 @@ def test_postgres_down_reads_503_writes_still_durable(own_stack: Stack) -> None:
         assert took < 10
         health = httpx.get(f"{own_stack.url}/health", timeout=10)
         assert health.status_code == 503
-        assert health.json()["detail"].startswith("PostgreSQL is unavailable")
+        assert health.json()["detail"] == "PostgreSQL is unavailable"  # no driver error text on a public route
         # JetStream holds acknowledged points until the ingest worker can write them.
         r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(value=42))
         assert r.status_code == 200

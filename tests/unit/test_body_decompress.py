@@ -88,3 +88,32 @@ def test_zstd_frames_together_past_the_cap_are_413() -> None:
     with pytest.raises(ApiError) as refused:
         decompress(half + half, "zstd", LIMIT)
     assert refused.value.status == 413
+
+
+def test_a_second_gzip_member_is_part_of_the_body() -> None:
+    # Junk in a well-formed second member is not dropped: it makes the body invalid JSON downstream.
+    assert decompress(gzip.compress(b'{"a": 1}') + gzip.compress(b"junk"), "gzip", LIMIT) == b'{"a": 1}junk'
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("gzip", gzip.compress(b'{"a": 1}') + b"\x00junk"),
+        ("gzip", gzip.compress(b'{"a": 1}')[:-4]),
+        ("lz4", lz4.frame.compress(b'{"a": 1}') + b"junk"),
+        ("lz4", lz4.frame.compress(b'{"a": 1}')[:-3]),
+        ("zstd", zstandard.ZstdCompressor().compress(b'{"a": 1}') + b"junk"),
+    ],
+)
+def test_trailing_or_missing_bytes_are_400(encoding: str, data: bytes) -> None:
+    with pytest.raises(ApiError) as refused:
+        decompress(data, encoding, LIMIT)
+    assert refused.value.status == 400
+    assert refused.value.detail.startswith(f"body could not be decompressed as {encoding}")
+
+
+def test_gzip_members_are_read_in_order_and_counted_together() -> None:
+    assert decompress(gzip.compress(b'{"a":') + gzip.compress(b"1}"), "gzip", LIMIT) == b'{"a":1}'
+    with pytest.raises(ApiError) as refused:
+        decompress(gzip.compress(bytes(LIMIT // 2 + 1)) * 2, "gzip", LIMIT)
+    assert refused.value.status == 413

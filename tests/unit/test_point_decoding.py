@@ -8,6 +8,7 @@ from hypothesis import given
 
 from telemetry_core.value_columns import from_columns, to_columns
 from telemetry_schemas.codecs import decode_points, raw_list_decoder
+from telemetry_schemas.text import MAX_JSON_DEPTH
 from telemetry_schemas.values import ValueType, value_type
 from tests.support.strategies import values
 
@@ -73,14 +74,42 @@ def test_timestamps_keep_their_instant() -> None:
     assert msgspec.json.encode(point.timestamp) == b'"2025-12-18T12:00:00+02:00"'
 
 
-def test_nul_characters_are_rejected_at_the_edge() -> None:
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"value": "a\u0000b"}, "data_points[0].value"),
+        ({"value": 1, "unit": "c\u0000"}, "data_points[0].unit"),
+        ({"value": 1, "tags": {"k": "v\u0000"}}, "data_points[0].tags.k"),
+        ({"value": 1, "tags": {"k\u0000": "v"}}, "data_points[0].tags"),
+        ({"value": 1, "metadata": {"a": {"b": ["x\u0000"]}}}, "data_points[0].metadata.a.b[0]"),
+        ({"value": 1, "metadata": {"k\u0000": 1}}, "data_points[0].metadata"),
+        ({"value": {"nested": {"deep": "\u0000"}}}, "data_points[0].value.nested.deep"),
+    ],
+)
+def test_nul_characters_are_rejected_at_the_edge_naming_the_field(extra: dict, field: str) -> None:
     # PostgreSQL cannot store U+0000 in text or jsonb: accepting it would acknowledge a point that can never land.
-    points, errors = decode(b'[{"timestamp": "2025-12-18T10:00:00Z", "metric_name": "t", "value": "a\\u0000b"}]')
+    body = {"timestamp": "2025-12-18T10:00:00Z", "metric_name": "t", **extra}
+    points, errors = decode(msgspec.json.encode([body]))
     assert points == []
-    assert (errors[0].field, errors[0].error) == (
-        "data_points[0]",
-        "strings must not contain the NUL character (\\u0000)",
-    )
+    assert errors[0].field == field
+    assert "must not contain the NUL character (\\u0000)" in errors[0].error
+
+
+@pytest.mark.parametrize("where", ["value", "metadata"])
+def test_free_form_json_nested_past_the_limit_is_rejected_with_the_limit(where: str) -> None:
+    def nested(depth: int) -> dict:
+        out: dict = {"leaf": 1}
+        for _ in range(depth - 1):
+            out = {"k": out}
+        return out
+
+    ok = {"timestamp": "2025-12-18T10:00:00Z", "metric_name": "t", "value": 1, where: nested(MAX_JSON_DEPTH)}
+    deep = {**ok, where: nested(MAX_JSON_DEPTH + 1)}
+    points, errors = decode(msgspec.json.encode([ok, deep]))
+    assert len(points) == 1
+    assert [e.index for e in errors] == [1]
+    assert errors[0].field.startswith(f"data_points[1].{where}")
+    assert f"deeper than {MAX_JSON_DEPTH} levels" in errors[0].error
 
 
 def test_an_escaped_backslash_before_u0000_is_not_a_nul() -> None:

@@ -57,3 +57,11 @@ def test_the_signing_key_is_required_and_not_short() -> None:
 def test_alert_partitions_cannot_exceed_the_point_slots() -> None:
     with pytest.raises(ConfigurationError, match="TELEMETRY_ALERT_PARTITIONS must be between 1 and 64"):
         Settings.from_env({"TELEMETRY_ALERT_PARTITIONS": "65"})
+
+
+def test_health_details_are_private_unless_the_operator_says_so() -> None:
+    assert Settings.from_env({}).public_health_details is False
+    assert Settings.from_env({"TELEMETRY_PUBLIC_HEALTH_DETAILS": "true"}).public_health_details is True
+    assert Settings.from_env({"TELEMETRY_PUBLIC_HEALTH_DETAILS": " FALSE "}).public_health_details is False
+    with pytest.raises(ConfigurationError, match="TELEMETRY_PUBLIC_HEALTH_DETAILS must be one of true, false"):
+        Settings.from_env({"TELEMETRY_PUBLIC_HEALTH_DETAILS": "yes please"})

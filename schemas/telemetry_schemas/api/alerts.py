@@ -7,8 +7,9 @@ import msgspec
 
 from telemetry_schemas.base import ApiBody
 from telemetry_schemas.enums import AlertLevel, AlertStatus, Comparison
-from telemetry_schemas.fields import DeviceId, UtcTimestamp
+from telemetry_schemas.fields import DeviceId, EndTime, UtcTimestamp
 from telemetry_schemas.rules import RuleSpec, Threshold
+from telemetry_schemas.text import text_meta
 
 
 class AlertRuleResponse(ApiBody):
@@ -119,7 +120,7 @@ class AlertList(ApiBody):
 class NoteRequest(ApiBody):
     """Optional body of acknowledge and resolve."""
 
-    note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    note: Annotated[str, text_meta(2000)] | None = None
 
 
 class BacktestRequest(ApiBody):
@@ -127,7 +128,7 @@ class BacktestRequest(ApiBody):
 
     rule: RuleSpec
     start_time: UtcTimestamp
-    end_time: UtcTimestamp
+    end_time: EndTime
     device_ids: Annotated[list[DeviceId], msgspec.Meta(max_length=10_000)] | None = None
 
 

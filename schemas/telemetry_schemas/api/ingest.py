@@ -63,3 +63,5 @@ class BulkIngestResponse(ApiBody):
     failed_count: int
     total_count: int
     results: dict[str, DeviceResult]
+    # Set when no point was stored (the 422 answer), so every error answer carries a detail.
+    detail: str | None = None

@@ -7,7 +7,8 @@ import msgspec
 
 from telemetry_schemas.base import ApiBody
 from telemetry_schemas.enums import DataType, MetricType
-from telemetry_schemas.fields import MetricName, Unit
+from telemetry_schemas.fields import Metadata, MetricName, Unit
+from telemetry_schemas.rules import Description, ShortText
 
 
 class MetricDefinitionRequest(ApiBody):
@@ -15,15 +16,15 @@ class MetricDefinitionRequest(ApiBody):
 
     name: MetricName
     data_type: DataType
-    description: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    description: Description | None = None
     metric_type: MetricType = MetricType.GAUGE
     unit: Unit | None = None
     min_value: float | None = None
     max_value: float | None = None
     retention_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 90
     aggregation_interval: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 60
-    tags: Annotated[list[Annotated[str, msgspec.Meta(max_length=64)]], msgspec.Meta(max_length=32)] = []
-    metadata: Annotated[dict[str, Any], msgspec.Meta(max_length=64)] = {}
+    tags: Annotated[list[ShortText], msgspec.Meta(max_length=32)] = []
+    metadata: Metadata = {}
 
 
 class MetricDefinitionResponse(ApiBody):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from telemetry_schemas.base import ApiBody
-from telemetry_schemas.fields import DeviceId, MetricName, UtcTimestamp
+from telemetry_schemas.fields import DeviceId, EndTime, MetricName, Offset, UtcTimestamp
 from telemetry_schemas.values import Value
 
 MAX_QUERY_LIMIT = 10_000
@@ -19,13 +19,13 @@ class QueryRequest(ApiBody):
 
     metrics: Annotated[list[MetricName], msgspec.Meta(min_length=1, max_length=100)]
     start_time: UtcTimestamp
-    end_time: UtcTimestamp
+    end_time: EndTime
     devices: Annotated[list[DeviceId], msgspec.Meta(max_length=1000)] | None = None
     aggregation: Aggregation | None = None
     interval: Annotated[int, msgspec.Meta(ge=1, le=31_536_000)] | None = None
-    filters: dict[str, Any] | None = None
+    filters: Annotated[dict[str, Any], msgspec.Meta(max_length=64)] | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUERY_LIMIT)] = 1000
-    offset: Annotated[int, msgspec.Meta(ge=0)] = 0
+    offset: Offset = 0
 
 
 class DataPoint(ApiBody):
