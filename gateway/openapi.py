@@ -78,17 +78,19 @@ _MEANING = {
     400: "The request cannot be read: malformed JSON or compression, an invalid identifier in the path or query, "
     "JSON nested deeper than the decoder allows, or over a count limit. The detail names the field.",
     401: "Missing or invalid credentials.",
+    403: "The credentials lack the scope this operation needs, or may not write this device's points.",
     404: "No such resource (or no data for it).",
     409: "Conflict: the resource exists, the transition is not allowed, or another writer changed it first.",
     413: "The body is larger than the limit, before or after decompression.",
     415: "Unsupported Content-Encoding (use gzip, zstd or lz4).",
     422: "A field of the body, or a query parameter, is invalid; the detail names it (with its index, and the "
     "allowed values for an enumeration).",
+    429: "Over this key's rate limit (TELEMETRY_RATE_LIMIT_*); retry after the Retry-After header's seconds.",
     503: "NATS or PostgreSQL is unavailable; nothing was changed. Retry.",
 }
 # Handler parameters that are filled by dependency injection, not by the client.
 _INJECTED = frozenset({"request", "data", "gw", "pool", "settings", "ctx", "metric_commands", "rule_commands",
-                       "alert_commands", "off_loop"})  # fmt: skip
+                       "alert_commands", "off_loop", "live"})  # fmt: skip
 
 
 def errors(*statuses: int, model: Any = ErrorResponse, description: str | None = None) -> dict[int, ResponseSpec]:
@@ -108,7 +110,8 @@ def _common_statuses(handler: HTTPRouteHandler) -> list[int]:
     if "data" in params or path_params or query_params:
         statuses.append(400)
     if not handler.opt.get("public"):
-        statuses.append(401)
+        # 401 credentials; 403 scope or device not allowed; 429 over a per-key rate limit (when configured).
+        statuses += [401, 403, 429]
     if "data" in params:
         statuses += [413, 415, 422]
     elif query_params:

@@ -12,6 +12,7 @@ from gateway.commands.aggregate import CommandContext
 from gateway.errors import not_found, unprocessable
 from gateway.live.condition import ConditionError, parse_condition
 from gateway.live.hub import LiveHub
+from gateway.openapi import errors
 from gateway.typed_body import JsonBody
 from telemetry_schemas.api.stream import (
     CancelResponse,
@@ -70,7 +71,7 @@ async def subscribe(data: SubscribeRequest, live: LiveHub, ctx: CommandContext) 
     )
 
 
-@post(f"{_BASE}/{{subscription_id:str}}/token", status_code=200, tags=_TAGS,
+@post(f"{_BASE}/{{subscription_id:str}}/token", status_code=200, tags=_TAGS, responses=errors(404),
       summary="A new connect token for a subscription",
       description="200 with a fresh connect_token (e.g. to reconnect a browser after the first expired); "
       "404 when the subscription is unknown, cancelled or expired.")  # fmt: skip
@@ -84,7 +85,8 @@ async def connect_token(subscription_id: str, live: LiveHub) -> ConnectTokenResp
     )
 
 
-@delete(f"{_BASE}/{{subscription_id:str}}", status_code=200, tags=_TAGS, summary="Cancel a subscription (E5-US3)",
+@delete(f"{_BASE}/{{subscription_id:str}}", status_code=200, tags=_TAGS, responses=errors(404),
+        summary="Cancel a subscription (E5-US3)",
         description="200 with a confirmation; the socket open on it, on whichever gateway copy, is closed with "
         "code 1000 and reason 'subscription cancelled'. 404 when the subscription is unknown, already cancelled "
         "or expired.")  # fmt: skip
