@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from ingest_worker.writer import Inserted
 from telemetry_core.headers import MSG_ID
 from telemetry_core.topology import stored_subject
 from telemetry_schemas.codecs import json_encoder
@@ -17,8 +18,17 @@ def _numeric(point: Point) -> bool:
     return value_type(point.value) in (ValueType.INTEGER, ValueType.FLOAT)
 
 
-def build_notice(device_id: str, points_seq: int, points: list[Point]) -> PointsStored:
-    """Summarise one message's points per metric: count, time span, and the newest point."""
+def build_notice(
+    device_id: str,
+    points_seq: int,
+    points: list[Point],
+    inserted: Inserted | None = None,
+    accepted_at: datetime | None = None,
+) -> PointsStored:
+    """Summarise one message's points per metric: count, time span, the newest point and the new points per hour.
+
+    Call after the commit: ``stored_at`` is now, and ``inserted`` is what the upsert reported.
+    """
     by_metric: dict[str, list[Point]] = {}
     for point in points:
         by_metric.setdefault(point.metric_name, []).append(point)
@@ -36,9 +46,16 @@ def build_notice(device_id: str, points_seq: int, points: list[Point]) -> Points
                 minutes=sorted(
                     {p.timestamp.astimezone(UTC).replace(second=0, microsecond=0) for p in group if _numeric(p)}
                 ),
+                new_points=None if inserted is None else sorted(inserted.get((points_seq, name), [])),
             )
         )
-    return PointsStored(device_id=device_id, points_seq=points_seq, stored_at=datetime.now(UTC), metrics=metrics)
+    return PointsStored(
+        device_id=device_id,
+        points_seq=points_seq,
+        stored_at=datetime.now(UTC),
+        metrics=metrics,
+        accepted_at=accepted_at,
+    )
 
 
 async def publish_notices(js: JetStreamContext, notices: list[PointsStored], timeout_s: float = 5.0) -> None:
