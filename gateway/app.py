@@ -8,7 +8,7 @@ from gateway.errors import handle_exception
 from gateway.lifespan import make_lifespan
 from gateway.openapi import DeclaredOrderStructs, openapi_config
 from gateway.request_log import request_logging
-from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, queries, stats
+from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, observability, queries, stats
 from telemetry_core.settings import Settings
 
 
@@ -24,6 +24,7 @@ def create_app(settings: Settings) -> Litestar:
             *alert_rules.ROUTES,
             *alerts.ROUTES,
             *stats.ROUTES,
+            *observability.ROUTES,
         ],
         dependencies=DEPENDENCIES,
         guards=[require_api_key],

@@ -48,6 +48,7 @@ def make_lifespan(settings: Settings) -> "object":
             commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix)),
             off_loop=off_loop,
         )
+        await app.state.gw.reports.start(nc)
         if not settings.api_keys:
             log.warning("no_api_keys", hint="set TELEMETRY_API_KEYS; every request but /health* will get 401")
         log.info("gateway_ready", port=settings.port)
@@ -55,6 +56,7 @@ def make_lifespan(settings: Settings) -> "object":
             yield
         finally:
             await off_loop.shutdown()
+            await app.state.gw.reports.stop()
             await definitions.stop()
             await pool.close()
             await close_nats(nc)

@@ -8,6 +8,7 @@ from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.commands.wiring import Commands
+from gateway.metrics import WorkerReports
 from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
 from telemetry_core.definitions_cache import DefinitionsCache
@@ -28,3 +29,5 @@ class GatewayState:
     commands: Commands
     off_loop: OffLoop
     started_at: float = field(default_factory=time.monotonic)
+    # Workers' figures and heartbeats, reported over NATS (gateway/metrics.py).
+    reports: WorkerReports = field(default_factory=WorkerReports)

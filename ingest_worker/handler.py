@@ -15,7 +15,8 @@ from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.errors import PermanentError, TransientError
-from telemetry_core.headers import MSG_ID, SIGNATURE
+from telemetry_core.headers import MSG_ID, REQUEST_ID, SIGNATURE
+from telemetry_core.metrics import POINTS_NEW, POINTS_REJECTED, POINTS_WRITTEN
 from telemetry_core.points_validator import PointsValidator, Unadmitted, points_body
 from telemetry_core.topology import points_subject
 from telemetry_schemas.codecs import json_encoder
@@ -59,6 +60,7 @@ class IngestHandler:
         admitting: list[tuple[Msg, Unadmitted]] = []
         rows = RowSet()
         stored: list[tuple[str, int, list[Point], datetime | None]] = []
+        request_ids: dict[int, str] = {}  # POINTS sequence -> the request that sent it, carried on its notice
         for msg in msgs:
             verdict = self._validator.read(msg)
             if isinstance(verdict, str):
@@ -74,6 +76,8 @@ class IngestHandler:
             for point in points:
                 rows.add(device_id, point, seq)
             stored.append((device_id, seq, points, _accepted_at(msg)))
+            if msg.headers and msg.headers.get(REQUEST_ID):
+                request_ids[seq] = msg.headers[REQUEST_ID]
         if len(rows):
             try:
                 async with self._pool.connection() as conn:
@@ -88,9 +92,11 @@ class IngestHandler:
                 # The data itself is unstorable: retrying cannot help (the loop isolates the message).
                 raise PermanentError(f"PostgreSQL rejected the points: {exc}") from exc
             self.points_written += len(rows)
+            POINTS_WRITTEN.inc(len(rows))
+            POINTS_NEW.inc(sum(n for hours in inserted.values() for _, n in hours))
             # Built after the commit: stored_at is the commit time, and the upsert told which points are new.
             notices = [build_notice(d, seq, pts, inserted, at) for d, seq, pts, at in stored]
-            await publish_notices(self._js, notices)
+            await publish_notices(self._js, notices, request_ids)
             await publish_data_received(self._nc, self._prefix, notices)
         for msg, unadmitted in admitting:
             bad_points = await self._admit(msg, unadmitted)
@@ -115,6 +121,7 @@ class IngestHandler:
             await self._js.publish(points_subject(unadmitted.device_id), body, headers=headers, timeout=5.0)
         if not errors:
             return None
+        POINTS_REJECTED.inc(len(errors))
         reason = "; ".join(f"{e.field}: {e.error}" for e in errors)
         bad = json_encoder.encode([raws[e.index] for e in errors])
         # The runtime dead-letters the bad points and acks the message: its good points were re-published above.

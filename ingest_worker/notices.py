@@ -7,7 +7,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from ingest_worker.writer import Inserted
-from telemetry_core.headers import MSG_ID
+from telemetry_core.headers import MSG_ID, REQUEST_ID
 from telemetry_core.topology import stored_subject
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.notices import MetricStored, PointsStored
@@ -58,19 +58,29 @@ def build_notice(
     )
 
 
-async def publish_notices(js: JetStreamContext, notices: list[PointsStored], timeout_s: float = 5.0) -> None:
-    """Publish and await every PubAck; the msg id makes a re-publish after a crash a no-op."""
+async def publish_notices(
+    js: JetStreamContext, notices: list[PointsStored], request_ids: dict[int, str] | None = None, timeout_s: float = 5.0
+) -> None:
+    """Publish and await every PubAck; the msg id makes a re-publish after a crash a no-op.
+
+    ``request_ids`` (POINTS sequence -> X-Request-Id) go on the notices' headers, so the projections log them.
+    """
+    ids = request_ids or {}
     await asyncio.gather(
         *(
             js.publish(
                 stored_subject(n.device_id),
                 json_encoder.encode(n),
                 timeout=timeout_s,
-                headers={MSG_ID: f"stored:{n.points_seq}"},
+                headers={MSG_ID: f"stored:{n.points_seq}", **_request_header(ids.get(n.points_seq))},
             )
             for n in notices
         )
     )
+
+
+def _request_header(request_id: str | None) -> dict[str, str]:
+    return {REQUEST_ID: request_id} if request_id else {}
 
 
 async def publish_data_received(nc: Client, prefix: str, notices: list[PointsStored]) -> None:

@@ -5,7 +5,14 @@ import time
 
 from litestar import Response, get
 
-from gateway.health import check_alert_engine, check_db, check_definitions_cache, check_nats, consumer_lag
+from gateway.health import (
+    check_alert_engine,
+    check_db,
+    check_definitions_cache,
+    check_nats,
+    check_workers,
+    consumer_lag,
+)
 from gateway.state import GatewayState
 from telemetry_core import SERVICE_NAME, __version__
 from telemetry_schemas.api.health import ComponentHealth, DetailedHealthResponse, HealthResponse
@@ -34,7 +41,8 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
      description="Components data_ingestion (NATS + ingest consumer lag), time_series_db (PostgreSQL), "
      "projections (read-model lag), alert_engine (heartbeat of each engine partition; unhealthy when none reported "
      "in 10 s, which does not fail the endpoint: storage goes on), real_time_stream (not deployed in this release), "
-     "and performance figures. 503 when NATS or PostgreSQL is down.")  # fmt: skip
+     "workers (each worker's heartbeat age; unhealthy 5 s after one stops reporting, which does not fail the "
+     "endpoint either) and performance figures. 503 when NATS or PostgreSQL is down.")  # fmt: skip
 async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
     """Check every component and report consumer lag."""
     nats_c, db_c = await asyncio.gather(check_nats(gw), check_db(gw))
@@ -51,6 +59,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "alert_engine": await check_alert_engine(gw),
         # Points are validated against this cache: a stale one would accept or refuse the wrong points.
         "definitions_cache": check_definitions_cache(gw),
+        # Every worker's heartbeat (its metrics report over NATS, each second): a stopped one is down in 5 s.
+        "workers": check_workers(gw),
         "real_time_stream": ComponentHealth(status="not_deployed", detail="streaming is not part of this release"),
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"
