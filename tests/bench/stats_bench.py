@@ -131,6 +131,8 @@ async def bench(stack: Stack) -> None:
         for r in results:
             say(r)
 
+        if not ingest_points:
+            return
         rates: dict[str, list[float]] = {"with": [], "without": []}
         for i, condition in enumerate(("without", "with", "with", "without")):
             if condition == "without":

@@ -50,8 +50,8 @@ class DeviceStatsResponse(ApiBody):
     storage_size: Annotated[
         int,
         _doc(
-            "Estimated bytes: the points table's size in PostgreSQL (all partitions, with indexes and TOAST) times "
-            "this device's share of the stored points."
+            "Estimated bytes: the points table's size in PostgreSQL (all partitions, with indexes and TOAST; read "
+            "at most every 5 s) times this device's share of the stored points."
         ),
     ]
     avg_frequency: Annotated[float, _doc("Points per minute over the last 24 hours: last_24h_points / 1440.")]
@@ -73,7 +73,10 @@ class ServiceStatsResponse(ApiBody):
     total_metrics: Annotated[int, _doc("Distinct metric names with at least one stored point (any device).")]
     total_data_points: Annotated[int, _doc("Distinct stored points: an overwritten point counts once.")]
     storage_size: Annotated[
-        int, _doc("Bytes the points table takes in PostgreSQL: all partitions, with indexes and TOAST.")
+        int,
+        _doc(
+            "Bytes the points table takes in PostgreSQL: all partitions, with indexes and TOAST (read at most every 5 s)."
+        ),
     ]
     points_per_second: Annotated[
         float,
