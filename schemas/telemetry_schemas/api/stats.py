@@ -75,7 +75,8 @@ class ServiceStatsResponse(ApiBody):
     storage_size: Annotated[
         int,
         _doc(
-            "Bytes the points table takes in PostgreSQL: all partitions, with indexes and TOAST (read at most every 5 s)."
+            "Bytes the points table takes in PostgreSQL: all partitions, with indexes and TOAST (read at most "
+            "every 5 s)."
         ),
     ]
     points_per_second: Annotated[
