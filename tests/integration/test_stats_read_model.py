@@ -116,7 +116,9 @@ async def test_device_and_service_stats_are_exact_after_overwrites_and_late_poin
         (2, "dA", [pt("temp", 9 * MIN, 20), pt("temp", 2 * HOUR, 0), pt("temp", 30 * HOUR, 0)]),
         (3, "dB", [pt("temp", 1 * MIN, 7)]),
     ])  # fmt: skip
-    letter = DeadLetter(worker="ingest", reason="bad", subject="s", stream_seq=9, failed_at=NOW, payload="{}")
+    letter = DeadLetter(
+        worker="ingest", reason="bad", subject="s", stream_seq=9, failed_at=datetime.now(UTC), payload="{}"
+    )
     async with fresh_pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
         await dead_letter_stats.apply(cur, [letter])
 
