@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from alert_worker.rules import Rule
 from telemetry_core.alerting.state_machine import Closed, Transition
 from telemetry_core.headers import MSG_ID
+from telemetry_core.metrics import ALERT_TRANSITIONS
 from telemetry_core.topology import alert_subject
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.events import AlertResolved, AlertTriggered
@@ -89,4 +90,5 @@ class Emitter:
             except Exception as exc:  # best effort (NFR-005)
                 self._log.warning("integration_event_failed", integration_event=name, error=repr(exc))
         for ev in events:
+            ALERT_TRANSITIONS.labels("triggered" if isinstance(ev, AlertTriggered) else "resolved").inc()
             self._log.info("alert_transition", alert_id=ev.alert_id, kind=type(ev).__name__, rule_id=ev.rule_id)

@@ -24,6 +24,7 @@ from alert_worker import state_store
 from alert_worker.emitter import Emitted, Emitter
 from alert_worker.evaluator import Evaluator, owns
 from telemetry_core.consumer_runtime import Rejected
+from telemetry_core.metrics import ALERT_EVALUATIONS
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.topology import POINTS_STREAM, ConsumerSpec, device_of_points_subject
 from telemetry_schemas.values import Point
@@ -77,6 +78,7 @@ class Engine:
             device_id = device_of_points_subject(msg.subject)
             points = _points(msg, self.validator)
             self.points_evaluated += len(points)
+            ALERT_EVALUATIONS.inc(len(points))
             out.extend(self.evaluator.points(device_id, ((f"{seq}:{i}", p) for i, p in enumerate(points)), now))
         return out, last
 

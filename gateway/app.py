@@ -9,7 +9,7 @@ from gateway.lifespan import make_lifespan
 from gateway.openapi import DeclaredOrderStructs, document_errors, openapi_config
 from gateway.options import allow_every_method
 from gateway.request_log import request_logging
-from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, queries, stream
+from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, observability, queries, stats, stream
 from telemetry_core.settings import Settings
 
 
@@ -24,6 +24,8 @@ def create_app(settings: Settings) -> Litestar:
         *alert_rules.ROUTES,
         *alerts.ROUTES,
         *stream.ROUTES,
+        *stats.ROUTES,
+        *observability.ROUTES,
     ]
     document_errors(handlers)
     return Litestar(

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from gateway.metrics import POINTS_REJECTED
 from telemetry_core.points_validator import admit_points
 from telemetry_schemas.codecs import PointCheck, PointError
 from telemetry_schemas.values import Point
@@ -24,6 +25,8 @@ def check_points(
     """Validate each point alone (and against its metric definition); valid ones survive the others."""
     points, errors = admit_points(raws, prefix, check, document)
     bad = {e.index for e in errors}
+    if errors:
+        POINTS_REJECTED.inc(len(errors))
     valid_raw = [bytes(raw) for i, raw in enumerate(raws) if i not in bad]
     return CheckedBatch(valid_raw, points, errors)
 

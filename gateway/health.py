@@ -99,6 +99,38 @@ def check_api_key_cache(gw: GatewayState) -> ComponentHealth:
     return ComponentHealth(status="unhealthy", detail=detail, metrics=metrics)
 
 
+WORKERS = ("ingest-worker", "projection-worker", "alert-worker")
+WORKER_ALIVE_S = 5.0  # workers report every second (telemetry_core/metrics.py)
+
+
+def check_workers(gw: GatewayState) -> ComponentHealth:
+    """Each worker process's last heartbeat (its metrics report over NATS): down when none for 5 s.
+
+    A process counts as up when any of its instances reported (alert engines report as alert-worker-<partition>,
+    counted under alert-worker); the age is the youngest instance's. A worker never heard from since this gateway
+    started shows heartbeat_age_s null.
+    """
+    grouped: dict[str, dict[str, float]] = {}
+    for reported, instances in gw.reports.ages().items():
+        process = next((w for w in WORKERS if reported == w or reported.startswith(f"{w}-")), reported)
+        for instance, age in instances.items():
+            grouped.setdefault(process, {})[instance if process == reported else f"{reported}/{instance}"] = age
+    workers: dict[str, Any] = {}
+    for process in sorted({*WORKERS, *grouped}):
+        instances = grouped.get(process, {})
+        youngest = min(instances.values(), default=None)
+        workers[process] = {
+            "alive": youngest is not None and youngest < WORKER_ALIVE_S,
+            "heartbeat_age_s": None if youngest is None else round(youngest, 1),
+            "instances": {name: round(age, 1) for name, age in sorted(instances.items())},
+        }
+    down = [p for p, w in workers.items() if not w["alive"] and p in WORKERS]
+    if down:
+        detail = f"no heartbeat in the last {WORKER_ALIVE_S:g} s from: {', '.join(down)}"
+        return ComponentHealth(status="unhealthy", detail=detail, metrics=workers)
+    return ComponentHealth(status="healthy", metrics=workers)
+
+
 def check_definitions_cache(gw: GatewayState) -> ComponentHealth:
     """The gateway's metric-definitions cache: a follower that failed is resubscribing, and says why."""
     follower = gw.definitions.follower

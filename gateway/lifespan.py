@@ -61,6 +61,7 @@ def make_lifespan(settings: Settings) -> "object":
             off_loop=off_loop,
             live=live,
         )
+        await app.state.gw.reports.start(nc)
         if not settings.api_keys:
             log.warning("no_bootstrap_api_keys", hint="set TELEMETRY_API_KEYS to administer the service")
         log.info("gateway_ready", port=settings.port)
@@ -69,6 +70,7 @@ def make_lifespan(settings: Settings) -> "object":
         finally:
             await live.stop()
             await off_loop.shutdown()
+            await app.state.gw.reports.stop()
             await definitions.stop()
             await api_keys.stop()
             if remote is not None:

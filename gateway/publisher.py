@@ -1,6 +1,7 @@
 """CommandPublisher: publish to JetStream and return only after the PubAck."""
 
 import hashlib
+import time
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -10,6 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from gateway.errors import ApiError
+from gateway.metrics import POINTS_ACCEPTED, PUBLISH_SECONDS
 from telemetry_core.errors import ServiceUnavailableError
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID, REQUEST_ID, SIGNATURE
 from telemetry_core.points_validator import PointsValidator, points_body
@@ -67,8 +69,11 @@ class CommandPublisher:
                 f"the points for device {device_id!r} make a {len(body)}-byte message; the broker accepts at most "
                 f"{limit} bytes per device per request: send fewer points per request",
             )
+        start = time.perf_counter()
         try:
             await self._js.publish(points_subject(device_id), body, timeout=self._timeout_s, headers=headers)
+            PUBLISH_SECONDS.observe(time.perf_counter() - start)
+            POINTS_ACCEPTED.inc(len(raw_points))
         except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
             raise ServiceUnavailableError(
                 f"NATS JetStream did not acknowledge the points within {self._timeout_s}s ({type(exc).__name__}); "

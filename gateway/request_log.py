@@ -1,23 +1,40 @@
-"""Log requests that failed or were slow, with their request id.
+"""Per request: the request id (taken or made, returned, bound to log lines), HTTP metrics, and a log line.
 
-A full access log would cost CPU on the ingestion hot path and drown the failures in successes.
+A line is logged for every request that failed or was slow, and for every request whose client sent its own
+X-Request-ID (it asked to be traced: the ingest, projection and alert workers log that id too). A full access
+log of every success would cost CPU on the ingestion hot path and drown the failures.
 """
 
+import re
 import time
+import uuid
 from typing import Any
 
 import structlog
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from gateway.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from telemetry_core.headers import REQUEST_ID
 
 SLOW_S = 1.0
 _REQUEST_ID = REQUEST_ID.lower().encode()
+# What a request id may be: it travels in NATS headers and log lines, so printable and short.
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,64}$")
 log = structlog.get_logger()  # a lazy proxy: binding here would freeze the pre-configuration renderer
 
 
+def _take_request_id(scope: Scope) -> tuple[str, bool]:
+    """The client's id when valid, else a new one; put back into the scope so route handlers read the same id."""
+    headers = [(k, v) for k, v in scope.get("headers") or [] if k != _REQUEST_ID]
+    given = next((v for k, v in scope.get("headers") or [] if k == _REQUEST_ID), None)
+    supplied = given is not None and _VALID_ID.match(given) is not None
+    rid = given.decode() if supplied and given is not None else uuid.uuid4().hex
+    scope["headers"] = [*headers, (_REQUEST_ID, rid.encode())]
+    return rid, supplied
+
+
 def request_logging(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware factory: one structured line per 4xx/5xx or slow request."""
+    """ASGI middleware factory (runs after routing: the route template labels the metrics)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -25,26 +42,32 @@ def request_logging(app: ASGIApp) -> ASGIApp:
             return
         start = time.perf_counter()
         status = 500
+        rid, supplied = _take_request_id(scope)
+        tokens = structlog.contextvars.bind_contextvars(request_id=rid)
 
         async def capture(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (_REQUEST_ID, rid.encode())]}
             await send(message)
 
         try:
             await app(scope, receive, capture)
         finally:
             elapsed = time.perf_counter() - start
-            if status >= 400 or elapsed > SLOW_S:
-                headers = dict(scope.get("headers") or [])
+            route = scope.get("path_template") or "unmatched"
+            method = scope.get("method") or "?"
+            HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            HTTP_SECONDS.labels(route, method).observe(elapsed)
+            if status >= 400 or elapsed > SLOW_S or supplied:
                 fields = {
-                    "method": scope.get("method"),
+                    "method": method,
                     "path": scope.get("path"),
                     "status": status,
                     "ms": round(elapsed * 1000, 1),
-                    "request_id": headers.get(_REQUEST_ID, b"").decode(errors="replace") or None,
                 }
                 (log.warning if status >= 500 else log.info)("request", **fields)
+            structlog.contextvars.reset_contextvars(**tokens)
 
     return middleware

@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from gateway.auth.authenticator import Authenticator
 from gateway.commands.wiring import Commands
 from gateway.live.hub import LiveHub
+from gateway.metrics import WorkerReports
 from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
 from telemetry_core.definitions_cache import DefinitionsCache
@@ -31,3 +32,5 @@ class GatewayState:
     off_loop: OffLoop
     live: LiveHub
     started_at: float = field(default_factory=time.monotonic)
+    # Workers' figures and heartbeats, reported over NATS (gateway/metrics.py).
+    reports: WorkerReports = field(default_factory=WorkerReports)

@@ -1,5 +1,7 @@
 """One fetched batch of POINTS messages: signed ones → rows → notices; direct ones admitted; rejects reported."""
 
+from datetime import datetime
+
 import psycopg
 import psycopg.errors
 import structlog
@@ -13,13 +15,22 @@ from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.errors import PermanentError, TransientError
-from telemetry_core.headers import MSG_ID, SIGNATURE
+from telemetry_core.headers import MSG_ID, REQUEST_ID, SIGNATURE
+from telemetry_core.metrics import POINTS_NEW, POINTS_REJECTED, POINTS_WRITTEN
 from telemetry_core.points_validator import PointsValidator, Unadmitted, points_body
 from telemetry_core.topology import points_subject
 from telemetry_schemas.codecs import json_encoder
-from telemetry_schemas.notices import PointsStored
+from telemetry_schemas.values import Point
 
 WORKER = "ingest"
+
+
+def _accepted_at(msg: Msg) -> datetime | None:
+    """When JetStream stored the message (the moment the publisher got its PubAck, give or take)."""
+    try:
+        return msg.metadata.timestamp
+    except Exception:
+        return None
 
 
 class IngestHandler:
@@ -48,7 +59,8 @@ class IngestHandler:
         rejected: list[Rejected] = []
         admitting: list[tuple[Msg, Unadmitted]] = []
         rows = RowSet()
-        notices: list[PointsStored] = []
+        stored: list[tuple[str, int, list[Point], datetime | None]] = []
+        request_ids: dict[int, str] = {}  # POINTS sequence -> the request that sent it, carried on its notice
         for msg in msgs:
             verdict = self._validator.read(msg)
             if isinstance(verdict, str):
@@ -63,12 +75,14 @@ class IngestHandler:
             seq = msg.metadata.sequence.stream
             for point in points:
                 rows.add(device_id, point, seq)
-            notices.append(build_notice(device_id, seq, points))
+            stored.append((device_id, seq, points, _accepted_at(msg)))
+            if msg.headers and msg.headers.get(REQUEST_ID):
+                request_ids[seq] = msg.headers[REQUEST_ID]
         if len(rows):
             try:
                 async with self._pool.connection() as conn:
                     await self.partitions.ensure(conn, rows.days())
-                    await write_rows(conn, rows.rows())
+                    inserted = await write_rows(conn, rows.rows())
             except psycopg.errors.CheckViolation as exc:
                 # "no partition of relation points found for row": a partition we cached as existing is gone
                 # (dropped by retention, or lost in a database crash). Forget the cache and retry the batch.
@@ -78,7 +92,11 @@ class IngestHandler:
                 # The data itself is unstorable: retrying cannot help (the loop isolates the message).
                 raise PermanentError(f"PostgreSQL rejected the points: {exc}") from exc
             self.points_written += len(rows)
-            await publish_notices(self._js, notices)
+            POINTS_WRITTEN.inc(len(rows))
+            POINTS_NEW.inc(sum(n for hours in inserted.values() for _, n in hours))
+            # Built after the commit: stored_at is the commit time, and the upsert told which points are new.
+            notices = [build_notice(d, seq, pts, inserted, at) for d, seq, pts, at in stored]
+            await publish_notices(self._js, notices, request_ids)
             await publish_data_received(self._nc, self._prefix, notices)
         for msg, unadmitted in admitting:
             bad_points = await self._admit(msg, unadmitted)
@@ -103,6 +121,7 @@ class IngestHandler:
             await self._js.publish(points_subject(unadmitted.device_id), body, headers=headers, timeout=5.0)
         if not errors:
             return None
+        POINTS_REJECTED.inc(len(errors))
         reason = "; ".join(f"{e.field}: {e.error}" for e in errors)
         bad = json_encoder.encode([raws[e.index] for e in errors])
         # The runtime dead-letters the bad points and acks the message: its good points were re-published above.

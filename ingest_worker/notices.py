@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from telemetry_core.headers import MSG_ID
+from ingest_worker.writer import Inserted
+from telemetry_core.headers import MSG_ID, REQUEST_ID
 from telemetry_core.topology import stored_subject
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.notices import MetricStored, PointsStored
@@ -17,8 +18,17 @@ def _numeric(point: Point) -> bool:
     return value_type(point.value) in (ValueType.INTEGER, ValueType.FLOAT)
 
 
-def build_notice(device_id: str, points_seq: int, points: list[Point]) -> PointsStored:
-    """Summarise one message's points per metric: count, time span, and the newest point."""
+def build_notice(
+    device_id: str,
+    points_seq: int,
+    points: list[Point],
+    inserted: Inserted | None = None,
+    accepted_at: datetime | None = None,
+) -> PointsStored:
+    """Summarise one message's points per metric: count, time span, the newest point and the new points per hour.
+
+    Call after the commit: ``stored_at`` is now, and ``inserted`` is what the upsert reported.
+    """
     by_metric: dict[str, list[Point]] = {}
     for point in points:
         by_metric.setdefault(point.metric_name, []).append(point)
@@ -36,24 +46,41 @@ def build_notice(device_id: str, points_seq: int, points: list[Point]) -> Points
                 minutes=sorted(
                     {p.timestamp.astimezone(UTC).replace(second=0, microsecond=0) for p in group if _numeric(p)}
                 ),
+                new_points=None if inserted is None else sorted(inserted.get((points_seq, name), [])),
             )
         )
-    return PointsStored(device_id=device_id, points_seq=points_seq, stored_at=datetime.now(UTC), metrics=metrics)
+    return PointsStored(
+        device_id=device_id,
+        points_seq=points_seq,
+        stored_at=datetime.now(UTC),
+        metrics=metrics,
+        accepted_at=accepted_at,
+    )
 
 
-async def publish_notices(js: JetStreamContext, notices: list[PointsStored], timeout_s: float = 5.0) -> None:
-    """Publish and await every PubAck; the msg id makes a re-publish after a crash a no-op."""
+async def publish_notices(
+    js: JetStreamContext, notices: list[PointsStored], request_ids: dict[int, str] | None = None, timeout_s: float = 5.0
+) -> None:
+    """Publish and await every PubAck; the msg id makes a re-publish after a crash a no-op.
+
+    ``request_ids`` (POINTS sequence -> X-Request-Id) go on the notices' headers, so the projections log them.
+    """
+    ids = request_ids or {}
     await asyncio.gather(
         *(
             js.publish(
                 stored_subject(n.device_id),
                 json_encoder.encode(n),
                 timeout=timeout_s,
-                headers={MSG_ID: f"stored:{n.points_seq}"},
+                headers={MSG_ID: f"stored:{n.points_seq}", **_request_header(ids.get(n.points_seq))},
             )
             for n in notices
         )
     )
+
+
+def _request_header(request_id: str | None) -> dict[str, str]:
+    return {REQUEST_ID: request_id} if request_id else {}
 
 
 async def publish_data_received(nc: Client, prefix: str, notices: list[PointsStored]) -> None:

@@ -1,7 +1,7 @@
 """One transaction: COPY into a temp stage, then INSERT … ON CONFLICT DO UPDATE into points."""
 
 import weakref
-from datetime import date
+from datetime import date, datetime
 
 from psycopg import AsyncConnection
 
@@ -14,10 +14,20 @@ _UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[3:])
 _STAGE = "CREATE TEMP TABLE IF NOT EXISTS points_stage (LIKE telemetry.points INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 _COPY = f"COPY points_stage ({_COLS}) FROM STDIN (FORMAT BINARY)"
 # Later in the stream wins, even when an earlier message commits after it (redelivery, parallel workers).
+# first_seq is set on insert only (not in _UPDATES): a returned row with first_seq = src_seq was inserted by
+# this message (now, or before a crash that lost its notice); any other returned row was an overwrite. The
+# counts of inserted rows per (message, metric, hour) feed the stats read model (migration 0010).
 _UPSERT = (
-    f"INSERT INTO telemetry.points AS p ({_COLS}) SELECT {_COLS} FROM points_stage "  # noqa: S608 - constants only
-    f"ON CONFLICT (device_id, metric_name, time) DO UPDATE SET {_UPDATES} WHERE p.src_seq <= EXCLUDED.src_seq"
+    f"WITH written AS (INSERT INTO telemetry.points AS p ({_COLS}, first_seq) "  # noqa: S608 - constants only
+    f"SELECT {_COLS}, src_seq FROM points_stage "
+    f"ON CONFLICT (device_id, metric_name, time) DO UPDATE SET {_UPDATES} WHERE p.src_seq <= EXCLUDED.src_seq "
+    "RETURNING p.src_seq, p.metric_name, p.time, p.first_seq = p.src_seq AS inserted) "
+    "SELECT src_seq, metric_name, date_trunc('hour', time, 'UTC'), count(*) FROM written WHERE inserted "
+    "GROUP BY 1, 2, 3"
 )
+
+# (POINTS sequence, metric) -> [(UTC hour, points that message inserted in that hour)]
+Inserted = dict[tuple[int, str], list[tuple[datetime, int]]]
 _ENSURE_PARTITIONS = "SELECT telemetry.ensure_partition(d) FROM unnest(%s::date[]) AS d"
 
 # Connections whose session already has the temp stage: one round trip saved per transaction.
@@ -40,8 +50,11 @@ class PartitionCache:
         self.known.update(missing)
 
 
-async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
-    """Upsert ``rows`` (already de-duplicated) in one transaction; the caller acks after this returns."""
+async def write_rows(conn: AsyncConnection, rows: list[Row]) -> Inserted:
+    """Upsert ``rows`` (already de-duplicated) in one transaction; the caller acks after this returns.
+
+    Returns how many rows each message inserted, per metric and hour (overwrites are not counted).
+    """
     if conn not in _staged:
         async with conn.transaction():
             await conn.execute(_STAGE)
@@ -52,3 +65,7 @@ async def write_rows(conn: AsyncConnection, rows: list[Row]) -> None:
             for row in rows:
                 await copy.write_row(row)
         await cur.execute(_UPSERT)
+        inserted: Inserted = {}
+        for seq, metric, hour, count in await cur.fetchall():
+            inserted.setdefault((seq, metric), []).append((hour, count))
+    return inserted

@@ -3,14 +3,25 @@
 import asyncio
 import os
 
-from projection_worker.projections import alert_rules, alerts, api_keys, latest_values, metric_definitions, rollups
+from projection_worker.projections import (
+    alert_rules,
+    alerts,
+    api_keys,
+    dead_letter_stats,
+    device_stats,
+    latest_values,
+    metric_definitions,
+    rollups,
+)
 from projection_worker.runner import Projection, ProjectionRunner
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.logging import configure_logging
 from telemetry_core.settings import Settings
 from telemetry_core.worker_runtime import WorkerRuntime, run_worker
 
-PROJECTIONS: list[Projection] = [latest_values, metric_definitions, rollups, alert_rules, alerts, api_keys]
+PROJECTIONS: list[Projection] = [
+    latest_values, metric_definitions, rollups, alert_rules, alerts, api_keys, device_stats, dead_letter_stats,
+]  # fmt: skip
 
 
 async def consume(rt: WorkerRuntime, settings: Settings) -> None:

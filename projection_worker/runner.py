@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from telemetry_core.checkpoints import advance_checkpoint, read_checkpoint
 from telemetry_core.consumer_runtime import Rejected
+from telemetry_core.metrics import PROJECTION_APPLIED
 from telemetry_core.topology import ConsumerSpec
 
 
@@ -39,6 +40,7 @@ class ProjectionRunner:
         self._pool = pool
         self._projection = projection
         self.applied = 0
+        self._applied_metric = PROJECTION_APPLIED.labels(projection.NAME)
 
     async def _apply(self, decoded: list[tuple[int, Any]]) -> None:
         name, stream = self._projection.NAME, self._projection.SPEC.stream
@@ -50,6 +52,7 @@ class ProjectionRunner:
                     await self._projection.apply(cur, fresh)
             await advance_checkpoint(conn, name, stream, max(checkpoint, max(seq for seq, _ in decoded)))
         self.applied += len(fresh)
+        self._applied_metric.inc(len(fresh))
 
     async def __call__(self, msgs: list[Msg]) -> list[Rejected]:
         """Apply the new messages of ``msgs`` exactly once, with the checkpoint in the same transaction.

@@ -17,6 +17,7 @@ from gateway.health import (
     check_definitions_cache,
     check_nats,
     check_real_time_stream,
+    check_workers,
     consumer_lag,
 )
 from gateway.openapi import errors
@@ -57,7 +58,8 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
      "in 10 s, which does not fail the endpoint: storage goes on), "
      "real_time_stream (this copy's open sockets, messages sent and points dropped by slow sockets; "
      "the subscriptions stored), "
-     "and performance figures. 503 when NATS or PostgreSQL is down.")  # fmt: skip
+     "workers (each worker's heartbeat age; unhealthy 5 s after one stops reporting, which does not fail the "
+     "endpoint either) and performance figures. 503 when NATS or PostgreSQL is down.")  # fmt: skip
 async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
     """Check every component and report consumer lag."""
     nats_c, db_c = await asyncio.gather(check_nats(gw), check_db(gw))

@@ -16,6 +16,9 @@ class MetricStored(StreamMessage, frozen=True):
     latest: Point
     # UTC minute floors holding numeric points of this batch: the rollup buckets to recompute.
     minutes: list[datetime] = []
+    # (UTC hour floor, points of this metric in that hour that this message inserted): overwrites are not
+    # in it, so the stats read model counts each distinct point once. None in notices from before it existed.
+    new_points: list[tuple[datetime, int]] | None = None
 
 
 class PointsStored(StreamMessage, frozen=True):
@@ -25,3 +28,6 @@ class PointsStored(StreamMessage, frozen=True):
     points_seq: int
     stored_at: datetime
     metrics: list[MetricStored]
+    # When JetStream accepted the POINTS message (its stream timestamp): stored_at - accepted_at is the
+    # accept -> stored latency. stored_at is taken after the commit.
+    accepted_at: datetime | None = None

@@ -37,8 +37,22 @@ from nats.js import JetStreamContext
 
 from telemetry_core.dead_letter import publish_dead_letter
 from telemetry_core.errors import PermanentError, is_transient
+from telemetry_core.headers import REQUEST_ID
+from telemetry_core.metrics import BATCH_SECONDS, CONSUMER_MESSAGES, DEAD_LETTERS
 from telemetry_core.stopping import Stopped, bounded, sleep_or_stop, until_stopped
 from telemetry_core.topology import ConsumerSpec
+
+
+def request_ids(msgs: list[Msg]) -> list[str]:
+    """The distinct X-Request-Id headers of ``msgs``, in order (messages without one are skipped)."""
+    seen: dict[str, None] = {}
+    for msg in msgs:
+        headers = msg.headers
+        if headers:
+            rid = headers.get(REQUEST_ID)
+            if rid:
+                seen[rid] = None
+    return list(seen)
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,10 @@ class ConsumerRuntime:
         self._stop, self._log, self._policy = stop, log, policy or Policy()
         self._tick, self._tick_s = tick, tick_s
         self._unsettled: dict[int, Msg] = {}
+        durable = spec.durable
+        self._settled = {how: CONSUMER_MESSAGES.labels(durable, how) for how in ("ack", "term", "nak")}
+        self._dead_letters = DEAD_LETTERS.labels(durable)
+        self._batch_seconds = BATCH_SECONDS.labels(durable)
 
     async def run(self) -> None:
         """Fetch and handle until stopped; the batch in hand is settled or released before returning."""
@@ -172,10 +190,21 @@ class ConsumerRuntime:
         # A slow handler (a big batch, a slow database) must not let ack_wait expire: that would hand the
         # same messages to another consumer while this one still works on them.
         ticker = asyncio.create_task(self._keep_in_progress(msgs))
+        # The request ids the messages carry (X-Request-Id, set by the gateway) go on every log line the
+        # handler writes, and on one line per handled batch: one grep follows a request across processes.
+        ids = request_ids(msgs)
+        tokens = structlog.contextvars.bind_contextvars(request_ids=ids) if ids else {}
+        start = time.perf_counter()
         try:
-            return await self._handler(msgs)
+            rejected = await self._handler(msgs)
+            if ids:
+                self._log.info("batch_handled", consumer=self._spec.durable, messages=len(msgs), rejected=len(rejected))
+            return rejected
         finally:
+            self._batch_seconds.observe(time.perf_counter() - start)
             ticker.cancel()
+            if tokens:
+                structlog.contextvars.reset_contextvars(**tokens)
 
     async def _attempt(self, msgs: list[Msg]) -> list[Rejected] | Exception:
         """The handler's rejects, or its non-transient failure; transient failures are retried here."""
@@ -276,10 +305,12 @@ class ConsumerRuntime:
                 if await sleep_or_stop(self._stop, self._policy.retry_delay(failures)):
                     raise Stopped from exc
         await self._settle_one(msg, "ack" if ack else "term")
+        self._dead_letters.inc()
         self._log.warning("dead_lettered", subject=msg.subject, reason=reason[:500], whole_message=not ack)
 
     async def _settle_one(self, msg: Msg, how: str, delay: float | None = None) -> None:
         self._unsettled.pop(id(msg), None)
+        self._settled[how].inc()
         try:
             if how == "ack":
                 await msg.ack()

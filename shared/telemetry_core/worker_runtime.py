@@ -6,6 +6,7 @@ hard (a backstop for a wait we missed: a crash is safe, acks come only after com
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
+from telemetry_core.metrics import report_forever
 from telemetry_core.nats_conn import close_nats, connect
 from telemetry_core.pg_pool import close_pool, make_pool
 from telemetry_core.settings import Settings
@@ -57,6 +59,12 @@ class WorkerRuntime:
         return pool
 
 
+async def _cancel(task: "asyncio.Task[None]") -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def _hard_exit(log: structlog.stdlib.BoundLogger) -> None:
     log.error("shutdown_overdue_exiting_hard", after_s=HARD_EXIT_S)
     sys.stdout.flush()
@@ -86,6 +94,9 @@ async def run_worker(
         closers.append(("close_nats", lambda: close_nats(nc, timeout_s=_STEP_S - 0.5)))  # runs last
         js = nc.jetstream(timeout=5.0)
         await until_stopped(stop, ensure_topology(js, settings))
+        # Figures and heartbeat to the gateways (telemetry_core/metrics.py); ends with the stop signal.
+        reporter = asyncio.create_task(report_forever(nc, name, stop, log))
+        closers.append(("stop_reporting", lambda: _cancel(reporter)))
         await main(WorkerRuntime(stop, nc, js, database_url, log, closers))
     except Stopped:
         log.info("stopped_while_waiting")
