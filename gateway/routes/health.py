@@ -79,6 +79,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "real_time_stream": await check_real_time_stream(gw),
         # Revocations reach this gateway through this cache: a stalled one keeps accepting revoked keys.
         "api_key_cache": check_api_key_cache(gw),
+        # Every worker's heartbeat (its metrics report over NATS, each second): a stopped one is down in 5 s.
+        "workers": check_workers(gw),
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"
     body = DetailedHealthResponse(
