@@ -6,9 +6,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from gateway.metrics import exposition, refresh_stream_figures
 from gateway.state import GatewayState
 
+# Litestar adds "; charset=utf-8" to text/* itself: without this, the header carried it twice.
+_MEDIA = "; ".join(p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.strip().startswith("charset"))
 
-@get("/metrics", tags=["observability"], summary="Prometheus metrics", include_in_schema=True,
-     description="Prometheus text format (0.0.4). Needs the API key like every endpoint but /health*: configure "
+
+@get("/metrics", tags=["observability"], summary="Prometheus metrics", include_in_schema=True, media_type=_MEDIA,
+     description="Prometheus text format. Needs the API key like every endpoint but /health*: configure "
      "Prometheus with `authorization: {credentials: <key>}` (sent as Bearer). Gateway figures (requests by route "
      "and status, latency histograms, points accepted/rejected, publish latency, consumer pending, projection lag, "
      "DLQ counts, worker heartbeat ages) and the figures each worker reports over NATS every second, labelled "
@@ -17,7 +20,7 @@ from gateway.state import GatewayState
 async def metrics(gw: GatewayState) -> Response[bytes]:
     """Refresh the JetStream figures, then render everything."""
     await refresh_stream_figures(gw.js)
-    return Response(exposition(gw.reports), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(gw.reports), media_type=_MEDIA)
 
 
 ROUTES = [metrics]

@@ -130,7 +130,8 @@ def test_a_new_gateway_copy_loads_existing_keys_and_revocations(
 
 def test_detailed_health_reports_the_api_key_cache(stack: Stack, servers: Servers) -> None:
     def cache() -> dict:
-        return httpx.get(f"{stack.url}/health/detailed", timeout=10).json()["components"]["api_key_cache"]
+        r = httpx.get(f"{stack.url}/health/detailed", headers=stack.headers, timeout=10)
+        return r.json()["components"]["api_key_cache"]
 
     before = cache()
     assert before["status"] == "healthy"

@@ -92,7 +92,7 @@ def test_a_request_id_is_returned_and_logged_by_the_gateway_and_the_workers(clie
 
 
 def _workers(stack: Stack) -> dict:
-    return httpx.get(f"{stack.url}/health/detailed", timeout=5).json()["components"]["workers"]
+    return httpx.get(f"{stack.url}/health/detailed", headers=stack.headers, timeout=5).json()["components"]["workers"]
 
 
 def test_a_killed_worker_shows_down_within_10_s_and_up_after_restart(stack: Stack) -> None:
