@@ -8,10 +8,12 @@ the lag ones of tests/bench/config.py (BENCH_LAG_BATCHES, BENCH_LAG_BATCH_POINTS
 * ``BENCH_LAG_RUNS``: how many lag runs on the same stack (after one warm-up);
 * ``BENCH_LAG_PRELOAD``: points sent (sustained, as `make bench` does before its lag phase) first;
 * ``BENCH_POSTGRES_BIN``: a PostgreSQL bin directory to run instead of the wheel's (e.g. another build);
-* ``BENCH_SHOW_ALL``: a file to write the server's ``SHOW ALL`` to (to diff two servers' settings).
+* ``BENCH_SHOW_ALL``: a file to write the server's ``SHOW ALL`` to (to diff two servers' settings);
+* ``BENCH_KEEP=1``: keep the temporary directory (servers' data and the stack's logs).
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -80,7 +82,7 @@ def main() -> None:
     preload = int(os.environ.get("BENCH_LAG_PRELOAD", "0"))
     bin_dir = os.environ.get("BENCH_POSTGRES_BIN", "").strip()
     if bin_dir:
-        embedded._postgres_bin = lambda: Path(bin_dir)  # type: ignore[attr-defined]
+        embedded._postgres_bin = lambda: Path(bin_dir)
     root = Path(tempfile.mkdtemp(prefix="telemetry-lag-"))
     nats = embedded.start_nats(root / "nats")
     postgres = embedded.start_postgres(root / "postgres", durable=True)
@@ -99,6 +101,10 @@ def main() -> None:
             stack.stop_all()
         postgres.stop()
         nats.stop()
+        if os.environ.get("BENCH_KEEP", "") == "1":
+            say(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
