@@ -46,6 +46,8 @@ class LagResult:
     to_points: list[float] = field(default_factory=list)  # 200 → rows in telemetry.points
     to_latest: list[float] = field(default_factory=list)  # 200 → row in telemetry.latest_values
     poll_cycle_s: float = 0.0  # mean time between two polls of the same table
+    devices: list[str] = field(default_factory=list)  # per batch, in the order of the lists above
+    acked_wall: list[float] = field(default_factory=list)  # per batch: when the 200 came, as time.time()
 
     def p(self, which: str, q: float) -> float:
         return percentile(getattr(self, which), q)
@@ -115,6 +117,7 @@ async def run_lag(
                         )
                 await asyncio.sleep(0.002)
 
+    wall_offset = time.time() - time.perf_counter()  # to compare with server-side timestamps
     poll_start = time.perf_counter()
     send_s, cycles = await asyncio.gather(sender(), poller())
     poll_s = time.perf_counter() - poll_start
@@ -123,4 +126,6 @@ async def run_lag(
         result.ack_latency.append(acked_at[device_id] - sent_at[device_id])
         result.to_points.append(seen_points[device_id] - acked_at[device_id])
         result.to_latest.append(seen_latest[device_id] - acked_at[device_id])
+        result.devices.append(device_id)
+        result.acked_wall.append(acked_at[device_id] + wall_offset)
     return result

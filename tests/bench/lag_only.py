@@ -9,6 +9,8 @@ the lag ones of tests/bench/config.py (BENCH_LAG_BATCHES, BENCH_LAG_BATCH_POINTS
 * ``BENCH_LAG_PRELOAD``: points sent (sustained, as `make bench` does before its lag phase) first;
 * ``BENCH_POSTGRES_BIN``: a PostgreSQL bin directory to run instead of the wheel's (e.g. another build);
 * ``BENCH_SHOW_ALL``: a file to write the server's ``SHOW ALL`` to (to diff two servers' settings);
+* ``BENCH_LAG_HOPS=1``: also split each lag at the commit (PostgreSQL runs with track_commit_timestamp):
+  ack → commit of the batch's rows (the pipeline) and commit → first seen by the poller (the observer);
 * ``BENCH_KEEP=1``: keep the temporary directory (servers' data and the stack's logs).
 """
 
@@ -48,13 +50,36 @@ def report(run: int, r: LagResult) -> None:
         say(_line(name, values))
 
 
+_COMMITS = {
+    "points": "SELECT device_id, min(pg_xact_commit_timestamp(xmin)) FROM telemetry.points "
+    "WHERE device_id = ANY(%s) GROUP BY device_id",
+    "latest": "SELECT device_id, min(pg_xact_commit_timestamp(xmin)) FROM telemetry.latest_values "
+    "WHERE device_id = ANY(%s) GROUP BY device_id",
+}
+
+
+async def report_hops(db: str, r: LagResult) -> None:
+    """Split each lag at the commit that made the rows visible (needs track_commit_timestamp)."""
+    async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+        for table, seen in (("points", r.to_points), ("latest", r.to_latest)):
+            rows = await (await conn.execute(_COMMITS[table], (r.devices,))).fetchall()
+            committed = {d: ts.timestamp() for d, ts in rows if ts is not None}
+            to_commit, after_commit = [], []
+            for device, acked, lag in zip(r.devices, r.acked_wall, seen, strict=True):
+                if device in committed:
+                    to_commit.append(committed[device] - acked)
+                    after_commit.append(acked + lag - committed[device])
+            say(_line(f"→ {table} commit", to_commit))
+            say(_line(f"{table} commit → seen", after_commit))
+
+
 def show_all(database_url: str, path: Path) -> None:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT name, setting FROM pg_settings ORDER BY name").fetchall()
     path.write_text("".join(f"{name} = {setting}\n" for name, setting in rows))
 
 
-async def measure(cfg: BenchConfig, stack: Stack, db: str, nats_url: str, runs: int, preload: int) -> None:
+async def measure(cfg: BenchConfig, stack: Stack, db: str, nats_url: str, runs: int, preload: int, hops: bool) -> None:
     backlog = await Backlog.connect(nats_url)
     client = make_client(cfg.client, stack.url, stack.headers, cfg.concurrency)
     try:
@@ -70,6 +95,8 @@ async def measure(cfg: BenchConfig, stack: Stack, db: str, nats_url: str, runs: 
                 interval_ms=cfg.lag_interval_ms, timeout_s=cfg.drain_timeout_s, prefix=f"bench-lag-{run}",
             )  # fmt: skip
             report(run, result)
+            if hops:
+                await report_hops(db, result)
             await backlog.wait_idle(cfg.drain_timeout_s)
     finally:
         await client.aclose()
@@ -87,7 +114,13 @@ def main() -> None:
     nats = embedded.start_nats(root / "nats")
     postgres = embedded.start_postgres(root / "postgres", durable=True)
     stack: Stack | None = None
+    hops = os.environ.get("BENCH_LAG_HOPS", "") == "1"
     try:
+        if hops:
+            with psycopg.connect(postgres.url, autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")  # takes a restart
+            postgres.stop()
+            postgres = embedded.start_postgres(root / "postgres", port=postgres.port, durable=True)
         migrate(postgres.url)
         if os.environ.get("BENCH_SHOW_ALL"):
             show_all(postgres.url, Path(os.environ["BENCH_SHOW_ALL"]))
@@ -95,7 +128,7 @@ def main() -> None:
             say(f"{conn.execute('SELECT version()').fetchone()[0]}; data under {root}")  # type: ignore[index]
         stack = Stack(Servers(nats, postgres), root / "logs")
         stack.start_all()
-        uvloop.run(measure(cfg, stack, postgres.url, nats.url, runs, preload))
+        uvloop.run(measure(cfg, stack, postgres.url, nats.url, runs, preload, hops))
     finally:
         if stack is not None:
             stack.stop_all()
