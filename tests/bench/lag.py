@@ -20,8 +20,18 @@ from tests.bench.e2e import batch_path
 from tests.bench.stats import percentile
 
 # One index probe per device (not every row of it): the poller runs every ~2 ms and must stay cheap.
+# Written so that no statistics can turn it into a scan of the whole table. The obvious
+# `WHERE EXISTS (SELECT 1 FROM points p WHERE p.device_id = d)` becomes a semi-join, and after a big load
+# (a partition not yet analyzed, or few distinct devices) PostgreSQL plans that as a seq scan of every
+# point + HashAggregate by device: 150-450 ms per poll over a million rows, until autovacuum's ANALYZE
+# happens to run. That made the lag phase measure the poller (and the CPU it took) instead of the
+# pipeline, and made before/after comparisons depend on when autovacuum ran. A LATERAL subquery with
+# LIMIT 1 in primary-key order is never pulled up into a join, and the ordered LIMIT makes the
+# primary-key index the cheapest path whatever the statistics say (tests/integration/test_bench_lag_probe.py).
 _SEEN_POINTS = (
-    "SELECT d FROM unnest(%s::text[]) AS d WHERE EXISTS (SELECT 1 FROM telemetry.points p WHERE p.device_id = d)"
+    "SELECT d FROM unnest(%s::text[]) AS d CROSS JOIN LATERAL ("
+    "SELECT 1 FROM telemetry.points p WHERE p.device_id = d ORDER BY p.device_id, p.metric_name, p.time LIMIT 1"
+    ") AS hit"
 )
 _SEEN_LATEST = "SELECT device_id FROM telemetry.latest_values WHERE device_id = ANY(%s)"
 
@@ -36,18 +46,27 @@ class LagResult:
     to_points: list[float] = field(default_factory=list)  # 200 → rows in telemetry.points
     to_latest: list[float] = field(default_factory=list)  # 200 → row in telemetry.latest_values
     poll_cycle_s: float = 0.0  # mean time between two polls of the same table
+    devices: list[str] = field(default_factory=list)  # per batch, in the order of the lists above
+    acked_wall: list[float] = field(default_factory=list)  # per batch: when the 200 came, as time.time()
 
     def p(self, which: str, q: float) -> float:
         return percentile(getattr(self, which), q)
 
 
 async def run_lag(
-    client: Poster, database_url: str, *, batches: int, points: int, interval_ms: float, timeout_s: float
+    client: Poster,
+    database_url: str,
+    *,
+    batches: int,
+    points: int,
+    interval_ms: float,
+    timeout_s: float,
+    prefix: str = "bench-lag",
 ) -> LagResult:
     start_time = hour_ago()
     bodies = []
     for i in range(batches):
-        device_id = f"bench-lag-{i:05d}"
+        device_id = f"{prefix}-{i:05d}"
         bodies.append((device_id, batch_body(PointMaker(start_time, points, seed=i).points(points))))
     sent_at: dict[str, float] = {}
     acked_at: dict[str, float] = {}
@@ -98,6 +117,7 @@ async def run_lag(
                         )
                 await asyncio.sleep(0.002)
 
+    wall_offset = time.time() - time.perf_counter()  # to compare with server-side timestamps
     poll_start = time.perf_counter()
     send_s, cycles = await asyncio.gather(sender(), poller())
     poll_s = time.perf_counter() - poll_start
@@ -106,4 +126,6 @@ async def run_lag(
         result.ack_latency.append(acked_at[device_id] - sent_at[device_id])
         result.to_points.append(seen_points[device_id] - acked_at[device_id])
         result.to_latest.append(seen_latest[device_id] - acked_at[device_id])
+        result.devices.append(device_id)
+        result.acked_wall.append(acked_at[device_id] + wall_offset)
     return result
