@@ -652,6 +652,26 @@ borderline. The stack runs with default settings (`TELEMETRY_INGEST_BATCH`={m.ge
 """
 
 
+# Hand-written sections of docs/benchmarks.md that a new run keeps (placed before "## Method").
+KEPT_SECTIONS = ("## Before / after the redesign",)
+
+
+def kept_sections(old: str) -> str:
+    """The kept sections of the previous file, each up to the next "## " heading."""
+    out = []
+    for heading in KEPT_SECTIONS:
+        start = old.find(heading)
+        if start < 0:
+            continue
+        end = old.find("\n## ", start + len(heading))
+        out.append(old[start : end if end >= 0 else len(old)].rstrip() + "\n")
+    return "\n".join(out)
+
+
 def write_markdown(r: Results, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(r))
+    text = markdown(r)
+    kept = kept_sections(path.read_text()) if path.exists() else ""
+    if kept and "\n## Method" in text:
+        text = text.replace("\n## Method", "\n" + kept + "\n## Method", 1)
+    path.write_text(text)
