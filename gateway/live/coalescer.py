@@ -3,14 +3,15 @@
 from collections import deque
 from dataclasses import dataclass
 
-from telemetry_schemas.api.stream import StreamedPoint
+# One buffered point: its device and its StreamedPoint JSON (gateway/live/filters.py).
+Item = tuple[str, bytes]
 
 
 @dataclass(frozen=True)
 class Flush:
     """What the next message carries."""
 
-    points: list[StreamedPoint]
+    points: list[Item]
     sequence: int  # POINTS sequence of the last message covered
     dropped: int  # points discarded since the previous flush
 
@@ -20,7 +21,7 @@ class Coalescer:
 
     def __init__(self, bound: int) -> None:
         self.bound = bound
-        self._points: deque[StreamedPoint] = deque()
+        self._points: deque[Item] = deque()
         self._sequence = 0  # last POINTS message seen, with or without matching points
         self._flushed_sequence = 0
         self._dropped = 0
@@ -39,7 +40,7 @@ class Coalescer:
         """Whether there is something to send: points, or a drop count to report."""
         return bool(self._points) or self._dropped > 0
 
-    def add(self, points: list[StreamedPoint], sequence: int, *, drop: bool = True) -> None:
+    def add(self, points: list[Item], sequence: int, *, drop: bool = True) -> None:
         """Buffer one POINTS message's selected points (possibly none: the sequence still advances).
 
         ``drop=False`` (replay, whose caller waits for room first) keeps them all even past the bound: a

@@ -16,7 +16,6 @@ Three tasks per socket, none of which can hold up ingestion or the other sockets
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -30,9 +29,9 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from gateway.live.coalescer import Coalescer
 from gateway.live.filters import PointFilter, filter_subjects, streamable
 from gateway.live.subscriptions_kv import Stored, SubscriptionStore
+from gateway.live.wire import message_bytes
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.topology import POINTS_STREAM
-from telemetry_schemas.api.stream import StreamMessage
 
 log = structlog.get_logger()
 _encoder = msgspec.json.Encoder()
@@ -153,17 +152,8 @@ class StreamSession:
             self._room.set()
             if not flush.points and not flush.dropped:
                 continue
-            devices = {p.device_id for p in flush.points}
-            message = StreamMessage(
-                subscription_id=self.subscription_id,
-                device_id=next(iter(devices)) if len(devices) == 1 else None,
-                data_points=flush.points,
-                timestamp=datetime.now(UTC),
-                sequence_number=flush.sequence,
-                dropped=flush.dropped,
-            )
             last_sent = time.monotonic()
-            await self.socket.send_data(_encoder.encode(message), mode="text")
+            await self.socket.send_data(message_bytes(self.subscription_id, flush), mode="text")
             self.messages_sent += 1
 
     async def _read_loop(self) -> None:

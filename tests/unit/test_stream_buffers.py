@@ -1,18 +1,29 @@
-"""The per-socket coalescer, connect tokens and subject narrowing (pure parts of streaming)."""
+"""The per-socket coalescer, connect tokens, subject narrowing and message bytes (pure parts of streaming)."""
 
-from gateway.live.coalescer import Coalescer
+import json
+from datetime import UTC, datetime
+
+import msgspec
+
+from gateway.live.coalescer import Coalescer, Flush
 from gateway.live.connect_token import ConnectTokens
 from gateway.live.filters import PointFilter, filter_subjects, streamable
+from gateway.live.wire import message_bytes
 from telemetry_core.headers import SIGNATURE
 from telemetry_core.points_validator import PointsValidator, points_body
 from telemetry_core.topology import slot_of
-from telemetry_schemas.api.stream import StreamedPoint
+from telemetry_schemas.api.stream import StreamMessage
 
 TS = "2025-12-18T10:00:00Z"
 
 
-def sp(value: float, seq: int) -> StreamedPoint:
-    return StreamedPoint(device_id="d", metric_name="m", value=value, timestamp=TS, sequence_number=seq)
+def sp(value: float, seq: int, device: str = "d") -> tuple[str, bytes]:
+    point = {"device_id": device, "sequence_number": seq, "timestamp": TS, "metric_name": "m", "value": value}
+    return device, json.dumps(point).encode()
+
+
+def values(flush: Flush) -> list[float]:
+    return [json.loads(p)["value"] for _, p in flush.points]
 
 
 def test_coalescer_keeps_the_newest_and_counts_what_it_drops() -> None:
@@ -21,13 +32,13 @@ def test_coalescer_keeps_the_newest_and_counts_what_it_drops() -> None:
     c.add([sp(3, 2), sp(4, 2), sp(5, 2)], 2)
     assert len(c) == 3 and c.room == 0
     flush = c.take()
-    assert [p.value for p in flush.points] == [3, 4, 5]
+    assert values(flush) == [3, 4, 5]
     assert (flush.sequence, flush.dropped) == (2, 2)
     assert not c.pending
     c.add([], 7)  # a message with nothing selected still moves the resume point
     c.add([sp(6, 8)], 8)
     flush = c.take()
-    assert ([p.value for p in flush.points], flush.sequence, flush.dropped) == ([6], 8, 0)
+    assert (values(flush), flush.sequence, flush.dropped) == ([6], 8, 0)
     assert c.dropped_total == 2
 
 
@@ -36,6 +47,18 @@ def test_coalescer_replay_keeps_a_message_larger_than_the_bound() -> None:
     c.add([sp(i, 1) for i in range(5)], 1, drop=False)
     flush = c.take()
     assert len(flush.points) == 5 and flush.dropped == 0
+
+
+def test_message_bytes_are_a_stream_message() -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    one = msgspec.json.decode(message_bytes("sub_x", Flush([sp(1, 4), sp(2, 5)], 5, 3), now), type=StreamMessage)
+    assert (one.subscription_id, one.device_id, one.sequence_number, one.dropped) == ("sub_x", "d", 5, 3)
+    assert [(p.value, p.sequence_number) for p in one.data_points] == [(1, 4), (2, 5)]
+    assert one.timestamp == now
+    mixed = msgspec.json.decode(message_bytes("s", Flush([sp(1, 4, "a"), sp(2, 5, "b")], 5, 0)), type=StreamMessage)
+    assert mixed.device_id is None and [p.device_id for p in mixed.data_points] == ["a", "b"]
+    empty = msgspec.json.decode(message_bytes("s", Flush([], 9, 4)), type=StreamMessage)
+    assert (empty.data_points, empty.dropped) == ([], 4)
 
 
 def test_connect_tokens_are_bound_to_a_subscription_and_expire() -> None:
@@ -57,18 +80,23 @@ def test_subjects_are_one_stored_subject_per_device_or_the_wildcard() -> None:
     assert filter_subjects(["dev-1", "dev-1"]) == [f"telemetry.points.{slot_of('dev-1')}.dev-1"]
 
 
-def test_point_filter_by_metric_and_tags() -> None:
+def raw(point: dict[str, object]) -> msgspec.Raw:
+    return msgspec.Raw(json.dumps({"timestamp": TS, **point}).encode())
+
+
+def test_point_filter_by_metric_tags_and_condition() -> None:
     f = PointFilter.of(["temperature"], {"site": "north"}, "value > 1")
     points = [
-        StreamedPoint(timestamp=TS, metric_name="temperature", value=2.0, tags={"site": "north", "x": "y"}),
-        StreamedPoint(timestamp=TS, metric_name="temperature", value=0.5, tags={"site": "north"}),
-        StreamedPoint(timestamp=TS, metric_name="humidity", value=2.0, tags={"site": "north"}),
-        StreamedPoint(timestamp=TS, metric_name="temperature", value=2.0, tags={"site": "south"}),
+        raw({"metric_name": "temperature", "value": 2.0, "tags": {"site": "north", "x": "y"}}),
+        raw({"metric_name": "temperature", "value": 0.5, "tags": {"site": "north"}}),
+        raw({"metric_name": "humidity", "value": 2.0, "tags": {"site": "north"}}),
+        raw({"metric_name": "temperature", "value": 2.0, "tags": {"site": "south"}}),
     ]
-    selected = f.select("d1", points, 42)
-    assert [(p.device_id, p.metric_name, p.value, p.sequence_number) for p in selected] == [
-        ("d1", "temperature", 2.0, 42)
-    ]
+    selected = [json.loads(p) for _, p in f.select("d1", points, 42)]
+    assert selected == [{"device_id": "d1", "sequence_number": 42, "timestamp": TS, "metric_name": "temperature",
+                         "value": 2.0, "tags": {"site": "north", "x": "y"}}]  # fmt: skip
+    everything = PointFilter.of([], {}, None)
+    assert everything.passes_everything and len(everything.select("d1", points, 1)) == 4
 
 
 class _Msg:
@@ -78,8 +106,8 @@ class _Msg:
 
 def test_streamable_follows_the_validators_rule() -> None:
     validator = PointsValidator(b"k" * 32)
-    raw = [b'{"timestamp":"2025-12-18T10:00:00Z","metric_name":"temperature","value":1.5,"metadata":{"a":[1]}}']
-    body = points_body("dev-1", raw, None, "req")
+    raws = [b'{"timestamp":"2025-12-18T10:00:00Z","metric_name":"temperature","value":1.5,"metadata":{"a":[1]}}']
+    body = points_body("dev-1", raws, None, "req")
     subject = f"telemetry.points.{slot_of('dev-1')}.dev-1"
     cases = [
         _Msg(subject, body, {SIGNATURE: validator.signature(body)}),  # admitted
@@ -92,17 +120,22 @@ def test_streamable_follows_the_validators_rule() -> None:
         assert (streamable(validator, msg) is None) == (validator.accepted(msg) is None)  # type: ignore[arg-type]
     admitted = streamable(validator, cases[0])  # type: ignore[arg-type]
     assert admitted is not None
-    device, points = admitted
-    assert device == "dev-1" and points[0].timestamp == "2025-12-18T10:00:00Z" and points[0].value == 1.5
-    assert bytes(points[0].metadata) == b'{"a":[1]}'
+    ((device, point),) = PointFilter.of([], {}, None).select(*admitted, 7)
+    assert device == "dev-1"
+    assert json.loads(point) == {"device_id": "dev-1", "sequence_number": 7, "timestamp": "2025-12-18T10:00:00Z",
+                                 "metric_name": "temperature", "value": 1.5, "metadata": {"a": [1]}}  # fmt: skip
 
 
 def test_a_point_cannot_pose_as_another_device_or_sequence() -> None:
     validator = PointsValidator(b"k" * 32)
-    raw = [b'{"timestamp":"2025-12-18T10:00:00Z","metric_name":"m","value":1,"device_id":"victim","sequence_number":1}']
-    body = points_body("dev-1", raw, None, None)
+    raws = [
+        b'{"timestamp":"2025-12-18T10:00:00Z","metric_name":"m","value":1,"device_id":"victim","sequence_number":1}'
+    ]
+    body = points_body("dev-1", raws, None, None)
     msg = _Msg(f"telemetry.points.{slot_of('dev-1')}.dev-1", body, {SIGNATURE: validator.signature(body)})
     admitted = streamable(validator, msg)  # type: ignore[arg-type]
     assert admitted is not None
-    (point,) = PointFilter.of([], {}, None).select(*admitted, 77)
-    assert (point.device_id, point.sequence_number) == ("dev-1", 77)
+    ((_, point),) = PointFilter.of([], {}, None).select(*admitted, 77)
+    decoded = json.loads(point)
+    assert (decoded["device_id"], decoded["sequence_number"]) == ("dev-1", 77)
+    assert point.count(b'"device_id"') == 1  # no duplicate member for a lenient parser to pick
