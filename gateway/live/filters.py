@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from nats.aio.msg import Msg
@@ -36,11 +36,19 @@ class _Fields(msgspec.Struct):
 
 _batch_decoder = msgspec.json.Decoder(_SignedBatch)
 _fields_decoder = msgspec.json.Decoder(_Fields)
-_OWN_KEYS = (b'"device_id"', b'"sequence_number"')
+_DEVICE_KEY, _SEQUENCE_KEY = b'"device_id"', b'"sequence_number"'
 
 
-def streamable(validator: PointsValidator, msg: Msg) -> tuple[str, list[msgspec.Raw]] | None:
-    """(device, raw points) of an admitted message, else None.
+class Admitted(NamedTuple):
+    """An admitted message's device and raw points; ``plain``: no point carries device_id / sequence_number."""
+
+    device_id: str
+    points: list[msgspec.Raw]
+    plain: bool = False
+
+
+def streamable(validator: PointsValidator, msg: Msg) -> Admitted | None:
+    """The device and raw points of an admitted message, else None.
 
     The rule is PointsValidator.accepted's (a valid signature; the body's device is the subject's), with the
     lighter decode; tests/unit/test_stream_buffers.py checks that both agree.
@@ -53,7 +61,7 @@ def streamable(validator: PointsValidator, msg: Msg) -> tuple[str, list[msgspec.
         return None
     if device_of_points_subject(msg.subject) != batch.device_id:
         return None
-    return batch.device_id, batch.points
+    return Admitted(batch.device_id, batch.points, plain=not _has_own_keys(msg.data))
 
 
 def stamped(prefix: bytes, raw: bytes, device_id: str, sequence: int) -> bytes:
@@ -62,11 +70,16 @@ def stamped(prefix: bytes, raw: bytes, device_id: str, sequence: int) -> bytes:
     A point that itself carries a ``device_id`` or ``sequence_number`` member is re-encoded without them, so
     it cannot pose as another device or another place in the stream.
     """
-    if any(key in raw for key in _OWN_KEYS):
+    if _DEVICE_KEY in raw or _SEQUENCE_KEY in raw:
         point = msgspec.json.decode(raw, type=StreamedPoint)
         point.device_id, point.sequence_number = device_id, sequence
         return msgspec.json.encode(point)
     return prefix + raw[1:]  # a point is a non-empty JSON object: "{" + members + "}"
+
+
+def _has_own_keys(body: bytes) -> bool:
+    """Whether any point of a POINTS body may carry device_id / sequence_number (the body's own device_id is one)."""
+    return body.count(_DEVICE_KEY) > 1 or _SEQUENCE_KEY in body
 
 
 @dataclass(frozen=True)
@@ -98,12 +111,15 @@ class PointFilter:
             {"device_id": device_id, "metric_name": p.metric_name, "value": p.value, "unit": p.unit, "tags": p.tags}
         )
 
-    def select(self, device_id: str, points: Sequence[msgspec.Raw], sequence: int) -> list[tuple[str, bytes]]:
+    def select(self, admitted: Admitted, sequence: int) -> list[tuple[str, bytes]]:
         """The points to stream, in message order: (device, StreamedPoint JSON stamped with device and sequence)."""
+        device_id = admitted.device_id
         prefix = b'{"device_id":%s,"sequence_number":%d,' % (msgspec.json.encode(device_id), sequence)
-        raws = [bytes(r) for r in points]
+        raws = [bytes(r) for r in admitted.points]
         if not self.passes_everything:
             raws = [r for r in raws if self.matches(device_id, r)]
+        if admitted.plain:  # the common case: no per-point look for members to drop
+            return [(device_id, prefix + r[1:]) for r in raws]
         return [(device_id, stamped(prefix, r, device_id, sequence)) for r in raws]
 
 

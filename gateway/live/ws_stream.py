@@ -129,7 +129,7 @@ class StreamSession:
     async def _on_message(self, msg: Msg) -> None:
         sequence = msg.metadata.sequence.stream
         admitted = streamable(self._validator, msg)
-        points = self._filter.select(admitted[0], admitted[1], sequence) if admitted else []
+        points = self._filter.select(admitted, sequence) if admitted else []
         replaying = sequence <= self._replay_until
         if replaying:
             while points and len(self.coalescer) and self.coalescer.room < len(points) and not self._finished:

@@ -7,7 +7,7 @@ import msgspec
 
 from gateway.live.coalescer import Coalescer, Flush
 from gateway.live.connect_token import ConnectTokens
-from gateway.live.filters import PointFilter, filter_subjects, streamable
+from gateway.live.filters import Admitted, PointFilter, filter_subjects, streamable
 from gateway.live.wire import message_bytes
 from telemetry_core.headers import SIGNATURE
 from telemetry_core.points_validator import PointsValidator, points_body
@@ -92,11 +92,11 @@ def test_point_filter_by_metric_tags_and_condition() -> None:
         raw({"metric_name": "humidity", "value": 2.0, "tags": {"site": "north"}}),
         raw({"metric_name": "temperature", "value": 2.0, "tags": {"site": "south"}}),
     ]
-    selected = [json.loads(p) for _, p in f.select("d1", points, 42)]
+    selected = [json.loads(p) for _, p in f.select(Admitted("d1", points), 42)]
     assert selected == [{"device_id": "d1", "sequence_number": 42, "timestamp": TS, "metric_name": "temperature",
                          "value": 2.0, "tags": {"site": "north", "x": "y"}}]  # fmt: skip
     everything = PointFilter.of([], {}, None)
-    assert everything.passes_everything and len(everything.select("d1", points, 1)) == 4
+    assert everything.passes_everything and len(everything.select(Admitted("d1", points, plain=True), 1)) == 4
 
 
 class _Msg:
@@ -120,7 +120,8 @@ def test_streamable_follows_the_validators_rule() -> None:
         assert (streamable(validator, msg) is None) == (validator.accepted(msg) is None)  # type: ignore[arg-type]
     admitted = streamable(validator, cases[0])  # type: ignore[arg-type]
     assert admitted is not None
-    ((device, point),) = PointFilter.of([], {}, None).select(*admitted, 7)
+    assert admitted.plain
+    ((device, point),) = PointFilter.of([], {}, None).select(admitted, 7)
     assert device == "dev-1"
     assert json.loads(point) == {"device_id": "dev-1", "sequence_number": 7, "timestamp": "2025-12-18T10:00:00Z",
                                  "metric_name": "temperature", "value": 1.5, "metadata": {"a": [1]}}  # fmt: skip
@@ -135,7 +136,8 @@ def test_a_point_cannot_pose_as_another_device_or_sequence() -> None:
     msg = _Msg(f"telemetry.points.{slot_of('dev-1')}.dev-1", body, {SIGNATURE: validator.signature(body)})
     admitted = streamable(validator, msg)  # type: ignore[arg-type]
     assert admitted is not None
-    ((_, point),) = PointFilter.of([], {}, None).select(*admitted, 77)
+    assert not admitted.plain
+    ((_, point),) = PointFilter.of([], {}, None).select(admitted, 77)
     decoded = json.loads(point)
     assert (decoded["device_id"], decoded["sequence_number"]) == ("dev-1", 77)
     assert point.count(b'"device_id"') == 1  # no duplicate member for a lenient parser to pick
