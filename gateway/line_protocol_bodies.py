@@ -5,10 +5,16 @@ Errors are reported the way InfluxDB does, so that Influx clients and Telegraf l
 ``detail`` (the same text) and ``errors``, every refused line with its 1-based number and reason.
 """
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import msgspec
+from litestar.openapi.spec import Operation, RequestBody
 
+EXAMPLE = (
+    "cpu,cpu=cpu-total,host=server01 usage_idle=97.6,usage_user=1.5 1765965600000000000\n"
+    "mem,host=server01 used_percent=27.7,total=8589934592i 1765965600000000000\n"
+)
 LineProtocolText = Annotated[
     str,
     msgspec.Meta(
@@ -19,6 +25,24 @@ LineProtocolText = Annotated[
 ]
 
 
+V2_PATH = "/api/v2/write"
+V1_PATH = "/write"
+# InfluxDB 2.x error codes by status (its "influxdb error" codes), for clients that branch on ``code``.
+_V2_CODES = {
+    400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not found", 413: "request too large",
+    415: "unsupported media type", 422: "unprocessable entity", 429: "too many requests", 503: "unavailable",
+}  # fmt: skip
+
+
+def influx_error_fields(path: str, status: int, detail: str) -> dict[str, Any]:
+    """The fields InfluxDB's error body has, added to any error answered on a write path (else {})."""
+    if path == V2_PATH:
+        return {"code": _V2_CODES.get(status, "internal error"), "message": detail}
+    if path == V1_PATH:
+        return {"error": detail}
+    return {}
+
+
 class RefusedLine(msgspec.Struct, kw_only=True):
     """One refused line (or one refused field of it) and why."""
 
@@ -27,7 +51,11 @@ class RefusedLine(msgspec.Struct, kw_only=True):
 
 
 class InfluxV2Error(msgspec.Struct, kw_only=True):
-    """POST /api/v2/write error (400): good lines were stored, the refused ones are listed."""
+    """POST /api/v2/write error, as InfluxDB 2.x reports it.
+
+    On a 400 for refused lines the good lines were stored and ``errors`` lists the refused ones (it is empty
+    for errors of the whole request).
+    """
 
     code: str
     message: str
@@ -36,8 +64,31 @@ class InfluxV2Error(msgspec.Struct, kw_only=True):
 
 
 class InfluxV1Error(msgspec.Struct, kw_only=True):
-    """POST /write error (400): good lines were stored, the refused ones are listed."""
+    """POST /write error, as InfluxDB 1.x reports it.
+
+    On a 400 for refused lines the good lines were stored and ``errors`` lists the refused ones (it is empty
+    for errors of the whole request).
+    """
 
     error: str
     detail: str
     errors: list[RefusedLine] = []
+
+
+@dataclass
+class LineProtocolOperation(Operation):
+    """The write operations as Influx clients see them: a text/plain body, 204 with no body, no 422."""
+
+    def __post_init__(self) -> None:
+        """Re-label the body's media type and drop what these routes never answer."""
+        body = self.request_body
+        if isinstance(body, RequestBody) and body.content:
+            media = next(iter(body.content.values()))
+            media.example = EXAMPLE
+            body.content = {"text/plain": media}
+            body.description = "InfluxDB line protocol (UTF-8), optionally compressed (Content-Encoding)"
+        if self.responses:
+            self.responses.pop("422", None)
+            no_content = self.responses.get("204")
+            if no_content is not None and hasattr(no_content, "content"):
+                no_content.content = None

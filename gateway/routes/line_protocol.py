@@ -20,7 +20,13 @@ from gateway.batch_validation import check_points
 from gateway.deps import checked_name, request_id
 from gateway.line_points import PRECISIONS, DevicePoints, to_device_points
 from gateway.line_protocol import LineError, parse
-from gateway.line_protocol_bodies import InfluxV1Error, InfluxV2Error, LineProtocolText, RefusedLine
+from gateway.line_protocol_bodies import (
+    InfluxV1Error,
+    InfluxV2Error,
+    LineProtocolOperation,
+    LineProtocolText,
+    RefusedLine,
+)
 from gateway.openapi import errors
 from gateway.state import GatewayState
 from gateway.typed_body import RawBody
@@ -110,12 +116,20 @@ async def _write(
     return Response(None, status_code=204)
 
 
-_V2_ERRORS = errors(400, model=InfluxV2Error, description="lines refused (the others stored), or bad precision")
-_V1_ERRORS = errors(400, model=InfluxV1Error, description="lines refused (the others stored), or bad precision")
+# Every error on these paths has InfluxDB's shape (gateway/errors.py adds it to the common ones).
+_REFUSED = "Lines refused (the good ones were stored; `errors` names each by number), bad precision, or no body."
+_V2_ERRORS = {
+    **errors(401, 403, 413, 415, 429, 503, model=InfluxV2Error),
+    **errors(400, model=InfluxV2Error, description=_REFUSED),
+}
+_V1_ERRORS = {
+    **errors(401, 403, 413, 415, 429, 503, model=InfluxV1Error),
+    **errors(400, model=InfluxV1Error, description=_REFUSED),
+}
 
 
 @post("/api/v2/write", status_code=204, tags=_TAGS, summary="Write InfluxDB line protocol (InfluxDB 2.x API)",
-      dto=RawBody[LineProtocolText], return_dto=None, responses=_V2_ERRORS,
+      dto=RawBody[LineProtocolText], return_dto=None, responses=_V2_ERRORS, operation_class=LineProtocolOperation,
       description=_DOC + " `org` and `bucket` are accepted and ignored.")  # fmt: skip
 async def write_v2(
     data: bytes,
@@ -128,7 +142,7 @@ async def write_v2(
 
 
 @post("/write", status_code=204, tags=_TAGS, summary="Write InfluxDB line protocol (InfluxDB 1.x API)",
-      dto=RawBody[LineProtocolText], return_dto=None, responses=_V1_ERRORS,
+      dto=RawBody[LineProtocolText], return_dto=None, responses=_V1_ERRORS, operation_class=LineProtocolOperation,
       description=_DOC + " `db` and `rp` are accepted and ignored.")  # fmt: skip
 async def write_v1(
     data: bytes,

@@ -198,3 +198,17 @@ def test_credentials_and_device_limits(stack: Stack, servers: Servers) -> None:
     # The refused request published nothing (it was refused before publishing): one row, none of the other.
     wait_rows(servers, own, 1)
     assert stored_rows(servers, other) == []
+
+
+def test_whole_request_errors_have_influx_shape_too(stack: Stack) -> None:
+    # Raised before the route runs (no body, bad gzip, no credentials): still InfluxDB's fields.
+    r = httpx.post(f"{stack.url}/api/v2/write", headers=token(stack))
+    assert (r.status_code, r.json()) == (400, {"code": "invalid", "message": r.json()["detail"],
+                                               "detail": r.json()["detail"], "errors": []})  # fmt: skip
+    r = httpx.post(f"{stack.url}/write", content=b"not gzip", headers={**token(stack), "Content-Encoding": "gzip"})
+    assert r.status_code == 400 and r.json()["error"].startswith("body could not be decompressed as gzip")
+    r = httpx.post(f"{stack.url}/api/v2/write", content="m,host=h f=1")
+    assert (r.status_code, r.json()["code"]) == (401, "unauthorized")
+    # Other paths keep the service's own shape.
+    r = httpx.post(f"{stack.url}/api/v1/telemetry/bulk", headers=stack.headers)
+    assert set(r.json()) == {"detail"}
