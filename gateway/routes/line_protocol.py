@@ -18,8 +18,9 @@ from litestar.params import Parameter
 from gateway.auth.guard import charge_points, require_devices
 from gateway.batch_validation import check_points
 from gateway.deps import checked_name, request_id
+from gateway.errors import ApiError
 from gateway.line_points import PRECISIONS, DevicePoints, to_device_points
-from gateway.line_protocol import LineError, parse
+from gateway.line_protocol import LineError, LinePoint, parse
 from gateway.line_protocol_bodies import (
     InfluxV1Error,
     InfluxV2Error,
@@ -34,12 +35,19 @@ from telemetry_schemas.api.ingest import MAX_BATCH_POINTS
 
 _TAGS = ["ingestion"]
 _SHOWN = 10  # refused lines named in the message (all of them are in ``errors``)
+# Lines per request. Parsing is CPU work in the gateway: without a bound a 16 MiB body would hold a core for
+# seconds. Telegraf sends metric_batch_size (default 1000) lines per request, and on a 413 its InfluxDB
+# outputs split the batch and retry, so the bound costs a Telegraf user nothing.
+MAX_LINES = 20_000
+# Above this many lines the parse runs in a worker thread, so the event loop keeps serving other requests.
+_THREAD_LINES = 1_000
 _DOC = (
     "Body: InfluxDB line protocol (Content-Encoding gzip, zstd or lz4 accepted). Field `f` of measurement `m` is "
     "the metric `m_f` (a field named `value` is the metric `m`); the device is the first of the tags "
     "TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS (default `device_id`, then `host`) the line has, the other tags are "
     "the point's tags. `precision`: ns (default), us/u, ms, s (also m, h). A line without a timestamp takes "
-    "the server's time. 204 once durable; 400 naming every refused line by number, with the good lines stored "
+    "the server's time. At most 20,000 lines per request (else 413). 204 once durable; 400 naming every "
+    "refused line by number, with the good lines stored "
     "(retrying such a request stores nothing twice: points are upserted). Credentials: `Authorization: Token "
     "<key>`, `Authorization: Basic` or `?u=&p=` with the key as password, or the usual X-Api-Key / Bearer."
 )
@@ -68,6 +76,15 @@ def _check_device(device: str, found: DevicePoints, check: Any) -> tuple[list[by
     return checked.raw_points, refused
 
 
+def _translate(
+    text: str, device_tags: tuple[str, ...], precision_ns: int, now_ns: int
+) -> tuple[list[tuple[int, LinePoint]], list[LineError], dict[str, DevicePoints], list[LineError]]:
+    """Parse the body and turn its lines into JSON points per device (pure CPU work)."""
+    parsed, refused = parse(text)
+    devices, unassigned = to_device_points(parsed, device_tags, precision_ns, now_ns)
+    return parsed, refused, devices, unassigned
+
+
 async def _write(
     body: bytes, precision: str, gw: GatewayState, request: Request[Any, Any, Any], v2: bool
 ) -> Response[Any]:
@@ -85,11 +102,18 @@ async def _write(
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         return refuse([], 0, 0, f"body is not UTF-8 text: {exc}")
-    parsed, refused = parse(text)
+    count = text.count("\n") + (not text.endswith("\n"))
+    if count > MAX_LINES:
+        raise ApiError(413, f"body has {count} lines; at most {MAX_LINES} per request: send smaller batches "
+                            "(Telegraf: metric_batch_size)")  # fmt: skip
+    tags, now = gw.settings.line_protocol_device_tags, time.time_ns()
+    if count > _THREAD_LINES:
+        parsed, refused, devices, unassigned = await asyncio.to_thread(_translate, text, tags, factor, now)
+    else:
+        parsed, refused, devices, unassigned = _translate(text, tags, factor, now)
     lines = len(parsed) + len(refused)
     if lines == 0:
         return refuse([], 0, 0, "body has no points: send line protocol, one point per line")
-    devices, unassigned = to_device_points(parsed, gw.settings.line_protocol_device_tags, factor, time.time_ns())
     refused += unassigned
     require_devices(request, devices.keys())
     charge_points(request, sum(len(d.raws) for d in devices.values()))

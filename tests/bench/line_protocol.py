@@ -166,6 +166,9 @@ def _write(lines: list[str], total: int) -> None:
         "until the last answer (JetStream acknowledged every point); *stored*: until the ingest worker committed "
         "them.\n\n"
         f"{body}\n\n"
+        "The machine this ran on is shared by several jobs (2 cores, load average often 8-12): the two JSON runs "
+        "of one sitting can differ by 2x, so read the ratios as rough, and re-run on a quiet machine before "
+        "drawing conclusions. The parser figure is the gateway's extra CPU work per point for line protocol.\n\n"
         "InfluxDB's own `/write` on the same data is not measured here: that needs the peers harness outside "
         "this repository, which the project must not depend on.\n"
     )

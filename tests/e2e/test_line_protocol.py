@@ -9,13 +9,14 @@ import base64
 import gzip
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import stored_rows, wait_latest, wait_rows
-from tests.support.auth import create_key
+from tests.support.auth import create_key, gateway_copy
 from tests.support.ids import unique
 from tests.support.servers import Servers
 from tests.support.stack import Stack
@@ -212,3 +213,32 @@ def test_whole_request_errors_have_influx_shape_too(stack: Stack) -> None:
     # Other paths keep the service's own shape.
     r = httpx.post(f"{stack.url}/api/v1/telemetry/bulk", headers=stack.headers)
     assert set(r.json()) == {"detail"}
+
+
+def test_the_device_tag_is_configurable(stack: Stack, servers: Servers, tmp_path: Path) -> None:
+    sensor = unique("sensor")
+    with gateway_copy(servers, tmp_path, TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS="sensor") as copy:
+        body = f"m,sensor={sensor},host=h1 f=1 {T0}\nm,host=h2 f=2 {T0}"
+        r = httpx.post(f"{copy.url}/api/v2/write", params={"precision": "s"}, content=body, headers=token(copy))
+        assert r.status_code == 400
+        assert r.json()["errors"] == [{"line": 2, "error": "no device tag: the line needs one of the tags sensor"}]
+    rows = wait_rows(servers, sensor, 1)
+    assert (rows[0][0], rows[0][3]) == ("m_f", 1.0)
+
+
+def test_a_large_body_is_split_per_message_and_bounded(stack: Stack, servers: Servers) -> None:
+    host = unique("big")
+    # 1500 lines: parsed off the event loop (over 1000 lines) and one device's 1500 points in two messages.
+    body = "".join(f"m,host={host} f={i} {T0 + i}\n" for i in range(1500))
+    r = httpx.post(f"{stack.url}/write", params={"precision": "s"}, content=gzip.compress(body.encode()),
+                   headers={**token(stack), "Content-Encoding": "gzip"}, timeout=60)  # fmt: skip
+    assert r.status_code == 204, r.text
+    rows = wait_rows(servers, host, 1500, timeout=60)
+    assert [v for *_, v, _ in rows] == [float(i) for i in range(1500)]
+    r = httpx.post(f"{stack.url}/api/v2/write", params={"precision": "s"}, headers=token(stack),
+                   content="".join(f"m,host={host} f=1 {T0}\n" for _ in range(20_000)), timeout=120)  # fmt: skip
+    assert r.status_code == 204, r.text  # 20,000 lines, the last one ended by a newline: within the bound
+    too_many = "".join(f"m,host={host} f=1 {T0}\n" for _ in range(20_001))
+    r = httpx.post(f"{stack.url}/api/v2/write", params={"precision": "s"}, content=too_many, headers=token(stack))
+    assert (r.status_code, r.json()["code"]) == (413, "request too large")
+    assert r.json()["message"].startswith("body has 20001 lines; at most 20000 per request")

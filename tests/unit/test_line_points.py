@@ -69,3 +69,14 @@ def test_line_without_timestamp_takes_the_request_time() -> None:
 def test_timestamp_out_of_range_is_refused() -> None:
     found, errors = points_of("m,host=a f=1 9223372036854775807", "h")
     assert found == {} and errors[0].line == 1 and "out of range" in errors[0].error
+
+
+def test_device_tags_setting() -> None:
+    from telemetry_core.settings import Settings
+
+    assert Settings.from_env({}).line_protocol_device_tags == ("device_id", "host")
+    env = {"TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS": " sensor , host ,"}
+    assert Settings.from_env(env).line_protocol_device_tags == ("sensor", "host")
+    parsed, _ = parse("m,sensor=s1,host=h f=1 1\nm,host=h2 f=1 1")
+    devices, errors = to_device_points(parsed, ("sensor", "host"), 1, 0)
+    assert sorted(devices) == ["h2", "s1"] and errors == []
