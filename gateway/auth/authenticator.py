@@ -33,7 +33,7 @@ INTERNAL = Principal(subject="internal", scopes=_ADMIN, kind="internal", limit_k
 
 # InfluxDB 1.x clients can only send a user and password: there, the password is the API key. Only on these
 # paths, so that no other route invites keys in URLs (which end up in proxy logs).
-INFLUX_V1_PATHS = frozenset({"/write", "/api/v2/write"})
+INFLUX_WRITE_PATHS = frozenset({"/write", "/api/v2/write"})
 
 
 def _basic_password(token: str) -> str | None:
@@ -55,7 +55,7 @@ def presented_credentials(connection: ASGIConnection[Any, Any, Any, Any]) -> tup
         return "bearer", token
     if scheme == "token" and token:
         return "key", token
-    if connection.scope.get("path") in INFLUX_V1_PATHS:
+    if connection.scope.get("path") in INFLUX_WRITE_PATHS:
         password = _basic_password(token) if scheme == "basic" and token else connection.query_params.get("p")
         if password and password.strip():
             return "key", password.strip()

@@ -124,20 +124,22 @@ def test_a_mixed_body_stores_good_lines_and_names_bad_ones(stack: Stack, client:
         f"{limited},host={host} used=150,ok=1 {T0 + 4}",       # 5 used: over the definition's max; ok stored
         f"cpu,host={host} usage_idle=91 1",                    # 6 timestamp in 1970
         f"cpu,host={host} usage_idle=92 {T0 + 6}",             # 7 good
+        f"cpu,host=web.example.com usage_idle=93 {T0 + 7}",    # 8 device id not subject-safe
     ])  # fmt: skip
     r = httpx.post(f"{stack.url}/write", params={"db": "telegraf", "precision": "s", "u": "telegraf",
                                                  "p": stack.api_key}, content=body)  # fmt: skip
     assert r.status_code == 400, r.text
     answer = r.json()
-    assert [e["line"] for e in answer["errors"]] == [2, 3, 4, 5, 6]
+    assert [e["line"] for e in answer["errors"]] == [2, 3, 4, 5, 6, 8]
     reasons = {e["line"]: e["error"] for e in answer["errors"]}
     assert "invalid field value 'oops'" in reasons[2]
     assert reasons[3] == "no device tag: the line needs one of the tags device_id, host"
     assert reasons[4].startswith("metric 'disk.io_reads' of device") and "metric_name" in reasons[4]
     assert f"metric '{limited}_used'" in reasons[5] and "100" in reasons[5]
     assert "timestamp: must lie between 2000-01-01 and 2100-01-01" in reasons[6]
+    assert reasons[8] == "device id 'web.example.com' is invalid: use 1-128 characters from A-Z a-z 0-9 _ - :"
     assert answer["error"] == answer["detail"]
-    assert answer["detail"].startswith("partial write: 5 of 7 lines refused, 3 points stored: line 2: ")
+    assert answer["detail"].startswith("partial write: 6 of 8 lines refused, 3 points stored: line 2: ")
     rows = wait_rows(servers, host, 3)
     assert [(m, t.timestamp(), v) for m, t, _, v, _ in rows] == [
         ("cpu_usage_idle", T0, 90.0), (f"{limited}_ok", T0 + 4, 1.0), ("cpu_usage_idle", T0 + 6, 92.0),
