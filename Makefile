@@ -57,6 +57,7 @@ bench: install ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.run
 	$(BIN)/python -m tests.bench.streaming
 	$(BIN)/python -m tests.bench.stats_bench
+	$(BIN)/python -m tests.bench.line_protocol
 
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export

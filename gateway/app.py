@@ -9,7 +9,19 @@ from gateway.lifespan import make_lifespan
 from gateway.openapi import DeclaredOrderStructs, document_errors, openapi_config
 from gateway.options import allow_every_method
 from gateway.request_log import request_logging
-from gateway.routes import alert_rules, alerts, export, health, ingest, metrics, observability, queries, stats, stream
+from gateway.routes import (
+    alert_rules,
+    alerts,
+    export,
+    health,
+    ingest,
+    line_protocol,
+    metrics,
+    observability,
+    queries,
+    stats,
+    stream,
+)
 from telemetry_core.settings import Settings
 
 
@@ -18,6 +30,7 @@ def create_app(settings: Settings) -> Litestar:
     handlers = [
         *health.ROUTES,
         *ingest.ROUTES,
+        *line_protocol.ROUTES,
         *metrics.ROUTES,
         *queries.ROUTES,
         *export.ROUTES,

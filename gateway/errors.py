@@ -19,6 +19,7 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
+from gateway.line_protocol_bodies import influx_error_fields
 from telemetry_core.errors import ServiceUnavailableError
 
 log = structlog.get_logger()
@@ -132,7 +133,19 @@ def parameter_detail(request: Request[Any, Any, Any], exc: ValidationException) 
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    """Map any exception raised by a handler to its status and ``{"detail": ...}`` body."""
+    """Map any exception raised by a handler to its status and ``{"detail": ...}`` body.
+
+    On the InfluxDB write paths the body also has InfluxDB's own error fields, so that Telegraf and Influx
+    clients report the reason (gateway/line_protocol_bodies.py).
+    """
+    response = _answer(request, exc)
+    extra = influx_error_fields(request.url.path, response.status_code or 500, str(response.content.get("detail", "")))
+    if extra:
+        response.content = {**extra, **response.content, "errors": []}
+    return response
+
+
+def _answer(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     denied = _unauthenticated_miss(request, exc)
     if denied is not None:
         exc = denied

@@ -1,11 +1,15 @@
 """Credentials → Principal, for HTTP requests and WebSocket connections alike.
 
 Accepted, in this order: ``X-Api-Key: <key>``; ``Authorization: Bearer <token>`` (a JWT when it has
-the JWT shape, otherwise an API key); with no credentials, ``X-Internal-Call: true`` when the operator
+the JWT shape, otherwise an API key); ``Authorization: Token <key>`` (how InfluxDB 2.x clients and Telegraf
+send a token); on the line-protocol write paths only, InfluxDB 1.x credentials with the key as the password
+(``Authorization: Basic`` or ``?u=&p=``); with no credentials, ``X-Internal-Call: true`` when the operator
 trusts internal calls and the peer is in a trusted network. An API key is either a bootstrap key
 (TELEMETRY_API_KEYS, admin) or one made by `telemetry apikey create` (from the key cache).
 """
 
+import base64
+import binascii
 import hmac
 from typing import Any
 
@@ -27,14 +31,34 @@ _ADMIN = frozenset({ApiKeyScope.ADMIN})
 INTERNAL = Principal(subject="internal", scopes=_ADMIN, kind="internal", limit_key="internal")
 
 
+# InfluxDB 1.x clients can only send a user and password: there, the password is the API key. Only on these
+# paths, so that no other route invites keys in URLs (which end up in proxy logs).
+INFLUX_WRITE_PATHS = frozenset({"/write", "/api/v2/write"})
+
+
+def _basic_password(token: str) -> str | None:
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[2].strip() or None
+
+
 def presented_credentials(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str, str] | None:
-    """("key", value) from X-Api-Key, ("bearer", value) from Authorization: Bearer, or None."""
+    """("key", value) or ("bearer", value) from the request's credentials (module docstring), or None."""
     key = connection.headers.get("x-api-key")
     if key and key.strip():
         return "key", key.strip()
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return "bearer", token.strip()
+    scheme, token = scheme.lower(), token.strip()
+    if scheme == "bearer" and token:
+        return "bearer", token
+    if scheme == "token" and token:
+        return "key", token
+    if connection.scope.get("path") in INFLUX_WRITE_PATHS:
+        password = _basic_password(token) if scheme == "basic" and token else connection.query_params.get("p")
+        if password and password.strip():
+            return "key", password.strip()
     return None
 
 

@@ -15,6 +15,9 @@ _INGEST = {
     ("POST", f"{_PREFIX}/devices/{{device_id}}/telemetry"),
     ("POST", f"{_PREFIX}/devices/{{device_id}}/telemetry/batch"),
     ("POST", f"{_PREFIX}/bulk"),
+    # InfluxDB line protocol (2.x and 1.x paths, where Influx clients and Telegraf write).
+    ("POST", "/api/v2/write"),
+    ("POST", "/write"),
 }
 # Reads that take a body, so they are POSTs; and a dashboard's real-time subscriptions (create, renew the
 # connect token, cancel), which change nothing but the caller's own session.

@@ -68,6 +68,11 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return value
 
 
+def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list of names; empty means the default."""
+    return tuple(t.strip() for t in env.get(name, "").split(",") if t.strip()) or default
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything a process needs to know about its environment.
@@ -139,6 +144,8 @@ class Settings:
     auth_service_cache_s: float = 60.0
     # /health/detailed names streams, consumers, counts and pool sizes: it needs a key unless this is on.
     public_health_details: bool = False
+    # Line protocol (/write, /api/v2/write): the device id is the first of these tags a line has.
+    line_protocol_device_tags: tuple[str, ...] = ("device_id", "host")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -191,6 +198,7 @@ class Settings:
             auth_service_timeout_s=_number(env, "TELEMETRY_AUTH_SERVICE_TIMEOUT", 1.0, float, 0.05, 30.0),
             auth_service_cache_s=_number(env, "TELEMETRY_AUTH_SERVICE_CACHE", 60.0, float, 0.0, 86_400.0),
             public_health_details=_choice(env, "TELEMETRY_PUBLIC_HEALTH_DETAILS", "false", ("true", "false")) == "true",
+            line_protocol_device_tags=_names(env, "TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS", ("device_id", "host")),
         )
 
     def require_signing_key(self) -> bytes:

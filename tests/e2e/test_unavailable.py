@@ -63,6 +63,9 @@ def test_nats_down_writes_503_quickly_then_recover(own_stack: Stack) -> None:
         assert r.json()["detail"].startswith("NATS")
         assert "retry" in r.json()["detail"]
         assert took < 10
+        # Line protocol too: a 503 in InfluxDB's shape, so that Telegraf keeps the batch and retries.
+        r = client.post("/api/v2/write", content=f"m,host={device} lp=1", params={"precision": "s"})
+        assert (r.status_code, r.json()["code"]) == (503, "unavailable") and r.json()["message"].startswith("NATS")
         assert httpx.get(f"{own_stack.url}/health", timeout=10).status_code == 503
         servers.restart("nats")
         eventually(lambda: client.post(url, json=point(value=2)).status_code == 200, timeout=30, what="recovered")
