@@ -19,6 +19,7 @@ from alert_worker.partition_lock import hold_partition
 from alert_worker.rules import RuleIndex
 from telemetry_core.alerting.state_machine import Machine
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
+from telemetry_core.events_out import events_out
 from telemetry_core.follower import Follower
 from telemetry_core.logging import configure_logging
 from telemetry_core.points_validator import PointsValidator
@@ -60,7 +61,7 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
     if moved:
         log.warning("machines_of_moved_devices_dropped", count=len(moved))
     evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)
-    emitter = Emitter(rt.nc, rt.js, settings.event_prefix, log)
+    emitter = Emitter(rt.js, events_out(rt.nc, settings.event_prefix, log), log)
     engine = Engine(rt.js, pool, spec, evaluator, emitter, partition=partition, partitions=partitions,
                     checkpoint=checkpoint, tick_s=settings.alert_tick_s, rules_seq=lambda: rules.applied_seq,
                     log=log, validator=validator)  # fmt: skip
