@@ -12,7 +12,7 @@ import os
 from psycopg_pool import AsyncConnectionPool
 
 from alert_worker import state_store
-from alert_worker.emitter import SYSTEM, Emitter
+from alert_worker.emitter import Emitter
 from alert_worker.engine import HOOK_S, Engine
 from alert_worker.evaluator import Evaluator, partition_of
 from alert_worker.partition_lock import hold_partition
@@ -67,7 +67,9 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
                     log=log, validator=validator)  # fmt: skip
 
     def on_alert_event(event: AlertEvent, _seq: int) -> None:
-        if isinstance(event, AlertResolved) and event.by != SYSTEM:
+        # Resolutions by an operator or by the platform-events handler (device deleted) close the machine. The
+        # engine's own resolutions come back here too and are no-ops: on_manual_resolve matches the open alert id.
+        if isinstance(event, AlertResolved):
             engine.resolved_by_operator.put_nowait((event.alert_id, event.rule_id, event.device_id))
 
     alerts = Follower(rt.js, EVENTS_STREAM, ALERT_EVENTS, alert_event_decoder.decode, on_alert_event, log)

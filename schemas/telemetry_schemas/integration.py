@@ -27,3 +27,27 @@ class DataReceived(StreamMessage, frozen=True, kw_only=True):
     metrics_count: int
     points_count: int
     timestamp: datetime
+
+
+class DeviceDeleted(StreamMessage, frozen=True, kw_only=True):
+    """Consumed (FR-020), default subject ``device_service.device.deleted``: a device was deleted.
+
+    Its alert rule targets are removed (a rule naming only that device is disabled), its open alerts are
+    resolved by ``system`` and its real-time subscriptions cancelled; its data is kept for history.
+    Other fields are ignored.
+    """
+
+    device_id: str
+
+
+class UserDeleted(StreamMessage, frozen=True, kw_only=True):
+    """Consumed (FR-020), default subject ``account_service.user.deleted``: a user was deleted.
+
+    The user is replaced by ``deleted-user`` wherever the read models name them (created_by,
+    acknowledged_by, resolved_by). Other fields are ignored.
+    """
+
+    user_id: str
+
+
+ANONYMOUS = "deleted-user"
