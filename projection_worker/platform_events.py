@@ -12,6 +12,7 @@ the engine's own message id (``<alert_id>:resolved``), so JetStream drops a seco
 twice therefore changes nothing the second time.
 """
 
+import hashlib
 from datetime import UTC, datetime
 
 import msgspec
@@ -51,7 +52,11 @@ PRINCIPAL_COLUMNS = (
     ("alerts", "resolved_by"),
     ("metric_definitions", "created_by"),
     ("api_keys", "created_by"),
+    ("api_keys", "revoked_by"),
 )
+# Recorded first, so the read models' triggers (migration 0011) anonymise the user in every later write too:
+# events on EVENTS are immutable and still name the user, and a replay re-applies them.
+_ERASE = "INSERT INTO telemetry.erased_principals (principal_sha256) VALUES (%s) ON CONFLICT DO NOTHING"
 _device_deleted = msgspec.json.Decoder(DeviceDeleted)
 _user_deleted = msgspec.json.Decoder(UserDeleted)
 
@@ -194,11 +199,15 @@ class PlatformEventsHandler:
         return cancelled
 
     async def user_deleted(self, user_id: str) -> None:
-        """Replace the user by ``deleted-user`` in every read-model column that names a person (one transaction)."""
+        """Replace the user by ``deleted-user`` in every read-model column that names a person, now and in later writes.
+
+        One transaction; a second delivery changes no row.
+        """
         if user_id == ANONYMOUS:
             return
         counts: dict[str, int] = {}
         async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(_ERASE, (hashlib.sha256(user_id.encode()).hexdigest(),))
             for table, column in PRINCIPAL_COLUMNS:
                 # Identifiers come from the constant above, never from input.
                 cur = await conn.execute(

@@ -162,6 +162,14 @@ def test_user_deleted_anonymises_the_read_models_once(client: httpx.Client, stac
         ).fetchall()
     assert left == [(0,), (0,)]
 
+    # The events still name the user; a read model rebuilt from them (replay) must not bring the name back.
+    again = unique("rule")
+    with_js(stack, lambda js: js.publish(rule_subject(again), json_encoder.encode(
+        AlertRuleCreated(rule_id=again, rule=spec, at=now, by=user))))  # fmt: skip
+    rebuilt = eventually(lambda: client.get(f"{RULES}/{again}").json() if client.get(f"{RULES}/{again}").status_code
+                         == 200 else None, timeout=15)  # fmt: skip
+    assert rebuilt["created_by"] == "deleted-user"
+
 
 def test_a_malformed_platform_event_is_dead_lettered_with_its_reason(stack: Stack) -> None:
 
