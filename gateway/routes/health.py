@@ -17,6 +17,7 @@ from gateway.health import (
     check_definitions_cache,
     check_nats,
     check_real_time_stream,
+    check_workers,
     consumer_lag,
 )
 from gateway.openapi import errors
