@@ -3,19 +3,19 @@
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from alert_worker.rules import Rule
 from telemetry_core.alerting.state_machine import Closed, Transition
+from telemetry_core.events_out import EventsOut
 from telemetry_core.headers import MSG_ID
 from telemetry_core.metrics import ALERT_TRANSITIONS
 from telemetry_core.topology import alert_subject
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.events import AlertResolved, AlertTriggered
+from telemetry_schemas.integration import ALERT_RESOLVED, ALERT_TRIGGERED
 
 SYSTEM = "system"
 
@@ -65,8 +65,8 @@ def to_event(e: Emitted) -> AlertTriggered | AlertResolved:
 class Emitter:
     """Publishes transitions; a redelivered input yields the same ids, which JetStream de-duplicates."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, prefix: str, log: structlog.stdlib.BoundLogger) -> None:
-        self._nc, self._js, self._prefix, self._log = nc, js, prefix, log
+    def __init__(self, js: JetStreamContext, events: EventsOut, log: structlog.stdlib.BoundLogger) -> None:
+        self._js, self._events, self._log = js, events, log
 
     async def publish(self, emitted: list[Emitted]) -> None:
         """Publish every transition and await the PubAcks; then the integration events, best effort."""
@@ -83,12 +83,7 @@ class Emitter:
             )
         )
         for ev in events:
-            name = "alert.triggered" if isinstance(ev, AlertTriggered) else "alert.resolved"
-            payload: Any = json_encoder.encode(ev)
-            try:
-                await self._nc.publish(f"{self._prefix}.{name}", payload)
-            except Exception as exc:  # best effort (NFR-005)
-                self._log.warning("integration_event_failed", integration_event=name, error=repr(exc))
+            await self._events.publish(ALERT_TRIGGERED if isinstance(ev, AlertTriggered) else ALERT_RESOLVED, ev)
         for ev in events:
             ALERT_TRANSITIONS.labels("triggered" if isinstance(ev, AlertTriggered) else "resolved").inc()
             self._log.info("alert_transition", alert_id=ev.alert_id, kind=type(ev).__name__, rule_id=ev.rule_id)

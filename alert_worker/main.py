@@ -12,13 +12,14 @@ import os
 from psycopg_pool import AsyncConnectionPool
 
 from alert_worker import state_store
-from alert_worker.emitter import SYSTEM, Emitter
+from alert_worker.emitter import Emitter
 from alert_worker.engine import HOOK_S, Engine
 from alert_worker.evaluator import Evaluator, partition_of
 from alert_worker.partition_lock import hold_partition
 from alert_worker.rules import RuleIndex
 from telemetry_core.alerting.state_machine import Machine
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
+from telemetry_core.events_out import events_out
 from telemetry_core.follower import Follower
 from telemetry_core.logging import configure_logging
 from telemetry_core.points_validator import PointsValidator
@@ -60,13 +61,15 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
     if moved:
         log.warning("machines_of_moved_devices_dropped", count=len(moved))
     evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)
-    emitter = Emitter(rt.nc, rt.js, settings.event_prefix, log)
+    emitter = Emitter(rt.js, events_out(rt.nc, settings.event_prefix, log), log)
     engine = Engine(rt.js, pool, spec, evaluator, emitter, partition=partition, partitions=partitions,
                     checkpoint=checkpoint, tick_s=settings.alert_tick_s, rules_seq=lambda: rules.applied_seq,
                     log=log, validator=validator)  # fmt: skip
 
     def on_alert_event(event: AlertEvent, _seq: int) -> None:
-        if isinstance(event, AlertResolved) and event.by != SYSTEM:
+        # Resolutions by an operator or by the platform-events handler (device deleted) close the machine. The
+        # engine's own resolutions come back here too and are no-ops: on_manual_resolve matches the open alert id.
+        if isinstance(event, AlertResolved):
             engine.resolved_by_operator.put_nowait((event.alert_id, event.rule_id, event.device_id))
 
     alerts = Follower(rt.js, EVENTS_STREAM, ALERT_EVENTS, alert_event_decoder.decode, on_alert_event, log)

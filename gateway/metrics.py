@@ -34,6 +34,11 @@ HTTP_SECONDS = Histogram(
     "telemetry_http_request_duration_seconds", "HTTP request latency, by route template and method.",
     ["route", "method"], buckets=_LATENCY_BUCKETS, registry=GATEWAY_REGISTRY,
 )  # fmt: skip
+EVENTS_OUT_FAILED = Counter(
+    "telemetry_integration_events_failed",
+    "Platform events (FR-019) the gateway failed to publish; the command still succeeded (NFR-005), by event name.",
+    ["event"], registry=GATEWAY_REGISTRY,
+)  # fmt: skip
 POINTS_ACCEPTED = Counter(
     "telemetry_points_accepted", "Points the gateway validated and JetStream acknowledged.", registry=GATEWAY_REGISTRY
 )

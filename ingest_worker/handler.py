@@ -5,7 +5,6 @@ from datetime import datetime
 import psycopg
 import psycopg.errors
 import structlog
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
@@ -15,6 +14,7 @@ from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.errors import PermanentError, TransientError
+from telemetry_core.events_out import EventsOut
 from telemetry_core.headers import MSG_ID, REQUEST_ID, SIGNATURE
 from telemetry_core.metrics import POINTS_NEW, POINTS_REJECTED, POINTS_WRITTEN
 from telemetry_core.points_validator import PointsValidator, Unadmitted, points_body
@@ -39,16 +39,14 @@ class IngestHandler:
     def __init__(
         self,
         pool: AsyncConnectionPool,
-        nc: Client,
         js: JetStreamContext,
-        event_prefix: str,
+        events: EventsOut,
         log: structlog.stdlib.BoundLogger,
         validator: PointsValidator,
     ) -> None:
         self._pool = pool
-        self._nc = nc
+        self._events = events
         self._js = js
-        self._prefix = event_prefix
         self._log = log
         self._validator = validator
         self.partitions = PartitionCache()
@@ -97,7 +95,7 @@ class IngestHandler:
             # Built after the commit: stored_at is the commit time, and the upsert told which points are new.
             notices = [build_notice(d, seq, pts, inserted, at) for d, seq, pts, at in stored]
             await publish_notices(self._js, notices, request_ids)
-            await publish_data_received(self._nc, self._prefix, notices)
+            await publish_data_received(self._events, notices)
         for msg, unadmitted in admitting:
             bad_points = await self._admit(msg, unadmitted)
             if bad_points is not None:

@@ -11,6 +11,7 @@ from ingest_worker.handler import WORKER, IngestHandler
 from ingest_worker.writer import PartitionCache
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.definitions_cache import DefinitionsCache
+from telemetry_core.events_out import events_out
 from telemetry_core.logging import configure_logging
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.settings import Settings
@@ -43,7 +44,7 @@ async def consume(rt: WorkerRuntime, settings: Settings) -> None:
     rt.at_exit("stop_definitions", definitions.stop)
     await rt.until_stopped(definitions.start())
     validator = PointsValidator(settings.require_signing_key(), definitions.check)
-    handler = IngestHandler(pool, rt.nc, rt.js, settings.event_prefix, rt.log, validator)
+    handler = IngestHandler(pool, rt.js, events_out(rt.nc, settings.event_prefix, rt.log), rt.log, validator)
     policy = Policy(batch=settings.ingest_fetch_batch, max_deliveries=settings.max_deliveries)
     try:
         async with asyncio.TaskGroup() as tg:

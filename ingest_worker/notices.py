@@ -3,13 +3,14 @@
 import asyncio
 from datetime import UTC, datetime
 
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from ingest_worker.writer import Inserted
+from telemetry_core.events_out import EventsOut
 from telemetry_core.headers import MSG_ID, REQUEST_ID
 from telemetry_core.topology import stored_subject
 from telemetry_schemas.codecs import json_encoder
+from telemetry_schemas.integration import DATA_RECEIVED, DataReceived
 from telemetry_schemas.notices import MetricStored, PointsStored
 from telemetry_schemas.values import Point, ValueType, value_type
 
@@ -83,16 +84,17 @@ def _request_header(request_id: str | None) -> dict[str, str]:
     return {REQUEST_ID: request_id} if request_id else {}
 
 
-async def publish_data_received(nc: Client, prefix: str, notices: list[PointsStored]) -> None:
-    """Best effort on core NATS: a failure here must never block ingestion (NFR-005)."""
+def data_received(notice: PointsStored) -> DataReceived:
+    """The platform event of one stored batch (one POINTS message)."""
+    return DataReceived(
+        device_id=notice.device_id,
+        metrics_count=len(notice.metrics),
+        points_count=sum(m.count for m in notice.metrics),
+        timestamp=notice.stored_at,
+    )
+
+
+async def publish_data_received(events: EventsOut, notices: list[PointsStored]) -> None:
+    """One ``<prefix>.data.received`` per stored batch, best effort: a failure never blocks ingestion (NFR-005)."""
     for notice in notices:
-        event = {
-            "device_id": notice.device_id,
-            "metric_names": [m.metric_name for m in notice.metrics],
-            "points_count": sum(m.count for m in notice.metrics),
-            "timestamp": notice.stored_at,
-        }
-        try:
-            await nc.publish(f"{prefix}.telemetry.data.received", json_encoder.encode(event))
-        except Exception:  # noqa: S112 - best effort by design
-            continue
+        await events.publish(DATA_RECEIVED, data_received(notice))

@@ -14,3 +14,7 @@ class DeadLetter(StreamMessage, frozen=True):
     stream_seq: int | None
     failed_at: datetime
     payload: str
+    # Added later (optional, so older letters still decode): the original message's NATS headers, and its
+    # body in base64 when that body was not UTF-8 text (MessagePack), so `telemetry dlq retry` re-sends the exact bytes.
+    headers: dict[str, str] | None = None
+    payload_b64: str | None = None

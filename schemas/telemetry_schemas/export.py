@@ -15,7 +15,8 @@ import msgspec.inspect as mi
 
 from telemetry_schemas.api.ingest import BatchRequest
 from telemetry_schemas.dead_letter import DeadLetter
-from telemetry_schemas.events import DomainEvent
+from telemetry_schemas.events import AlertResolved, AlertRuleCreated, AlertTriggered, DomainEvent, MetricDefined
+from telemetry_schemas.integration import DataReceived, DeviceDeleted, UserDeleted
 from telemetry_schemas.notices import PointsStored
 from telemetry_schemas.values import Point
 
@@ -40,6 +41,15 @@ CONTRACTS: dict[str, Any] = {
     "points_stored": PointsStored,
     "dead_letter": DeadLetter,
     "batch_request": BatchRequest,
+    # Platform events on core NATS, <prefix>.<name> (FR-019): one file per subject.
+    "event_data_received": DataReceived,
+    "event_metric_defined": MetricDefined,
+    "event_alert_rule_created": AlertRuleCreated,
+    "event_alert_triggered": AlertTriggered,
+    "event_alert_resolved": AlertResolved,
+    # Platform events this service consumes (FR-020), on configurable subjects.
+    "consumed_device_deleted": DeviceDeleted,
+    "consumed_user_deleted": UserDeleted,
 }
 
 

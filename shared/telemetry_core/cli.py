@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from telemetry_core import __version__
 from telemetry_core.errors import ConfigurationError
@@ -72,6 +73,51 @@ def _apikey(args: argparse.Namespace) -> None:
                   f"{r['created_by']}\t{revoked}")  # fmt: skip
 
 
+def _dlq(args: argparse.Namespace) -> None:
+    import json
+
+    from telemetry_core import dlq_admin
+    from telemetry_core.settings import Settings
+
+    settings = Settings.from_env(os.environ)
+    if args.action == "list":
+        found = dlq_admin.run(settings, lambda js: dlq_admin.letters(js, args.worker, args.limit))
+        print("seq\tfailed_at\tworker\tsubject\treason")
+        for item in found:
+            d = item.letter
+            reason = d.reason if len(d.reason) <= 120 else d.reason[:119] + "…"
+            print(f"{item.seq}\t{d.failed_at.isoformat()}\t{d.worker}\t{d.subject}\t{reason}")
+    elif args.action == "show":
+        dead = dlq_admin.run(settings, lambda js: dlq_admin.letter(js, args.seq))
+        print(json.dumps(dlq_admin.describe(args.seq, dead), indent=2, default=str))
+    elif args.action == "retry":
+        body = None
+        if args.payload:
+            with sys.stdin.buffer if args.payload == "-" else open(args.payload, "rb") as f:
+                body = f.read()
+        subject, seq = dlq_admin.run(settings, lambda js: dlq_admin.retry(js, args.seq, body))
+        print(f"re-published dead letter {args.seq} to {subject} (POINTS seq {seq}); the dead letter is removed")
+    else:
+        removed = dlq_admin.run(settings, lambda js: dlq_admin.purge(js, args.worker, args.seq))
+        print(f"purged {removed} dead letter(s)")
+
+
+def _dlq_parser(sub: Any) -> None:
+    dlq = sub.add_parser("dlq", help="look at dead letters and re-drive them after a fix (needs NATS_URL)")
+    actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="the oldest dead letters: id (seq), time, worker, subject, reason")
+    listing.add_argument("--worker", help="only this worker's letters (ingest, alert, projections …)")
+    listing.add_argument("--limit", type=int, default=100)
+    show = actions.add_parser("show", help="one dead letter in full: reason, original subject, headers, payload")
+    show.add_argument("seq", type=int)
+    retry = actions.add_parser("retry", help="re-publish a POINTS letter to its subject, then remove the letter")
+    retry.add_argument("seq", type=int)
+    retry.add_argument("--payload", help="a fixed copy of the message to send instead (a file, or - for stdin)")
+    purge = actions.add_parser("purge", help="remove the given letters, or all (of --worker)")
+    purge.add_argument("seq", type=int, nargs="*")
+    purge.add_argument("--worker")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run one subcommand."""
     parser = argparse.ArgumentParser(prog="telemetry", description="IoT telemetry service")
@@ -96,12 +142,15 @@ def main(argv: list[str] | None = None) -> None:
     actions.add_parser("list", help="every key with its scope and revocation (never the key itself)")
     revoke = actions.add_parser("revoke", help="revoke a key on every gateway within a second")
     revoke.add_argument("key_id", help="the key_id printed by create or list")
+    _dlq_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
             _migrate()
         elif args.command == "apikey":
             _apikey(args)
+        elif args.command == "dlq":
+            _dlq(args)
         elif args.command == "replay":
             replay_main: Callable[[str], None] = importlib.import_module("projection_worker.replay").main
             replay_main(args.projection)

@@ -51,6 +51,12 @@ POINTS_NEW = Counter(
     "Of those, rows that were new (not overwrites of a stored point).",
     registry=WORKER_REGISTRY,
 )
+EVENTS_OUT_FAILED = Counter(
+    "telemetry_integration_events_failed",
+    "Platform events (FR-019) a worker failed to publish; ingestion carried on (NFR-005), by event name.",
+    ["event"],
+    registry=WORKER_REGISTRY,
+)
 POINTS_REJECTED = Counter(
     "telemetry_ingest_points_rejected",
     "Points of directly published messages the ingest worker dead-lettered.",

@@ -111,6 +111,9 @@ class Settings:
     alert_tick_s: float = 1.0
     partitions_ahead_days: int = 7
     event_prefix: str = "telemetry_service"
+    # Platform events in (FR-020): the subjects other services publish deletions on (captured by stream PLATFORM).
+    device_deleted_subject: str = "device_service.device.deleted"
+    user_deleted_subject: str = "account_service.user.deleted"
     # Real-time streaming: a subscription with no open socket is forgotten after this many seconds; a
     # connect token is valid this long; a socket buffers at most this many points between two messages.
     subscription_ttl_s: int = 300
@@ -180,6 +183,10 @@ class Settings:
             stream_buffer_points=_number(env, "TELEMETRY_STREAM_BUFFER", 10_000, int, 10, 1_000_000),
             ws_compression=_choice(env, "TELEMETRY_WS_COMPRESSION", "off", ("on", "off")) == "on",
             event_prefix=env.get("TELEMETRY_EVENT_PREFIX", "telemetry_service").strip(". ") or "telemetry_service",
+            device_deleted_subject=env.get("TELEMETRY_DEVICE_DELETED_SUBJECT", "").strip(". ")
+            or "device_service.device.deleted",
+            user_deleted_subject=env.get("TELEMETRY_USER_DELETED_SUBJECT", "").strip(". ")
+            or "account_service.user.deleted",
             log_format=_choice(env, "TELEMETRY_LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=_choice(env, "TELEMETRY_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             jwt_secret=env.get("TELEMETRY_JWT_SECRET", "").strip(),

@@ -22,6 +22,9 @@ POINTS_STREAM = "POINTS"
 EVENTS_STREAM = "EVENTS"
 NOTICES_STREAM = "NOTICES"
 DLQ_STREAM = "DLQ"
+# Captures the deletions other platform services publish (FR-020), so none is missed while workers are down.
+PLATFORM_STREAM = "PLATFORM"
+PLATFORM_CONSUMER = "platform_events"
 # Key-value bucket of real-time subscriptions (gateway/live/subscriptions_kv.py); its TTL expires idle ones.
 SUBSCRIPTIONS_BUCKET = "SUBSCRIPTIONS"
 
@@ -175,6 +178,14 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             storage=StorageType.FILE,
             max_age=float(30 * _DAY),
         ),
+        StreamConfig(
+            name=PLATFORM_STREAM,
+            subjects=sorted({settings.device_deleted_subject, settings.user_deleted_subject}),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=float(30 * _DAY),
+            duplicate_window=float(settings.duplicate_window_s),
+        ),
     ]
 
 
@@ -227,6 +238,12 @@ CONSUMERS = (
 )
 
 
+def platform_consumer(settings: Settings) -> ConsumerSpec:
+    """The projection worker's durable consumer of the platform's deletions (subjects from the settings)."""
+    subjects = tuple(sorted({settings.device_deleted_subject, settings.user_deleted_subject}))
+    return ConsumerSpec(PLATFORM_STREAM, PLATFORM_CONSUMER, subjects[0], filter_subjects=subjects)
+
+
 async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
     """Create or update every stream and durable consumer; safe to call from every process.
 
@@ -242,7 +259,7 @@ async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
             await js.add_stream(config)
         else:
             await js.update_stream(config)
-    for spec in CONSUMERS:
+    for spec in (*CONSUMERS, platform_consumer(settings)):
         await js.add_consumer(spec.stream, spec.config())
     await ensure_subscriptions_bucket(js, settings)
 

@@ -3,7 +3,6 @@
 import json
 
 import httpx
-import nats
 import pytest
 
 from tests.e2e.conftest import point, wait_latest
@@ -69,23 +68,6 @@ def test_every_endpoint_but_health_needs_a_key(stack: Stack) -> None:
     assert httpx.post(url, json=point(), headers={"Authorization": f"Bearer {stack.api_key}"}).status_code == 200
     assert httpx.get(f"{stack.url}/api/v1/telemetry/devices/d1/metrics").status_code == 401
     assert httpx.get(f"{stack.url}/health").json()["status"] == "healthy"
-
-
-async def test_data_received_event_is_published(stack: Stack) -> None:
-    device = unique("dev")
-    nc = await nats.connect(stack.servers.nats_url)
-    sub = await nc.subscribe("telemetry_service.telemetry.data.received")
-    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
-        r = await client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(metric="rpm", value=7))
-        assert r.status_code == 200
-    try:
-        while True:
-            event = json.loads((await sub.next_msg(timeout=15)).data)
-            if event["device_id"] == device:
-                break
-        assert (event["metric_names"], event["points_count"]) == (["rpm"], 1)
-    finally:
-        await nc.close()
 
 
 def test_failed_requests_are_logged_with_their_request_id(stack: Stack) -> None:

@@ -16,6 +16,7 @@ from alert_worker.evaluator import Evaluator
 from alert_worker.rules import RuleIndex
 from telemetry_core.embedded import free_port
 from telemetry_core.errors import is_transient
+from telemetry_core.events_out import EventsOut
 from telemetry_core.headers import SIGNATURE
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.points_validator import PointsValidator
@@ -52,7 +53,7 @@ async def test_a_failed_save_is_retried_with_the_same_transitions_and_no_second_
     dead = make_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/telemetry", timeout_s=0.3)
     await dead.open(wait=False)
     engine = Engine(js, dead, ConsumerSpec(POINTS_STREAM, name, "telemetry.points.>"), evaluator,
-                    Emitter(nc, js, "test", LOG), partition=0, partitions=1, checkpoint=0, tick_s=1.0,
+                    Emitter(js, EventsOut(nc, "test"), LOG), partition=0, partitions=1, checkpoint=0, tick_s=1.0,
                     rules_seq=lambda: 1, log=LOG, validator=validator)  # fmt: skip
     try:
         with pytest.raises(Exception) as failed:

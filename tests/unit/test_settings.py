@@ -65,3 +65,17 @@ def test_health_details_are_private_unless_the_operator_says_so() -> None:
     assert Settings.from_env({"TELEMETRY_PUBLIC_HEALTH_DETAILS": " FALSE "}).public_health_details is False
     with pytest.raises(ConfigurationError, match="TELEMETRY_PUBLIC_HEALTH_DETAILS must be one of true, false"):
         Settings.from_env({"TELEMETRY_PUBLIC_HEALTH_DETAILS": "yes please"})
+
+
+def test_platform_event_subjects_are_configurable() -> None:
+    from telemetry_core.topology import platform_consumer, stream_configs
+
+    assert (Settings.from_env({}).device_deleted_subject, Settings.from_env({}).user_deleted_subject) == (
+        "device_service.device.deleted",
+        "account_service.user.deleted",
+    )
+    s = Settings.from_env({"TELEMETRY_DEVICE_DELETED_SUBJECT": "dev.gone", "TELEMETRY_USER_DELETED_SUBJECT": "u.gone."})
+    assert (s.device_deleted_subject, s.user_deleted_subject) == ("dev.gone", "u.gone")
+    (platform,) = [c for c in stream_configs(s) if c.name == "PLATFORM"]
+    assert platform.subjects == ["dev.gone", "u.gone"]
+    assert platform_consumer(s).filter_subjects == ("dev.gone", "u.gone")
