@@ -103,7 +103,8 @@ async def test_rate_limit_coalesces_without_losing_points(client: httpx.Client, 
     assert values(got) == [float(i) for i in range(sends)]  # every point, in order, none twice
     assert got.dropped == 0
     gaps = [b - a for a, b in zip(got.at, got.at[1:], strict=False)]
-    assert min(gaps) >= period_ms / 1000 - 0.05, gaps
+    # Sent at least 300 ms apart; receipt times jitter under load, so allow 100 ms (unlimited, they came every 50).
+    assert min(gaps) >= period_ms / 1000 - 0.1, gaps
     assert len(got.messages) < sends  # coalesced: 24 points over ~1.2 s cannot take 24 messages at 300 ms
 
 
