@@ -19,7 +19,7 @@ def jetstream_config(tmp_path: Path, **kwargs: str) -> dict[str, object]:
     monitor = free_port()
     server = start_nats(tmp_path / "nats", monitor_port=monitor, **kwargs)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/varz", timeout=5) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/varz", timeout=5) as resp:
             return dict(json.load(resp)["jetstream"]["config"])
     finally:
         server.stop()
@@ -42,7 +42,7 @@ def test_restart_keeps_the_sync_setting(tmp_path: Path) -> None:
     server.kill()
     server.restart()
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/varz", timeout=5) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/varz", timeout=5) as resp:
             assert json.load(resp)["jetstream"]["config"]["sync_interval"] == 3_000_000_000
     finally:
         server.stop()
