@@ -136,8 +136,10 @@ def test_projection_stops_when_its_stream_is_created_again_and_resumes_after_rep
     device = unique("d")
     assert client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(value=7.0, ts=now_iso())).is_success
     latest = eventually(
-        lambda: (r := client.get(f"/api/v1/telemetry/devices/{device}/metrics/temperature/latest")).status_code == 200
-        and r.json(),
+        lambda: (
+            (r := client.get(f"/api/v1/telemetry/devices/{device}/metrics/temperature/latest")).status_code == 200
+            and r.json()
+        ),
         timeout=30,
     )
     assert latest["value"] == 7.0
