@@ -11,7 +11,6 @@ own fsync). No workers run: the figure is the acknowledgement path alone (gatewa
 Knobs: BENCH_DURABILITY_ROUNDS (6), BENCH_DURABILITY_POINTS (20000 per round and mode).
 """
 
-import asyncio
 import os
 import platform
 import statistics
@@ -98,7 +97,7 @@ async def run(stacks: dict[str, Stack], rounds: int, points: int) -> Result:
 
 
 def _filesystem(path: Path) -> str:
-    done = subprocess.run(["df", "-T", str(path)], capture_output=True, text=True, check=False)  # noqa: S607
+    done = subprocess.run(["df", "-T", str(path)], capture_output=True, text=True, check=False)
     lines = done.stdout.strip().splitlines()
     return " ".join(lines[-1].split()[:2]) if len(lines) > 1 else "unknown"
 
@@ -120,7 +119,7 @@ def report(result: Result, root: Path) -> str:
     single = {name: statistics.median(v) for name, v in result.single_rate.items()}
     version = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, check=False)
     rows = "\n".join(
-        f"| {name} | {med[name]:,.0f} | {min(result.batch_rate[name]):,.0f} – {max(result.batch_rate[name]):,.0f} "
+        f"| {name} | {med[name]:,.0f} | {min(result.batch_rate[name]):,.0f} to {max(result.batch_rate[name]):,.0f} "
         f"| {single[name]:,.1f} |"
         for name in MODES
     )
