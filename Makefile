@@ -53,9 +53,10 @@ fmt: install ## format and auto-fix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## benchmarks; results go to docs/benchmarks.md and docs/benchmarks-streaming.md
+bench: install ## benchmarks; results go to docs/benchmarks.md, docs/benchmarks-streaming.md, docs/benchmarks-durability.md
 	$(BIN)/python -m tests.bench.run
 	$(BIN)/python -m tests.bench.streaming
+	$(BIN)/python -m tests.bench.durability
 
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export
