@@ -58,6 +58,7 @@ bench: install ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.streaming
 	$(BIN)/python -m tests.bench.stats_bench
 	$(BIN)/python -m tests.bench.line_protocol
+	$(BIN)/python -m tests.bench.durability
 
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export

@@ -26,6 +26,7 @@ from alert_worker.evaluator import Evaluator, owns
 from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.metrics import ALERT_EVALUATIONS
 from telemetry_core.points_validator import PointsValidator
+from telemetry_core.stream_guard import StreamGuard
 from telemetry_core.topology import POINTS_STREAM, ConsumerSpec, device_of_points_subject
 from telemetry_schemas.values import Point
 
@@ -51,10 +52,11 @@ class Engine:
     def __init__(self, js: JetStreamContext, pool: AsyncConnectionPool, spec: ConsumerSpec, evaluator: Evaluator,
                  emitter: Emitter, *, partition: int, partitions: int, checkpoint: int, tick_s: float,
                  rules_seq: Callable[[], int], log: structlog.stdlib.BoundLogger,
-                 validator: PointsValidator) -> None:  # fmt: skip
+                 validator: PointsValidator, guard: StreamGuard | None = None) -> None:  # fmt: skip
         self.js, self.pool, self.spec, self.evaluator, self.emitter = js, pool, spec, evaluator, emitter
         self.partition, self.partitions, self.checkpoint = partition, partitions, checkpoint
         self.tick_s, self.rules_seq, self.log, self.validator = tick_s, rules_seq, log, validator
+        self.guard = guard
         self.name = spec.durable
         self.resolved_by_operator: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self.points_evaluated = 0
@@ -95,6 +97,9 @@ class Engine:
 
     async def handle(self, msgs: list[Msg]) -> list[Rejected]:
         """Evaluate a fetched batch and save its effect."""
+        if self.guard is not None and any(m.metadata.sequence.stream <= self.checkpoint for m in msgs):
+            # A redelivery is skipped rightly; new points of a stream created again would be skipped silently.
+            await self.guard.before_skip(self.checkpoint)
         emitted, last = self._evaluate(msgs, time.time())
         self._unsaved.extend(emitted)
         self.checkpoint = last  # the machines in memory reflect these messages from now on

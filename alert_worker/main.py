@@ -24,6 +24,7 @@ from telemetry_core.follower import Follower
 from telemetry_core.logging import configure_logging
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.settings import Settings
+from telemetry_core.stream_guard import StreamChanged, StreamGuard
 from telemetry_core.topology import ALERT_EVENTS, EVENTS_STREAM, POINTS_STREAM, ConsumerSpec, alert_engine_consumer
 from telemetry_core.worker_runtime import WorkerRuntime, run_worker
 from telemetry_schemas.codecs import alert_event_decoder
@@ -62,9 +63,13 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
         log.warning("machines_of_moved_devices_dropped", count=len(moved))
     evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)
     emitter = Emitter(rt.js, events_out(rt.nc, settings.event_prefix, log), log)
+    # The machines describe the stream their checkpoint counts in: a POINTS stream created again (or one that
+    # lost its tail) stops this engine rather than let it skip new points (telemetry_core/stream_guard.py).
+    fix = f"stop this partition's alert workers, run `telemetry replay {spec.durable}`, start them"
+    guard = StreamGuard(rt.nc, rt.js, pool, consumer=spec.durable, stream=POINTS_STREAM, log=log, fix=fix)
     engine = Engine(rt.js, pool, spec, evaluator, emitter, partition=partition, partitions=partitions,
                     checkpoint=checkpoint, tick_s=settings.alert_tick_s, rules_seq=lambda: rules.applied_seq,
-                    log=log, validator=validator)  # fmt: skip
+                    log=log, validator=validator, guard=guard)  # fmt: skip
 
     def on_alert_event(event: AlertEvent, _seq: int) -> None:
         # Resolutions by an operator or by the platform-events handler (device deleted) close the machine. The
@@ -79,9 +84,12 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
     policy = Policy(batch=256, max_deliveries=settings.max_deliveries, ordered=True,
                     fetch_timeout_s=min(settings.alert_tick_s, HOOK_S))  # fmt: skip
     runtime = ConsumerRuntime(rt.js, spec, spec.durable, engine.handle, rt.stop, log, policy,
-                              tick=engine.tick, tick_s=min(settings.alert_tick_s, HOOK_S))  # fmt: skip
+                              tick=engine.tick, tick_s=min(settings.alert_tick_s, HOOK_S), guard=guard)  # fmt: skip
     try:
         await runtime.run()
+    except StreamChanged as exc:
+        # Exit non-zero: a supervisor restarts us, and every start stops here again until the replay.
+        raise SystemExit(f"alert-worker: {exc}") from None
     finally:
         log.info("stopping", points_evaluated=engine.points_evaluated, rule_errors=evaluator.rule_errors)
     if lock.lost.is_set():  # a standby may own the partition now: exit non-zero so the supervisor restarts us

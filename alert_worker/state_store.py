@@ -4,7 +4,7 @@ import msgspec
 from psycopg import AsyncConnection
 
 from telemetry_core.alerting.state_machine import Machine
-from telemetry_core.checkpoints import advance_checkpoint, read_checkpoint
+from telemetry_core.checkpoints import advance_checkpoint, delete_checkpoint, read_checkpoint
 
 _LOAD = "SELECT rule_id, device_id, state FROM telemetry.alert_machines WHERE partition = %s"
 _SAVE = """
@@ -17,6 +17,8 @@ INSERT INTO telemetry.alert_engines (partition, rules_seq, heartbeat_at, late_po
 ON CONFLICT (partition) DO UPDATE SET rules_seq = EXCLUDED.rules_seq, heartbeat_at = now(),
     late_points = EXCLUDED.late_points
 """
+
+_RESET_MACHINES = "DELETE FROM telemetry.alert_machines WHERE partition = %s"
 
 Key = tuple[str, str]  # (rule_id, device_id)
 _encoder = msgspec.json.Encoder()
@@ -50,3 +52,10 @@ async def heartbeat(conn: AsyncConnection, partition: str, rules_seq: int, late_
     """Tell gateways which rule events this engine has applied, and that it is alive."""
     async with conn.transaction():
         await conn.execute(_HEARTBEAT, (partition, rules_seq, late_points))
+
+
+async def reset(conn: AsyncConnection, partition: str, stream: str) -> None:
+    """Forget every machine of the partition and its checkpoint, atomically (``telemetry replay <engine>``)."""
+    async with conn.transaction():
+        await conn.execute(_RESET_MACHINES, (partition,))
+        await delete_checkpoint(conn, partition, stream)

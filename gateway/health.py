@@ -5,6 +5,7 @@ import time
 from typing import Any
 
 from gateway.state import GatewayState
+from telemetry_core.checkpoints import halted_checkpoints
 from telemetry_core.topology import CONSUMERS, SUBSCRIPTIONS_BUCKET
 from telemetry_schemas.api.health import ComponentHealth
 
@@ -87,6 +88,23 @@ async def check_alert_engine(gw: GatewayState) -> ComponentHealth:
         return ComponentHealth(status="unhealthy", detail="no alert engine has reported in the last 10 s",
                                metrics={"engines": engines})  # fmt: skip
     return ComponentHealth(status="healthy", metrics={"engines": engines})
+
+
+async def check_checkpoints(gw: GatewayState) -> ComponentHealth:
+    """Consumers stopped because their stream changed under their checkpoint (telemetry_core/stream_guard.py).
+
+    Unhealthy while any is: its read model (or alert engine) applies nothing more until it is replayed.
+    """
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S), gw.pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+            halted = await halted_checkpoints(conn)
+    except Exception as exc:
+        return ComponentHealth(status="unknown", detail=f"checkpoints unreadable: {exc!r}")
+    if not halted:
+        return ComponentHealth(status="healthy", metrics={"halted": {}})
+    stopped = {name: {"stream": stream, "checkpoint": seq, "reason": reason} for name, stream, seq, reason in halted}
+    detail = "stopped, stream changed under the checkpoint: " + "; ".join(reason for *_, reason in halted)
+    return ComponentHealth(status="unhealthy", detail=detail, metrics={"halted": stopped})
 
 
 def check_api_key_cache(gw: GatewayState) -> ComponentHealth:

@@ -18,6 +18,8 @@ from projection_worker.runner import Projection, ProjectionRunner
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.logging import configure_logging
 from telemetry_core.settings import Settings
+from telemetry_core.stopping import sleep_or_stop
+from telemetry_core.stream_guard import StreamChanged, StreamGuard
 from telemetry_core.topology import platform_consumer
 from telemetry_core.worker_runtime import WorkerRuntime, run_worker
 
@@ -26,15 +28,37 @@ PROJECTIONS: list[Projection] = [
 ]  # fmt: skip
 
 
+# How often a projection stopped by a changed stream looks whether `telemetry replay` has reset it.
+HALTED_RECHECK_S = 5.0
+
+
+async def run_until_stopped(rt: WorkerRuntime, runtime: ConsumerRuntime) -> None:
+    """Run one projection's consumer; when its stream changed under it, stay stopped until a replay resets it.
+
+    The other projections go on (their streams may be fine). The guard has logged the error with the fix and
+    recorded it for /health/detailed; each recheck logs it again while it lasts.
+    """
+    while not rt.stop.is_set():
+        try:
+            await runtime.run()
+            return
+        except StreamChanged:
+            if await sleep_or_stop(rt.stop, HALTED_RECHECK_S):
+                return
+
+
 async def consume(rt: WorkerRuntime, settings: Settings) -> None:
     """Run every projection on its own consumer runtime, in stream order, until the stop signal."""
     pool = await rt.open_pool(min_size=1, max_size=len(PROJECTIONS) + 2)
     async with asyncio.TaskGroup() as tg:
         for p in PROJECTIONS:
             policy = Policy(batch=getattr(p, "BATCH", 256), max_deliveries=settings.max_deliveries, ordered=True)
-            runtime = ConsumerRuntime(rt.js, p.SPEC, f"projection.{p.NAME}", ProjectionRunner(pool, p), rt.stop,
-                                      rt.log.bind(projection=p.NAME), policy)  # fmt: skip
-            tg.create_task(runtime.run())
+            log = rt.log.bind(projection=p.NAME)
+            fix = f"run `telemetry replay {p.NAME}`; this worker resumes by itself once it has run"
+            guard = StreamGuard(rt.nc, rt.js, pool, consumer=p.NAME, stream=p.SPEC.stream, log=log, fix=fix)
+            runner = ProjectionRunner(pool, p, guard)
+            runtime = ConsumerRuntime(rt.js, p.SPEC, f"projection.{p.NAME}", runner, rt.stop, log, policy, guard=guard)
+            tg.create_task(run_until_stopped(rt, runtime))
         # Platform events in (FR-020): deletions from other services, in order, one message at a time.
         platform = PlatformEventsHandler(pool, rt.js, settings, rt.log.bind(consumer="platform_events"))
         policy = Policy(batch=1, max_deliveries=settings.max_deliveries, ordered=True)

@@ -13,9 +13,10 @@ from nats.aio.msg import Msg
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from telemetry_core.checkpoints import advance_checkpoint, read_checkpoint
+from telemetry_core.checkpoints import advance_checkpoint, read_checkpoint, read_position
 from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.metrics import PROJECTION_APPLIED
+from telemetry_core.stream_guard import StreamGuard
 from telemetry_core.topology import ConsumerSpec
 
 
@@ -36,8 +37,10 @@ class Projection(Protocol):
 class ProjectionRunner:
     """The consumer-runtime handler for one projection."""
 
-    def __init__(self, pool: AsyncConnectionPool, projection: Projection) -> None:
+    def __init__(self, pool: AsyncConnectionPool, projection: Projection, guard: StreamGuard | None = None) -> None:
+        """``guard`` is asked before any message at or below the checkpoint is skipped (stream_guard.py)."""
         self._pool = pool
+        self._guard = guard
         self._projection = projection
         self.applied = 0
         self._applied_metric = PROJECTION_APPLIED.labels(projection.NAME)
@@ -47,6 +50,10 @@ class ProjectionRunner:
         async with self._pool.connection() as conn, conn.transaction():
             checkpoint = await read_checkpoint(conn, name, stream, for_update=True)
             fresh = [message for seq, message in decoded if seq > checkpoint]
+            if len(fresh) < len(decoded) and self._guard is not None:
+                # Skipping is right for a redelivery, and silent loss if the stream changed under the checkpoint.
+                position = await read_position(conn, name, stream)
+                await self._guard.before_skip(checkpoint, position.stream_created)
             if fresh:
                 async with conn.cursor() as cur:
                     await self._projection.apply(cur, fresh)

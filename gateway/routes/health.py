@@ -13,6 +13,7 @@ from litestar import Response, get
 from gateway.health import (
     check_alert_engine,
     check_api_key_cache,
+    check_checkpoints,
     check_db,
     check_definitions_cache,
     check_nats,
@@ -54,7 +55,9 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
      responses=errors(503, model=DetailedHealthResponse, description=_DOWN), summary="Detailed health (E6-US4)",
      description="Needs a key (public only when the operator sets TELEMETRY_PUBLIC_HEALTH_DETAILS=true). "
      "Components data_ingestion (NATS + ingest consumer lag), time_series_db (PostgreSQL), "
-     "projections (read-model lag), alert_engine (heartbeat of each engine partition; unhealthy when none reported "
+     "projections (read-model lag), checkpoints (consumers stopped because their stream was created again or "
+     "lost messages under their checkpoint, with the fix; unhealthy while any is, which does not fail the endpoint), "
+     "alert_engine (heartbeat of each engine partition; unhealthy when none reported "
      "in 10 s, which does not fail the endpoint: storage goes on), "
      "real_time_stream (this copy's open sockets, messages sent and points dropped by slow sockets; "
      "the subscriptions stored), "
@@ -74,6 +77,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "time_series_db": db_c,
         "projections": projections,
         "alert_engine": await check_alert_engine(gw),
+        # A consumer whose stream was created again or lost its tail stops rather than skip (stream_guard.py).
+        "checkpoints": await check_checkpoints(gw),
         # Points are validated against this cache: a stale one would accept or refuse the wrong points.
         "definitions_cache": check_definitions_cache(gw),
         "real_time_stream": await check_real_time_stream(gw),

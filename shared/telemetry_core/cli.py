@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
     replay = sub.add_parser("replay", help="rebuild a read model from its stream (stop projection workers first)")
     replay.add_argument(
-        "projection", help="latest_values, metric_definitions, rollups, alert_rules, alerts or api_keys"
+        "projection",
+        help="latest_values, metric_definitions, rollups, alert_rules, alerts, api_keys, device_stats, "
+        "dead_letter_stats; or an alert engine alerts_<i>_of_<n> (stop its alert workers first)",
     )
     apikey = sub.add_parser("apikey", help="manage API keys (alone: print a random bootstrap key)")
     actions = apikey.add_subparsers(dest="action", metavar="ACTION")
@@ -152,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "dlq":
             _dlq(args)
         elif args.command == "replay":
-            replay_main: Callable[[str], None] = importlib.import_module("projection_worker.replay").main
+            # An alert engine's state lives with the alert worker; a read model's with the projection worker.
+            owner = "alert_worker.replay" if args.projection.startswith("alerts_") else "projection_worker.replay"
+            replay_main: Callable[[str], None] = importlib.import_module(owner).main
             replay_main(args.projection)
         else:
             _load(ENTRY_POINTS[args.command])()

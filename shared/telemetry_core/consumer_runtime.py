@@ -18,6 +18,11 @@ a server is away (``errors.is_transient``). From that, the runtime decides:
   one waits for redelivery: projections keep a high-water-mark checkpoint, which would make the older
   one look applied and skip it (silent loss).
 
+A consumer with a checkpoint passes a ``StreamGuard``: it is checked before the first fetch, after a NATS
+reconnect or a failed fetch, and every ``recheck_s``; a handler may raise ``StreamChanged`` before it skips
+messages. Either way the batch in hand is released (nak), the halt is recorded, and ``run`` raises
+``StreamChanged``: a checkpoint that is no longer a position in its stream would skip new messages silently.
+
 Every wait ends on the stop signal. A handler still running then gets ``grace_s`` to finish and is
 cancelled; messages not yet settled are nak'ed for prompt redelivery (after a crash, without that nak,
 JetStream redelivers them once ``ack_wait`` passes).
@@ -40,6 +45,7 @@ from telemetry_core.errors import PermanentError, is_transient
 from telemetry_core.headers import REQUEST_ID
 from telemetry_core.metrics import BATCH_SECONDS, CONSUMER_MESSAGES, DEAD_LETTERS
 from telemetry_core.stopping import Stopped, bounded, sleep_or_stop, until_stopped
+from telemetry_core.stream_guard import StreamChanged, StreamGuard
 from telemetry_core.topology import ConsumerSpec
 
 
@@ -109,8 +115,12 @@ class ConsumerRuntime:
 
     def __init__(self, js: JetStreamContext, spec: ConsumerSpec, worker: str, handler: Handler,
                  stop: asyncio.Event, log: structlog.stdlib.BoundLogger, policy: Policy | None = None, *,
-                 tick: Tick | None = None, tick_s: float = 1.0) -> None:  # fmt: skip
-        """``worker`` names the dead-letter subject (telemetry.dlq.<worker>); ``tick`` runs every ``tick_s``."""
+                 tick: Tick | None = None, tick_s: float = 1.0, guard: StreamGuard | None = None) -> None:  # fmt: skip
+        """``worker`` names the dead-letter subject (telemetry.dlq.<worker>); ``tick`` runs every ``tick_s``.
+
+        ``guard`` checks the consumer's checkpoint against its stream (see the module doc).
+        """
+        self._guard = guard
         self._js, self._spec, self._worker, self._handler = js, spec, worker, handler
         self._stop, self._log, self._policy = stop, log, policy or Policy()
         self._tick, self._tick_s = tick, tick_s
@@ -121,7 +131,11 @@ class ConsumerRuntime:
         self._batch_seconds = BATCH_SECONDS.labels(durable)
 
     async def run(self) -> None:
-        """Fetch and handle until stopped; the batch in hand is settled or released before returning."""
+        """Fetch and handle until stopped; the batch in hand is settled or released before returning.
+
+        Raises StreamChanged when the guard finds the checkpoint is no longer a position in the stream.
+        """
+        await self._check_stream()
         sub = await self._js.pull_subscribe_bind(self._spec.durable, self._spec.stream)
         self._log.info("consuming", stream=self._spec.stream, durable=self._spec.durable)
         next_tick, tick_failures = 0.0, 0
@@ -130,6 +144,8 @@ class ConsumerRuntime:
                 timeout = self._policy.fetch_timeout_s
                 if self._tick is not None:
                     timeout = max(0.01, min(timeout, next_tick - time.monotonic()))
+                if self._guard is not None and self._guard.due():
+                    await self._check_stream()
                 msgs = await self._fetch(sub, timeout)
                 if msgs and not await self._process(msgs):
                     break
@@ -150,6 +166,8 @@ class ConsumerRuntime:
             return []
         except Exception as exc:  # NATS away: its client reconnects; try again shortly
             self._log.warning("fetch_failed", error=repr(exc))
+            if self._guard is not None:
+                self._guard.suspect()  # the stream (and its consumer) may have been deleted and created again
             await sleep_or_stop(self._stop, 0.5)
             return []
 
@@ -162,12 +180,36 @@ class ConsumerRuntime:
             else:
                 await self._unordered(msgs)
             return True
+        except StreamChanged as exc:
+            released = list(self._unsettled.values())
+            for msg in released:
+                await self._settle_one(msg, "nak")
+            if self._guard is not None:
+                await self._guard.halt(exc)
+            raise
         except Stopped:
             released = list(self._unsettled.values())
             for msg in released:
                 await self._settle_one(msg, "nak")
             self._log.info("stopped_mid_batch", released=len(released))
             return False
+
+    async def _check_stream(self) -> None:
+        """Run the guard's check, retrying while NATS or PostgreSQL is away (until stop); StreamChanged goes up."""
+        failures = 0
+        while self._guard is not None and not self._stop.is_set():
+            try:
+                await until_stopped(self._stop, self._guard.check(), grace_s=self._policy.grace_s)
+                return
+            except StreamChanged:
+                raise
+            except Stopped:
+                return  # the caller sees the stop signal
+            except Exception as exc:
+                failures += 1
+                self._log.warning("stream_check_failed_will_retry", error=repr(exc), attempt=failures)
+                if await sleep_or_stop(self._stop, self._policy.retry_delay(failures)):
+                    return
 
     async def _run_tick(self, tick: Tick) -> bool:
         try:
@@ -212,7 +254,7 @@ class ConsumerRuntime:
         while True:
             try:
                 return await until_stopped(self._stop, self._handle(msgs), grace_s=self._policy.grace_s)
-            except Stopped:
+            except (Stopped, StreamChanged):
                 raise
             except Exception as exc:
                 if not is_transient(exc):

@@ -108,8 +108,11 @@ def main() -> None:
     try:
         nats_url = settings.nats_url
         if nats_url is None:
-            say(f"starting embedded NATS JetStream (data in {data_dir / 'nats'})")
-            servers.append(start_nats(data_dir / "nats"))
+            sync = settings.nats_sync_interval
+            say(f"starting embedded NATS JetStream (data in {data_dir / 'nats'}, sync_interval {sync})")
+            if sync != "always":
+                say(f"warning: TELEMETRY_NATS_SYNC_INTERVAL={sync}: acknowledged points can be lost on power loss")
+            servers.append(start_nats(data_dir / "nats", sync_interval=sync))
             nats_url = servers[-1].url
         database_url = settings.database_url
         if database_url is None:

@@ -9,6 +9,7 @@ exit), so it stops when the process that started it dies, even by SIGKILL. Start
 main thread or a thread that lives as long as they should (see ``pdeathsig``).
 """
 
+import json
 import os
 import shutil
 import signal
@@ -127,15 +128,49 @@ def nats_server_binary() -> str:
     return found
 
 
-def start_nats(data_dir: Path, port: int | None = None, deadline_s: float = 15.0) -> EmbeddedServer:
-    """Start nats-server with JetStream, storing under ``data_dir``."""
+# JetStream acknowledges a publish once the message is in its store. With ``sync_interval: always`` the
+# store is fsynced before that acknowledgement, so a 200 from the gateway survives a power loss or an OS
+# crash; nats-server's own default (2 min) acknowledges at once and flushes later, and Jepsen (NATS
+# 2.12.1, Dec 2025) lost acknowledged writes that way. TELEMETRY_NATS_SYNC_INTERVAL opts out (README).
+DEFAULT_SYNC_INTERVAL = "always"
+
+
+def nats_config(store_dir: Path, sync_interval: str = DEFAULT_SYNC_INTERVAL, monitor_port: int | None = None) -> str:
+    """The nats-server configuration of the embedded server: JetStream under ``store_dir``, synced as asked."""
+    # JSON strings are valid quoted strings in the NATS configuration format (paths may hold spaces); a
+    # duration must be quoted too: unquoted, nats-server reads ``2m`` as the number 2,000,000.
+    monitor = f"http: {json.dumps(f'127.0.0.1:{monitor_port}')}\n" if monitor_port else ""
+    return (
+        monitor + "jetstream {\n"
+        f"  store_dir: {json.dumps(str(store_dir))}\n"
+        f"  sync_interval: {json.dumps(sync_interval)}\n"
+        "}\n"
+    )
+
+
+def start_nats(
+    data_dir: Path,
+    port: int | None = None,
+    deadline_s: float = 15.0,
+    *,
+    sync_interval: str = DEFAULT_SYNC_INTERVAL,
+    monitor_port: int | None = None,
+) -> EmbeddedServer:
+    """Start nats-server with JetStream, storing under ``data_dir``, fsyncing per ``sync_interval``.
+
+    ``sync_interval`` is ``always`` (fsync before every acknowledgement: the default) or a duration such
+    as ``2m`` (acknowledge at once, flush that often: faster, loses acknowledged messages on power loss).
+    ``monitor_port`` opens nats-server's HTTP monitoring (``/varz``, ``/jsz``) on 127.0.0.1.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     store_dir = data_dir / "jetstream"
     stop_stale_server(data_dir / "nats-server.pid", str(store_dir))
     port = port or free_port()
     log_path = data_dir / "nats-server.log"
+    config_path = data_dir / "nats-server.conf"
+    config_path.write_text(nats_config(store_dir, sync_interval, monitor_port))
     argv = [
-        nats_server_binary(), "--jetstream", "--store_dir", str(store_dir),
+        nats_server_binary(), "--config", str(config_path),
         "--addr", "127.0.0.1", "--port", str(port), "--log", str(log_path),
         "--pid", str(data_dir / "nats-server.pid"),
     ]  # fmt: skip
@@ -145,8 +180,11 @@ def start_nats(data_dir: Path, port: int | None = None, deadline_s: float = 15.0
     )
     with _killed_on_failure(proc):
         _wait_for_port(port, proc, "nats-server", log_path, deadline_s)
-    starter = partial(start_nats, data_dir, port, deadline_s=deadline_s)
-    return EmbeddedServer("nats", f"nats://127.0.0.1:{port}", port, proc, data_dir, log_path, starter=starter)
+    starter = partial(
+        start_nats, data_dir, port, deadline_s=deadline_s, sync_interval=sync_interval, monitor_port=monitor_port
+    )
+    extra = {"sync_interval": sync_interval}
+    return EmbeddedServer("nats", f"nats://127.0.0.1:{port}", port, proc, data_dir, log_path, extra, starter=starter)
 
 
 # The wheel ships PostgreSQL 16 and 18; 16 is the major version our existing data directories were made with

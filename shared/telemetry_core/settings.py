@@ -1,6 +1,7 @@
 """Typed settings, parsed once per process from an explicit environment mapping."""
 
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,20 @@ def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...
         except ValueError:
             raise ConfigurationError(f"{name}: {net!r} is not an IP network (e.g. 10.0.0.0/8 or ::1/128)") from None
     return nets
+
+
+_DURATION = re.compile(r"[0-9]+(ms|s|m|h)")
+
+
+def _sync_interval(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip().lower() or "always"
+    if value != "always" and not _DURATION.fullmatch(value):
+        raise ConfigurationError(
+            f"{name} must be 'always' (fsync before every acknowledgement, the default) or a duration such as "
+            f"'1s' or '2m' (acknowledge at once, fsync that often: acknowledged points can be lost on power loss), "
+            f"got {value!r}"
+        )
+    return value
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
@@ -145,6 +160,9 @@ class Settings:
     auth_service_url: str | None = None
     auth_service_timeout_s: float = 1.0
     auth_service_cache_s: float = 60.0
+    # The embedded nats-server's JetStream sync_interval: "always" fsyncs before acknowledging (a 200 is on
+    # disk); a duration (e.g. "2m", nats-server's own default) trades that for throughput (README).
+    nats_sync_interval: str = "always"
     # /health/detailed names streams, consumers, counts and pool sizes: it needs a key unless this is on.
     public_health_details: bool = False
     # Line protocol (/write, /api/v2/write): the device id is the first of these tags a line has.
@@ -204,6 +222,7 @@ class Settings:
             auth_service_url=_url(env, "TELEMETRY_AUTH_SERVICE_URL", ("http://", "https://")),
             auth_service_timeout_s=_number(env, "TELEMETRY_AUTH_SERVICE_TIMEOUT", 1.0, float, 0.05, 30.0),
             auth_service_cache_s=_number(env, "TELEMETRY_AUTH_SERVICE_CACHE", 60.0, float, 0.0, 86_400.0),
+            nats_sync_interval=_sync_interval(env, "TELEMETRY_NATS_SYNC_INTERVAL"),
             public_health_details=_choice(env, "TELEMETRY_PUBLIC_HEALTH_DETAILS", "false", ("true", "false")) == "true",
             line_protocol_device_tags=_names(env, "TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS", ("device_id", "host")),
         )

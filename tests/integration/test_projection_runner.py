@@ -10,16 +10,18 @@ import psycopg
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import StorageType, StreamConfig
 from psycopg import AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
 from projection_worker.runner import ProjectionRunner
-from telemetry_core.checkpoints import read_checkpoint
+from telemetry_core.checkpoints import delete_checkpoint, read_checkpoint
 from telemetry_core.consumer_runtime import Policy, Rejected
 from telemetry_core.embedded import free_port
 from telemetry_core.pg_pool import make_pool
+from telemetry_core.stream_guard import StreamChanged, StreamGuard
 from telemetry_core.topology import ConsumerSpec
-from tests.integration.runtime_support import Lane, lane, running, until
+from tests.integration.runtime_support import LOG, Lane, lane, running, until
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS public.test_projection_applied (
@@ -149,3 +151,42 @@ async def test_stop_ends_the_in_order_retry_while_postgres_is_unreachable(
             assert await applied(pool, ln.worker) == ["a"]
     finally:
         await dead.close(timeout=1)
+
+
+async def test_a_runner_never_skips_messages_of_a_stream_created_again(nc: Client, pool: AsyncConnectionPool) -> None:
+    """The handler's own guard: before it skips a message at or below its checkpoint, the stream must be the same.
+
+    The runtime's checks (start-up, reconnect, failed fetch, every 30 s) are left out here: only the runner stands
+    between a recreated stream and a silent skip.
+    """
+    await _create_table(pool)
+    async with lane(nc) as ln:
+        projection = FlakyProjection(ln, {})
+        guard = StreamGuard(nc, ln.js, pool, consumer=ln.worker, stream=ln.stream, fix="replay it", log=LOG,
+                            recheck_s=3600)  # fmt: skip
+        await guard.check()  # records the stream, as the runtime does at start-up
+        stop = asyncio.Event()
+        async with running(ln.runtime(ProjectionRunner(pool, projection, guard), stop, FAST), stop):
+            await ln.publish(b"a", b"b", b"c")
+            await until(lambda: checkpoint(pool, ln), what="checkpoint 3")
+            await until(lambda: _at(pool, ln, 3))
+        # Behind its back: the stream and consumer are created again, and sequence 1 is a new message.
+        await ln.js.delete_stream(ln.stream)
+        await ln.js.add_stream(StreamConfig(name=ln.stream, subjects=[f"{ln.prefix}.>"], storage=StorageType.FILE))
+        await ln.js.add_consumer(ln.stream, ln.spec.config())
+        await ln.publish(b"new")
+        sub = await ln.js.pull_subscribe_bind(ln.spec.durable, ln.stream)
+        msgs = await sub.fetch(1, timeout=5)
+        with pytest.raises(StreamChanged, match="created again"):
+            await ProjectionRunner(pool, projection, guard)(msgs)
+        assert await applied(pool, ln.worker) == ["a", "b", "c"]
+        # Without the guard the same message is skipped silently: the hazard this guards against.
+        assert await ProjectionRunner(pool, projection)(msgs) == []
+        assert await applied(pool, ln.worker) == ["a", "b", "c"]
+        await sub.unsubscribe()
+        async with pool.connection() as conn:
+            await delete_checkpoint(conn, ln.worker, ln.stream)
+
+
+async def _at(pool: AsyncConnectionPool, ln: Lane, seq: int) -> bool:
+    return await checkpoint(pool, ln) >= seq

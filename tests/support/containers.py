@@ -80,10 +80,14 @@ class PostgresReady(Ready):
 
 
 def start_nats_container() -> ContainerServer:
-    """nats (image from compose.yaml) with JetStream on a free host port."""
+    """nats (image from compose.yaml) with JetStream on a free host port, configured as compose does (fsync always)."""
     port = free_port()
+    config = COMPOSE.parent / "nats" / "single.conf"
     container = (
-        DockerContainer(compose_image("nats")).with_command("--jetstream --store_dir /data").with_bind_ports(4222, port)
+        DockerContainer(compose_image("nats"))
+        .with_volume_mapping(str(config), "/etc/nats/single.conf")
+        .with_command("--config /etc/nats/single.conf")
+        .with_bind_ports(4222, port)
     )
     container.start()
     server = ContainerServer(container, f"nats://127.0.0.1:{port}", port, Ready())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from telemetry_core.embedded import EmbeddedServer, start_nats, start_postgres
+from telemetry_core.embedded import DEFAULT_SYNC_INTERVAL, EmbeddedServer, start_nats, start_postgres
 from telemetry_core.migrate import migrate
 
 Which = Literal["nats", "postgres"]
@@ -53,7 +53,8 @@ class Servers:
         server = getattr(self, which)
         if isinstance(server, EmbeddedServer):
             if which == "nats":
-                self.nats = start_nats(server.data_dir, port=server.port)
+                sync = server.extra.get("sync_interval", DEFAULT_SYNC_INTERVAL)
+                self.nats = start_nats(server.data_dir, port=server.port, sync_interval=sync)
             else:
                 self.postgres = start_postgres(server.data_dir, port=server.port, durable=self.durable)
         else:
@@ -72,10 +73,18 @@ def backend() -> str:
     return chosen
 
 
+def test_sync_interval() -> str:
+    """The test NATS's JetStream sync_interval: production's ``always`` unless TELEMETRY_TEST_NATS_SYNC_INTERVAL says."""
+    return os.environ.get("TELEMETRY_TEST_NATS_SYNC_INTERVAL", "").strip() or DEFAULT_SYNC_INTERVAL
+
+
 def start_servers(root: Path, *, durable: bool = False) -> Servers:
     """Start both servers (free ports) and migrate the database.
 
-    Test clusters run without fsync unless ``durable``: tests that crash PostgreSQL itself need it.
+    PostgreSQL runs without fsync unless ``durable``: tests that crash PostgreSQL itself need it. NATS
+    runs as in production, with JetStream ``sync_interval: always`` (fsync before every PubAck), so the
+    suite exercises the acknowledgement path users get (what it costs the suite: docs/benchmarks-durability.md).
+    ``TELEMETRY_TEST_NATS_SYNC_INTERVAL`` (e.g. ``2m``) runs the suite with the opt-out instead.
     """
     if backend() == "containers":
         from tests.support.containers import start_nats_container, start_postgres_container
@@ -87,7 +96,7 @@ def start_servers(root: Path, *, durable: bool = False) -> Servers:
             nats.stop()
             raise
     else:
-        nats = start_nats(root / "nats")
+        nats = start_nats(root / "nats", sync_interval=test_sync_interval())
         try:
             postgres = start_postgres(root / "postgres", durable=durable)
         except BaseException:
