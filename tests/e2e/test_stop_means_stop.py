@@ -82,6 +82,12 @@ def test_workers_sigtermed_while_postgres_is_down_exit_within_5s(own_stack: Stac
             own_stack.procs[name].wait(max(0.1, started + 10 - time.monotonic()))
         took[name] = time.monotonic() - started if own_stack.procs[name].poll() is not None else None
     assert all(t is not None and t < 5.0 for t in took.values()), (took, own_stack.log_tail("projection-worker"))
-    assert {name: own_stack.procs[name].returncode for name in WORKERS} == dict.fromkeys(WORKERS, 0)
+    codes = {name: own_stack.procs[name].returncode for name in WORKERS}
+    if _log_has(own_stack, "alert-worker", "partition_lock_lost"):
+        # The engine's advisory lock lived on a PostgreSQL connection: with it gone the engine cannot prove it
+        # still owns its partition and exits by itself (by design); the SIGTERM may land while it is exiting.
+        assert codes.pop("alert-worker") in (0, 1, -signal.SIGTERM)
+        assert _log_has(own_stack, "alert-worker", "lost the partition lock")
+    assert codes == {name: 0 for name in codes}
     for name in WORKERS:
         assert "shutdown_overdue_exiting_hard" not in (own_stack.log_dir / f"{name}.log").read_text()
