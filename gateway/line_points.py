@@ -45,11 +45,18 @@ def instant(timestamp_ns: int) -> datetime:
 
 
 def to_device_points(
-    parsed: list[tuple[int, LinePoint]], device_tags: tuple[str, ...], precision_ns: int, now_ns: int
+    parsed: list[tuple[int, LinePoint]],
+    device_tags: tuple[str, ...],
+    precision_ns: int,
+    now_ns: int,
+    dots_to_underscores: bool = False,
 ) -> tuple[dict[str, DevicePoints], list[LineError]]:
     """Group every field of every line by device, as JSON points; lines without a device tag are errors.
 
     ``now_ns`` is the time of lines without a timestamp: one instant per request, as InfluxDB does.
+    ``dots_to_underscores`` (the operator's opt-in, TELEMETRY_LINE_PROTOCOL_DOTS=underscore) writes the dots
+    of device ids and metric names as underscores: host names such as ``web.example.com`` and measurements
+    such as ``disk.io`` are then accepted, at the price that ``a.b`` and ``a_b`` become one name.
     """
     devices: dict[str, DevicePoints] = {}
     errors: list[LineError] = []
@@ -65,9 +72,12 @@ def to_device_points(
             errors.append(LineError(number, f"timestamp {point.timestamp} is out of range"))
             continue
         tags = {k: v for k, v in point.tags.items() if k != used}
-        target = devices.setdefault(point.tags[used], DevicePoints())
+        device = point.tags[used].replace(".", "_") if dots_to_underscores else point.tags[used]
+        target = devices.setdefault(device, DevicePoints())
         for key, value in point.fields.items():
             name = metric_name(point.measurement, key)
+            if dots_to_underscores:
+                name = name.replace(".", "_")
             body: dict[str, object] = {
                 "timestamp": when,
                 "metric_name": name,

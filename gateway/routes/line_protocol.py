@@ -77,11 +77,11 @@ def _check_device(device: str, found: DevicePoints, check: Any) -> tuple[list[by
 
 
 def _translate(
-    text: str, device_tags: tuple[str, ...], precision_ns: int, now_ns: int
+    text: str, device_tags: tuple[str, ...], precision_ns: int, now_ns: int, dots: bool
 ) -> tuple[list[tuple[int, LinePoint]], list[LineError], dict[str, DevicePoints], list[LineError]]:
     """Parse the body and turn its lines into JSON points per device (pure CPU work)."""
     parsed, refused = parse(text)
-    devices, unassigned = to_device_points(parsed, device_tags, precision_ns, now_ns)
+    devices, unassigned = to_device_points(parsed, device_tags, precision_ns, now_ns, dots)
     return parsed, refused, devices, unassigned
 
 
@@ -107,10 +107,11 @@ async def _write(
         raise ApiError(413, f"body has {count} lines; at most {MAX_LINES} per request: send smaller batches "
                             "(Telegraf: metric_batch_size)")  # fmt: skip
     tags, now = gw.settings.line_protocol_device_tags, time.time_ns()
+    dots = gw.settings.line_protocol_dots == "underscore"
     if count > _THREAD_LINES:
-        parsed, refused, devices, unassigned = await asyncio.to_thread(_translate, text, tags, factor, now)
+        parsed, refused, devices, unassigned = await asyncio.to_thread(_translate, text, tags, factor, now, dots)
     else:
-        parsed, refused, devices, unassigned = _translate(text, tags, factor, now)
+        parsed, refused, devices, unassigned = _translate(text, tags, factor, now, dots)
     lines = len(parsed) + len(refused)
     if lines == 0:
         return refuse([], 0, 0, "body has no points: send line protocol, one point per line")

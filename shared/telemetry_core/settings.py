@@ -167,6 +167,8 @@ class Settings:
     public_health_details: bool = False
     # Line protocol (/write, /api/v2/write): the device id is the first of these tags a line has.
     line_protocol_device_tags: tuple[str, ...] = ("device_id", "host")
+    # "refuse" a line whose device id or metric name has a dot; "underscore" writes dots as underscores.
+    line_protocol_dots: str = "refuse"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -225,6 +227,7 @@ class Settings:
             nats_sync_interval=_sync_interval(env, "TELEMETRY_NATS_SYNC_INTERVAL"),
             public_health_details=_choice(env, "TELEMETRY_PUBLIC_HEALTH_DETAILS", "false", ("true", "false")) == "true",
             line_protocol_device_tags=_names(env, "TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS", ("device_id", "host")),
+            line_protocol_dots=_choice(env, "TELEMETRY_LINE_PROTOCOL_DOTS", "refuse", ("refuse", "underscore")),
         )
 
     def require_signing_key(self) -> bytes:

@@ -80,3 +80,13 @@ def test_device_tags_setting() -> None:
     parsed, _ = parse("m,sensor=s1,host=h f=1 1\nm,host=h2 f=1 1")
     devices, errors = to_device_points(parsed, ("sensor", "host"), 1, 0)
     assert sorted(devices) == ["h2", "s1"] and errors == []
+
+
+def test_dots_become_underscores_only_when_the_operator_opts_in() -> None:
+    body = "disk.io,host=web.example.com reads=3i 1700000000000000000"
+    parsed, _ = parse(body)
+    kept, _ = to_device_points(parsed, TAGS, 1, 0)
+    assert list(kept) == ["web.example.com"] and kept["web.example.com"].metrics == ["disk.io_reads"]  # refused later
+    renamed, errors = to_device_points(parsed, TAGS, 1, 0, dots_to_underscores=True)
+    assert errors == [] and list(renamed) == ["web_example_com"]
+    assert renamed["web_example_com"].metrics == ["disk_io_reads"]

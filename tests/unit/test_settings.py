@@ -79,3 +79,10 @@ def test_platform_event_subjects_are_configurable() -> None:
     (platform,) = [c for c in stream_configs(s) if c.name == "PLATFORM"]
     assert platform.subjects == ["dev.gone", "u.gone"]
     assert platform_consumer(s).filter_subjects == ("dev.gone", "u.gone")
+
+
+def test_line_protocol_dots_setting() -> None:
+    assert Settings.from_env({}).line_protocol_dots == "refuse"
+    assert Settings.from_env({"TELEMETRY_LINE_PROTOCOL_DOTS": "underscore"}).line_protocol_dots == "underscore"
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({"TELEMETRY_LINE_PROTOCOL_DOTS": "dash"})
