@@ -113,7 +113,9 @@ def main() -> None:
             if sync != "always":
                 say(f"warning: TELEMETRY_NATS_SYNC_INTERVAL={sync}: acknowledged points can be lost on power loss")
             mqtt = settings.mqtt_port
-            servers.append(start_nats(data_dir / "nats", sync_interval=sync, mqtt_port=mqtt, mqtt_host=settings.mqtt_host))
+            servers.append(
+                start_nats(data_dir / "nats", sync_interval=sync, mqtt_port=mqtt, mqtt_host=settings.mqtt_host)
+            )
             nats_url = servers[-1].url
             if mqtt:
                 say(f"MQTT devices: publish to telemetry/points/<device_id> at {servers[-1].extra['mqtt_url']}")

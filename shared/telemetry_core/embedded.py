@@ -42,7 +42,7 @@ def free_port() -> int:
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     """Whether something accepts TCP connections on ``host``:``port`` (127.0.0.1 unless said) right now."""
     # A wildcard listener (0.0.0.0, ::) is reachable on loopback; create_connection handles IPv6 hosts too.
-    target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (we connect, not bind)
     try:
         with socket.create_connection((target, port), timeout=0.2):
             return True
@@ -161,7 +161,7 @@ def nats_config(
     if mqtt_port:
         # No authorization block: the listener is for trusted networks (loopback by default), like the
         # embedded NATS port itself; the ingest worker still validates every point it admits.
-        mqtt = f"server_name: \"telemetry\"\nmqtt {{\n  listen: {json.dumps(f'{mqtt_host}:{mqtt_port}')}\n}}\n"
+        mqtt = f'server_name: "telemetry"\nmqtt {{\n  listen: {json.dumps(f"{mqtt_host}:{mqtt_port}")}\n}}\n'
     return (
         monitor + mqtt + "jetstream {\n"
         f"  store_dir: {json.dumps(str(store_dir))}\n"

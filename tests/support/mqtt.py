@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 import paho.mqtt.client as paho
 
+from tests.support.eventually import eventually
 from tests.support.ids import unique
 
 
@@ -41,8 +42,6 @@ def mqtt_device(port: int, host: str = "127.0.0.1", timeout: float = 15) -> Iter
     client.loop_start()
     try:
         # connect() only sends CONNECT; publishes queue until CONNACK, so wait for it to fail early and clearly.
-        from tests.support.eventually import eventually
-
         eventually(client.is_connected, timeout=timeout, what=f"MQTT CONNACK from {host}:{port}")
         yield Device(client)
     finally:
