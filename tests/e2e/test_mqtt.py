@@ -1,14 +1,17 @@
 """MQTT devices: a publish on telemetry/points/<device> lands in POINTS and is admitted like a direct message."""
 
 import json
+from pathlib import Path
 
 import httpx
+import msgspec
 import nats
 import pytest
 
 from telemetry_core.topology import points_subject
-from tests.e2e.conftest import now_iso, point, wait_latest, wait_rows
+from tests.e2e.conftest import now_iso, point, stored_rows, wait_latest, wait_rows
 from tests.e2e.test_direct_publish import dead_letter_for
+from tests.e2e.test_dlq_tools import cli, letters_of
 from tests.support.ids import unique
 from tests.support.mqtt import mqtt_device, points_topic
 from tests.support.servers import Servers
@@ -62,3 +65,19 @@ async def test_an_undecodable_mqtt_payload_is_dead_lettered_with_its_reason(stac
         await nc.close()
     assert letter.reason.startswith("not a RecordPoints message")
     assert letter.payload == "21.5"
+
+
+def test_a_bad_mqtt_point_is_re_driven_by_dlq_retry_once_fixed(
+    stack: Stack, servers: Servers, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    device = unique("dev")
+    bad = {"timestamp": "2031-03-02T00:00:00Z", "metric_name": "t", "value": [21.5]}  # a list: no value type
+    with mqtt_device(servers.mqtt_port) as mqtt:
+        mqtt.publish_points(device, [bad])
+    (seq,) = letters_of(stack, device)
+    assert stored_rows(servers, device) == []
+    fixed = tmp_path / "fixed.json"
+    fixed.write_bytes(msgspec.json.encode({"device_id": device, "points": [{**bad, "value": 21.5}]}))
+    out = cli(monkeypatch, capsys, stack, "retry", str(seq), "--payload", str(fixed))
+    assert out.startswith(f"re-published dead letter {seq} to {points_subject(device)}")
+    assert [r[3] for r in wait_rows(servers, device, 1)] == [21.5]
