@@ -191,6 +191,12 @@ def start_nats(
     store_dir = data_dir / "jetstream"
     stop_stale_server(data_dir / "nats-server.pid", str(store_dir))
     port = port or free_port()
+    if mqtt_port and port_open(mqtt_port, mqtt_host):
+        # Say so before nats-server fails with a bare "address already in use" (1883 is every broker's port).
+        raise ConfigurationError(
+            f"MQTT port {mqtt_host}:{mqtt_port} is already in use (another MQTT broker?): set TELEMETRY_MQTT_PORT "
+            "to a free port, or to off"
+        )
     log_path = data_dir / "nats-server.log"
     config_path = data_dir / "nats-server.conf"
     config_path.write_text(nats_config(store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host))
@@ -206,7 +212,7 @@ def start_nats(
     with _killed_on_failure(proc):
         _wait_for_port(port, proc, "nats-server", log_path, deadline_s)
         if mqtt_port:
-            # nats-server opens its client port last, but checking costs nothing and names the culprit.
+            # nats-server 2.15 opens it before the client port; checking costs nothing if that ever changes.
             _wait_for_port(mqtt_port, proc, "nats-server's MQTT listener", log_path, deadline_s, mqtt_host)
     starter = partial(
         start_nats, data_dir, port, deadline_s=deadline_s, sync_interval=sync_interval, monitor_port=monitor_port,

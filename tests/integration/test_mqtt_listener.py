@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +29,17 @@ def test_mqtt_listener_is_on_loopback_at_the_port_asked(tmp_path: Path) -> None:
             pass
     finally:
         server.stop()
+
+
+def test_a_taken_mqtt_port_is_named_before_nats_server_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(
+            ConfigurationError, match=f"MQTT port 127.0.0.1:{port} is already in use.*TELEMETRY_MQTT_PORT"
+        ):
+            start_nats(tmp_path / "nats", mqtt_port=port)
 
 
 def test_no_mqtt_listener_when_its_port_is_0() -> None:
