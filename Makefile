@@ -59,6 +59,7 @@ bench: install ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.stats_bench
 	$(BIN)/python -m tests.bench.line_protocol
 	$(BIN)/python -m tests.bench.durability
+	$(BIN)/python -m tests.bench.mqtt
 
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export

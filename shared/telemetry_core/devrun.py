@@ -112,8 +112,13 @@ def main() -> None:
             say(f"starting embedded NATS JetStream (data in {data_dir / 'nats'}, sync_interval {sync})")
             if sync != "always":
                 say(f"warning: TELEMETRY_NATS_SYNC_INTERVAL={sync}: acknowledged points can be lost on power loss")
-            servers.append(start_nats(data_dir / "nats", sync_interval=sync))
+            mqtt = settings.mqtt_port
+            servers.append(
+                start_nats(data_dir / "nats", sync_interval=sync, mqtt_port=mqtt, mqtt_host=settings.mqtt_host)
+            )
             nats_url = servers[-1].url
+            if mqtt:
+                say(f"MQTT devices: publish to telemetry/points/<device_id> at {servers[-1].extra['mqtt_url']}")
         database_url = settings.database_url
         if database_url is None:
             say(f"starting embedded PostgreSQL (data in {data_dir / 'postgres'})")

@@ -39,19 +39,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def port_open(port: int) -> bool:
-    """Whether something accepts TCP connections on 127.0.0.1:``port`` right now."""
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host``:``port`` (127.0.0.1 unless said) right now."""
+    # A wildcard listener (0.0.0.0, ::) is reachable on loopback; create_connection handles IPv6 hosts too.
+    target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (we connect, not bind)
+    try:
+        with socket.create_connection((target, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log_path: Path, deadline_s: float) -> None:
+def _wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, log_path: Path, deadline_s: float, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}; see {log_path}:\n{_tail(log_path)}")
-        if port_open(port):
+        if port_open(port, host):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on port {port} within {deadline_s}s; see {log_path}")
@@ -135,13 +141,29 @@ def nats_server_binary() -> str:
 DEFAULT_SYNC_INTERVAL = "always"
 
 
-def nats_config(store_dir: Path, sync_interval: str = DEFAULT_SYNC_INTERVAL, monitor_port: int | None = None) -> str:
-    """The nats-server configuration of the embedded server: JetStream under ``store_dir``, synced as asked."""
+def nats_config(
+    store_dir: Path,
+    sync_interval: str = DEFAULT_SYNC_INTERVAL,
+    monitor_port: int | None = None,
+    mqtt_port: int | None = None,
+    mqtt_host: str = "127.0.0.1",
+) -> str:
+    """The nats-server configuration of the embedded server: JetStream under ``store_dir``, synced as asked.
+
+    ``mqtt_port`` opens nats-server's MQTT 3.1.1 listener on ``mqtt_host`` (README, "MQTT devices"): a
+    device's publish on ``telemetry/points/<device>`` arrives on subject ``telemetry.points.<device>``, which
+    the POINTS stream captures. NATS MQTT keeps its sessions in JetStream and needs a ``server_name``.
+    """
     # JSON strings are valid quoted strings in the NATS configuration format (paths may hold spaces); a
     # duration must be quoted too: unquoted, nats-server reads ``2m`` as the number 2,000,000.
     monitor = f"http: {json.dumps(f'127.0.0.1:{monitor_port}')}\n" if monitor_port else ""
+    mqtt = ""
+    if mqtt_port:
+        # No authorization block: the listener is for trusted networks (loopback by default), like the
+        # embedded NATS port itself; the ingest worker still validates every point it admits.
+        mqtt = f'server_name: "telemetry"\nmqtt {{\n  listen: {json.dumps(f"{mqtt_host}:{mqtt_port}")}\n}}\n'
     return (
-        monitor + "jetstream {\n"
+        monitor + mqtt + "jetstream {\n"
         f"  store_dir: {json.dumps(str(store_dir))}\n"
         f"  sync_interval: {json.dumps(sync_interval)}\n"
         "}\n"
@@ -155,20 +177,29 @@ def start_nats(
     *,
     sync_interval: str = DEFAULT_SYNC_INTERVAL,
     monitor_port: int | None = None,
+    mqtt_port: int | None = None,
+    mqtt_host: str = "127.0.0.1",
 ) -> EmbeddedServer:
     """Start nats-server with JetStream, storing under ``data_dir``, fsyncing per ``sync_interval``.
 
     ``sync_interval`` is ``always`` (fsync before every acknowledgement: the default) or a duration such
     as ``2m`` (acknowledge at once, flush that often: faster, loses acknowledged messages on power loss).
     ``monitor_port`` opens nats-server's HTTP monitoring (``/varz``, ``/jsz``) on 127.0.0.1.
+    ``mqtt_port`` (None or 0: off) opens its MQTT listener on ``mqtt_host`` (see ``nats_config``).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     store_dir = data_dir / "jetstream"
     stop_stale_server(data_dir / "nats-server.pid", str(store_dir))
     port = port or free_port()
+    if mqtt_port and port_open(mqtt_port, mqtt_host):
+        # Say so before nats-server fails with a bare "address already in use" (1883 is every broker's port).
+        raise ConfigurationError(
+            f"MQTT port {mqtt_host}:{mqtt_port} is already in use (another MQTT broker?): set TELEMETRY_MQTT_PORT "
+            "to a free port, or to off"
+        )
     log_path = data_dir / "nats-server.log"
     config_path = data_dir / "nats-server.conf"
-    config_path.write_text(nats_config(store_dir, sync_interval, monitor_port))
+    config_path.write_text(nats_config(store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host))
     argv = [
         nats_server_binary(), "--config", str(config_path),
         "--addr", "127.0.0.1", "--port", str(port), "--log", str(log_path),
@@ -180,10 +211,16 @@ def start_nats(
     )
     with _killed_on_failure(proc):
         _wait_for_port(port, proc, "nats-server", log_path, deadline_s)
+        if mqtt_port:
+            # nats-server 2.15 opens it before the client port; checking costs nothing if that ever changes.
+            _wait_for_port(mqtt_port, proc, "nats-server's MQTT listener", log_path, deadline_s, mqtt_host)
     starter = partial(
-        start_nats, data_dir, port, deadline_s=deadline_s, sync_interval=sync_interval, monitor_port=monitor_port
-    )
+        start_nats, data_dir, port, deadline_s=deadline_s, sync_interval=sync_interval, monitor_port=monitor_port,
+        mqtt_port=mqtt_port, mqtt_host=mqtt_host,
+    )  # fmt: skip
     extra = {"sync_interval": sync_interval}
+    if mqtt_port:
+        extra["mqtt_url"] = f"mqtt://{mqtt_host}:{mqtt_port}"
     return EmbeddedServer("nats", f"nats://127.0.0.1:{port}", port, proc, data_dir, log_path, extra, starter=starter)
 
 

@@ -69,6 +69,18 @@ def _sync_interval(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _mqtt_port(env: Mapping[str, str], name: str, default: int) -> int:
+    """A TCP port, or 0 for "no listener" (also spelled off/false/no)."""
+    value = env.get(name, "").strip().lower()
+    if value in ("off", "false", "no"):
+        return 0
+    if not value:
+        return default
+    if not value.isdigit() or int(value) > 65535:
+        raise ConfigurationError(f"{name} must be a port (1..65535) or 0/off to disable MQTT, got {value!r}")
+    return int(value)
+
+
 def _path(env: Mapping[str, str], name: str) -> Path | None:
     value = env.get(name, "").strip()
     return Path(value) if value else None
@@ -163,6 +175,10 @@ class Settings:
     # The embedded nats-server's JetStream sync_interval: "always" fsyncs before acknowledging (a 200 is on
     # disk); a duration (e.g. "2m", nats-server's own default) trades that for throughput (README).
     nats_sync_interval: str = "always"
+    # The embedded nats-server's MQTT listener (`telemetry run` only; README, "MQTT devices"): 0 = none.
+    # It has no authorization of its own, hence loopback unless the operator says otherwise.
+    mqtt_port: int = 1883
+    mqtt_host: str = "127.0.0.1"
     # /health/detailed names streams, consumers, counts and pool sizes: it needs a key unless this is on.
     public_health_details: bool = False
     # Line protocol (/write, /api/v2/write): the device id is the first of these tags a line has.
@@ -225,6 +241,8 @@ class Settings:
             auth_service_timeout_s=_number(env, "TELEMETRY_AUTH_SERVICE_TIMEOUT", 1.0, float, 0.05, 30.0),
             auth_service_cache_s=_number(env, "TELEMETRY_AUTH_SERVICE_CACHE", 60.0, float, 0.0, 86_400.0),
             nats_sync_interval=_sync_interval(env, "TELEMETRY_NATS_SYNC_INTERVAL"),
+            mqtt_port=_mqtt_port(env, "TELEMETRY_MQTT_PORT", 1883),
+            mqtt_host=env.get("TELEMETRY_MQTT_HOST", "").strip() or "127.0.0.1",
             public_health_details=_choice(env, "TELEMETRY_PUBLIC_HEALTH_DETAILS", "false", ("true", "false")) == "true",
             line_protocol_device_tags=_names(env, "TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS", ("device_id", "host")),
             line_protocol_dots=_choice(env, "TELEMETRY_LINE_PROTOCOL_DOTS", "refuse", ("refuse", "underscore")),

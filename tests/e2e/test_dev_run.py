@@ -20,6 +20,7 @@ import pytest
 from telemetry_core.embedded import free_port
 from tests.e2e.conftest import point
 from tests.support.eventually import eventually
+from tests.support.mqtt import mqtt_device
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -44,7 +45,8 @@ class Run:
 
 def run_env(data_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
-    env.update(TELEMETRY_DATA_DIR=str(data_dir), TELEMETRY_PORT=str(port))
+    # A free MQTT port too: the default 1883 would collide between runs (and suites) on one machine.
+    env.update(TELEMETRY_DATA_DIR=str(data_dir), TELEMETRY_PORT=str(port), TELEMETRY_MQTT_PORT=str(free_port()))
     return env
 
 
@@ -101,6 +103,15 @@ def test_run_starts_everything_and_keeps_data(tmp_path: Path) -> None:
         assert r.status_code == 200
         latest = f"{run.url}/api/v1/telemetry/devices/dev_run/metrics/temperature/latest"
         eventually(lambda: httpx.get(latest, headers=headers).status_code == 200, timeout=15, what="stored")
+        # The embedded nats-server's MQTT listener is on, where the run says (README, "MQTT devices").
+        said = next(line for line in run.lines if "MQTT devices: publish to telemetry/points/<device_id> at" in line)
+        mqtt_port = int(said.strip().rsplit(":", 1)[1])
+        with mqtt_device(mqtt_port) as device:
+            device.publish_points("dev_run_mqtt", [point(value=8)])
+        by_mqtt = f"{run.url}/api/v1/telemetry/devices/dev_run_mqtt/metrics/temperature/latest"
+        got = eventually(lambda: (r := httpx.get(by_mqtt, headers=headers)).status_code == 200 and r.json(),
+                         timeout=15, what="MQTT point stored")  # fmt: skip
+        assert got["value"] == 8
     finally:
         children = stop_run(run)
     assert len(children) >= 5  # nats-server, postgres, gateway, ingest worker, projection worker

@@ -40,6 +40,8 @@ class ContainerServer:
 
     def __init__(self, container: DockerContainer, url: str, port: int, ready: "Ready") -> None:
         self.container, self.url, self.port, self._ready = container, url, port, ready
+        # The host port of nats' MQTT listener (deploy/nats/single.conf); 0 for other servers.
+        self.mqtt_port = 0
 
     def kill(self) -> None:
         """SIGKILL the server process (the container stops, its volume stays)."""
@@ -81,16 +83,18 @@ class PostgresReady(Ready):
 
 def start_nats_container() -> ContainerServer:
     """nats (image from compose.yaml) with JetStream on a free host port, configured as compose does (fsync always)."""
-    port = free_port()
+    port, mqtt_port = free_port(), free_port()
     config = COMPOSE.parent / "nats" / "single.conf"
     container = (
         DockerContainer(compose_image("nats"))
         .with_volume_mapping(str(config), "/etc/nats/single.conf")
         .with_command("--config /etc/nats/single.conf")
         .with_bind_ports(4222, port)
+        .with_bind_ports(1883, mqtt_port)
     )
     container.start()
     server = ContainerServer(container, f"nats://127.0.0.1:{port}", port, Ready())
+    server.mqtt_port = mqtt_port
     server._ready(server)
     return server
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from telemetry_core.embedded import DEFAULT_SYNC_INTERVAL, EmbeddedServer, start_nats, start_postgres
+from telemetry_core.embedded import DEFAULT_SYNC_INTERVAL, EmbeddedServer, free_port, start_nats, start_postgres
 from telemetry_core.migrate import migrate
 
 Which = Literal["nats", "postgres"]
@@ -39,6 +39,8 @@ class Servers:
     nats: Server
     postgres: Server
     durable: bool = False
+    # nats-server's MQTT listener on 127.0.0.1 (README, "MQTT devices").
+    mqtt_port: int = 0
 
     @property
     def nats_url(self) -> str:
@@ -54,7 +56,7 @@ class Servers:
         if isinstance(server, EmbeddedServer):
             if which == "nats":
                 sync = server.extra.get("sync_interval", DEFAULT_SYNC_INTERVAL)
-                self.nats = start_nats(server.data_dir, port=server.port, sync_interval=sync)
+                self.nats = start_nats(server.data_dir, port=server.port, sync_interval=sync, mqtt_port=self.mqtt_port)
             else:
                 self.postgres = start_postgres(server.data_dir, port=server.port, durable=self.durable)
         else:
@@ -89,18 +91,21 @@ def start_servers(root: Path, *, durable: bool = False) -> Servers:
     if backend() == "containers":
         from tests.support.containers import start_nats_container, start_postgres_container
 
-        nats: Server = start_nats_container()
+        nats_container = start_nats_container()
+        nats: Server = nats_container
+        mqtt_port = nats_container.mqtt_port
         try:
             postgres: Server = start_postgres_container(durable=durable)
         except BaseException:
             nats.stop()
             raise
     else:
-        nats = start_nats(root / "nats", sync_interval=test_sync_interval())
+        mqtt_port = free_port()
+        nats = start_nats(root / "nats", sync_interval=test_sync_interval(), mqtt_port=mqtt_port)
         try:
             postgres = start_postgres(root / "postgres", durable=durable)
         except BaseException:
             nats.stop()
             raise
     migrate(postgres.url)
-    return Servers(nats, postgres, durable)
+    return Servers(nats, postgres, durable, mqtt_port)
