@@ -5,7 +5,6 @@ before each bomb) may grow by less than 50 MB while it refuses a bomb that infla
 """
 
 import gzip
-import io
 import json
 import sys
 from collections.abc import Callable
@@ -17,6 +16,8 @@ import pytest
 import zstandard
 
 from tests.e2e.conftest import now_iso
+from tests.support import bombs
+from tests.support.bombs import zstd_streamed_bomb
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/status")
@@ -28,32 +29,16 @@ URL = "/api/v1/telemetry/query"
 TOO_LARGE = {"detail": f"request body exceeds {LIMIT} bytes (after decompression)"}
 
 
-def _zeros(write: Callable[[bytes], object], total: int = INFLATED) -> None:
-    block = bytes(1 << 20)
-    for _ in range(total // len(block)):
-        write(block)
-
-
 def zstd_bomb() -> bytes:
-    """Streamed: the frame declares no content size, so only an output cap can stop it."""
-    out = io.BytesIO()
-    with zstandard.ZstdCompressor(write_content_size=False).stream_writer(out, closefd=False) as writer:
-        _zeros(writer.write)
-    return out.getvalue()
+    return zstd_streamed_bomb(INFLATED)
 
 
 def gzip_bomb() -> bytes:
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as writer:
-        _zeros(writer.write)
-    return out.getvalue()
+    return bombs.gzip_bomb(INFLATED)
 
 
 def lz4_bomb() -> bytes:
-    out = io.BytesIO()
-    with lz4.frame.LZ4FrameFile(out, mode="wb") as writer:
-        _zeros(writer.write)
-    return out.getvalue()
+    return bombs.lz4_bomb(INFLATED)
 
 
 def _status_kb(pid: int, field: str) -> int:

@@ -11,43 +11,26 @@ import zstandard
 
 from gateway.body import decompress
 from gateway.errors import ApiError
+from tests.support import bombs
 
 LIMIT = 1 << 20  # 1 MiB cap
 INFLATED = 256 << 20  # each bomb inflates to 256 MiB
 
 
-def _zeros(write: Callable[[bytes], object], total: int = INFLATED) -> None:
-    block = bytes(1 << 20)
-    for _ in range(total // len(block)):
-        write(block)
-
-
 def zstd_streamed_bomb() -> bytes:
-    """A zstd frame written as a stream: it declares no content size."""
-    out = io.BytesIO()
-    with zstandard.ZstdCompressor(write_content_size=False).stream_writer(out, closefd=False) as writer:
-        _zeros(writer.write)
-    data = out.getvalue()
-    assert zstandard.get_frame_parameters(data).content_size == zstandard.CONTENTSIZE_UNKNOWN
-    return data
+    return bombs.zstd_streamed_bomb(INFLATED)
 
 
 def zstd_sized_bomb() -> bytes:
-    return zstandard.ZstdCompressor().compress(bytes(INFLATED))
+    return bombs.zstd_sized_bomb(INFLATED)
 
 
 def gzip_bomb() -> bytes:
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb") as writer:
-        _zeros(writer.write)
-    return out.getvalue()
+    return bombs.gzip_bomb(INFLATED)
 
 
 def lz4_bomb() -> bytes:
-    out = io.BytesIO()
-    with lz4.frame.LZ4FrameFile(out, mode="wb") as writer:
-        _zeros(writer.write)
-    return out.getvalue()
+    return bombs.lz4_bomb(INFLATED)
 
 
 @pytest.mark.parametrize(
