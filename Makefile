@@ -9,7 +9,7 @@ UV     := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock run test lint fmt bench schemas clean
+.PHONY: help install lock run test lint fmt bench bench-peers schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -60,6 +60,11 @@ bench: install ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.line_protocol
 	$(BIN)/python -m tests.bench.durability
 	$(BIN)/python -m tests.bench.mqtt
+
+# The peers harness (InfluxDB + VictoriaMetrics, apt-installed by it) lives outside this repository.
+PEERS_DIR ?= ../shared/peers
+bench-peers: install ## this service beside InfluxDB and VictoriaMetrics on one workload (PEERS_DIR=harness)
+	PEERS_DIR=$(PEERS_DIR) $(BIN)/python -m tests.bench.peers
 
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export

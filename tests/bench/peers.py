@@ -1,0 +1,208 @@
+"""This service beside InfluxDB and VictoriaMetrics on one workload, in one run (`make bench-peers`).
+
+The peers harness (InfluxDB 1.x and VictoriaMetrics from Debian's packages, the workload generator, the
+query loops) is not part of this repository: point ``PEERS_DIR`` at it (the Makefile defaults to
+``../shared/peers``, beside the repository). Nothing else in the project needs it.
+
+One run, in this order, with the same workload arguments and a pinned base time:
+1. ``run_peers.sh --only tsdb``: the peers ingest the workload (acked, then visible to a count query) and
+   answer q1 (latest value of one series), q2 (one series in 1 h buckets), q3 (avg over all devices of one
+   metric in 1 min buckets), sequentially and at 50 concurrent requests;
+2. a fresh stack of this service (private NATS with fsync always + PostgreSQL, every worker) and
+   ``run_peers.sh --target``: the same bodies from the same client, then the same three queries.
+
+The side-by-side table, with this service's figures as ratios to the best peer, replaces the
+"## Side by side with InfluxDB and VictoriaMetrics" section of docs/benchmarks.md (kept by tests.bench.run).
+
+    PEERS_DIR=../shared/peers .venv/bin/python -m tests.bench.peers
+    BENCH_PEERS_QUICK=1 BENCH_PEERS_ARGS="-D 50" …   # a smoke run (about 2 minutes)
+"""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.support.servers import start_servers
+from tests.support.stack import Stack
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "docs" / "benchmarks.md"
+HEADING = "## Side by side with InfluxDB and VictoriaMetrics"
+PEERS = {"influx": "influxdb /write (line protocol, precision=s)", "vm": "victoria-metrics /api/v1/import"}
+
+
+def say(message: str) -> None:
+    print(f"[peers {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def peers_dir() -> Path:
+    raw = os.environ.get("PEERS_DIR", str(REPO.parent / "shared" / "peers"))
+    path = Path(raw).resolve()
+    if not (path / "run_peers.sh").is_file():
+        raise SystemExit(f"bench-peers: no peers harness at {path} (set PEERS_DIR to the folder holding run_peers.sh)")
+    return path
+
+
+def workload_args() -> list[str]:
+    """The workload both sides get (``BENCH_PEERS_ARGS``: -D/-M/-T/--batch-size/--concurrency only, which the
+    harness's peers and target modes both take); the base time is a whole hour 2 h back, pinned for both."""
+    base = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    extra = shlex.split(os.environ.get("BENCH_PEERS_ARGS", ""))
+    return ["--base-time", base.strftime("%Y-%m-%dT%H:%M:%SZ"), "--runs", os.environ.get("BENCH_PEERS_RUNS", "1"),
+            *extra]  # fmt: skip
+
+
+def quick() -> tuple[list[str], list[str]]:
+    """``BENCH_PEERS_QUICK=1``: fewer query requests on both sides (peers' --quick, the target's counts to match)."""
+    if os.environ.get("BENCH_PEERS_QUICK") != "1":
+        return [], []
+    return ["--quick"], ["--seq-requests", "100", "--conc-requests", "300"]
+
+
+def harness(peers: Path, run_dir: Path, args: list[str]) -> None:
+    env = dict(os.environ, BENCH_RUN_DIR=str(run_dir))
+    cmd = ["bash", str(peers / "run_peers.sh"), *args]
+    say(" ".join(cmd))
+    subprocess.run(cmd, env=env, check=True)
+
+
+def run_ours(peers: Path, run_dir: Path, args: list[str]) -> None:
+    root = Path(tempfile.mkdtemp(prefix="telemetry-peers-"))
+    servers = start_servers(root / "servers", durable=True)
+    stack = Stack(servers, root / "logs")
+    try:
+        stack.start_all()
+        stack.wait_healthy()
+        pids = [p.pid for p in stack.procs.values()]
+        pids += [s.proc.pid for s in (servers.nats, servers.postgres) if hasattr(s, "proc")]
+        key = f"{next(iter(stack.headers))}: {next(iter(stack.headers.values()))}"
+        pid_args = [a for pid in pids for a in ("--server-pid", str(pid))]
+        harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
+    finally:
+        stack.stop_all()
+        servers.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Figures:
+    """One system's figures: points/s acked and visible, and per query (sequential p50/p99, c=50 req/s, p99)."""
+
+    acked: float | None = None
+    visible: float | None = None
+    seq: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    conc: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+
+def figures(rows: list[dict], section: str, ingest: str, query: str) -> Figures:
+    by_name = {r["name"]: r for r in rows if r.get("section") == section}
+    f = Figures()
+    ing = by_name.get(ingest, {})
+    f.acked = ing.get("points_per_s_acked", ing.get("points_per_s"))
+    f.visible = ing.get("points_per_s_visible")
+    for q in ("q1", "q2", "q3"):
+        seq = by_name.get(query.format(q=q, kind="sequential" if section == "tsdb" else "c=1"), {})
+        conc = by_name.get(query.format(q=q, kind="c=50"), {})
+        if seq:
+            f.seq[q] = (seq.get("p50_ms"), seq.get("p99_ms"))
+        if conc:
+            f.conc[q] = (conc.get("req_per_s"), conc.get("p99_ms"))
+    return f
+
+
+def _num(v: float | None, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.{digits}f}"
+
+
+def _ratio(ours: float | None, best: float | None, lower_is_better: bool = False) -> str:
+    if not ours or not best:
+        return "-"
+    r = best / ours if lower_is_better else ours / best
+    return f"**{r:.2f}x**" if r >= 1 else f"{r:.2f}x"
+
+
+def table(rows: list[dict], args: list[str]) -> str:
+    influx = figures(rows, "tsdb", f"ingest {PEERS['influx']}", PEERS["influx"] + " {q} {kind}")
+    vm = figures(rows, "tsdb", f"ingest {PEERS['vm']}", PEERS["vm"] + " {q} {kind}")
+    ours = figures(rows, "target", "target ingest", "target {q} {kind}")
+    workload = next((r for r in rows if r.get("section") == "tsdb" and r.get("name") == "workload"), {})
+    lines = [
+        HEADING,
+        "",
+        f"`make bench-peers`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, one run on this machine: the peers harness's "
+        f"workload ({workload.get('devices', '?')} devices x {workload.get('metrics', '?')} metrics x "
+        f"{workload.get('timestamps', '?')} timestamps = {workload.get('total_points', '?'):,} points in batches of "
+        f"one device, 16 connections; arguments `{' '.join(args)}`) sent by the same aiohttp client to InfluxDB, "
+        "VictoriaMetrics and this service (private NATS with fsync always, PostgreSQL, one copy of every "
+        "process). Visible = until a count query returns every point. Ratio = this service against the best "
+        "peer (above 1 = ahead; for latencies, best peer's ms / ours).",
+        "",
+        "| figure | InfluxDB | VictoriaMetrics | this service | vs the best |",
+        "|---|---|---|---|---|",
+    ]
+    best = max(filter(None, (influx.acked, vm.acked)), default=None)
+    lines.append(f"| ingest, acked points/s | {_num(influx.acked)} | {_num(vm.acked)} | {_num(ours.acked)} | "
+                 f"{_ratio(ours.acked, best)} |")  # fmt: skip
+    best = max(filter(None, (influx.visible, vm.visible)), default=None)
+    lines.append(f"| ingest, visible points/s | {_num(influx.visible)} | {_num(vm.visible)} | {_num(ours.visible)} | "
+                 f"{_ratio(ours.visible, best)} |")  # fmt: skip
+    for q in ("q1", "q2", "q3"):
+        cells = [p.seq.get(q) for p in (influx, vm, ours)]
+        text = [f"{_num(c[0])} / {_num(c[1])}" if c else "-" for c in cells]
+        best_p50 = min((c[0] for c in cells[:2] if c and c[0]), default=None)
+        lines.append(f"| {q} sequential p50 / p99 ms | {text[0]} | {text[1]} | {text[2]} | "
+                     f"p50 {_ratio(cells[2][0] if cells[2] else None, best_p50, lower_is_better=True)} |")  # fmt: skip
+        cells = [p.conc.get(q) for p in (influx, vm, ours)]
+        text = [f"{_num(c[0], 0)} ({_num(c[1], 1)})" if c else "-" for c in cells]
+        best_rate = max((c[0] for c in cells[:2] if c and c[0]), default=None)
+        lines.append(f"| {q} at 50 concurrent: req/s (p99 ms) | {text[0]} | {text[1]} | {text[2]} | "
+                     f"{_ratio(cells[2][0] if cells[2] else None, best_rate)} |")  # fmt: skip
+    lines += [
+        "",
+        "q1 = latest value of one series; q2 = one series in 1 h buckets; q3 = avg over all devices of one metric "
+        "in 1 min buckets. The peers' VictoriaMetrics visible rate waits for its 10 s flush (the harness also "
+        "records a run with a forced flush). Raw figures: the harness's results.jsonl of the run.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(section: str, path: Path = DOC) -> None:
+    """Replace (or add, before "## Method") the side-by-side section of docs/benchmarks.md."""
+    old = path.read_text() if path.exists() else ""
+    start = old.find(HEADING)
+    if start >= 0:
+        end = old.find("\n## ", start + len(HEADING))
+        new = old[:start] + section.rstrip() + "\n" + (old[end:] if end >= 0 else "")
+    elif "\n## Method" in old:
+        new = old.replace("\n## Method", "\n" + section.rstrip() + "\n\n## Method", 1)
+    else:
+        new = old.rstrip() + "\n\n" + section
+    path.write_text(new)
+
+
+def main() -> None:
+    peers = peers_dir()
+    run_dir = Path(tempfile.mkdtemp(prefix="telemetry-peers-run-"))
+    args, (peer_quick, target_quick) = workload_args(), quick()
+    harness(peers, run_dir, ["--only", "tsdb", *args, *peer_quick])
+    run_ours(peers, run_dir, [*args, *target_quick])
+    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    section = table(rows, args)
+    write_section(section)
+    print(section)
+    say(f"raw results: {run_dir / 'results.jsonl'}")
+
+
+if __name__ == "__main__":
+    main()
