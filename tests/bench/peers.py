@@ -9,7 +9,9 @@ One run, in this order, with the same workload arguments and a pinned base time:
    answer q1 (latest value of one series), q2 (one series in 1 h buckets), q3 (avg over all devices of one
    metric in 1 min buckets), sequentially and at 50 concurrent requests;
 2. a fresh stack of this service (private NATS with fsync always + PostgreSQL, every worker) and
-   ``run_peers.sh --target``: the same bodies from the same client, then the same three queries.
+   ``run_peers.sh --target``: the same bodies from the same client, then the same three queries;
+3. another fresh stack, sent the bodies InfluxDB got, byte for byte, on ``POST /write?precision=s``
+   (tests/bench/peers_line.py, run with the harness's Python).
 
 The side-by-side table, with this service's figures as ratios to the best peer, replaces the
 "## Side by side with InfluxDB and VictoriaMetrics" section of docs/benchmarks.md (kept by tests.bench.run).
@@ -74,7 +76,8 @@ def harness(peers: Path, run_dir: Path, args: list[str]) -> None:
     subprocess.run(cmd, env=env, check=True)
 
 
-def run_ours(peers: Path, run_dir: Path, args: list[str]) -> None:
+def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = False) -> None:
+    """A fresh stack, then the JSON target (and the queries) or, with ``line_protocol``, InfluxDB's bodies."""
     root = Path(tempfile.mkdtemp(prefix="telemetry-peers-"))
     servers = start_servers(root / "servers", durable=True)
     stack = Stack(servers, root / "logs")
@@ -85,7 +88,14 @@ def run_ours(peers: Path, run_dir: Path, args: list[str]) -> None:
         pids += [s.proc.pid for s in (servers.nats, servers.postgres) if hasattr(s, "proc")]
         key = f"{next(iter(stack.headers))}: {next(iter(stack.headers.values()))}"
         pid_args = [a for pid in pids for a in ("--server-pid", str(pid))]
-        harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
+        if not line_protocol:
+            harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
+            return
+        python = Path(os.environ.get("BENCH_VENV", "/tmp/bench-venv")) / "bin" / "python"
+        cmd = [str(python), str(Path(__file__).with_name("peers_line.py")), "--peers-dir", str(peers),
+               "--base-url", stack.url, "--header", key, *args]  # fmt: skip
+        say("InfluxDB's line-protocol bodies to our /write")
+        subprocess.run(cmd, env=dict(os.environ, BENCH_RESULTS=str(run_dir / "results.jsonl")), check=True)
     finally:
         stack.stop_all()
         servers.stop()
@@ -156,6 +166,9 @@ def table(rows: list[dict], args: list[str]) -> str:
     best = max(filter(None, (influx.visible, vm.visible)), default=None)
     lines.append(f"| ingest, visible points/s | {_num(influx.visible)} | {_num(vm.visible)} | {_num(ours.visible)} | "
                  f"{_ratio(ours.visible, best)} |")  # fmt: skip
+    line = figures(rows, "target", "target line protocol ingest", "-")
+    lines.append(f"| line protocol (InfluxDB's `/write` bodies), visible points/s | {_num(influx.visible)} | - | "
+                 f"{_num(line.visible)} | {_ratio(line.visible, influx.visible)} of InfluxDB |")  # fmt: skip
     for q in ("q1", "q2", "q3"):
         cells = [p.seq.get(q) for p in (influx, vm, ours)]
         text = [f"{_num(c[0])} / {_num(c[1])}" if c else "-" for c in cells]
@@ -197,6 +210,7 @@ def main() -> None:
     args, (peer_quick, target_quick) = workload_args(), quick()
     harness(peers, run_dir, ["--only", "tsdb", *args, *peer_quick])
     run_ours(peers, run_dir, [*args, *target_quick])
+    run_ours(peers, run_dir, args, line_protocol=True)
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines() if line.strip()]
     section = table(rows, args)
     write_section(section)
