@@ -4,10 +4,23 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import structlog
 
 from telemetry_core.settings import Settings
 from tests.support.servers import Servers, start_servers
 from tests.support.stack import Stack
+
+# In-process components under test log with structlog's defaults unless configured: those render every logged
+# exception as a rich traceback with locals, hundreds of lines that took ~3 s each on a loaded 2-core machine and
+# made retry loops miss their test deadlines. Plain tracebacks, as the processes themselves log them.
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 
 @pytest.fixture(scope="session")
