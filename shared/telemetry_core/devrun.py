@@ -113,12 +113,17 @@ def main() -> None:
             if sync != "always":
                 say(f"warning: TELEMETRY_NATS_SYNC_INTERVAL={sync}: acknowledged points can be lost on power loss")
             mqtt = settings.mqtt_port
-            servers.append(
-                start_nats(data_dir / "nats", sync_interval=sync, mqtt_port=mqtt, mqtt_host=settings.mqtt_host)
-            )
-            nats_url = servers[-1].url
+            credentials = (settings.mqtt_username, settings.mqtt_password) if settings.mqtt_password else None
+            nats = start_nats(
+                data_dir / "nats", sync_interval=sync, mqtt_port=mqtt, mqtt_host=settings.mqtt_host,
+                mqtt_credentials=credentials,
+            )  # fmt: skip
+            servers.append(nats)
+            nats_url = nats.url
             if mqtt:
-                say(f"MQTT devices: publish to telemetry/points/<device_id> at {servers[-1].extra['mqtt_url']}")
+                say(f"MQTT devices: publish to telemetry/points/<device_id> at {nats.extra['mqtt_url']}")
+                say(f"  signing in as {settings.mqtt_username!r} with TELEMETRY_MQTT_PASSWORD" if credentials
+                    else "  no MQTT sign-in (loopback only): set TELEMETRY_MQTT_PASSWORD to require one")  # fmt: skip
         database_url = settings.database_url
         if database_url is None:
             say(f"starting embedded PostgreSQL (data in {data_dir / 'postgres'})")

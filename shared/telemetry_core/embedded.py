@@ -147,6 +147,7 @@ def nats_config(
     monitor_port: int | None = None,
     mqtt_port: int | None = None,
     mqtt_host: str = "127.0.0.1",
+    mqtt_credentials: tuple[str, str] | None = None,
 ) -> str:
     """The nats-server configuration of the embedded server: JetStream under ``store_dir``, synced as asked.
 
@@ -159,9 +160,14 @@ def nats_config(
     monitor = f"http: {json.dumps(f'127.0.0.1:{monitor_port}')}\n" if monitor_port else ""
     mqtt = ""
     if mqtt_port:
-        # No authorization block: the listener is for trusted networks (loopback by default), like the
-        # embedded NATS port itself; the ingest worker still validates every point it admits.
-        mqtt = f'server_name: "telemetry"\nmqtt {{\n  listen: {json.dumps(f"{mqtt_host}:{mqtt_port}")}\n}}\n'
+        # Without credentials no authorization block: the listener is then for trusted networks (loopback unless
+        # a password is set: settings refuse otherwise), like the embedded NATS port itself. With them, MQTT
+        # clients (only they: the block is MQTT's own) must sign in. The ingest worker validates every point.
+        auth = ""
+        if mqtt_credentials:
+            user, password = (json.dumps(v) for v in mqtt_credentials)
+            auth = f"  authorization {{\n    username: {user}\n    password: {password}\n  }}\n"
+        mqtt = f'server_name: "telemetry"\nmqtt {{\n  listen: {json.dumps(f"{mqtt_host}:{mqtt_port}")}\n{auth}}}\n'
     return (
         monitor + mqtt + "jetstream {\n"
         f"  store_dir: {json.dumps(str(store_dir))}\n"
@@ -179,13 +185,15 @@ def start_nats(
     monitor_port: int | None = None,
     mqtt_port: int | None = None,
     mqtt_host: str = "127.0.0.1",
+    mqtt_credentials: tuple[str, str] | None = None,
 ) -> EmbeddedServer:
     """Start nats-server with JetStream, storing under ``data_dir``, fsyncing per ``sync_interval``.
 
     ``sync_interval`` is ``always`` (fsync before every acknowledgement: the default) or a duration such
     as ``2m`` (acknowledge at once, flush that often: faster, loses acknowledged messages on power loss).
     ``monitor_port`` opens nats-server's HTTP monitoring (``/varz``, ``/jsz``) on 127.0.0.1.
-    ``mqtt_port`` (None or 0: off) opens its MQTT listener on ``mqtt_host`` (see ``nats_config``).
+    ``mqtt_port`` (None or 0: off) opens its MQTT listener on ``mqtt_host`` (see ``nats_config``);
+    ``mqtt_credentials`` (username, password), when given, are what every MQTT client must sign in with.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     store_dir = data_dir / "jetstream"
@@ -199,7 +207,8 @@ def start_nats(
         )
     log_path = data_dir / "nats-server.log"
     config_path = data_dir / "nats-server.conf"
-    config_path.write_text(nats_config(store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host))
+    config_path.write_text(nats_config(store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host, mqtt_credentials))
+    config_path.chmod(0o600)  # it may hold the MQTT password
     argv = [
         nats_server_binary(), "--config", str(config_path),
         "--addr", "127.0.0.1", "--port", str(port), "--log", str(log_path),
@@ -216,7 +225,7 @@ def start_nats(
             _wait_for_port(mqtt_port, proc, "nats-server's MQTT listener", log_path, deadline_s, mqtt_host)
     starter = partial(
         start_nats, data_dir, port, deadline_s=deadline_s, sync_interval=sync_interval, monitor_port=monitor_port,
-        mqtt_port=mqtt_port, mqtt_host=mqtt_host,
+        mqtt_port=mqtt_port, mqtt_host=mqtt_host, mqtt_credentials=mqtt_credentials,
     )  # fmt: skip
     extra = {"sync_interval": sync_interval}
     if mqtt_port:

@@ -3,7 +3,7 @@
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -69,6 +69,28 @@ def _sync_interval(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+_MIN_MQTT_PASSWORD = 16
+
+
+def _mqtt_password(env: Mapping[str, str]) -> str:
+    """TELEMETRY_MQTT_PASSWORD; required (and long enough) once the MQTT listener leaves loopback."""
+    password = env.get("TELEMETRY_MQTT_PASSWORD", "").strip()
+    if password and len(password) < _MIN_MQTT_PASSWORD:
+        raise ConfigurationError(f"TELEMETRY_MQTT_PASSWORD must be at least {_MIN_MQTT_PASSWORD} characters")
+    host = env.get("TELEMETRY_MQTT_HOST", "").strip() or "127.0.0.1"
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False  # a host name: assume it is reachable from elsewhere
+    if not password and not loopback and _mqtt_port(env, "TELEMETRY_MQTT_PORT", 1883):
+        raise ConfigurationError(
+            f"TELEMETRY_MQTT_HOST={host} opens the MQTT listener beyond this machine: set TELEMETRY_MQTT_PASSWORD "
+            f"(at least {_MIN_MQTT_PASSWORD} characters; devices sign in as TELEMETRY_MQTT_USERNAME, default "
+            "'device') or keep the listener on 127.0.0.1"
+        )
+    return password
+
+
 def _mqtt_port(env: Mapping[str, str], name: str, default: int) -> int:
     """A TCP port, or 0 for "no listener" (also spelled off/false/no)."""
     value = env.get(name, "").strip().lower()
@@ -115,7 +137,7 @@ class Settings:
     data_dir: Path = Path(".telemetry-data")
     api_keys: tuple[str, ...] = ()
     # Shared by the gateway and the workers: signs admitted POINTS messages (telemetry_core.points_validator).
-    signing_key: str = ""
+    signing_key: str = field(default="", repr=False)
     # POINTS keeps messages this long: the window in which projections can be replayed.
     points_max_age_s: int = 7 * 86_400
     # JetStream de-duplicates a batch_id re-sent within this window.
@@ -176,9 +198,12 @@ class Settings:
     # disk); a duration (e.g. "2m", nats-server's own default) trades that for throughput (README).
     nats_sync_interval: str = "always"
     # The embedded nats-server's MQTT listener (`telemetry run` only; README, "MQTT devices"): 0 = none.
-    # It has no authorization of its own, hence loopback unless the operator says otherwise.
+    # Without a password it has no authorization of its own, hence loopback only; with one, every MQTT client
+    # must sign in with these credentials (one shared pair: NATS MQTT's own authorization block).
     mqtt_port: int = 1883
     mqtt_host: str = "127.0.0.1"
+    mqtt_username: str = "device"
+    mqtt_password: str = field(default="", repr=False)
     # /health/detailed names streams, consumers, counts and pool sizes: it needs a key unless this is on.
     public_health_details: bool = False
     # Line protocol (/write, /api/v2/write): the device id is the first of these tags a line has.
@@ -243,6 +268,8 @@ class Settings:
             nats_sync_interval=_sync_interval(env, "TELEMETRY_NATS_SYNC_INTERVAL"),
             mqtt_port=_mqtt_port(env, "TELEMETRY_MQTT_PORT", 1883),
             mqtt_host=env.get("TELEMETRY_MQTT_HOST", "").strip() or "127.0.0.1",
+            mqtt_username=env.get("TELEMETRY_MQTT_USERNAME", "").strip() or "device",
+            mqtt_password=_mqtt_password(env),
             public_health_details=_choice(env, "TELEMETRY_PUBLIC_HEALTH_DETAILS", "false", ("true", "false")) == "true",
             line_protocol_device_tags=_names(env, "TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS", ("device_id", "host")),
             line_protocol_dots=_choice(env, "TELEMETRY_LINE_PROTOCOL_DOTS", "refuse", ("refuse", "underscore")),

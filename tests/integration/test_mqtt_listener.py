@@ -7,6 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import nats
+import paho.mqtt.client as paho
 import pytest
 from nats.js.api import StreamConfig
 
@@ -14,6 +15,7 @@ from telemetry_core.embedded import free_port, nats_config, port_open, start_nat
 from telemetry_core.errors import ConfigurationError
 from telemetry_core.settings import Settings
 from tests.support.eventually import eventually
+from tests.support.ids import unique
 from tests.support.mqtt import mqtt_device
 
 
@@ -111,3 +113,82 @@ def test_qos1_puback_means_the_server_took_the_message_not_that_jetstream_stored
         assert asyncio.run(stored()) == [("cap.small", b"ok")]
     finally:
         server.stop()
+
+
+# Sign-in (TELEMETRY_MQTT_PASSWORD): nats-server's MQTT authorization block, for MQTT clients only.
+CREDENTIALS = ("device", "a-long-enough-mqtt-password")
+
+
+def _refused_connack(port: int, credentials: tuple[str, str] | None) -> paho.ReasonCode:
+    """Connect and return the CONNACK's reason code (0 = accepted)."""
+    got: list[paho.ReasonCode] = []
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=unique("mqtt"), clean_session=True)
+    client.on_connect = lambda _c, _u, _f, reason, _p: got.append(reason)
+    if credentials:
+        client.username_pw_set(*credentials)
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    try:
+        eventually(lambda: got, timeout=15, what="a CONNACK")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[0]
+
+
+def test_with_a_password_mqtt_clients_must_sign_in_and_nats_clients_are_untouched(tmp_path: Path) -> None:
+    mqtt = free_port()
+    server = start_nats(tmp_path / "nats", mqtt_port=mqtt, mqtt_credentials=CREDENTIALS)
+    try:
+        assert (tmp_path / "nats" / "nats-server.conf").stat().st_mode & 0o077 == 0  # the password's file
+        assert _refused_connack(mqtt, None).is_failure
+        assert _refused_connack(mqtt, ("device", "a-wrong-password-of-length")).is_failure
+        assert not _refused_connack(mqtt, CREDENTIALS).is_failure
+
+        async def published_through_mqtt() -> bytes:
+            nc = await nats.connect(server.url)  # an ordinary NATS client: no credentials asked of it
+            try:
+                sub = await nc.subscribe("telemetry.points.>")
+                await nc.flush()
+                with mqtt_device(mqtt, credentials=CREDENTIALS) as device:
+                    device.publish("telemetry/points/dev-1", b"{}")
+                return (await sub.next_msg(timeout=10)).data
+            finally:
+                await nc.close()
+
+        assert asyncio.run(published_through_mqtt()) == b"{}"
+    finally:
+        server.stop()
+
+
+def test_the_authorization_block_is_written_only_with_credentials() -> None:
+    assert "authorization" not in nats_config(Path("/x"), mqtt_port=1883)
+    text = nats_config(Path("/x"), mqtt_port=1883, mqtt_credentials=("dev ice", 'pa"ss'))
+    assert 'username: "dev ice"' in text and 'password: "pa\\"ss"' in text  # quoted: any characters are safe
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"TELEMETRY_MQTT_HOST": "0.0.0.0"}, "TELEMETRY_MQTT_HOST=0.0.0.0 opens the MQTT listener beyond"),
+        ({"TELEMETRY_MQTT_HOST": "mqtt.example.com"}, "set TELEMETRY_MQTT_PASSWORD"),
+        ({"TELEMETRY_MQTT_PASSWORD": "short"}, "at least 16 characters"),
+    ],
+)
+def test_an_mqtt_listener_beyond_loopback_needs_a_password(env: dict[str, str], error: str) -> None:
+    with pytest.raises(ConfigurationError, match=error):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TELEMETRY_MQTT_HOST": "0.0.0.0", "TELEMETRY_MQTT_PASSWORD": CREDENTIALS[1]},
+        {"TELEMETRY_MQTT_HOST": "0.0.0.0", "TELEMETRY_MQTT_PORT": "off"},
+        {"TELEMETRY_MQTT_HOST": "::1"},
+    ],
+)
+def test_a_password_or_loopback_or_no_listener_is_accepted(env: dict[str, str]) -> None:
+    settings = Settings.from_env(env)
+    assert settings.mqtt_username == "device" and settings.mqtt_password == env.get("TELEMETRY_MQTT_PASSWORD", "")
+    assert CREDENTIALS[1] not in repr(settings)  # never in a logged settings object

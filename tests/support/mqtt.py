@@ -35,14 +35,18 @@ class Device:
 
 
 @contextmanager
-def mqtt_device(port: int, host: str = "127.0.0.1", timeout: float = 15) -> Iterator[Device]:
+def mqtt_device(
+    port: int, host: str = "127.0.0.1", timeout: float = 15, credentials: tuple[str, str] | None = None
+) -> Iterator[Device]:
     """Connect a fresh MQTT client (clean session, unique client id) and run its network loop in a thread."""
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=unique("mqtt"), clean_session=True)
+    if credentials:
+        client.username_pw_set(*credentials)
     client.connect(host, port, keepalive=30)
     client.loop_start()
     try:
         # connect() only sends CONNECT; publishes queue until CONNACK, so wait for it to fail early and clearly.
-        eventually(client.is_connected, timeout=timeout, what=f"MQTT CONNACK from {host}:{port}")
+        eventually(client.is_connected, timeout=timeout, what=f"MQTT CONNACK from {host}:{port}")  # refused: never
         yield Device(client)
     finally:
         client.disconnect()
