@@ -1,7 +1,7 @@
 """Who may call: every route needs credentials (API key or JWT); the internal-call header only when trusted."""
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -85,21 +85,23 @@ def test_a_non_jwt_bearer_is_still_an_api_key(jwt_gateway: Stack) -> None:
     assert httpx.post(url, json=point(), headers=bearer(jwt_gateway.api_key)).status_code == 200
 
 
+# Tokens are minted inside the test, not at collection: a suite slower than their 300 s lifetime (seen under
+# load) turned "wrong audience" into "expired" when they were made while pytest collected.
 @pytest.mark.parametrize(
     ("bad", "detail"),
     [
-        (token(secret="another-secret-0123456789abcdef-0123456"), "invalid token: signature does not verify"),
-        (token(ttl_s=-3600), "invalid token: expired"),
-        (token(aud="someone-else"), f"invalid token: audience is not {JWT_AUDIENCE!r}"),
-        (token(iss="https://evil.test"), f"invalid token: issuer is not {JWT_ISSUER!r}"),
-        (token(nbf=4_000_000_000), "invalid token: not valid yet (nbf)"),
-        (token(exp=None), 'invalid token: Token is missing the "exp" claim'),
-        (token(scope="admin")[:-4] + "AAAA", "invalid token: signature does not verify"),
+        (lambda: token(secret="another-secret-0123456789abcdef-0123456"), "invalid token: signature does not verify"),
+        (lambda: token(ttl_s=-3600), "invalid token: expired"),
+        (lambda: token(aud="someone-else"), f"invalid token: audience is not {JWT_AUDIENCE!r}"),
+        (lambda: token(iss="https://evil.test"), f"invalid token: issuer is not {JWT_ISSUER!r}"),
+        (lambda: token(nbf=4_000_000_000), "invalid token: not valid yet (nbf)"),
+        (lambda: token(exp=None), 'invalid token: Token is missing the "exp" claim'),
+        (lambda: token(scope="admin")[:-4] + "AAAA", "invalid token: signature does not verify"),
     ],
     ids=["wrong-signature", "expired", "wrong-audience", "wrong-issuer", "not-yet-valid", "no-exp", "tampered"],
 )
-def test_bad_tokens_are_401(jwt_gateway: Stack, bad: str, detail: str) -> None:
-    r = httpx.get(f"{jwt_gateway.url}/api/v1/telemetry/metrics", headers=bearer(bad))
+def test_bad_tokens_are_401(jwt_gateway: Stack, bad: Callable[[], str], detail: str) -> None:
+    r = httpx.get(f"{jwt_gateway.url}/api/v1/telemetry/metrics", headers=bearer(bad()))
     assert (r.status_code, r.json()["detail"]) == (401, detail)
 
 
