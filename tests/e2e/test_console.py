@@ -27,6 +27,7 @@ pytestmark = pytest.mark.e2e
 API = "/api/v1/telemetry"
 PHONE = {"width": 390, "height": 844}
 WAIT_MS = 15_000
+CONSOLE = Path(__file__).resolve().parents[2] / "gateway" / "console"
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,11 @@ def test_the_console_files_are_public_and_outside_the_api_document(stack: Stack,
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<title>Telemetry console</title>" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]  # no inline or remote scripts
-    script = httpx.get(f"{stack.url}/console/app.js", timeout=10)
+    script = httpx.get(f"{stack.url}/console/app.js", timeout=10)  # httpx asks for gzip, and unpacks it
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["content-encoding"] == "gzip" and script.content == CONSOLE.joinpath("app.js").read_bytes()
+    plain = httpx.get(f"{stack.url}/console/app.js", headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert "content-encoding" not in plain.headers and plain.content == script.content
     vendored = httpx.get(f"{stack.url}/console/vendor/uPlot.iife.min.js", timeout=10)
     assert vendored.status_code == 200 and b"uPlot" in vendored.content
     # Only the files of the console folder, by name: nothing else in the package can be named.
@@ -146,6 +150,14 @@ def test_sign_in_chart_live_alerts_and_stats_in_a_browser(
     _send(client, device, point(metric, 77.25))
     expect(page.locator("#live-points")).to_contain_text("77.25")
     expect(page.locator("#live-plot")).to_have_attribute("data-last", "77.25")
+    expect(page.locator("#live-plot")).to_have_attribute("data-count", "3")  # the last hour's 2, then the live one
+    # A dropped socket (as when its token expired: 4001) comes back with a fresh token and ?since, no repeats.
+    page.evaluate("live.socket.close(4001, 'test: as if the connect token had expired')")
+    expect(page.locator("#live-status")).not_to_have_attribute("data-state", "following")
+    _send(client, device, point(metric, 78.5))
+    expect(page.locator("#live-points")).to_contain_text("78.5")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "following")
+    expect(page.locator("#live-points tr", has_text="77.25")).to_have_count(1)
     page.screenshot(path=shots / "live.png", full_page=True)
     page.click("#live-stop")
     expect(page.locator("#live-status")).to_have_text("Not following.")
