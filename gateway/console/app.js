@@ -253,9 +253,11 @@ async function loadChart(event) {
   say("");
   const points = answer.data_points;
   const numeric = points.filter((p) => typeof p.value === "number");
-  const how = answer.aggregation ? `${answer.aggregation} per ${answer.interval} s` : "raw points";
-  $("chart-summary").textContent =
-    `${answer.count} ${answer.aggregation ? "buckets" : "points"} (${how}) · source: ${answer.source}` +
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  const how = answer.aggregation
+    ? `${plural(answer.count, "bucket")} of ${answer.interval} s, ${answer.aggregation}`
+    : `${plural(answer.count, "point")}, raw`;
+  $("chart-summary").textContent = `${how} · source: ${answer.source}` +
     (answer.relative_error ? ` · relative error ≤ ${(answer.relative_error * 100).toFixed(1)} %` : "") +
     (numeric.length < points.length ? ` · ${points.length - numeric.length} non-numeric not charted` : "");
   $("chart-summary").dataset.source = answer.source;

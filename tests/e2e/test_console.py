@@ -44,7 +44,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh tab (its own sessionStorage); fails the test on any script error or CSP violation it logged."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, timezone_id="UTC")
     tab = context.new_page()
     problems: list[str] = []
     tab.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
@@ -88,6 +88,11 @@ def test_the_console_files_are_public_and_outside_the_api_document(stack: Stack,
 def _send(client: httpx.Client, device: str, *points: dict[str, Any]) -> None:
     r = client.post(f"{API}/devices/{device}/telemetry/batch", json={"data_points": list(points)})
     assert r.status_code == 200 and r.json()["ingested_count"] == len(points), r.text
+
+
+def _local(t: datetime) -> str:
+    """A datetime-local input's value; the browser context runs in UTC."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _iso(t: datetime) -> str:
@@ -139,7 +144,17 @@ def test_sign_in_chart_live_alerts_and_stats_in_a_browser(
     page.select_option("#chart-range", "30d")
     page.click("#chart-form button[type=submit]")
     expect(page.locator("#chart-summary")).to_have_attribute("data-source", "rollup_hour")
-    expect(page.locator("#chart-summary")).to_contain_text("avg per 21600 s")
+    expect(page.locator("#chart-summary")).to_contain_text("of 21600 s, avg")
+    # A chosen range (POST /query): raw points up to a day; three days, 5-minute buckets from the minute rollups.
+    page.select_option("#chart-range", "custom")
+    page.fill("#chart-start", _local(now - timedelta(hours=1)))
+    page.fill("#chart-end", _local(now + timedelta(minutes=1)))
+    page.click("#chart-form button[type=submit]")
+    expect(page.locator("#chart-summary")).to_contain_text("2 points, raw · source: raw")
+    expect(plot).to_have_attribute("data-last", "95.5")
+    page.fill("#chart-start", _local(now - timedelta(days=3)))
+    page.click("#chart-form button[type=submit]")
+    expect(page.locator("#chart-summary")).to_contain_text("of 300 s, avg · source: rollup_minute")
 
     # Live: follow the series over the WebSocket (connect token), then see a new point arrive.
     page.click("#nav a[data-view=live]")
