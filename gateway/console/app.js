@@ -136,7 +136,9 @@ function go(view) { location.hash = `#${view}`; }
 // ---- charts (uPlot) ----------------------------------------------------------------------------------
 
 class Plot {
-  constructor(container, label) { this.container = container; this.label = label; this.plot = null; this.data = [[], []]; }
+  constructor(container, label) {
+    this.container = container; this.label = label; this.plot = null; this.data = [[], []]; this.xRange = null;
+  }
 
   width() { return Math.max(240, this.container.clientWidth || 0); }
 
@@ -150,8 +152,9 @@ class Plot {
       width: this.width(), height: 260,
       series: [{}, { label: this.label, stroke: "#1769aa", width: 2, points: { show: true, size: 5 } }],
       axes: [{}, { size: 60 }],
-      // One point (or several at one instant) would give an empty x range: pad it to a minute.
-      scales: { x: { time: true, range: (u, min, max) => (min === max ? [min - 30, max + 30] : [min, max]) } },
+      // The range asked for when there is one (gaps show as gaps); else the data's, a single point padded to a
+      // minute (uPlot would stretch it over a year).
+      scales: { x: { time: true, range: (u, min, max) => this.xRange || (u.data[0].length === 1 ? [u.data[0][0] - 30, u.data[0][0] + 30] : [min, max]) } },
       legend: { live: true },
     };
     this.plot = new uPlot(opts, this.data, this.container);
@@ -264,6 +267,7 @@ async function loadChart(event) {
   chart.plot = chart.plot || new Plot($("chart-plot"), metric);
   chart.plot.label = metric;
   chart.plot.plot?.destroy(); chart.plot.plot = null; // a new series: new axes
+  chart.plot.xRange = [Date.parse(answer.start_time) / 1000, Date.parse(answer.end_time) / 1000];
   chart.plot.draw(numeric.map((p) => Date.parse(p.timestamp) / 1000), numeric.map((p) => p.value));
   const rows = points.slice(-200).reverse().map((p) =>
     el("tr", {}, el("td", { text: showTime(p.timestamp) }), el("td", { text: showValue(p.value) })));
