@@ -195,6 +195,10 @@ def test_sign_in_chart_live_alerts_and_stats_in_a_browser(
         "acknowledged",
         f"apikey:{key_digest(stack.api_key).hex()[:12]}",
     )
+    expect(alert_row.get_by_role("button", name="Acknowledge")).to_have_count(0)  # only an active alert offers it
+    alert_row.get_by_role("button", name="Resolve").click()
+    expect(alert_row.locator(".status")).to_have_text("resolved")
+    assert client.get(f"{API}/alerts/{alert_id}").json()["status"] == "resolved"
 
     # Stats: the service figures, the device just used among them.
     page.click("#nav a[data-view=stats]")
