@@ -9,7 +9,7 @@ UV     := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock run test lint fmt bench schemas clean browser
+.PHONY: help install lock run test lint fmt bench schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,6 +48,7 @@ lint: install ## ruff (lint + format check) and mypy
 # The web console's browser test and benchmark drive the distribution's Chromium (Playwright never downloads one).
 # apt-get runs only when it is missing (as root, or through sudo); quiet, and no recommended packages.
 CHROMIUM := /usr/bin/chromium
+.PHONY: browser
 browser: ## install the system Chromium (Debian/Ubuntu packages) for the console's browser test, if missing
 	@test -x $(CHROMIUM) || { echo "==> installing chromium (apt-get) for the console's browser test"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
