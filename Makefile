@@ -45,7 +45,17 @@ lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint ## lint, then the whole suite against private NATS and PostgreSQL
+# The web console's browser test and benchmark drive the distribution's Chromium (Playwright never downloads one).
+# apt-get runs only when it is missing (as root, or through sudo); quiet, and no recommended packages.
+CHROMIUM := /usr/bin/chromium
+.PHONY: browser
+browser: ## install the system Chromium (Debian/Ubuntu packages) for the console's browser test, if missing
+	@test -x $(CHROMIUM) || { echo "==> installing chromium (apt-get) for the console's browser test"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test: lint browser ## lint, then the whole suite against private NATS and PostgreSQL
 	@echo "==> pytest (starts its own NATS and PostgreSQL; TELEMETRY_TEST_BACKEND=containers uses Docker images)"
 	$(BIN)/pytest -m "not bench" -p no:cacheprovider
 
@@ -53,13 +63,14 @@ fmt: install ## format and auto-fix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## benchmarks; results go to docs/benchmarks*.md
+bench: install browser ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.run
 	$(BIN)/python -m tests.bench.streaming
 	$(BIN)/python -m tests.bench.stats_bench
 	$(BIN)/python -m tests.bench.line_protocol
 	$(BIN)/python -m tests.bench.durability
 	$(BIN)/python -m tests.bench.mqtt
+	$(BIN)/python -m tests.bench.console
 
 # The peers harness (InfluxDB + VictoriaMetrics, apt-installed by it) lives outside this repository.
 PEERS_DIR ?= ../shared/peers

@@ -12,6 +12,7 @@ from gateway.request_log import request_logging
 from gateway.routes import (
     alert_rules,
     alerts,
+    console,
     export,
     health,
     ingest,
@@ -42,7 +43,8 @@ def create_app(settings: Settings) -> Litestar:
     ]
     document_errors(handlers)
     return Litestar(
-        route_handlers=handlers,
+        # The web console: public static files, outside the API document (gateway/routes/console.py).
+        route_handlers=[*handlers, *console.ROUTES],
         dependencies=DEPENDENCIES,
         guards=[require_credentials],
         middleware=[request_logging],

@@ -1,4 +1,4 @@
-"""The Litestar guard on every route but /health*, and the helpers routes call about their caller."""
+"""The Litestar guard on every route but /health* and the console's files; helpers routes call about their caller."""
 
 from collections.abc import Iterable
 from typing import Any
@@ -18,8 +18,9 @@ _SCOPE_KEY = "auth"  # the ASGI scope key Litestar itself reserves for authentic
 async def require_credentials(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Authenticate (401), charge the request rate (429), check the scope (403) and the device (403).
 
-    Routes opt out with ``opt={"public": True}`` (only /health*), or with ``opt={"public_when": "<setting>"}``
-    when an operator switch decides (``/health/detailed`` with TELEMETRY_PUBLIC_HEALTH_DETAILS).
+    Routes opt out with ``opt={"public": True}`` (/health and the web console's page and files), or with
+    ``opt={"public_when": "<setting>"}`` when an operator switch decides (``/health/detailed`` with
+    TELEMETRY_PUBLIC_HEALTH_DETAILS).
     """
     switch = handler.opt.get("public_when")
     if handler.opt.get("public") or (switch and getattr(connection.app.state.gw.settings, switch)):

@@ -39,7 +39,23 @@ def _http_routes() -> list[tuple[str, str]]:
     return found
 
 
+def _public_paths() -> set[str]:
+    """Paths of the HTTP routes that opt out of the guard (``opt={"public": True}``)."""
+    app = create_app(Settings())
+    return {
+        _PARAM.sub(lambda m: f"x_{m.group(1)}", route.path)
+        for route in app.routes
+        if getattr(route, "methods", None) and any(h.opt.get("public") for h in route.route_handlers)
+    }
+
+
 ROUTES = _http_routes()
+# /health, and the web console's page and static files (gateway/routes/console.py): nothing else.
+PUBLIC = {"/health", "/", "/console/x_name"}
+
+
+def test_only_health_and_the_console_page_are_public() -> None:
+    assert _public_paths() == PUBLIC
 
 
 def test_the_route_list_is_complete() -> None:
@@ -53,7 +69,7 @@ def test_the_route_list_is_complete() -> None:
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
 def test_every_route_but_health_answers_401_without_credentials(stack: Stack, method: str, path: str) -> None:
     r = httpx.request(method, f"{stack.url}{path}", json={}, timeout=10)
-    if path == "/health":
+    if path in PUBLIC:
         assert r.status_code != 401
     else:
         assert (r.status_code, r.json()["detail"]) == (401, MISSING)

@@ -35,6 +35,8 @@ def _app_operations() -> set[tuple[str, str]]:
     operations = set()
     for route in app.routes:
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+        if all(h.include_in_schema is False for h in getattr(route, "route_handlers", ())):
+            continue  # the web console's page and files (gateway/routes/console.py): not part of the API
         for method in getattr(route, "methods", ()):
             if method not in ("HEAD", "OPTIONS") and not path.startswith("/schema"):
                 operations.add((path, method.lower()))
