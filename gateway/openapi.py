@@ -22,7 +22,9 @@ _DESCRIPTION = (
     'bodies may be sent with Content-Encoding gzip, zstd or lz4. Errors are {"detail": "..."}: 400 unreadable '
     "request or over a limit, 401 credentials, 404 not found, 405 method not allowed (with Allow), 409 conflict, "
     "413 body too large (before or after decompression), 415 unsupported Content-Encoding, 422 invalid field or "
-    "query parameter (named with its index), 503 NATS or PostgreSQL unavailable. Text fields: no NUL, bounded "
+    "query parameter (named with its index), 429 over a key's rate limit (Retry-After), 503 NATS or PostgreSQL "
+    "unavailable or the service overloaded (busy or shedding ingestion; Retry-After), 504 a query past the "
+    "statement timeout. Text fields: no NUL, bounded "
     "length; free-form JSON nests at most 32 levels; every integer is bounded as documented."
 )
 
@@ -86,7 +88,13 @@ _MEANING = {
     422: "A field of the body, or a query parameter, is invalid; the detail names it (with its index, and the "
     "allowed values for an enumeration).",
     429: "Over this key's rate limit (TELEMETRY_RATE_LIMIT_*); retry after the Retry-After header's seconds.",
-    503: "NATS or PostgreSQL is unavailable; nothing was changed. Retry.",
+    503: "NATS or PostgreSQL is unavailable, or the service is overloaded; nothing was changed. Retry. When "
+    "overloaded the detail starts `the service is busy` (every pooled database connection stayed in use for "
+    "TELEMETRY_DB_TIMEOUT, or too many heavy queries waited TELEMETRY_HEAVY_QUERY_WAIT) or, on ingestion, `the "
+    "service is shedding load` (storage is more than TELEMETRY_MAX_INGEST_BACKLOG seconds behind), and the "
+    "Retry-After header gives the seconds to wait.",
+    504: "The query ran longer than TELEMETRY_STATEMENT_TIMEOUT and PostgreSQL cancelled it; ask for a shorter "
+    "range, fewer devices or an interval the rollups serve.",
 }
 # Handler parameters that are filled by dependency injection, not by the client.
 _INJECTED = frozenset({"request", "data", "gw", "pool", "settings", "ctx", "metric_commands", "rule_commands",
@@ -118,6 +126,8 @@ def _common_statuses(handler: HTTPRouteHandler) -> list[int]:
         statuses.append(422)
     if "ctx" in params:  # a command: appends to an aggregate's subject with an expected sequence
         statuses.append(409)
+    if not handler.opt.get("public") and ({"pool", "gw"} & set(params)) and "ingestion" not in (handler.tags or []):
+        statuses.append(504)  # reads PostgreSQL through the pool: its statements carry the statement timeout
     return statuses
 
 
