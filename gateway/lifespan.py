@@ -39,7 +39,7 @@ def make_lifespan(settings: Settings) -> "object":
         js = nc.jetstream(timeout=settings.publish_timeout_s)
         await ensure_topology(js, settings)
         pool = make_pool(database_url, min_size=2, max_size=settings.db_pool_max, timeout_s=settings.db_timeout_s,
-                         statement_timeout_s=settings.statement_timeout_s)  # fmt: skip
+                         statement_timeout_s=settings.statement_timeout_s, autocommit=True)  # fmt: skip
         await pool.open(wait=True, timeout=30.0)
         definitions = DefinitionsCache(js, log)
         await definitions.start()

@@ -6,10 +6,21 @@ from dataclasses import dataclass
 from typing import Any
 
 # Litestar's own Struct schema plugin; it is not exported under a public name.
+from litestar import Litestar
 from litestar._openapi.schema_generation.plugins import StructSchemaPlugin
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.spec import Components, Operation, RequestBody, Schema, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
@@ -143,6 +154,29 @@ def document_errors(handlers: Iterable[Any]) -> None:
         for status, spec in errors(*_common_statuses(handler)).items():
             declared.setdefault(status, spec)
         handler.responses = declared
+
+
+_RETRY_AFTER = {
+    "429": "Seconds until this key's rate limit would let the request through.",
+    "503": "Seconds to wait when the service is overloaded (busy or shedding ingestion); absent when NATS or "
+    "PostgreSQL is unavailable.",
+}
+
+
+def document_retry_after(app: Litestar) -> None:
+    """Give the 429 and 503 answers of every operation their ``Retry-After`` header in the document.
+
+    ResponseSpec cannot carry headers, so the document Litestar built (and keeps) is amended in place.
+    """
+    document: OpenAPI = app.openapi_schema
+    for item in (document.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method, None)
+            for status, description in _RETRY_AFTER.items():
+                response = (operation.responses or {}).get(status) if operation is not None else None
+                if isinstance(response, OpenAPIResponse):
+                    header = OpenAPIHeader(schema=Schema(type=OpenAPIType.INTEGER, minimum=1), description=description)
+                    response.headers = {**(response.headers or {}), "Retry-After": header}
 
 
 def openapi_config() -> OpenAPIConfig:

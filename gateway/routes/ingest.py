@@ -38,7 +38,8 @@ _TAGS = ["ingestion"]
 @post("/api/v1/telemetry/devices/{device_id:str}/telemetry", status_code=200, tags=_TAGS,
       summary="Ingest one data point (E1-US1)", dto=RawBody[Point], return_dto=None,
       description="Body: a point {timestamp, metric_name, value, unit?, tags?, metadata?}. 200 once durable; "
-      "422 with the field at fault; 503 when NATS did not acknowledge.")  # fmt: skip
+      "422 with the field at fault; 503 when NATS did not acknowledge, or with Retry-After while the service is "
+      "shedding load (storage more than TELEMETRY_MAX_INGEST_BACKLOG seconds behind).")  # fmt: skip
 async def ingest_single(
     device_id: Identifier, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
 ) -> SingleIngestResponse:

@@ -27,8 +27,13 @@ def make_pool(
     max_size: int = 10,
     timeout_s: float = 2.0,
     statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    autocommit: bool = False,
 ) -> AsyncConnectionPool:
-    """Build (but do not open) a pool; ``timeout_s`` bounds how long a caller waits for a connection."""
+    """Build (but do not open) a pool; ``timeout_s`` bounds how long a caller waits for a connection.
+
+    ``autocommit`` suits a pool that only reads (the gateway): without it every checkout costs a BEGIN and a
+    COMMIT round trip around the one SELECT. Code that needs a transaction opens one (``conn.transaction()``).
+    """
     return AsyncConnectionPool(
         database_url,
         min_size=min_size,
@@ -36,7 +41,7 @@ def make_pool(
         timeout=timeout_s,
         open=False,
         configure=_configure_with(statement_timeout_s),
-        kwargs={"autocommit": False, "connect_timeout": max(1, int(timeout_s))},
+        kwargs={"autocommit": autocommit, "connect_timeout": max(1, int(timeout_s))},
         reconnect_timeout=0,  # keep trying to reconnect forever while PostgreSQL is down
     )
 

@@ -147,13 +147,17 @@ def stop_gateways(stack: Stack) -> None:
         proc.wait(15)
 
 
+# CPU time, so the loop's idle waits do not count; the whole life of the process (start-up included: it shows
+# as import and compile functions, outside the request path). Enabling a profiler from a signal handler
+# hung the uvloop loop, so no narrower window.
 _PROFILED = """
-import cProfile, signal, time
+import cProfile, time
 from gateway.main import main
-profiler = cProfile.Profile(time.process_time)  # CPU time: the loop's idle waits do not count
-signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
-signal.signal(signal.SIGUSR2, lambda *_: (profiler.disable(), profiler.dump_stats({out!r})))
-main()
+profiler = cProfile.Profile(time.process_time)
+try:
+    profiler.runcall(main)
+finally:  # uvicorn re-raises the SIGINT it stopped on
+    profiler.dump_stats({out!r})
 """
 
 
@@ -171,24 +175,15 @@ def profile_single(stack: Stack, out: Path, seq_n: int) -> list[str]:
             client = make_client("raw", stack.url, stack.headers, 1)
             try:
                 for path in (Q1, q2_path()):
-                    await _sequential(client, path, 100)  # warm-up, not profiled
-                proc.send_signal(signal.SIGUSR1)
-                await asyncio.sleep(0.2)
-                for path in (Q1, q2_path()):
                     await _sequential(client, path, seq_n)
-                proc.send_signal(signal.SIGUSR2)
             finally:
                 await client.aclose()
 
         asyncio.run(load())
-        deadline = time.monotonic() + 30
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
     finally:
         stack.procs.pop("gateway-profile")
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
-    time.sleep(0.5)  # the dump may still be being written
     stats = pstats.Stats(str(out))
     rows = []
     for (file, line, func), (_cc, _calls, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
