@@ -26,6 +26,8 @@ from pathlib import Path
 
 import httpx
 
+from gateway.views.latest import latest_value
+from telemetry_core.pg_pool import make_pool
 from tests.bench.client import Poster, make_client
 from tests.bench.latency import run_latency
 from tests.support.servers import Servers, start_servers
@@ -199,7 +201,32 @@ def profile_single(stack: Stack, out: Path, seq_n: int) -> list[str]:
     return [*head, *own, "", "project functions by cumulative time:", *cum]
 
 
-def report(base: Figures, many: Figures, copies: int, profile: list[str], load: float) -> str:
+async def checkout_cost(database_url: str, n: int) -> dict[str, tuple[float, float]]:
+    """q1's database part (pool checkout + the SELECT) with the read pool in autocommit (as the gateway now
+    runs it) and in a transaction (BEGIN and COMMIT round trips, as before): p50/p99 ms, alternating."""
+    since = datetime.now(UTC) - timedelta(days=1)
+    pools = {"autocommit (now)": make_pool(database_url, max_size=2, autocommit=True),
+             "transaction (before)": make_pool(database_url, max_size=2)}  # fmt: skip
+    lat: dict[str, list[float]] = {name: [] for name in pools}
+    try:
+        for pool in pools.values():
+            await pool.open(wait=True)
+        for i in range(n + 100):
+            for name, pool in pools.items():
+                t = time.perf_counter()
+                found = await latest_value(pool, DEVICE, METRIC, since)
+                if i >= 100:  # the first 100: warm-up (prepared statements)
+                    lat[name].append(time.perf_counter() - t)
+                assert found is not None
+    finally:
+        for pool in pools.values():
+            await pool.close()
+    return {name: (pct(v, 0.5), pct(v, 0.99)) for name, v in lat.items()}
+
+
+def report(
+    base: Figures, many: Figures, copies: int, profile: list[str], load: float, checkout: dict[str, tuple[float, float]]
+) -> str:
     def row(label: str, a: float, b: float, unit: str) -> str:
         return f"| {label} | {a:,.2f} {unit} | {b:,.2f} {unit} | {b / a:.2f}x |"
 
@@ -224,6 +251,16 @@ def report(base: Figures, many: Figures, copies: int, profile: list[str], load: 
         "one series; q2: one series over 24 h in 1 h buckets (hourly rollup); POST: one point per request, "
         "16 closed-loop clients each on its own device. Targets (issue 13): sequential q1 p50 < 0.5 ms, "
         "single POST p99 < 10 ms at 16.\n\n" + "\n".join(rows) + "\n"
+    )
+    (now_p50, now_p99), (before_p50, before_p99) = checkout["autocommit (now)"], checkout["transaction (before)"]
+    text += (
+        "\n## The per-request cut: q1's database part, autocommit against a transaction (same run, alternating)\n\n"
+        "Pool checkout + the latest-value SELECT, from this benchmark's process: the gateway's read pool now runs "
+        "in autocommit; before, every checkout cost a BEGIN and a COMMIT round trip around the one SELECT.\n\n"
+        "| read pool | p50 | p99 |\n|---|---|---|\n"
+        f"| transaction (before) | {before_p50:.3f} ms | {before_p99:.3f} ms |\n"
+        f"| autocommit (now) | {now_p50:.3f} ms | {now_p99:.3f} ms |\n"
+        f"| ratio now / before | {now_p50 / before_p50:.2f}x | {now_p99 / before_p99:.2f}x |\n"
     )
     if profile:
         text += ("\n## Where one gateway's CPU goes (cProfile, sequential q1 then q2)\n\n"
@@ -260,8 +297,10 @@ def main() -> None:
         start_gateways(stack, copies)
         many = asyncio.run(measure(stack, seq_n, conc_n, posts))
         stop_gateways(stack)
+        checkout = asyncio.run(checkout_cost(servers.database_url, seq_n))
+        say(f"q1 database part p50/p99 ms: {checkout}")
         profile = profile_single(stack, root / "gateway.prof", seq_n) if os.environ.get("BENCH_GATEWAY_PROFILE") else []
-        DOC.write_text(report(base, many, copies, profile, load))
+        DOC.write_text(report(base, many, copies, profile, load, checkout))
         say(f"wrote {DOC}")
     finally:
         stack.stop_all()
