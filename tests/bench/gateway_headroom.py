@@ -139,7 +139,7 @@ def seed(stack: Stack) -> None:
 def start_gateways(stack: Stack, count: int) -> None:
     for i in range(count):
         stack.start("gateway", label=f"gateway-{i}", TELEMETRY_GATEWAY_REUSE_PORT="on")
-    stack.wait_healthy()
+    stack.wait_healthy(timeout=300)  # a shared, loaded machine can take minutes to start a Python process
 
 
 def stop_gateways(stack: Stack) -> None:
@@ -171,7 +171,7 @@ def profile_single(stack: Stack, out: Path, seq_n: int) -> list[str]:
     log.close()
     stack.procs["gateway-profile"] = proc
     try:
-        stack.wait_healthy()
+        stack.wait_healthy(timeout=300)
 
         async def load() -> None:
             client = make_client("raw", stack.url, stack.headers, 1)
