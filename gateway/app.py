@@ -6,7 +6,7 @@ from gateway.auth.guard import require_credentials
 from gateway.deps import DEPENDENCIES
 from gateway.errors import handle_exception
 from gateway.lifespan import make_lifespan
-from gateway.openapi import DeclaredOrderStructs, document_errors, openapi_config
+from gateway.openapi import DeclaredOrderStructs, document_errors, document_retry_after, openapi_config
 from gateway.options import allow_every_method
 from gateway.request_log import request_logging
 from gateway.routes import (
@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> Litestar:
         *observability.ROUTES,
     ]
     document_errors(handlers)
-    return Litestar(
+    app = Litestar(
         # The web console: public static files, outside the API document (gateway/routes/console.py).
         route_handlers=[*handlers, *console.ROUTES],
         dependencies=DEPENDENCIES,
@@ -56,3 +56,5 @@ def create_app(settings: Settings) -> Litestar:
         plugins=[DeclaredOrderStructs()],
         debug=False,
     )
+    document_retry_after(app)
+    return app

@@ -17,10 +17,13 @@ from litestar.exceptions import (
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from psycopg import OperationalError
+from psycopg.errors import QueryCanceled
 from psycopg_pool import PoolTimeout
 
 from gateway.line_protocol_bodies import influx_error_fields
+from gateway.metrics import OVERLOAD_REFUSALS
 from telemetry_core.errors import ServiceUnavailableError
+from telemetry_core.pg_pool import pool_exhausted
 
 log = structlog.get_logger()
 
@@ -33,6 +36,14 @@ class ApiError(Exception):
         self.status = status
         self.detail = detail
         self.extra = extra or {}
+
+
+class ServiceBusy(ApiError):
+    """503 with Retry-After: the service is overloaded (not down); the same request may pass in a moment."""
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(503, detail)
+        self.retry_after_s = retry_after_s
 
 
 def bad_request(detail: str) -> ApiError:
@@ -132,6 +143,35 @@ def parameter_detail(request: Request[Any, Any, Any], exc: ValidationException) 
     return "invalid request parameters"
 
 
+POOL_BUSY_RETRY_AFTER_S = 1
+
+
+def _overload_answer(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]] | None:
+    """A statement past its timeout (504), or a pool wait timed out with every connection in use (503 busy).
+
+    A pool wait that timed out while connections are missing is PostgreSQL being down: not answered here.
+    """
+    gw = getattr(request.app.state, "gw", None)
+    if isinstance(exc, QueryCanceled):
+        OVERLOAD_REFUSALS.labels("statement_timeout").inc()
+        limit = f"{gw.settings.statement_timeout_s:g}s " if gw is not None else ""
+        log.warning("statement_timeout", path=request.url.path)
+        detail = (
+            f"the query ran longer than the statement timeout {limit}(TELEMETRY_STATEMENT_TIMEOUT) and was "
+            "cancelled; ask for a shorter range, fewer devices or an interval the rollups serve"
+        )
+        return _body(detail, 504)
+    if isinstance(exc, PoolTimeout) and gw is not None and pool_exhausted(gw.pool):
+        OVERLOAD_REFUSALS.labels("pool_busy").inc()
+        log.warning("pool_busy", path=request.url.path)
+        detail = (
+            f"the service is busy: all {gw.pool.max_size} database connections stayed in use for "
+            f"{gw.settings.db_timeout_s:g}s (TELEMETRY_DB_TIMEOUT); retry after the Retry-After seconds"
+        )
+        return _body(detail, 503, headers={"Retry-After": str(POOL_BUSY_RETRY_AFTER_S)})
+    return None
+
+
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Map any exception raised by a handler to its status and ``{"detail": ...}`` body.
 
@@ -149,10 +189,15 @@ def _answer(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[st
     denied = _unauthenticated_miss(request, exc)
     if denied is not None:
         exc = denied
+    if isinstance(exc, ServiceBusy):
+        return _body(exc.detail, exc.status, headers={"Retry-After": str(exc.retry_after_s)})
     if isinstance(exc, ApiError):
         return _body(exc.detail, exc.status, exc.extra)
     if isinstance(exc, ServiceUnavailableError):
         return _body(str(exc), 503)
+    overloaded = _overload_answer(request, exc)
+    if overloaded is not None:
+        return overloaded
     if isinstance(exc, PoolTimeout | OperationalError):
         log.warning("database_unavailable", path=request.url.path, error=str(exc))
         return _body("PostgreSQL is unavailable: " + str(exc).splitlines()[0], 503)

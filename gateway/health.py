@@ -4,6 +4,7 @@ import asyncio
 import time
 from typing import Any
 
+from gateway.metrics import OVERLOAD_REFUSALS
 from gateway.state import GatewayState
 from telemetry_core.checkpoints import halted_checkpoints
 from telemetry_core.topology import CONSUMERS, SUBSCRIPTIONS_BUCKET
@@ -168,3 +169,34 @@ async def check_real_time_stream(gw: GatewayState) -> ComponentHealth:
     except Exception as exc:
         return ComponentHealth(status="unhealthy", detail=f"subscriptions bucket unreadable: {exc!r}", metrics=metrics)
     return ComponentHealth(status="healthy", metrics=metrics)
+
+
+def check_load(gw: GatewayState) -> ComponentHealth:
+    """Overload: the ingest backlog and whether ingestion is shed, heavy queries, pool use, refusals so far.
+
+    "shedding" while ingestion is refused (503 + Retry-After); the endpoint stays 200: reads and the rest go on.
+    """
+    stats = gw.pool.get_stats()
+    metrics: dict[str, Any] = {
+        "ingest": gw.backlog.figures(),
+        "heavy_queries": gw.heavy.figures(),
+        "pool": {"max_size": gw.pool.max_size, "size": stats.get("pool_size", 0),
+                 "available": stats.get("pool_available", 0), "waiting": stats.get("requests_waiting", 0),
+                 "statement_timeout_s": gw.settings.statement_timeout_s},
+        "refused": refusals(),
+    }  # fmt: skip
+    if gw.backlog.shedding:
+        detail = (f"shedding load: ingestion answers 503 with Retry-After while storage is "
+                  f"{gw.backlog.backlog_s:.1f}s behind (limit {gw.backlog.max_backlog_s:g}s)")  # fmt: skip
+        return ComponentHealth(status="shedding", detail=detail, metrics=metrics)
+    return ComponentHealth(status="healthy", metrics=metrics)
+
+
+def refusals() -> dict[str, int]:
+    """Requests this gateway refused for overload since it started, by reason."""
+    return {
+        sample.labels["reason"]: int(sample.value)
+        for family in OVERLOAD_REFUSALS.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }

@@ -9,7 +9,9 @@ from litestar import Litestar
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.key_cache import ApiKeyCache
 from gateway.auth.remote_verifier import RemoteVerifier
+from gateway.backlog import BacklogMonitor
 from gateway.commands.wiring import build_commands
+from gateway.heavy_queries import HeavyQueries, heavy_concurrency
 from gateway.integration_events import IntegrationEvents
 from gateway.live.connect_token import ConnectTokens
 from gateway.live.hub import LiveHub
@@ -36,7 +38,8 @@ def make_lifespan(settings: Settings) -> "object":
         nc = await connect(nats_url, "telemetry-gateway", log)
         js = nc.jetstream(timeout=settings.publish_timeout_s)
         await ensure_topology(js, settings)
-        pool = make_pool(database_url, min_size=2, max_size=settings.db_pool_max, timeout_s=settings.db_timeout_s)
+        pool = make_pool(database_url, min_size=2, max_size=settings.db_pool_max, timeout_s=settings.db_timeout_s,
+                         statement_timeout_s=settings.statement_timeout_s, autocommit=True)  # fmt: skip
         await pool.open(wait=True, timeout=30.0)
         definitions = DefinitionsCache(js, log)
         await definitions.start()
@@ -49,6 +52,10 @@ def make_lifespan(settings: Settings) -> "object":
                        validator, settings)  # fmt: skip
         await live.start()
         off_loop = OffLoop()  # its processes start with the first backtest
+        backlog = BacklogMonitor(js, settings.max_ingest_backlog_s, settings.backlog_check_s)
+        await backlog.start()
+        heavy = HeavyQueries(heavy_concurrency(settings.heavy_query_concurrency, settings.db_pool_max),
+                             settings.heavy_query_wait_s)  # fmt: skip
         app.state.gw = GatewayState(
             settings=settings,
             nc=nc,
@@ -60,6 +67,8 @@ def make_lifespan(settings: Settings) -> "object":
             commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix)),
             off_loop=off_loop,
             live=live,
+            backlog=backlog,
+            heavy=heavy,
         )
         await app.state.gw.reports.start(nc)
         if not settings.api_keys:
@@ -68,6 +77,7 @@ def make_lifespan(settings: Settings) -> "object":
         try:
             yield
         finally:
+            await backlog.stop()
             await live.stop()
             await off_loop.shutdown()
             await app.state.gw.reports.stop()

@@ -1,6 +1,7 @@
 """`telemetry gateway`: serve create_app() on the configured port."""
 
 import os
+import socket
 
 import uvicorn
 
@@ -9,12 +10,26 @@ from telemetry_core.logging import configure_logging
 from telemetry_core.settings import Settings
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT: several gateway processes on one port.
+
+    The kernel spreads connections between them (`telemetry run` starts TELEMETRY_GATEWAY_PROCESSES of them).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
 def main() -> None:
     """Parse settings from the environment and serve until SIGINT/SIGTERM."""
     settings = Settings.from_env(os.environ)
     settings.require_servers()
     configure_logging(settings, "gateway")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -27,3 +42,8 @@ def main() -> None:
         # the operator wants it for clients on slow links.
         ws_per_message_deflate=settings.ws_compression,
     )
+    server = uvicorn.Server(config)
+    if settings.gateway_reuse_port:
+        server.run(sockets=[reuse_port_socket(settings.host, settings.port)])
+    else:
+        server.run()

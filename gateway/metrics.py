@@ -71,6 +71,23 @@ WORKER_HEARTBEAT_AGE = Gauge(
     ["process", "instance"], registry=GATEWAY_REGISTRY,
 )  # fmt: skip
 
+# --- overload (gateway/backlog.py, gateway/heavy_queries.py, gateway/errors.py) ---
+OVERLOAD_REFUSALS = Counter(
+    "telemetry_overload_refusals",
+    "Requests refused because the service is overloaded, by reason: ingest_backlog (storage too far behind), "
+    "pool_busy (no database connection free in time), heavy_queue (too many heavy queries waiting), "
+    "statement_timeout (a query ran past TELEMETRY_STATEMENT_TIMEOUT).",
+    ["reason"], registry=GATEWAY_REGISTRY,
+)  # fmt: skip
+INGEST_BACKLOG_SECONDS = Gauge(
+    "telemetry_ingest_backlog_seconds", "Age of the oldest acknowledged point the ingest worker has not stored.",
+    registry=GATEWAY_REGISTRY,
+)  # fmt: skip
+INGEST_SHEDDING = Gauge(
+    "telemetry_ingest_shedding", "1 while this gateway refuses ingestion because the backlog is over the limit.",
+    registry=GATEWAY_REGISTRY,
+)  # fmt: skip
+
 
 @dataclass
 class Report:

@@ -6,10 +6,21 @@ from dataclasses import dataclass
 from typing import Any
 
 # Litestar's own Struct schema plugin; it is not exported under a public name.
+from litestar import Litestar
 from litestar._openapi.schema_generation.plugins import StructSchemaPlugin
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.spec import Components, Operation, RequestBody, Schema, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
@@ -22,7 +33,9 @@ _DESCRIPTION = (
     'bodies may be sent with Content-Encoding gzip, zstd or lz4. Errors are {"detail": "..."}: 400 unreadable '
     "request or over a limit, 401 credentials, 404 not found, 405 method not allowed (with Allow), 409 conflict, "
     "413 body too large (before or after decompression), 415 unsupported Content-Encoding, 422 invalid field or "
-    "query parameter (named with its index), 503 NATS or PostgreSQL unavailable. Text fields: no NUL, bounded "
+    "query parameter (named with its index), 429 over a key's rate limit (Retry-After), 503 NATS or PostgreSQL "
+    "unavailable or the service overloaded (busy or shedding ingestion; Retry-After), 504 a query past the "
+    "statement timeout. Text fields: no NUL, bounded "
     "length; free-form JSON nests at most 32 levels; every integer is bounded as documented."
 )
 
@@ -86,7 +99,13 @@ _MEANING = {
     422: "A field of the body, or a query parameter, is invalid; the detail names it (with its index, and the "
     "allowed values for an enumeration).",
     429: "Over this key's rate limit (TELEMETRY_RATE_LIMIT_*); retry after the Retry-After header's seconds.",
-    503: "NATS or PostgreSQL is unavailable; nothing was changed. Retry.",
+    503: "NATS or PostgreSQL is unavailable, or the service is overloaded; nothing was changed. Retry. When "
+    "overloaded the detail starts `the service is busy` (every pooled database connection stayed in use for "
+    "TELEMETRY_DB_TIMEOUT, or too many heavy queries waited TELEMETRY_HEAVY_QUERY_WAIT) or, on ingestion, `the "
+    "service is shedding load` (storage is more than TELEMETRY_MAX_INGEST_BACKLOG seconds behind), and the "
+    "Retry-After header gives the seconds to wait.",
+    504: "The query ran longer than TELEMETRY_STATEMENT_TIMEOUT and PostgreSQL cancelled it; ask for a shorter "
+    "range, fewer devices or an interval the rollups serve.",
 }
 # Handler parameters that are filled by dependency injection, not by the client.
 _INJECTED = frozenset({"request", "data", "gw", "pool", "settings", "ctx", "metric_commands", "rule_commands",
@@ -118,6 +137,8 @@ def _common_statuses(handler: HTTPRouteHandler) -> list[int]:
         statuses.append(422)
     if "ctx" in params:  # a command: appends to an aggregate's subject with an expected sequence
         statuses.append(409)
+    if not handler.opt.get("public") and ({"pool", "gw"} & set(params)) and "ingestion" not in (handler.tags or []):
+        statuses.append(504)  # reads PostgreSQL through the pool: its statements carry the statement timeout
     return statuses
 
 
@@ -133,6 +154,29 @@ def document_errors(handlers: Iterable[Any]) -> None:
         for status, spec in errors(*_common_statuses(handler)).items():
             declared.setdefault(status, spec)
         handler.responses = declared
+
+
+_RETRY_AFTER = {
+    "429": "Seconds until this key's rate limit would let the request through.",
+    "503": "Seconds to wait when the service is overloaded (busy or shedding ingestion); absent when NATS or "
+    "PostgreSQL is unavailable.",
+}
+
+
+def document_retry_after(app: Litestar) -> None:
+    """Give the 429 and 503 answers of every operation their ``Retry-After`` header in the document.
+
+    ResponseSpec cannot carry headers, so the document Litestar built (and keeps) is amended in place.
+    """
+    document: OpenAPI = app.openapi_schema
+    for item in (document.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(item, method, None)
+            for status, description in _RETRY_AFTER.items():
+                response = (operation.responses or {}).get(status) if operation is not None else None
+                if isinstance(response, OpenAPIResponse):
+                    header = OpenAPIHeader(schema=Schema(type=OpenAPIType.INTEGER, minimum=1), description=description)
+                    response.headers = {**(response.headers or {}), "Retry-After": header}
 
 
 def openapi_config() -> OpenAPIConfig:

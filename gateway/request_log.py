@@ -23,6 +23,23 @@ _VALID_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,64}$")
 log = structlog.get_logger()  # a lazy proxy: binding here would freeze the pre-configuration renderer
 
 
+# prometheus_client's labels() validates and locks on every call (a few µs); the children are kept per label set
+# instead. Bounded like the metric itself: route templates, methods and statuses.
+_COUNTS: dict[tuple[str, str, int], Any] = {}
+_SECONDS: dict[tuple[str, str], Any] = {}
+
+
+def _record(route: str, method: str, status: int, elapsed: float) -> None:
+    counter = _COUNTS.get((route, method, status))
+    if counter is None:
+        counter = _COUNTS[(route, method, status)] = HTTP_REQUESTS.labels(route, method, str(status))
+    counter.inc()
+    histogram = _SECONDS.get((route, method))
+    if histogram is None:
+        histogram = _SECONDS[(route, method)] = HTTP_SECONDS.labels(route, method)
+    histogram.observe(elapsed)
+
+
 def _take_request_id(scope: Scope) -> tuple[str, bool]:
     """The client's id when valid, else a new one; put back into the scope so route handlers read the same id."""
     headers = [(k, v) for k, v in scope.get("headers") or [] if k != _REQUEST_ID]
@@ -58,8 +75,7 @@ def request_logging(app: ASGIApp) -> ASGIApp:
             elapsed = time.perf_counter() - start
             route = scope.get("path_template") or "unmatched"
             method = scope.get("method") or "?"
-            HTTP_REQUESTS.labels(route, method, str(status)).inc()
-            HTTP_SECONDS.labels(route, method).observe(elapsed)
+            _record(route, str(method), status, elapsed)
             if status >= 400 or elapsed > SLOW_S or supplied:
                 fields = {
                     "method": method,

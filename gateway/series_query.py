@@ -1,5 +1,6 @@
 """Answer a time-series query (raw or aggregated) as a TelemetryDataResponse."""
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -7,6 +8,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.errors import unprocessable
+from gateway.heavy_queries import HeavyQueries
 from gateway.query_plan import Plan, Source, bucket_count, choose_source
 from gateway.views.aggregates import aggregate, prefer_exact
 from gateway.views.history import raw_points
@@ -46,8 +48,13 @@ def _series(points: list[DataPoint]) -> list[Series]:
     return [Series(device_id=d, metric_name=m, data_points=pts) for (d, m), pts in grouped.items()]
 
 
-async def run_series_query(pool: AsyncConnectionPool, q: SeriesQuery, exact_up_to: int) -> TelemetryDataResponse:
-    """Raw points in time order, or one value per bucket per (device, metric) when aggregating."""
+async def run_series_query(
+    pool: AsyncConnectionPool, q: SeriesQuery, exact_up_to: int, heavy: HeavyQueries | None = None
+) -> TelemetryDataResponse:
+    """Raw points in time order, or one value per bucket per (device, metric) when aggregating.
+
+    An aggregation over raw points waits for a slot of ``heavy`` (gateway/heavy_queries.py).
+    """
     if q.end <= q.start:
         raise unprocessable("end_time: must be after start_time")
     plan = Plan(Source.RAW, None)
@@ -68,10 +75,12 @@ async def run_series_query(pool: AsyncConnectionPool, q: SeriesQuery, exact_up_t
         # Rollups carry no tags: a tag filter must read raw points.
         plan = Plan(Source.RAW, None) if q.tags else choose_source(q.start, q.end, interval, q.aggregation)
         plan = await prefer_exact(pool, plan, q.aggregation, q.metrics, q.devices, q.start, q.end, exact_up_to)
-        rows = await aggregate(
-            pool, plan, aggregation=q.aggregation, interval=interval, metrics=q.metrics, devices=q.devices,
-            start=q.start, end=q.end, tags=Jsonb(q.tags) if q.tags else None,
-        )  # fmt: skip
+        gate = heavy.slot(heavy=plan.source is Source.RAW) if heavy is not None else contextlib.nullcontext()
+        async with gate:
+            rows = await aggregate(
+                pool, plan, aggregation=q.aggregation, interval=interval, metrics=q.metrics, devices=q.devices,
+                start=q.start, end=q.end, tags=Jsonb(q.tags) if q.tags else None,
+            )  # fmt: skip
         points = [
             DataPoint(timestamp=b.timestamp, device_id=b.device_id or "", metric_name=b.metric_name, value=b.value)
             for b in rows[q.offset : q.offset + q.limit]

@@ -8,7 +8,9 @@ from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.auth.authenticator import Authenticator
+from gateway.backlog import BacklogMonitor
 from gateway.commands.wiring import Commands
+from gateway.heavy_queries import HeavyQueries
 from gateway.live.hub import LiveHub
 from gateway.metrics import WorkerReports
 from gateway.off_loop import OffLoop
@@ -31,6 +33,9 @@ class GatewayState:
     commands: Commands
     off_loop: OffLoop
     live: LiveHub
+    # Overload: ingestion shed past a storage backlog; heavy queries queued on a semaphore.
+    backlog: BacklogMonitor
+    heavy: HeavyQueries
     started_at: float = field(default_factory=time.monotonic)
     # Workers' figures and heartbeats, reported over NATS (gateway/metrics.py).
     reports: WorkerReports = field(default_factory=WorkerReports)

@@ -6,6 +6,7 @@ sizes, so it needs a key unless the operator sets TELEMETRY_PUBLIC_HEALTH_DETAIL
 """
 
 import asyncio
+import os
 import time
 
 from litestar import Response, get
@@ -16,6 +17,7 @@ from gateway.health import (
     check_checkpoints,
     check_db,
     check_definitions_cache,
+    check_load,
     check_nats,
     check_real_time_stream,
     check_workers,
@@ -62,7 +64,10 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
      "real_time_stream (this copy's open sockets, messages sent and points dropped by slow sockets; "
      "the subscriptions stored), "
      "workers (each worker's heartbeat age; unhealthy 5 s after one stops reporting, which does not fail the "
-     "endpoint either) and performance figures. 503 when NATS or PostgreSQL is down.")  # fmt: skip
+     "endpoint either), load (status `shedding` and `shedding_load: true` while ingestion answers 503 with "
+     "Retry-After because storage is more than TELEMETRY_MAX_INGEST_BACKLOG seconds behind; heavy queries "
+     "running and queued; pool use; requests refused for overload by reason) and performance figures. "
+     "503 when NATS or PostgreSQL is down.")  # fmt: skip
 async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
     """Check every component and report consumer lag."""
     nats_c, db_c = await asyncio.gather(check_nats(gw), check_db(gw))
@@ -86,6 +91,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "api_key_cache": check_api_key_cache(gw),
         # Every worker's heartbeat (its metrics report over NATS, each second): a stopped one is down in 5 s.
         "workers": check_workers(gw),
+        # Overload: ingestion shed past the storage backlog, heavy queries queued, pool use (gateway/backlog.py).
+        "load": check_load(gw),
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"
     body = DetailedHealthResponse(
@@ -96,9 +103,12 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         components=components,
         performance={
             "uptime_s": round(time.monotonic() - gw.started_at, 1),
+            # Which gateway copy answered (`telemetry run` starts TELEMETRY_GATEWAY_PROCESSES on one port).
+            "gateway_pid": os.getpid(),
             "nats_rtt_ms": nats_c.metrics.get("rtt_ms"),
             "db_latency_ms": db_c.metrics.get("latency_ms"),
         },
+        shedding_load=gw.backlog.shedding,
     )
     return Response(body, status_code=503 if down else 200)
 

@@ -38,11 +38,13 @@ _TAGS = ["ingestion"]
 @post("/api/v1/telemetry/devices/{device_id:str}/telemetry", status_code=200, tags=_TAGS,
       summary="Ingest one data point (E1-US1)", dto=RawBody[Point], return_dto=None,
       description="Body: a point {timestamp, metric_name, value, unit?, tags?, metadata?}. 200 once durable; "
-      "422 with the field at fault; 503 when NATS did not acknowledge.")  # fmt: skip
+      "422 with the field at fault; 503 when NATS did not acknowledge, or with Retry-After while the service is "
+      "shedding load (storage more than TELEMETRY_MAX_INGEST_BACKLOG seconds behind).")  # fmt: skip
 async def ingest_single(
     device_id: Identifier, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
 ) -> SingleIngestResponse:
     """Validate and publish one point."""
+    gw.backlog.admit()
     checked_name(device_id, "device_id")
     charge_points(request, 1)
     body = data  # decompressed by RawBody, within the size cap
@@ -73,6 +75,7 @@ async def ingest_batch(
     device_id: Identifier, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
 ) -> Response[BatchIngestResponse]:
     """Validate each point, publish the valid ones as one message, report the rest by index."""
+    gw.backlog.admit()
     checked_name(device_id, "device_id")
     body = data  # decompressed by RawBody, within the size cap
     batch = decode(body, _batch_decoder)
@@ -112,6 +115,7 @@ def _device_failure(device_id: str, total: int, detail: str, field: str) -> Devi
       "200 if any point was stored, else 422; per-device results in `results`.")  # fmt: skip
 async def ingest_bulk(data: bytes, gw: GatewayState, request: Request[Any, Any, Any]) -> Response[BulkIngestResponse]:
     """Validate every device's points, publish each device's valid points concurrently."""
+    gw.backlog.admit()
     body = data  # decompressed by RawBody, within the size cap
     devices = decode(body, _bulk_decoder)
     if not devices:

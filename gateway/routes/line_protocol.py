@@ -95,6 +95,7 @@ async def _write(
             return Response(InfluxV2Error(code="invalid", message=detail, detail=detail, errors=items), status_code=400)
         return Response(InfluxV1Error(error=detail, detail=detail, errors=items), status_code=400)
 
+    gw.backlog.admit()  # storage too far behind: 503 + Retry-After (Telegraf retries it)
     factor = PRECISIONS.get(precision.strip())
     if factor is None:
         return refuse([], 0, 0, f"precision {precision!r} is invalid: use ns, us (u), ms or s (also m, h)")

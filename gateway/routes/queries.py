@@ -11,7 +11,7 @@ from gateway.deps import checked_name
 from gateway.errors import bad_request, not_found, unprocessable
 from gateway.openapi import errors
 from gateway.params import EndTime, Identifier, OptionalIdentifier, check_timestamps
-from gateway.query_plan import bucket_count, choose_source
+from gateway.query_plan import Source, bucket_count, choose_source
 from gateway.series_query import SeriesQuery, default_interval, run_series_query
 from gateway.state import GatewayState
 from gateway.typed_body import JsonBody
@@ -97,6 +97,7 @@ async def query(data: QueryRequest, gw: GatewayState) -> TelemetryDataResponse:
             limit=body.limit, offset=body.offset,
         ),
         gw.settings.exact_percentile_points,
+        gw.heavy,
     )  # fmt: skip
 
 
@@ -142,6 +143,7 @@ async def get_range(
             aggregation=aggregation, interval=interval, tags=None, limit=limit, offset=0,
         ),
         gw.settings.exact_percentile_points,
+        gw.heavy,
     )  # fmt: skip
 
 
@@ -177,10 +179,11 @@ async def get_aggregated(
     plan = await prefer_exact(
         gw.pool, plan, aggregation_type, [metric_name], devices, start, end, gw.settings.exact_percentile_points
     )
-    rows = await aggregate(
-        gw.pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
-        devices=[device_id] if device_id else None, start=start, end=end, per_device=device_id is not None,
-    )  # fmt: skip
+    async with gw.heavy.slot(heavy=plan.source is Source.RAW):  # raw reads queue instead of draining the pool
+        rows = await aggregate(
+            gw.pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
+            devices=[device_id] if device_id else None, start=start, end=end, per_device=device_id is not None,
+        )  # fmt: skip
     points = [AggregatedPoint(timestamp=b.timestamp, value=b.value, count=b.count) for b in rows]
     return AggregatedDataResponse(
         metric_name=metric_name, device_id=device_id, aggregation_type=aggregation_type, interval=interval,

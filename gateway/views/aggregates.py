@@ -1,5 +1,6 @@
 """Aggregated series over raw points or rollups: parameterised SQL from fixed fragments."""
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -77,6 +78,7 @@ _SKETCH_FILTER = (
 _TABLES = {Source.MINUTE: "telemetry.rollup_minute", Source.HOUR: "telemetry.rollup_hour"}
 
 
+@functools.cache  # a few dozen combinations; composing the statement cost more than the rest of the handler
 def _statement(plan: Plan, aggregation: str, per_device: bool) -> sql.Composed:
     device = sql.SQL("device_id" if per_device else "NULL::text")
     if plan.source is Source.RAW:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from telemetry_core.embedded import EmbeddedServer, start_nats, start_postgres
+from telemetry_core.gateway_copies import gateway_children
 from telemetry_core.migrate import migrate
 from telemetry_core.settings import Settings
 from telemetry_core.supervisor import Child, ServerUnit, Supervised, Supervisor
@@ -141,9 +142,12 @@ def main() -> None:
             TELEMETRY_LOG_FORMAT=settings.log_format if settings.log_format != "auto" else "console",
         )
         workers = ["ingest-worker"] * settings.ingest_workers
-        for i, name in enumerate([CHILD_COMMANDS[0], *workers, CHILD_COMMANDS[3], CHILD_COMMANDS[2]]):
+        for i, name in enumerate([CHILD_COMMANDS[0], *workers, CHILD_COMMANDS[3]]):
             label = f"{name}-{i}" if name == "ingest-worker" and settings.ingest_workers > 1 else name
             child = Child(label, [sys.executable, "-m", "telemetry_core.cli", name], env)
+            child.start()
+            children.append(child)
+        for child in gateway_children(settings, env):  # TELEMETRY_GATEWAY_PROCESSES copies on one port
             child.start()
             children.append(child)
         url = f"http://{settings.host}:{settings.port}"

@@ -1,29 +1,58 @@
 """Async PostgreSQL pool with fail-fast start and bounded waits."""
 
-from psycopg import AsyncConnection
+from collections.abc import Awaitable, Callable
+
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
+DEFAULT_STATEMENT_TIMEOUT_S = 30.0
 
-async def _configure(conn: AsyncConnection) -> None:
-    # Every statement of ours names schema telemetry explicitly; the timeout bounds a stuck query.
-    await conn.execute("SET statement_timeout = '30s'")
-    await conn.commit()
+
+def _configure_with(statement_timeout_s: float) -> Callable[[AsyncConnection], Awaitable[None]]:
+    ms = max(1, int(statement_timeout_s * 1000))
+
+    async def configure(conn: AsyncConnection) -> None:
+        # Every statement of ours names schema telemetry explicitly; the timeout bounds a stuck query, so one
+        # slow statement cannot hold a pooled connection for longer than this.
+        await conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(ms)))
+        await conn.commit()
+
+    return configure
 
 
 def make_pool(
-    database_url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 2.0
+    database_url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeout_s: float = 2.0,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    autocommit: bool = False,
 ) -> AsyncConnectionPool:
-    """Build (but do not open) a pool; ``timeout_s`` bounds how long a caller waits for a connection."""
+    """Build (but do not open) a pool; ``timeout_s`` bounds how long a caller waits for a connection.
+
+    ``autocommit`` suits a pool that only reads (the gateway): without it every checkout costs a BEGIN and a
+    COMMIT round trip around the one SELECT. Code that needs a transaction opens one (``conn.transaction()``).
+    """
     return AsyncConnectionPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
         timeout=timeout_s,
         open=False,
-        configure=_configure,
-        kwargs={"autocommit": False, "connect_timeout": max(1, int(timeout_s))},
+        configure=_configure_with(statement_timeout_s),
+        kwargs={"autocommit": autocommit, "connect_timeout": max(1, int(timeout_s))},
         reconnect_timeout=0,  # keep trying to reconnect forever while PostgreSQL is down
     )
+
+
+def pool_exhausted(pool: AsyncConnectionPool) -> bool:
+    """Every connection the pool may open is open and checked out: a wait that timed out was for a busy pool.
+
+    Otherwise (connections missing) the pool could not connect: PostgreSQL is down or unreachable.
+    """
+    stats = pool.get_stats()
+    return stats.get("pool_size", 0) >= pool.max_size and stats.get("pool_available", 0) == 0
 
 
 async def close_pool(pool: AsyncConnectionPool, timeout_s: float = 1.0) -> None:

@@ -210,6 +210,21 @@ class Settings:
     line_protocol_device_tags: tuple[str, ...] = ("device_id", "host")
     # "refuse" a line whose device id or metric name has a dot; "underscore" writes dots as underscores.
     line_protocol_dots: str = "refuse"
+    # --- gateway overload and headroom (gateway/overload.py, gateway/heavy_queries.py, telemetry run) ---
+    # Shed ingestion (503 + Retry-After) while the oldest point the ingest worker has not stored is older
+    # than this many seconds; 0 turns shedding off. Re-measured every backlog_check_s, off the request path.
+    max_ingest_backlog_s: float = 10.0
+    backlog_check_s: float = 0.5
+    # Every statement of the gateway's pool is cancelled after this (a timed-out query answers 504).
+    statement_timeout_s: float = 15.0
+    # Queries that read raw points across a range (aggregations from raw, CSV export) at most this many at once;
+    # the rest queue up to heavy_query_wait_s, then answer 503 busy. 0: half the pool (at least 1).
+    heavy_query_concurrency: int = 0
+    heavy_query_wait_s: float = 10.0
+    # `telemetry run`: gateway processes sharing the port (SO_REUSEPORT); 0 = the machine's cores.
+    gateway_processes: int = 0
+    # Bind the gateway's port with SO_REUSEPORT (set by `telemetry run` for its gateway copies).
+    gateway_reuse_port: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -273,6 +288,14 @@ class Settings:
             public_health_details=_choice(env, "TELEMETRY_PUBLIC_HEALTH_DETAILS", "false", ("true", "false")) == "true",
             line_protocol_device_tags=_names(env, "TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS", ("device_id", "host")),
             line_protocol_dots=_choice(env, "TELEMETRY_LINE_PROTOCOL_DOTS", "refuse", ("refuse", "underscore")),
+            # --- gateway overload and headroom ---
+            max_ingest_backlog_s=_number(env, "TELEMETRY_MAX_INGEST_BACKLOG", 10.0, float, 0.0, 86_400.0),
+            backlog_check_s=_number(env, "TELEMETRY_BACKLOG_CHECK_INTERVAL", 0.5, float, 0.05, 60.0),
+            statement_timeout_s=_number(env, "TELEMETRY_STATEMENT_TIMEOUT", 15.0, float, 0.1, 3600.0),
+            heavy_query_concurrency=_number(env, "TELEMETRY_HEAVY_QUERY_CONCURRENCY", 0, int, 0, 500),
+            heavy_query_wait_s=_number(env, "TELEMETRY_HEAVY_QUERY_WAIT", 10.0, float, 0.0, 600.0),
+            gateway_processes=_number(env, "TELEMETRY_GATEWAY_PROCESSES", 0, int, 0, 256),
+            gateway_reuse_port=_flag(env, "TELEMETRY_GATEWAY_REUSE_PORT"),
         )
 
     def require_signing_key(self) -> bytes:

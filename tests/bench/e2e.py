@@ -60,6 +60,9 @@ def build_batches(
 _ack = msgspec.json.Decoder()
 
 
+SHED_BACKOFF_S = 1.0  # the gateway's Retry-After while shedding is at least 1 s
+
+
 async def post_batches(client: Poster, batches: Iterable[tuple[str, bytes]], concurrency: int) -> int:
     """Send every batch with ``concurrency`` clients; return the points acknowledged."""
     todo = iter(batches)
@@ -69,6 +72,10 @@ async def post_batches(client: Poster, batches: Iterable[tuple[str, bytes]], con
         nonlocal acked
         for device_id, body in todo:
             status, data = await client.post(batch_path(device_id), body)
+            while status == 503 and b"shedding load" in data:
+                # Storage is over TELEMETRY_MAX_INGEST_BACKLOG behind: back off as a client should (Retry-After).
+                await asyncio.sleep(SHED_BACKOFF_S)
+                status, data = await client.post(batch_path(device_id), body)
             if status != 200:
                 raise RuntimeError(f"batch for {device_id}: HTTP {status}: {data[:300]!r}")
             acked += int(_ack.decode(data)["ingested_count"])

@@ -1,6 +1,7 @@
 """`telemetry run`: embedded servers, URL and key printed, clean Ctrl-C, data still there next time;
 killed servers come back by themselves; a killed run takes all its children with it."""
 
+import asyncio
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from telemetry_core.embedded import free_port
 from tests.e2e.conftest import point
 from tests.support.eventually import eventually
 from tests.support.mqtt import mqtt_device
+from tests.support.ws_client import collect, open_socket, subscribe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -43,17 +45,20 @@ class Run:
         return any(text in line for line in self.lines)
 
 
-def run_env(data_dir: Path, port: int) -> dict[str, str]:
+def run_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
     # A free MQTT port too: the default 1883 would collide between runs (and suites) on one machine.
     env.update(TELEMETRY_DATA_DIR=str(data_dir), TELEMETRY_PORT=str(port), TELEMETRY_MQTT_PORT=str(free_port()))
+    # One gateway unless a test asks for copies (the default, one per core, would vary with the machine).
+    env.setdefault("TELEMETRY_GATEWAY_PROCESSES", "1")
+    env.update(extra)
     return env
 
 
-def start_run(data_dir: Path, port: int) -> Run:
+def start_run(data_dir: Path, port: int, **extra_env: str) -> Run:
     proc = subprocess.Popen(
         [sys.executable, "-m", "telemetry_core.cli", "run"],
-        env=run_env(data_dir, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=run_env(data_dir, port, **extra_env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
     seen: list[str] = []
@@ -93,10 +98,44 @@ def running(processes: list[psutil.Process]) -> list[str]:
     return alive
 
 
+async def _stream_through_copies(run: Run, device: str, count: int) -> list[float]:
+    """Subscribe, open the socket on one copy, post ``count`` points on fresh connections (spread over the copies)."""
+    headers = {"X-Api-Key": run.key}
+    with httpx.Client(base_url=run.url, headers=headers, timeout=15) as client:
+        answer = subscribe(client, device_ids=[device], max_frequency=100)
+    async with open_socket(run.url, answer) as ws:
+        for n in range(count):
+            # A client per point: a new connection each, so the posts land on either copy.
+            async with httpx.AsyncClient(base_url=run.url, headers=headers, timeout=15) as fresh:
+                r = await fresh.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(value=n))
+            assert r.status_code == 200
+        got = await collect(ws, lambda rec: len(rec.points) >= count)
+    return sorted(p["value"] for p in got.points)
+
+
+def check_gateway_copies(run: Run, copies: int) -> None:
+    """`copies` gateway processes serve the one port (each answers /health/detailed with its pid) and stream."""
+    gateways = [c for c in psutil.Process(run.proc.pid).children(recursive=True) if "gateway" in c.cmdline()]
+    assert len(gateways) == copies, [c.cmdline() for c in gateways]
+    seen: set[int] = set()
+
+    def every_copy_answered() -> bool:
+        # A fresh connection each time: the kernel spreads connections over the SO_REUSEPORT sockets.
+        r = httpx.get(f"{run.url}/health/detailed", headers={"X-Api-Key": run.key}, timeout=10)
+        assert r.status_code == 200, r.text
+        seen.add(r.json()["performance"]["gateway_pid"])
+        return len(seen) == copies
+
+    eventually(every_copy_answered, timeout=30, interval=0.01, what=f"{copies} gateway copies answering")
+    assert seen == {c.pid for c in gateways}
+    assert asyncio.run(_stream_through_copies(run, "dev_run_stream", 8)) == list(range(8))
+
+
 def test_run_starts_everything_and_keeps_data(tmp_path: Path) -> None:
     port = free_port()
-    run = start_run(tmp_path / "data", port)
+    run = start_run(tmp_path / "data", port, TELEMETRY_GATEWAY_PROCESSES="2")
     try:
+        check_gateway_copies(run, 2)
         assert run.url == f"http://127.0.0.1:{port}"
         headers = {"X-Api-Key": run.key}
         r = httpx.post(f"{run.url}/api/v1/telemetry/devices/dev_run/telemetry", json=point(value=7), headers=headers)
@@ -114,7 +153,7 @@ def test_run_starts_everything_and_keeps_data(tmp_path: Path) -> None:
         assert got["value"] == 8
     finally:
         children = stop_run(run)
-    assert len(children) >= 5  # nats-server, postgres, gateway, ingest worker, projection worker
+    assert len(children) >= 6  # nats-server, postgres, two gateways, ingest worker, projection worker
     eventually(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in children),
                timeout=30, what="every child stopped")  # fmt: skip
     assert (tmp_path / "data" / "dev_api_key").read_text().strip() == run.key

@@ -32,3 +32,5 @@ class DetailedHealthResponse(ApiBody):
     version: str
     components: dict[str, ComponentHealth]
     performance: dict[str, Any]
+    # True while this gateway refuses ingestion because storage is too far behind (components.load says why).
+    shedding_load: bool = False
