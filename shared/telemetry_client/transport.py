@@ -7,6 +7,7 @@ whether repeating it is safe (points are: they upsert, and a batch_id de-duplica
 """
 
 import gzip
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 import msgspec
-from tenacity import RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from telemetry_client.errors import ServiceUnavailable, TelemetryApiError
 
@@ -48,13 +49,14 @@ class RetryPolicy:
 
     def tenacity_args(self) -> dict[str, Any]:
         """Keyword arguments for tenacity's Retrying / AsyncRetrying."""
-        exponential = wait_exponential_jitter(initial=self.backoff, max=self.max_wait, jitter=self.backoff)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, Retryable) and exc.retry_after is not None:
                 return min(exc.retry_after, self.max_wait)
-            return float(exponential(state))
+            # Exponential with jitter, so many clients told "503" together do not come back together.
+            doubled = self.backoff * 2 ** min(state.attempt_number - 1, 30)
+            return min(self.max_wait, doubled + random.uniform(0, self.backoff))  # noqa: S311 (not crypto)
 
         return {
             "stop": stop_after_attempt(max(1, self.attempts)),
