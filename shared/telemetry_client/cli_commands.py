@@ -155,7 +155,9 @@ def cmd_query(target: Target, args: argparse.Namespace) -> int:
         for p in points:
             out.writerow([p.timestamp.isoformat(), p.device_id, p.metric_name, _cell(p.value), p.unit or ""])
         return EXIT_OK
-    table = Table("timestamp", "device", "metric", "value", "unit", title=f"{len(points)} points")
+    table = Table(
+        "timestamp", "device", "metric", "value", "unit", title=f"{len(points)} point{'' if len(points) == 1 else 's'}"
+    )
     for p in points:
         table.add_row(p.timestamp.isoformat(), p.device_id, p.metric_name, _cell(p.value), p.unit or "")
     Console(highlight=False).print(table)

@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from telemetry_client import AsyncBatcher, AsyncTelemetryClient, Batcher, Point, ServiceUnavailable, TelemetryClient
+from telemetry_client import (
+    AsyncBatcher,
+    AsyncTelemetryClient,
+    Batcher,
+    Point,
+    ServiceUnavailable,
+    TelemetryClient,
+    calls,
+)
+from telemetry_client.streaming import read_stream
 from telemetry_client.transport import RetryPolicy
 from telemetry_schemas.api.queries import QueryRequest
 from telemetry_schemas.api.stream import StreamMessage, SubscribeRequest
@@ -155,3 +164,40 @@ async def test_stream_receives_an_ingested_point(stack: Stack) -> None:
     got = message.data_points[0]
     assert got.device_id == device and got.metric_name == "temperature" and got.tags == {"site": "north"}
     assert got.value in sent
+
+
+async def test_stream_reconnects_with_a_fresh_token_and_resumes_without_gap(stack: Stack) -> None:
+    device = unique("cl_resume")
+    request = SubscribeRequest(device_ids=[device], metric_names=["temperature"], max_frequency=100)
+    async with AsyncTelemetryClient(stack.url, stack.api_key) as tc:
+        sub = await tc.subscribe(request)
+        tokens = 0
+
+        async def fresh_token() -> str:
+            nonlocal tokens
+            tokens += 1
+            return (await tc.execute(calls.connect_token(sub.subscription_id))).connect_token
+
+        async def first(since: int | None, token: str) -> StreamMessage:
+            stream = read_stream(stack.url, sub.websocket_url, token, fresh_token, since=since)
+            try:
+                return await anext(stream)
+            finally:
+                await stream.aclose()
+
+        # A refused token (closed 4001) is not the end: the client asks for a fresh one and connects again.
+        reader = asyncio.create_task(first(None, "not-a-token"))
+        sent: list[float] = []
+        deadline = time.monotonic() + 15
+        while not reader.done() and time.monotonic() < deadline:
+            sent.append(10.0 + len(sent))
+            await tc.send(device, pt(sent[-1]))
+            await asyncio.wait({reader}, timeout=0.3)
+        message = await asyncio.wait_for(reader, 1)
+        assert tokens >= 1 and message.data_points[0].value in sent
+        # While no socket is open a point arrives; resuming after the last message gets it, and only what followed.
+        await tc.send(device, pt(99.0))
+        resumed = await asyncio.wait_for(first(message.sequence_number, (await fresh_token())), 15)
+        await tc.unsubscribe(sub.subscription_id)
+    later = [p.value for p in resumed.data_points]
+    assert later[-1] == 99.0 and set(later[:-1]) <= set(sent) - {p.value for p in message.data_points}

@@ -132,7 +132,7 @@ def test_send_then_query_as_csv_and_table_then_export(
     assert [(r["metric_name"], r["value"]) for r in rows] == [("m0", "21.5"), ("m1", "True"), ("m2", '{"mode":"eco"}')]
     assert rows[0]["timestamp"] == t0.isoformat()
     table = cli("query", device, "m0", *window, **env)
-    assert table.returncode == 0 and "1 points" in table.stdout and "21.5" in table.stdout
+    assert table.returncode == 0 and "1 point" in table.stdout and "21.5" in table.stdout
     out = tmp_path / "export.csv"
     exported = cli("export", "--device", device, "--metric", "m0", "--metric", "m1", *window,
                          "-o", str(out), **env)  # fmt: skip
