@@ -167,7 +167,7 @@ def cmd_query(target: Target, args: argparse.Namespace) -> int:
 def cmd_export(target: Target, args: argparse.Namespace) -> int:
     """`telemetry export`: GET /export/csv streamed to a file, with a progress bar."""
     start, end = time_range(args)
-    out: IO[bytes] = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
+    out: IO[bytes] | None = None  # opened at the first chunk: a refused export (404, 422) leaves no empty file
     rows = 0
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TextColumn("{task.fields[rows]} rows"), TimeElapsedColumn())  # fmt: skip
@@ -176,11 +176,13 @@ def cmd_export(target: Target, args: argparse.Namespace) -> int:
              Progress(*columns, console=_err(), transient=False) as bar:  # fmt: skip
             task = bar.add_task(f"export to {args.output}", total=None, rows=0)
             for chunk in tc.export_csv(args.devices, args.metrics, start, end):
+                if out is None:
+                    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
                 out.write(chunk)
                 rows += chunk.count(b"\n")
                 bar.update(task, advance=len(chunk), rows=max(rows - 1, 0))
     finally:
-        if out is not sys.stdout.buffer:
+        if out is not None and out is not sys.stdout.buffer:
             out.close()
     _err().print(f"exported {max(rows - 1, 0)} rows to {args.output}")
     return EXIT_OK

@@ -106,12 +106,16 @@ def test_config_file_then_environment_then_flag(
     assert [(r[0], r[3]) for r in wait_rows(servers, device, 1)] == [("temperature", 21.5)]
 
 
-def test_refused_request_prints_the_detail_and_exits_1(stack: Stack, cli: Callable[..., Ran]) -> None:
+def test_refused_request_prints_the_detail_and_exits_1(stack: Stack, cli: Callable[..., Ran], tmp_path: Path) -> None:
     bad = cli("send", "dev_1", "bad.name", "1", "--url", stack.url, "--key", stack.api_key)
     assert bad.returncode == 1, bad
     assert "422" in bad.stderr and "metric_name" in bad.stderr
     usage = cli("query", "dev_1", "temperature", "--since", "soon", "--url", stack.url)
     assert usage.returncode == 2 and "--since" in usage.stderr
+    nothing = tmp_path / "nothing.csv"
+    empty = cli("export", "--device", unique("cli_none"), "--metric", "m", "-o", str(nothing), "--url", stack.url,
+                "--key", stack.api_key)  # fmt: skip
+    assert empty.returncode == 1 and "404" in empty.stderr and not nothing.exists(), empty
 
 
 def test_send_then_query_as_csv_and_table_then_export(
