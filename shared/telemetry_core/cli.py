@@ -22,6 +22,9 @@ ENTRY_POINTS = {
     "projection-worker": "projection_worker.main:main",
     "alert-worker": "alert_worker.main:main",
 }
+# The client commands for people (send, tail, query, export, alerts, config) live in telemetry_client:
+# its parsers are added here, its code runs only for those commands.
+CLIENT_COMMANDS = "telemetry_client.cli_parsers"
 
 
 def _load(target: str) -> Callable[[], None]:
@@ -145,7 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     revoke = actions.add_parser("revoke", help="revoke a key on every gateway within a second")
     revoke.add_argument("key_id", help="the key_id printed by create or list")
     _dlq_parser(sub)
+    client = importlib.import_module(CLIENT_COMMANDS)
+    client.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in client.COMMANDS:
+        raise SystemExit(client.run(args))
     try:
         if args.command == "migrate":
             _migrate()

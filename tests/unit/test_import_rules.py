@@ -10,11 +10,14 @@ PROCESSES = {"gateway", "ingest_worker", "alert_worker", "projection_worker"}
 PACKAGES = {
     "telemetry_schemas": ROOT / "schemas" / "telemetry_schemas",
     "telemetry_core": ROOT / "shared" / "telemetry_core",
+    # The client is what users install next to their own code: contracts only, never the service's core.
+    "telemetry_client": ROOT / "shared" / "telemetry_client",
     **{p: ROOT / p for p in PROCESSES},
 }
 ALLOWED = {
     "telemetry_schemas": {"telemetry_schemas"},
     "telemetry_core": {"telemetry_schemas", "telemetry_core"},
+    "telemetry_client": {"telemetry_schemas", "telemetry_client"},
     **{p: {"telemetry_schemas", "telemetry_core", p} for p in PROCESSES},
 }
 OURS = set(PACKAGES)
