@@ -1,9 +1,11 @@
-"""Error classes named for the caller's decision, and which failures mean "a server is away"."""
+"""Error classes named for the caller's decision, and which failures mean "a server is away".
 
-import nats.errors
-import nats.js.errors
-import psycopg
-import psycopg.errors
+nats and psycopg are imported only when ``is_transient`` first runs: the error classes are imported by the
+settings and the `telemetry` command line, and the client commands (send, query, …) need neither library
+(importing them cost ~0.7 s of every command's start).
+"""
+
+import functools
 
 
 class TelemetryError(Exception):
@@ -26,21 +28,26 @@ class ServiceUnavailableError(TelemetryError):
     """A backing server (NATS or PostgreSQL) is not answering; HTTP callers get 503."""
 
 
-# Failures that say "the server is away or slow", not "this message is wrong".
-_AWAY = (
-    TransientError,
-    ServiceUnavailableError,
-    ConnectionError,
-    TimeoutError,
-    nats.errors.TimeoutError,
-    nats.errors.NoRespondersError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.ConnectionReconnectingError,
-    nats.js.errors.ServiceUnavailableError,
-    nats.js.errors.NoStreamResponseError,
-)
+@functools.cache
+def _away() -> tuple[type[BaseException], ...]:
+    """Failures that say "the server is away or slow", not "this message is wrong"."""
+    import nats.errors
+    import nats.js.errors
+
+    return (
+        TransientError,
+        ServiceUnavailableError,
+        ConnectionError,
+        TimeoutError,
+        nats.errors.TimeoutError,
+        nats.errors.NoRespondersError,
+        nats.errors.ConnectionClosedError,
+        nats.errors.StaleConnectionError,
+        nats.errors.OutboundBufferLimitError,
+        nats.errors.ConnectionReconnectingError,
+        nats.js.errors.ServiceUnavailableError,
+        nats.js.errors.NoStreamResponseError,
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -50,6 +57,9 @@ def is_transient(exc: BaseException) -> bool:
     and serialization failures; a statement timeout (QueryCanceled) is not counted, since the same
     message would time out again.
     """
-    if isinstance(exc, _AWAY):
+    import psycopg
+    import psycopg.errors
+
+    if isinstance(exc, _away()):
         return True
     return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg.errors.QueryCanceled)
