@@ -1,0 +1,142 @@
+"""End-to-end ingest against the bare write path, with rollups fully applied (issue 13, item 3).
+
+``python -m tests.bench.rollups_bench`` (part of `make bench`; prints its figures and writes
+docs/benchmarks-rollups.md). In one run, on one durable PostgreSQL and NATS:
+
+1. baseline: ``BENCH_ROLLUPS_BASELINE_POINTS`` points through the bare COPY + upsert path (no rollups,
+   no notices), in 1000-point transactions (tests/bench/baseline.py).
+2. sustained: ``BENCH_ROLLUPS_POINTS`` points over HTTP (1000-point batches, ``BENCH_ROLLUPS_DEVICES``
+   devices, 8 clients), timed from the first send until (a) every point is counted in ``points``
+   ("queryable", as in docs/benchmarks.md) and (b) every consumer is idle and ``rollup_minute`` counts
+   every point ("rolled up": an aggregate query then sees every point).
+
+Reported: both rates and their ratios to the baseline, and PostgreSQL CPU microseconds per point in each
+window (the postmaster and every backend). Run it on two checkouts to compare before / after: each run
+carries its own baseline, so the ratios compare across runs on a busy machine, the absolute rates do not.
+"""
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from tests.bench.backlog import Backlog
+from tests.bench.baseline import prepare_baseline, run_baseline
+from tests.bench.client import make_client
+from tests.bench.e2e import build_batches, post_batches, wait_queryable, warm_up
+from tests.bench.procs import Monitor, Watched
+from tests.support.servers import start_servers
+from tests.support.stack import PROCESSES, Stack
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-rollups.md"
+_ROLLED = "SELECT coalesce(sum(count), 0) FROM telemetry.rollup_minute WHERE device_id = ANY(%s)"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def say(message: str) -> None:
+    print(f"[rollups-bench] {message}", flush=True)
+
+
+async def _rolled_up(database_url: str, devices: list[str], want: int, timeout_s: float) -> None:
+    """Wait until rollup_minute counts ``want`` points of ``devices`` (the bench's points are all numeric)."""
+    deadline = time.perf_counter() + timeout_s
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while True:
+            row = await (await conn.execute(_ROLLED, (devices,))).fetchone()
+            if row and int(row[0]) >= want:
+                return
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"rollups hold {row[0] if row else 0} of {want} points after {timeout_s}s")
+            await asyncio.sleep(0.05)
+
+
+async def bench(stack: Stack, monitor: Monitor) -> list[str]:
+    total, base_points = _env_int("BENCH_ROLLUPS_POINTS", 200_000), _env_int("BENCH_ROLLUPS_BASELINE_POINTS", 200_000)
+    devices = _env_int("BENCH_ROLLUPS_DEVICES", 50)
+    db = stack.servers.database_url
+    client = make_client("raw", stack.url, stack.headers, 8)
+    backlog = await Backlog.connect(stack.servers.nats_url)
+    lines: list[str] = []
+    try:
+        prepared = prepare_baseline(base_points, 1000, devices)
+        before = monitor.snapshot()
+        base = await run_baseline(db, prepared)
+        base_cpu = monitor.phase("baseline", before, monitor.snapshot()).cpu_s.get("postgres", 0.0)
+        say(f"baseline {base.rate:,.0f} points/s, PostgreSQL {base_cpu / base.points * 1e6:.2f} us/point")
+        await warm_up(client, db, backlog, 16, 8)
+
+        batches = build_batches("rollbench", total, 1000, devices)
+        names = sorted({d for d, _ in batches})
+        before = monitor.snapshot()
+        t0 = time.perf_counter()
+        acked = await post_batches(client, batches, 8)
+        acked_s = time.perf_counter() - t0
+        queryable_s = await wait_queryable(db, backlog, names, acked, 600) - t0
+        at_queryable = monitor.snapshot()
+        await _rolled_up(db, names, acked, 600)
+        await backlog.wait_idle(600)
+        rolled_s = time.perf_counter() - t0
+        after = monitor.snapshot()
+        pg_q = monitor.phase("queryable", before, at_queryable).cpu_s.get("postgres", 0.0)
+        pg_all = monitor.phase("rolled", before, after).cpu_s.get("postgres", 0.0)
+        q_rate, r_rate = acked / queryable_s, acked / rolled_s
+        lines = [
+            f"baseline (bare COPY + upsert): {base.points:,} points, {base.rate:,.0f} points/s, "
+            f"PostgreSQL {base_cpu / base.points * 1e6:.2f} us CPU/point",
+            f"sustained: {acked:,} points acked in {acked_s:.1f} s ({acked / acked_s:,.0f} points/s)",
+            f"queryable (points counted): {q_rate:,.0f} points/s = {q_rate / base.rate:.3f}x baseline; "
+            f"PostgreSQL {pg_q / acked * 1e6:.2f} us CPU/point up to then",
+            f"rolled up (rollup_minute counts every point, every consumer idle): {r_rate:,.0f} points/s = "
+            f"{r_rate / base.rate:.3f}x baseline; PostgreSQL {pg_all / acked * 1e6:.2f} us CPU/point in all",
+        ]
+        for line in lines:
+            say(line)
+    finally:
+        await backlog.close()
+        await client.aclose()
+    return lines
+
+
+def _write(lines: list[str]) -> None:
+    body = "\n".join(f"- {line}" for line in lines)
+    DOC.write_text(
+        "# Rollups benchmark\n\nWritten by `python -m tests.bench.rollups_bench` (part of `make bench`) on "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores. Ratios are against the bare write "
+        "path measured in the same run (issue 13 item 3).\n\n"
+        f"{body}\n"
+    )
+
+
+def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="telemetry-rollups-bench-"))
+    servers = start_servers(root / "servers", durable=True)
+    stack = Stack(servers, root / "logs")
+    monitor: Monitor | None = None
+    try:
+        stack.start_all()
+        postgres = servers.postgres.proc.pid  # type: ignore[attr-defined] - the embedded backend (the default)
+        monitor = Monitor(
+            [*(Watched(n, stack.procs[n].pid) for n in PROCESSES), Watched("postgres", postgres, tree=True)]
+        )
+        monitor.start()
+        _write(asyncio.run(bench(stack, monitor)))
+        say(f"wrote {DOC}")
+    finally:
+        if monitor is not None:
+            monitor.stop()
+        stack.stop_all()
+        servers.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
