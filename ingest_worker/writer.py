@@ -21,7 +21,7 @@ _STAGE = "CREATE TEMP TABLE IF NOT EXISTS points_stage (LIKE telemetry.points IN
 # What write_points_stage kept of the upsert's rows (its column list is that function's RETURNING).
 _WRITTEN = (
     "CREATE TEMP TABLE IF NOT EXISTS points_written (device_id text, metric_name text, time timestamptz, "
-    "value_type smallint, value_num double precision, src_seq bigint, inserted boolean, fresh boolean) "
+    "value_type smallint, value_num double precision, src_seq bigint, inserted boolean, fresh boolean, key text) "
     "ON COMMIT DELETE ROWS"
 )
 _WRITE_WITH_ROLLUPS = "SELECT src_seq, metric_name, hour, inserted FROM telemetry.write_points_stage()"

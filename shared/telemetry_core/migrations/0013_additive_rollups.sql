@@ -19,6 +19,17 @@
 -- first_seq = src_seq is also true for a message applied again). A constant default: no table rewrite.
 ALTER TABLE telemetry.points ADD COLUMN rewritten boolean NOT NULL DEFAULT false;
 
+-- Same keys as 0005's dd_key, with explicit text casts: `text || int` is only STABLE (anytextcat), which
+-- kept this IMMUTABLE function from being inlined, so every point paid a function call.
+CREATE OR REPLACE FUNCTION telemetry.dd_key(v double precision) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN abs(v) < 1e-9 THEN 'z'
+        WHEN v > 0 THEN 'p' || (ceil(ln(v) / ln(1.02))::int)::text
+        ELSE 'n' || (ceil(ln(-v) / ln(1.02))::int)::text
+    END
+$$;
+
 -- Sketches merge by adding counts per key (see 0005); '{}' is the empty sketch.
 CREATE FUNCTION telemetry.dd_merge(a jsonb, b jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -36,7 +47,8 @@ ALTER TABLE telemetry.rollup_hour SET (fillfactor = 70);
 -- telemetry.points, later stream sequence wins; merge what was inserted into the rollups and
 -- recompute the minutes where a row was updated. Returns, per (message, metric, UTC hour), how
 -- many rows the message inserted (first_seq = src_seq: also after a crash that lost its notice),
--- for the stats read model (0010). The caller creates points_written (ON COMMIT DELETE ROWS).
+-- for the stats read model (0010). The caller creates points_written (ON COMMIT DELETE ROWS); its key is
+-- the sketch key of a fresh numeric row (computed once for the minute and the hour merge).
 CREATE FUNCTION telemetry.write_points_stage()
 RETURNS TABLE (src_seq bigint, metric_name text, hour timestamptz, inserted bigint)
 LANGUAGE plpgsql AS $$
@@ -64,7 +76,9 @@ BEGIN
         RETURNING p.device_id, p.metric_name, p.time, p.value_type, p.value_num, p.src_seq,
                   p.first_seq = p.src_seq AS inserted, NOT p.rewritten AS fresh
     )
-    INSERT INTO points_written SELECT * FROM written w WHERE NOT w.fresh OR w.inserted;
+    INSERT INTO points_written
+    SELECT w.*, CASE WHEN w.fresh AND w.value_type IN (0, 1) THEN telemetry.dd_key(w.value_num) END
+    FROM written w WHERE NOT w.fresh OR w.inserted;
 
     -- Minutes, then hours, each in key order (the lock order every ingest transaction follows).
     -- A minute holding only updated rows gets a zero delta: it is locked, then recomputed below.
@@ -72,8 +86,8 @@ BEGIN
     SELECT x.d, x.m, x.b, sum(x.n), coalesce(sum(x.total), 0), coalesce(min(x.lo), 'Infinity'),
            coalesce(max(x.hi), '-Infinity'), coalesce(jsonb_object_agg(x.key, x.n) FILTER (WHERE x.key IS NOT NULL), '{}')
     FROM (
-        SELECT w.device_id AS d, w.metric_name AS m, date_trunc('minute', w.time, 'UTC') AS b,
-               CASE WHEN w.fresh THEN telemetry.dd_key(w.value_num) END AS key,
+        SELECT w.device_id AS d, w.metric_name AS m, date_bin('1 minute', w.time, timestamptz 'epoch') AS b,
+               w.key,
                count(*) FILTER (WHERE w.fresh) AS n, sum(w.value_num) FILTER (WHERE w.fresh) AS total,
                min(w.value_num) FILTER (WHERE w.fresh) AS lo, max(w.value_num) FILTER (WHERE w.fresh) AS hi
         FROM points_written w
@@ -90,8 +104,8 @@ BEGIN
     SELECT x.d, x.m, x.b, sum(x.n), coalesce(sum(x.total), 0), coalesce(min(x.lo), 'Infinity'),
            coalesce(max(x.hi), '-Infinity'), coalesce(jsonb_object_agg(x.key, x.n) FILTER (WHERE x.key IS NOT NULL), '{}')
     FROM (
-        SELECT w.device_id AS d, w.metric_name AS m, date_trunc('hour', w.time, 'UTC') AS b,
-               CASE WHEN w.fresh THEN telemetry.dd_key(w.value_num) END AS key,
+        SELECT w.device_id AS d, w.metric_name AS m, date_bin('1 hour', w.time, timestamptz 'epoch') AS b,
+               w.key,
                count(*) FILTER (WHERE w.fresh) AS n, sum(w.value_num) FILTER (WHERE w.fresh) AS total,
                min(w.value_num) FILTER (WHERE w.fresh) AS lo, max(w.value_num) FILTER (WHERE w.fresh) AS hi
         FROM points_written w
@@ -106,14 +120,14 @@ BEGIN
 
     -- Overwritten (or re-applied) minutes: from raw, with a snapshot taken now that their rows are locked.
     SELECT array_agg(t.d), array_agg(t.m), array_agg(t.b) INTO devs, mets, mins
-    FROM (SELECT DISTINCT w.device_id AS d, w.metric_name AS m, date_trunc('minute', w.time, 'UTC') AS b
+    FROM (SELECT DISTINCT w.device_id AS d, w.metric_name AS m, date_bin('1 minute', w.time, timestamptz 'epoch') AS b
           FROM points_written w WHERE NOT w.fresh ORDER BY 1, 2, 3) t;
     IF devs IS NOT NULL THEN
         PERFORM telemetry.refresh_rollups(devs, mets, mins);
     END IF;
 
     RETURN QUERY
-    SELECT w.src_seq, w.metric_name, date_trunc('hour', w.time, 'UTC'), count(*)
+    SELECT w.src_seq, w.metric_name, date_bin('1 hour', w.time, timestamptz 'epoch'), count(*)
     FROM points_written w WHERE w.inserted GROUP BY 1, 2, 3;
 END;
 $$;
