@@ -10,6 +10,12 @@ docs/benchmarks-rollups.md). In one run, on one durable PostgreSQL and NATS:
    ("queryable", as in docs/benchmarks.md) and (b) every consumer is idle and ``rollup_minute`` counts
    every point ("rolled up": an aggregate query then sees every point).
 
+3. queries (issue 13 item 4; ``BENCH_ROLLUPS_QUERY_DEVICES``, default 1000, 0 skips): one metric on every
+   device, one point per hour over the 7 days before the current hour, loaded over HTTP; then the 7-day
+   hourly average across all devices (GET /aggregated without device_id), sequentially: p50 / p99 over
+   HTTP, and the statement it runs now (rollup_metric_hour) against the one it ran before (rollup_hour
+   with the generic device condition), both timed directly in PostgreSQL in the same run.
+
 Reported: both rates and their ratios to the baseline, and PostgreSQL CPU microseconds per point in each
 window (the postmaster and every backend). Run it on two checkouts to compare before / after: each run
 carries its own baseline, so the ratios compare across runs on a busy machine, the absolute rates do not.
@@ -17,24 +23,105 @@ carries its own baseline, so the ratios compare across runs on a busy machine, t
 
 import asyncio
 import os
+import random
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
+import msgspec
 import psycopg
 
 from tests.bench.backlog import Backlog
 from tests.bench.baseline import prepare_baseline, run_baseline
-from tests.bench.client import make_client
+from tests.bench.client import Poster, make_client
 from tests.bench.e2e import build_batches, post_batches, wait_queryable, warm_up
 from tests.bench.procs import Monitor, Watched
+from tests.bench.stats import percentile
 from tests.support.servers import start_servers
 from tests.support.stack import PROCESSES, Stack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-rollups.md"
 _ROLLED = "SELECT coalesce(sum(count), 0) FROM telemetry.rollup_minute WHERE device_id = ANY(%s)"
+
+
+# The 7-day average across all devices, as the gateway ran it before migration 0014 (generic device condition,
+# every device's hour rows) and as it runs it now (one row per hour of the metric).
+_BEFORE_SQL = (
+    "SELECT date_bin(%(interval)s, bucket, %(start)s) AS b, NULL::text AS d, metric_name, "
+    "sum(sum) / nullif(sum(count), 0), sum(count)::bigint FROM telemetry.rollup_hour "
+    "WHERE metric_name = ANY(%(metrics)s) AND (%(devices)s::text[] IS NULL OR device_id = ANY(%(devices)s)) "
+    "AND bucket >= %(start)s AND bucket < %(end)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+)
+_AFTER_SQL = (
+    "SELECT date_bin(%(interval)s, bucket, %(start)s) AS b, NULL::text AS d, metric_name, "
+    "sum(sum) / nullif(sum(count), 0), sum(count)::bigint FROM telemetry.rollup_metric_hour "
+    "WHERE metric_name = ANY(%(metrics)s) AND bucket >= %(start)s AND bucket < %(end)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+)
+_METRIC = "qmetric"
+
+
+def _ms(values: list[float]) -> str:
+    return f"p50 {percentile(values, 50) * 1000:.2f} ms, p99 {percentile(values, 99) * 1000:.2f} ms"
+
+
+async def queries(client: Poster, db: str, backlog: Backlog, devices: int, requests: int) -> list[str]:
+    """Load one week of hourly points per device, then time the 7-day average across all devices."""
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=7)
+    hours = [start + timedelta(hours=h, minutes=30) for h in range(7 * 24)]
+    rng = random.Random(13)
+    batches = [
+        (f"qdev-{d:04d}", msgspec.json.encode({"data_points": [
+            {"timestamp": t.strftime("%Y-%m-%dT%H:%M:%SZ"), "metric_name": _METRIC, "value": round(rng.uniform(0, 100), 3)}
+            for t in hours
+        ]}))
+        for d in range(devices)
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    acked = await post_batches(client, batches, 8)
+    await _rolled_up(db, [d for d, _ in batches], acked, 900)
+    await backlog.wait_idle(900)
+    async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+        row = await (
+            await conn.execute("SELECT sum(count) FROM telemetry.rollup_metric_hour WHERE metric_name = %s", (_METRIC,))
+        ).fetchone()
+        assert row is not None and int(row[0]) >= acked, f"rollup_metric_hour holds {row}, want {acked}"
+    lines = [f"query data set: {devices} devices x 1 metric x 168 hourly points = {acked:,} points, loaded and "
+             f"rolled up in {time.perf_counter() - t0:.1f} s"]  # fmt: skip
+    params = {"metric_name": _METRIC, "aggregation_type": "avg", "interval": 3600,
+              "start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "end_time": end.strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+    path = f"/api/v1/telemetry/aggregated?{urlencode(params)}"
+    http: list[float] = []
+    for i in range(requests + 20):
+        t = time.perf_counter()
+        status, body = await client.get(path)
+        if status != 200:
+            raise RuntimeError(f"GET {status}: {body[:200]!r}")
+        if i >= 20:
+            http.append(time.perf_counter() - t)
+    answer = msgspec.json.decode(body)
+    assert answer["source"] == "rollup_hour" and answer["count"] == 168, answer["count"]
+    sql_params = {"interval": timedelta(hours=1), "start": start, "end": end, "metrics": [_METRIC], "devices": None}
+    timed: dict[str, list[float]] = {"before": [], "after": []}
+    async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+        for i in range(requests + 10):
+            for name, statement in (("before", _BEFORE_SQL), ("after", _AFTER_SQL)):
+                t = time.perf_counter()
+                rows = await (await conn.execute(statement, sql_params)).fetchall()
+                if i >= 10:
+                    timed[name].append(time.perf_counter() - t)
+                assert len(rows) == 168
+    before, after = timed["before"], timed["after"]
+    lines += [
+        f"7-day hourly avg across all {devices} devices, GET /aggregated (sequential, {requests} requests): {_ms(http)}",
+        f"  its statement in PostgreSQL now (rollup_metric_hour, 168 rows): {_ms(after)}",
+        f"  the statement before (rollup_hour, generic device condition, {devices * 168:,} rows): {_ms(before)} "
+        f"(p50 {percentile(before, 50) / percentile(after, 50):.0f}x the new one)",
+    ]
+    return lines
 
 
 def _env_int(name: str, default: int) -> int:
@@ -98,6 +185,9 @@ async def bench(stack: Stack, monitor: Monitor) -> list[str]:
             f"rolled up (rollup_minute counts every point, every consumer idle): {r_rate:,.0f} points/s = "
             f"{r_rate / base.rate:.3f}x baseline; PostgreSQL {pg_all / acked * 1e6:.2f} us CPU/point in all",
         ]
+        query_devices = _env_int("BENCH_ROLLUPS_QUERY_DEVICES", 1000)
+        if query_devices:
+            lines += await queries(client, db, backlog, query_devices, _env_int("BENCH_ROLLUPS_QUERY_REQUESTS", 200))
         for line in lines:
             say(line)
     finally:
