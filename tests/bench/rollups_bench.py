@@ -10,7 +10,13 @@ docs/benchmarks-rollups.md). In one run, on one durable PostgreSQL and NATS:
    ("queryable", as in docs/benchmarks.md) and (b) every consumer is idle and ``rollup_minute`` counts
    every point ("rolled up": an aggregate query then sees every point).
 
-3. queries (issue 13 item 4; ``BENCH_ROLLUPS_QUERY_DEVICES``, default 1000, 0 skips): one metric on every
+3. maintenance cost (``BENCH_ROLLUPS_MICRO_POINTS``, default 60000, 0 skips): one connection writes the
+   same shape of batches three ways, in rounds (bare / recompute / additive, three rounds, the least of
+   each kept): bare COPY + upsert; that plus refresh_rollups of every touched minute (what the rollups
+   projection did per notice before migration 0013); write_rows (additive merge in the transaction).
+   CPU of that one PostgreSQL backend per point, read from /proc: the cleanest same-run comparison on
+   a shared machine, with no HTTP, NATS or other process in it.
+4. queries (issue 13 item 4; ``BENCH_ROLLUPS_QUERY_DEVICES``, default 1000, 0 skips): one metric on every
    device, one point per hour over the 7 days before the current hour, loaded over HTTP; then the 7-day
    hourly average across all devices (GET /aggregated without device_id), sequentially: p50 / p99 over
    HTTP, and the statement it runs now (rollup_metric_hour) against the one it ran before (rollup_hour
@@ -34,6 +40,7 @@ from urllib.parse import urlencode
 import msgspec
 import psycopg
 
+from ingest_worker.writer import PartitionCache, write_points_only, write_rows
 from tests.bench.backlog import Backlog
 from tests.bench.baseline import prepare_baseline, run_baseline
 from tests.bench.client import Poster, make_client
@@ -61,6 +68,50 @@ _AFTER_SQL = (
     "WHERE metric_name = ANY(%(metrics)s) AND bucket >= %(start)s AND bucket < %(end)s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
 )
 _METRIC = "qmetric"
+
+
+_REFRESH = "SELECT telemetry.refresh_rollups(%s::text[], %s::text[], %s::timestamptz[])"
+
+
+def _backend_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def maintenance_cost(db: str, points: int, rounds: int = 3) -> list[str]:
+    """PostgreSQL CPU per point of one backend: bare writes, + recompute of touched minutes, additive."""
+    best: dict[str, float] = {}
+    async with await psycopg.AsyncConnection.connect(db) as conn:
+        pid = conn.info.backend_pid
+        for r in range(rounds):
+            for mode in ("bare", "recompute", "additive"):
+                batches = [
+                    ([(f"micro-{mode}-{r}-{row[0]}", *row[1:]) for row in rows], days)
+                    for rows, days in prepare_baseline(points, 1000, 50)
+                ]
+                await PartitionCache().ensure(conn, set().union(*(days for _, days in batches)))
+                before = _backend_cpu_s(pid)
+                for rows, _ in batches:
+                    if mode == "additive":
+                        await write_rows(conn, rows)
+                        continue
+                    await write_points_only(conn, rows)
+                    if mode == "recompute":
+                        minutes = {
+                            (row[0], row[1], row[2].astimezone(UTC).replace(second=0, microsecond=0)) for row in rows
+                        }
+                        devices, metrics, buckets = zip(*sorted(minutes), strict=True)
+                        async with conn.transaction():
+                            await conn.execute(_REFRESH, (list(devices), list(metrics), list(buckets)))
+                used = (_backend_cpu_s(pid) - before) / points * 1e6
+                best[mode] = min(best.get(mode, used), used)
+    bare = best["bare"]
+    return [
+        f"rollup maintenance, one backend, {points:,} points x {rounds} rounds (least CPU/point of the rounds): "
+        f"bare {bare:.2f} us; + recompute of touched minutes {best['recompute']:.2f} us "
+        f"(rollups {best['recompute'] - bare:.2f} us); additive {best['additive']:.2f} us "
+        f"(rollups {best['additive'] - bare:.2f} us)",
+    ]
 
 
 def _ms(values: list[float]) -> str:
@@ -185,6 +236,9 @@ async def bench(stack: Stack, monitor: Monitor) -> list[str]:
             f"rolled up (rollup_minute counts every point, every consumer idle): {r_rate:,.0f} points/s = "
             f"{r_rate / base.rate:.3f}x baseline; PostgreSQL {pg_all / acked * 1e6:.2f} us CPU/point in all",
         ]
+        micro = _env_int("BENCH_ROLLUPS_MICRO_POINTS", 60_000)
+        if micro:
+            lines += await maintenance_cost(db, micro)
         query_devices = _env_int("BENCH_ROLLUPS_QUERY_DEVICES", 1000)
         if query_devices:
             lines += await queries(client, db, backlog, query_devices, _env_int("BENCH_ROLLUPS_QUERY_REQUESTS", 200))
@@ -213,7 +267,7 @@ def main() -> None:
     monitor: Monitor | None = None
     try:
         stack.start_all()
-        postgres = servers.postgres.proc.pid  # type: ignore[attr-defined] - the embedded backend (the default)
+        postgres = servers.postgres.proc.pid  # type: ignore[attr-defined]  # embedded backend
         monitor = Monitor(
             [*(Watched(n, stack.procs[n].pid) for n in PROCESSES), Watched("postgres", postgres, tree=True)]
         )
