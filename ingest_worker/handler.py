@@ -93,7 +93,7 @@ class IngestHandler:
             POINTS_WRITTEN.inc(len(rows))
             POINTS_NEW.inc(sum(n for hours in inserted.values() for _, n in hours))
             # Built after the commit: stored_at is the commit time, and the upsert told which points are new.
-            notices = [build_notice(d, seq, pts, inserted, at) for d, seq, pts, at in stored]
+            notices = [build_notice(d, seq, pts, inserted, at, rollups_applied=True) for d, seq, pts, at in stored]
             await publish_notices(self._js, notices, request_ids)
             await publish_data_received(self._events, notices)
         for msg, unadmitted in admitting:

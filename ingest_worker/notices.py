@@ -25,10 +25,13 @@ def build_notice(
     points: list[Point],
     inserted: Inserted | None = None,
     accepted_at: datetime | None = None,
+    *,
+    rollups_applied: bool = False,
 ) -> PointsStored:
     """Summarise one message's points per metric: count, time span, the newest point and the new points per hour.
 
-    Call after the commit: ``stored_at`` is now, and ``inserted`` is what the upsert reported.
+    Call after the commit: ``stored_at`` is now, and ``inserted`` is what the upsert reported;
+    ``rollups_applied``: that transaction also merged the points into rollup_minute / rollup_hour (write_rows).
     """
     by_metric: dict[str, list[Point]] = {}
     for point in points:
@@ -56,6 +59,7 @@ def build_notice(
         stored_at=datetime.now(UTC),
         metrics=metrics,
         accepted_at=accepted_at,
+        rollups_applied=rollups_applied,
     )
 
 

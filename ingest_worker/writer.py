@@ -1,4 +1,10 @@
-"""One transaction: COPY into a temp stage, then INSERT … ON CONFLICT DO UPDATE into points."""
+"""One transaction: COPY into a temp stage, then upsert into points and merge into the rollups.
+
+``write_rows`` is the ingest worker's path: telemetry.write_points_stage (migration 0013) upserts the
+stage and, in the same transaction, adds what it inserted to rollup_minute / rollup_hour and
+recomputes from raw only the minutes where a row was updated. ``write_points_only`` is the bare
+COPY + upsert (the benchmarks' baseline, no rollups).
+"""
 
 import weakref
 from datetime import date, datetime
@@ -12,6 +18,13 @@ _UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[3:])
 
 # ON COMMIT DELETE ROWS: the stage is empty at the start of every transaction on this connection.
 _STAGE = "CREATE TEMP TABLE IF NOT EXISTS points_stage (LIKE telemetry.points INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+# What write_points_stage kept of the upsert's rows (its column list is that function's RETURNING).
+_WRITTEN = (
+    "CREATE TEMP TABLE IF NOT EXISTS points_written (device_id text, metric_name text, time timestamptz, "
+    "value_type smallint, value_num double precision, src_seq bigint, inserted boolean, fresh boolean, key text) "
+    "ON COMMIT DELETE ROWS"
+)
+_WRITE_WITH_ROLLUPS = "SELECT src_seq, metric_name, hour, inserted FROM telemetry.write_points_stage()"
 _COPY = f"COPY points_stage ({_COLS}) FROM STDIN (FORMAT BINARY)"
 # Later in the stream wins, even when an earlier message commits after it (redelivery, parallel workers).
 # first_seq is set on insert only (not in _UPDATES): a returned row with first_seq = src_seq was inserted by
@@ -51,20 +64,30 @@ class PartitionCache:
 
 
 async def write_rows(conn: AsyncConnection, rows: list[Row]) -> Inserted:
-    """Upsert ``rows`` (already de-duplicated) in one transaction; the caller acks after this returns.
+    """Upsert ``rows`` (already de-duplicated) and their rollups in one transaction; the caller acks after.
 
     Returns how many rows each message inserted, per metric and hour (overwrites are not counted).
     """
+    return await _write(conn, rows, _WRITE_WITH_ROLLUPS)
+
+
+async def write_points_only(conn: AsyncConnection, rows: list[Row]) -> Inserted:
+    """The bare write path: COPY + upsert into points, no rollups (the benchmarks' baseline)."""
+    return await _write(conn, rows, _UPSERT)
+
+
+async def _write(conn: AsyncConnection, rows: list[Row], statement: str) -> Inserted:
     if conn not in _staged:
         async with conn.transaction():
             await conn.execute(_STAGE)
+            await conn.execute(_WRITTEN)
         _staged.add(conn)
     async with conn.transaction(), conn.cursor() as cur:
         async with cur.copy(_COPY) as copy:
             copy.set_types(COPY_TYPES)
             for row in rows:
                 await copy.write_row(row)
-        await cur.execute(_UPSERT)
+        await cur.execute(statement, prepare=True)
         inserted: Inserted = {}
         for seq, metric, hour, count in await cur.fetchall():
             inserted.setdefault((seq, metric), []).append((hour, count))

@@ -38,16 +38,24 @@ _ROLLUP_EXPR = {
     "sum": "sum(sum)",
     "count": "sum(count)::float8",
 }
-_FILTER = (
-    "metric_name = ANY(%(metrics)s) AND (%(devices)s::text[] IS NULL OR device_id = ANY(%(devices)s)) "
-    "AND {time} >= %(start)s AND {time} < %(end)s"
-)
+# Built for the filter given: a query with devices names them (the primary keys lead with device_id), one
+# without reads no device column at all. Never `(%(devices)s IS NULL OR device_id = ANY(...))`: a generic
+# plan of that reads every device's rows even when one is asked for.
+_METRICS_AND_TIME = "{p}metric_name = ANY(%(metrics)s) AND {p}{time} >= %(start)s AND {p}{time} < %(end)s"
+_DEVICES = " AND {p}device_id = ANY(%(devices)s)"
+
+
+def _filter(time: str, devices: bool, prefix: str = "") -> sql.SQL:
+    text = _METRICS_AND_TIME.format(p=prefix, time=time) + (_DEVICES.format(p=prefix) if devices else "")
+    return sql.SQL(text)  # built from the constants above only
+
+
 _RAW = (
     "SELECT date_bin(%(interval)s, time, %(start)s) AS b, {device} AS d, metric_name, {expr}, count(*) "
-    "FROM telemetry.points WHERE value_type IN (0, 1) AND {filter} "
-    "AND (%(tags)s::jsonb IS NULL OR tags @> %(tags)s::jsonb) "
+    "FROM telemetry.points WHERE value_type IN (0, 1) AND {filter}{tags} "
     "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
 )
+_TAGS = " AND tags @> %(tags)s::jsonb"
 _ROLLUP = (
     "SELECT date_bin(%(interval)s, bucket, %(start)s) AS b, {device} AS d, metric_name, {expr}, sum(count)::bigint "
     "FROM {table} WHERE {filter} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
@@ -71,25 +79,35 @@ SELECT DISTINCT ON (b, d, metric_name) b, d, metric_name, v, total::bigint
 FROM ranked WHERE cum >= greatest(ceil(%(q)s * total), 1)
 ORDER BY b, d, metric_name, cum
 """
-_SKETCH_FILTER = (
-    "r.metric_name = ANY(%(metrics)s) AND (%(devices)s::text[] IS NULL OR r.device_id = ANY(%(devices)s)) "
-    "AND r.bucket >= %(start)s AND r.bucket < %(end)s"
-)
 _TABLES = {Source.MINUTE: "telemetry.rollup_minute", Source.HOUR: "telemetry.rollup_hour"}
+# Hours over every device, per metric (migration 0014): count / sum / min / max, no sketches. Reported as
+# source rollup_hour: the same hour buckets, summed over devices beforehand.
+_METRIC_HOURS = "telemetry.rollup_metric_hour"
+
+
+def _table(source: Source, devices: bool, per_device: bool, aggregation: str) -> sql.SQL:
+    """The rollup table: the per-metric hours when the answer merges every device anyway (and needs no sketch)."""
+    if source is Source.HOUR and not devices and not per_device and aggregation not in PERCENTILES:
+        return sql.SQL(_METRIC_HOURS)
+    return sql.SQL(_TABLES[source])
 
 
 @functools.cache  # a few dozen combinations; composing the statement cost more than the rest of the handler
-def _statement(plan: Plan, aggregation: str, per_device: bool) -> sql.Composed:
+def _statement(plan: Plan, aggregation: str, per_device: bool, devices: bool, tags: bool = False) -> sql.Composed:
+    """The statement for this filter: device and tag conditions only when the query has them."""
     device = sql.SQL("device_id" if per_device else "NULL::text")
     if plan.source is Source.RAW:
-        filt = sql.SQL(_FILTER.format(time="time"))
-        return sql.SQL(_RAW).format(device=device, expr=sql.SQL(_RAW_EXPR[aggregation]), filter=filt)
-    table = sql.SQL(_TABLES[plan.source])
+        return sql.SQL(_RAW).format(
+            device=device, expr=sql.SQL(_RAW_EXPR[aggregation]), filter=_filter("time", devices),
+            tags=sql.SQL(_TAGS if tags else ""),
+        )  # fmt: skip
+    table = _table(plan.source, devices, per_device, aggregation)
     if aggregation in PERCENTILES:
         dev = sql.SQL("r.device_id" if per_device else "NULL::text")
-        return sql.SQL(_SKETCH).format(device=dev, table=table, filter=sql.SQL(_SKETCH_FILTER))
-    filt = sql.SQL(_FILTER.format(time="bucket"))
-    return sql.SQL(_ROLLUP).format(device=device, expr=sql.SQL(_ROLLUP_EXPR[aggregation]), table=table, filter=filt)
+        return sql.SQL(_SKETCH).format(device=dev, table=table, filter=_filter("bucket", devices, "r."))
+    return sql.SQL(_ROLLUP).format(
+        device=device, expr=sql.SQL(_ROLLUP_EXPR[aggregation]), table=table, filter=_filter("bucket", devices)
+    )
 
 
 async def aggregate(
@@ -116,15 +134,13 @@ async def aggregate(
         "tags": tags,
     }
     async with pool.connection() as conn:
-        cur = await conn.execute(_statement(plan, aggregation, per_device), params)
+        statement = _statement(plan, aggregation, per_device, devices is not None, tags is not None)
+        cur = await conn.execute(statement, params)
         rows = await cur.fetchall()
     return [Bucket(b, d, m, None if v is None else float(v), int(n)) for b, d, m, v, n in rows]
 
 
-_POINTS_IN = (
-    "SELECT coalesce(sum(count), 0) FROM {table} WHERE metric_name = ANY(%(metrics)s) "
-    "AND (%(devices)s::text[] IS NULL OR device_id = ANY(%(devices)s)) AND bucket >= %(start)s AND bucket < %(end)s"
-)
+_POINTS_IN = "SELECT coalesce(sum(count), 0) FROM {table} WHERE {filter}"
 
 
 async def prefer_exact(
@@ -137,7 +153,9 @@ async def prefer_exact(
     """
     if plan.source is Source.RAW or aggregation not in PERCENTILES or exact_up_to <= 0:
         return plan
-    statement = sql.SQL(_POINTS_IN).format(table=sql.SQL(_TABLES[plan.source]))
+    has_devices = devices is not None
+    table = _table(plan.source, has_devices, False, "count")
+    statement = sql.SQL(_POINTS_IN).format(table=table, filter=_filter("bucket", has_devices))
     params = {"metrics": metrics, "devices": devices, "start": start, "end": end}
     async with pool.connection() as conn:
         row = await (await conn.execute(statement, params)).fetchone()

@@ -2,23 +2,29 @@
 
 from datetime import datetime
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from telemetry_core.value_columns import from_columns
 from telemetry_schemas.api.queries import DataPoint
 
-# Half-open range [start, end). Tag filters are containment: every given tag must match.
+# Half-open range [start, end). Tag filters are containment: every given tag must match. The device and tag
+# conditions are in the statement only when the query has them (no `%(x)s IS NULL OR …` generic plans).
 _RAW = """
 SELECT device_id, metric_name, time, value_type, value_num, value_text, value_bool, value_json, unit, tags, metadata
 FROM telemetry.points
-WHERE metric_name = ANY(%(metrics)s)
-  AND (%(devices)s::text[] IS NULL OR device_id = ANY(%(devices)s))
-  AND time >= %(start)s AND time < %(end)s
-  AND (%(tags)s::jsonb IS NULL OR tags @> %(tags)s::jsonb)
+WHERE metric_name = ANY(%(metrics)s) AND time >= %(start)s AND time < %(end)s{devices}{tags}
 ORDER BY time, device_id, metric_name
 LIMIT %(limit)s OFFSET %(offset)s
 """
+_DEVICES = "\n  AND device_id = ANY(%(devices)s)"
+_TAGS = "\n  AND tags @> %(tags)s::jsonb"
+
+
+def raw_statement(devices: bool, tags: bool) -> sql.Composed:
+    """The raw-points statement for this filter."""
+    return sql.SQL(_RAW).format(devices=sql.SQL(_DEVICES if devices else ""), tags=sql.SQL(_TAGS if tags else ""))
 
 
 async def raw_points(
@@ -43,7 +49,7 @@ async def raw_points(
         "offset": offset,
     }
     async with pool.connection() as conn:
-        cur = await conn.execute(_RAW, params)
+        cur = await conn.execute(raw_statement(devices is not None, bool(tags)), params)
         rows = await cur.fetchall()
     return [
         DataPoint(

@@ -1,9 +1,16 @@
-"""Read model: numeric rollups per (device, metric) and minute / hour, recomputed for touched buckets.
+"""Read model: the per-metric hourly rollup over all devices; and rollups of notices from older writers.
 
-Recomputing from raw points (rather than adding the new points) keeps rollups exact when a point
-is overwritten by a later upsert or arrives late: the SQL lives in telemetry.refresh_rollups.
+rollup_minute / rollup_hour are written by the ingest transaction itself (additively, recomputing from
+raw only overwritten minutes: migration 0013). What is left here:
+
+* rollup_metric_hour (migration 0014): every (metric, hour) a notice touched is recomputed from
+  rollup_hour, once per batch. A notice is published after its transaction committed, so the
+  recompute sees its points; recomputing (not adding) makes a redelivered notice harmless.
+* a notice without ``rollups_applied`` (written by an ingest worker from before 0013, still in the
+  stream after an upgrade): its minutes are recomputed from raw points, as this projection always did.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncCursor
@@ -14,10 +21,12 @@ from telemetry_schemas.notices import PointsStored
 
 NAME = "rollups"
 SPEC: ConsumerSpec = ROLLUP_PROJECTION
-TABLES: tuple[str, ...] = ("telemetry.rollup_minute", "telemetry.rollup_hour")
+# rollup_minute / rollup_hour are the ingest transaction's: a replay must not empty them.
+TABLES: tuple[str, ...] = ("telemetry.rollup_metric_hour",)
 
 _REFRESH = "SELECT telemetry.refresh_rollups(%s::text[], %s::text[], %s::timestamptz[])"
-# Larger batches coalesce more (a minute touched by many notices is recomputed once per batch), but
+_REFRESH_METRIC_HOURS = "SELECT telemetry.refresh_metric_hours(%s::text[], %s::timestamptz[])"
+# Larger batches coalesce more (a bucket touched by many notices is recomputed once per batch), but
 # one call must stay well inside the statement timeout: buckets go to PostgreSQL in chunks.
 BATCH = 512
 CHUNK = 20_000
@@ -28,15 +37,24 @@ def decode(data: bytes) -> PointsStored:
     return points_stored_decoder.decode(data)
 
 
+def _hour(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
-    """Recompute every minute (and its hour) that the notices touched: each bucket once, in one call."""
-    touched: set[tuple[str, str, Any]] = set()
+    """Recompute the legacy notices' minutes from raw, then every touched (metric, hour) from rollup_hour."""
+    legacy: set[tuple[str, str, Any]] = set()
+    hours: set[tuple[str, datetime]] = set()
     for notice in messages:
         for metric in notice.metrics:
-            touched.update((notice.device_id, metric.metric_name, minute) for minute in metric.minutes)
-    if not touched:
-        return
-    ordered = sorted(touched)
+            hours.update((metric.metric_name, _hour(minute)) for minute in metric.minutes)
+            if not notice.rollups_applied:
+                legacy.update((notice.device_id, metric.metric_name, minute) for minute in metric.minutes)
+    ordered = sorted(legacy)
     for start in range(0, len(ordered), CHUNK):
         devices, metrics, minutes = zip(*ordered[start : start + CHUNK], strict=True)
         await cur.execute(_REFRESH, (list(devices), list(metrics), list(minutes)))
+    pairs = sorted(hours)
+    for start in range(0, len(pairs), CHUNK):
+        names, buckets = zip(*pairs[start : start + CHUNK], strict=True)
+        await cur.execute(_REFRESH_METRIC_HOURS, (list(names), list(buckets)))

@@ -31,3 +31,6 @@ class PointsStored(StreamMessage, frozen=True):
     # When JetStream accepted the POINTS message (its stream timestamp): stored_at - accepted_at is the
     # accept -> stored latency. stored_at is taken after the commit.
     accepted_at: datetime | None = None
+    # True: the ingest transaction already merged these points into rollup_minute / rollup_hour (migration
+    # 0013). False in notices from writers before that: the rollups projection recomputes their minutes.
+    rollups_applied: bool = False

@@ -1,6 +1,6 @@
 """Baseline: what one process can write with the ingest worker's own write path, no HTTP and no NATS.
 
-Rows are built first (RowSet/point_row, untimed); the timed part is write_rows (COPY into the temp
+Rows are built first (RowSet/point_row, untimed); the timed part is write_points_only (COPY into the temp
 stage + INSERT … ON CONFLICT DO UPDATE) in transactions of ``batch_size`` points on one connection.
 """
 
@@ -12,7 +12,7 @@ import msgspec
 import psycopg
 
 from ingest_worker.rows import Row, RowSet
-from ingest_worker.writer import PartitionCache, write_rows
+from ingest_worker.writer import PartitionCache, write_points_only
 from telemetry_schemas.values import Point
 from tests.bench.data import PointMaker, hour_ago
 
@@ -60,7 +60,7 @@ async def run_baseline(database_url: str, batches: list[tuple[list[Row], set[dat
         written = 0
         for rows, days in batches:
             await partitions.ensure(conn, days)
-            await write_rows(conn, rows)
+            await write_points_only(conn, rows)
             written += len(rows)
         seconds = time.perf_counter() - start
     return BaselineResult(written, seconds)

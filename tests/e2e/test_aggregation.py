@@ -1,5 +1,6 @@
 """Aggregated queries: exact answers for known inputs, from every source; rollups equal raw after overwrites."""
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -227,3 +228,33 @@ def test_percentiles_of_few_points_are_exact_from_raw(stack, two_devices: tuple[
         )
     finally:
         default.stop_all()
+
+
+def test_across_all_devices_reads_the_metric_hour_rollup(client: httpx.Client, servers: Servers) -> None:
+    # A metric of its own, so "all devices" means these three: values k, 10 + k, 20 + k per 10 minutes.
+    metric, devices = unique("across"), [unique("acr") for _ in range(3)]
+    for i, device in enumerate(devices):
+        ingest(client, device, [(T0 + timedelta(minutes=10 * k), 10 * i + k) for k in range(12)], metric=metric)
+
+    def across(agg: str) -> dict:
+        params = {"metric_name": metric, "aggregation_type": agg, "interval": 3600, "start_time": iso(T0),
+                  "end_time": iso(T0 + timedelta(hours=2))}  # fmt: skip
+        r = client.get("/api/v1/telemetry/aggregated", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    hours = [[10 * i + k for i in range(3) for k in range(6 * h, 6 * h + 6)] for h in range(2)]
+    eventually(lambda: [p["count"] for p in across("count")["data_points"]] == [18, 18], timeout=15,
+               what="the metric-hour rollup holds every device")  # fmt: skip
+    want = {"sum": [sum(h) for h in hours], "avg": [sum(h) / len(h) for h in hours],
+            "min": [min(h) for h in hours], "max": [max(h) for h in hours]}  # fmt: skip
+    for agg, values in want.items():
+        answer = across(agg)
+        assert (answer["source"], answer["device_id"]) == ("rollup_hour", None)
+        assert [p["value"] for p in answer["data_points"]] == pytest.approx(values), agg
+    p95 = across("p95")  # percentiles across devices merge the per-device sketches of rollup_hour
+    nearest_rank = [sorted(h)[math.ceil(0.95 * len(h)) - 1] for h in hours]  # 25 and 31
+    tolerance = p95["relative_error"] or 0.0  # None when answered exactly from raw points
+    assert len(p95["data_points"]) == 2
+    for got, want in zip([p["value"] for p in p95["data_points"]], nearest_rank, strict=True):
+        assert abs(got - want) <= tolerance * want + 1e-9
