@@ -206,7 +206,9 @@ def main() -> None:
     rules, devices = _env_int("BENCH_ALERT_RULES", 1000), _env_int("BENCH_ALERT_DEVICES", 20)
     per_device, writes = _env_int("BENCH_ALERT_PER_DEVICE", 1000), _env_int("BENCH_ALERT_WRITES", 100)
     lines = []
-    for name, specs in (("quiet", quiet_rules(rules, METRICS)), ("mixed", mixed_rules(rules, METRICS, devices))):
+    scenarios = [] if "--no-evaluation" in sys.argv else [("quiet", quiet_rules(rules, METRICS)),
+                                                          ("mixed", mixed_rules(rules, METRICS, devices))]  # fmt: skip
+    for name, specs in scenarios:
         r = evaluation(name, specs, devices, per_device)
         lines.append(
             f"evaluation, {name} rules ({rules} enabled, {rules // len(METRICS)} per metric), "
