@@ -134,11 +134,12 @@ class Evaluator:
             if len(candidates) > 1:  # the naive loop's order: the metric's rules in creation order, once each
                 rank = index.rank
                 candidates = sorted({r.rule_id: r for r in candidates}.values(), key=lambda r: rank[r.rule_id])
+            when = point.timestamp.timestamp()
             for rule in candidates:
-                self._point_of_rule(rule, device_id, key, point, now, out)
+                self._point_of_rule(rule, device_id, key, point, when, now, out)
         return out
 
-    def _point_of_rule(self, rule: Rule, device_id: str, key: str, point: Point, now: float,
+    def _point_of_rule(self, rule: Rule, device_id: str, key: str, point: Point, when: float, now: float,
                        out: list[Emitted]) -> None:  # fmt: skip
         """One rule and one point: what the naive loop does for every rule of the point's metric."""
         if not rule.enabled:
@@ -157,17 +158,18 @@ class Evaluator:
                     return  # a machine starts at its first breach (or first point, for no-data rules)
                 machine = self.machines[mkey] = sm.Machine()
                 self._machine_added(rule, device_id)
-            before = self._essentials(machine)
-            ident, when = f"{rule.rule_id}|{device_id}", point.timestamp.timestamp()
-            transitions = sm.on_point(machine, params, ident=ident, key=key, value=point.value,
-                                      event_time=when, now=now)  # fmt: skip
-            if params.no_data_for_s is not None or self._essentials(machine) != before:
+            no_data = params.no_data_for_s is not None
+            before = None if no_data else self._essentials(machine)  # a no-data machine is saved on every point
+            transitions = sm.on_point(machine, params, ident=f"{rule.rule_id}|{device_id}", key=key,
+                                      value=point.value, event_time=when, now=now)  # fmt: skip
+            if no_data or self._essentials(machine) != before:
                 self.changed.add(mkey)
         except Exception:  # a bad rule never stops the others
             self.rule_errors += 1
             self.log.exception("rule_failed", rule_id=rule.rule_id, device_id=device_id)
             return
-        out.extend(Emitted(rule, device_id, t) for t in transitions)
+        if transitions:
+            out.extend(Emitted(rule, device_id, t) for t in transitions)
 
     def tick(self, now: float | None = None) -> list[Emitted]:
         """Time-driven transitions; rules disabled or deleted resolve their open alerts; deleted rules' machines go."""
