@@ -33,6 +33,8 @@ from telemetry_schemas.values import Point
 # How often the runtime calls the tick hook: operator resolutions and rule changes (gateways wait on the
 # heartbeat) are picked up this fast; the evaluator's own clock tick runs every ``tick_s``.
 HOOK_S = 0.2
+# Messages evaluated between two yields to the event loop (rule events, RULES_APPLIED requests).
+YIELD_EVERY = 16
 
 
 def _points(msg: Msg, validator: PointsValidator) -> list[Point]:
@@ -65,10 +67,13 @@ class Engine:
         self._next_tick = 0.0
         self._beat_seq, self._next_beat = -1, 0.0
 
-    def _evaluate(self, msgs: list[Msg], now: float) -> tuple[list[Emitted], int]:
+    async def _evaluate(self, msgs: list[Msg], now: float) -> tuple[list[Emitted], int]:
         out: list[Emitted] = []
         last = self.checkpoint
-        for msg in msgs:
+        for n, msg in enumerate(msgs, 1):
+            if n % YIELD_EVERY == 0:
+                # Let rule events and a gateway's "applied yet?" request in between (a batch can take long).
+                await asyncio.sleep(0)
             seq = msg.metadata.sequence.stream
             last = max(last, seq)
             if seq <= self.checkpoint:
@@ -100,7 +105,7 @@ class Engine:
         if self.guard is not None and any(m.metadata.sequence.stream <= self.checkpoint for m in msgs):
             # A redelivery is skipped rightly; new points of a stream created again would be skipped silently.
             await self.guard.before_skip(self.checkpoint)
-        emitted, last = self._evaluate(msgs, time.time())
+        emitted, last = await self._evaluate(msgs, time.time())
         self._unsaved.extend(emitted)
         self.checkpoint = last  # the machines in memory reflect these messages from now on
         await self._commit()

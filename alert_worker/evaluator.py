@@ -5,11 +5,12 @@ from collections.abc import Iterable
 
 import structlog
 
+from alert_worker.breach_index import MetricIndex, compile_metric
 from alert_worker.emitter import Emitted
-from alert_worker.rules import Rule, RuleIndex
+from alert_worker.rules import Rule, RuleBook
 from telemetry_core.alerting import state_machine as sm
 from telemetry_core.alerting.conditions import holds
-from telemetry_core.alerting.targeting import targets
+from telemetry_core.alerting.targeting import matches_tags
 from telemetry_core.topology import slot_of, slot_of_points_subject
 from telemetry_schemas.values import Point
 
@@ -27,21 +28,39 @@ def owns(points_subject: str, partition: int, partitions: int) -> bool:
 
 
 class Evaluator:
-    """Owns the machines of one device partition. Single-threaded: called from the engine loop only."""
+    """Owns the machines of one device partition. Single-threaded: called from the engine loop only.
 
-    def __init__(self, rules: RuleIndex, machines: dict[Key, sm.Machine], lateness_s: float,
+    A point visits only the rules that can act on it (alert_worker/breach_index.py: rules its value
+    breaches, no-data rules) and the rules whose (rule, device) machine exists, in the order the
+    naive loop over every rule of the metric would visit them, running the same per-rule code; so the
+    transitions and machines are exactly the naive loop's (tests/unit/test_alert_index_equivalence.py).
+    """
+
+    def __init__(self, rules: RuleBook, machines: dict[Key, sm.Machine], lateness_s: float,
                  log: structlog.stdlib.BoundLogger) -> None:  # fmt: skip
         self.rules, self.machines, self.lateness_s, self.log = rules, machines, lateness_s, log
         self.changed: set[Key] = set()
-        self._params_cache: dict[str, tuple[Rule, sm.Params]] = {}
+        self._params_cache: dict[str, tuple[Rule, sm.Params, frozenset[str] | None]] = {}
         self.rule_errors = 0
+        # metric → its compiled rule index, and the RuleBook versions they were compiled at.
+        self._indexes: dict[str, MetricIndex] = {}
+        self._version = -1
+        self._metric_versions: dict[str, int] = {}
+        self._rule_metric: dict[str, str] = {}
+        # (device, metric of the rule) → rule ids with a machine for that device; how many machines it covers.
+        self._machine_keys: dict[tuple[str, str], dict[str, None]] = {}
+        self._indexed = -1
 
     def _params(self, rule: Rule) -> sm.Params:
+        return self._compiled(rule)[1]
+
+    def _compiled(self, rule: Rule) -> tuple[Rule, sm.Params, frozenset[str] | None]:
         # Rules are immutable values: a changed rule is a new Rule object, so the cache keys on identity.
         cached = self._params_cache.get(rule.rule_id)
         if cached is None or cached[0] is not rule:
-            cached = self._params_cache[rule.rule_id] = (rule, sm.Params.of(rule.spec, self.lateness_s))
-        return cached[1]
+            ids = frozenset(rule.spec.device_ids) if rule.spec.device_ids else None
+            cached = self._params_cache[rule.rule_id] = (rule, sm.Params.of(rule.spec, self.lateness_s), ids)
+        return cached
 
     @staticmethod
     def _essentials(m: sm.Machine) -> tuple[object, ...]:
@@ -49,33 +68,108 @@ class Evaluator:
         # is saved with the next essential change (a restart replays points since the checkpoint anyway).
         return (m.phase, len(m.breaches), m.alert_id, m.cooldown_until, m.condition_holds, m.nodata_alert_id)
 
+    # -- the indexes -------------------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Recompile the metrics whose rules changed since the last call; re-key machines if a rule moved metric."""
+        book = self.rules
+        if book.version == self._version and len(self.machines) == self._indexed:
+            return
+        moved = False
+        if book.version != self._version:
+            self._version = book.version
+            for metric, version in book.metric_versions.items():
+                if self._metric_versions.get(metric) == version:
+                    continue
+                self._metric_versions[metric] = version
+                of_metric = book.by_metric.get(metric)
+                if not of_metric:
+                    self._indexes.pop(metric, None)
+                    continue
+                self._indexes[metric] = compile_metric(of_metric)
+                for rule in of_metric:
+                    if self._rule_metric.get(rule.rule_id, metric) != metric:
+                        moved = True  # PUT changed the rule's metric: its machines now answer to the new one
+                    self._rule_metric[rule.rule_id] = metric
+        if moved or len(self.machines) != self._indexed:
+            self._index_machines()
+
+    def _index_machines(self) -> None:
+        self._machine_keys = {}
+        for rule_id, device_id in self.machines:
+            rule = self.rules.rules.get(rule_id) or self.rules.deleted.get(rule_id)
+            if rule is not None:
+                self._machine_keys.setdefault((device_id, rule.spec.metric_name), {})[rule_id] = None
+        self._indexed = len(self.machines)
+
+    def _machine_added(self, rule: Rule, device_id: str) -> None:
+        self._machine_keys.setdefault((device_id, rule.spec.metric_name), {})[rule.rule_id] = None
+        self._indexed += 1
+
+    def _machine_removed(self, rule: Rule | None, rule_id: str, device_id: str) -> None:
+        if rule is not None:
+            keys = self._machine_keys.get((device_id, rule.spec.metric_name))
+            if keys is not None:
+                keys.pop(rule_id, None)
+        self._indexed -= 1
+
+    # -- points ------------------------------------------------------------------------------------------
+
     def points(self, device_id: str, points: Iterable[tuple[str, Point]], now: float) -> list[Emitted]:
         """Evaluate ``(key, point)`` pairs of one device; key is unique per point (stream seq and index)."""
+        self._refresh()
         out: list[Emitted] = []
+        indexes, machine_keys, rules = self._indexes, self._machine_keys, self.rules.rules
         for key, point in points:
-            for rule in self.rules.by_metric.get(point.metric_name, ()):
-                if not rule.enabled or not targets(rule.spec, device_id, point.tags):
-                    continue
-                try:
-                    params = self._params(rule)
-                    mkey = (rule.rule_id, device_id)
-                    machine = self.machines.get(mkey)
-                    if machine is None:
-                        if params.no_data_for_s is None and not holds(params.condition, point.value, params.threshold):
-                            continue  # a machine starts at its first breach (or first point, for no-data rules)
-                        machine = self.machines[mkey] = sm.Machine()
-                    before = self._essentials(machine)
-                    ident, when = f"{rule.rule_id}|{device_id}", point.timestamp.timestamp()
-                    transitions = sm.on_point(machine, params, ident=ident, key=key, value=point.value,
-                                              event_time=when, now=now)  # fmt: skip
-                    if params.no_data_for_s is not None or self._essentials(machine) != before:
-                        self.changed.add(mkey)
-                except Exception:  # a bad rule never stops the others
-                    self.rule_errors += 1
-                    self.log.exception("rule_failed", rule_id=rule.rule_id, device_id=device_id)
-                    continue
-                out.extend(Emitted(rule, device_id, t) for t in transitions)
+            metric = point.metric_name
+            index = indexes.get(metric)
+            if index is None:
+                continue  # no rule watches the metric (a machine of a deleted rule is not visited)
+            candidates = index.candidates(device_id, point.value)
+            with_machine = machine_keys.get((device_id, metric))
+            if with_machine:
+                candidates.extend(r for rule_id in with_machine if (r := rules.get(rule_id)) is not None)
+            if not candidates:
+                continue
+            if len(candidates) > 1:  # the naive loop's order: the metric's rules in creation order, once each
+                rank = index.rank
+                candidates = sorted({r.rule_id: r for r in candidates}.values(), key=lambda r: rank[r.rule_id])
+            when = point.timestamp.timestamp()
+            for rule in candidates:
+                self._point_of_rule(rule, device_id, key, point, when, now, out)
         return out
+
+    def _point_of_rule(self, rule: Rule, device_id: str, key: str, point: Point, when: float, now: float,
+                       out: list[Emitted]) -> None:  # fmt: skip
+        """One rule and one point: what the naive loop does for every rule of the point's metric."""
+        if not rule.enabled:
+            return
+        try:
+            _, params, ids = self._compiled(rule)
+            if ids is not None and device_id not in ids:
+                return
+            spec = rule.spec
+            if (spec.device_groups or spec.device_tags) and not matches_tags(spec, point.tags):
+                return
+            mkey = (rule.rule_id, device_id)
+            machine = self.machines.get(mkey)
+            if machine is None:
+                if params.no_data_for_s is None and not holds(params.condition, point.value, params.threshold):
+                    return  # a machine starts at its first breach (or first point, for no-data rules)
+                machine = self.machines[mkey] = sm.Machine()
+                self._machine_added(rule, device_id)
+            no_data = params.no_data_for_s is not None
+            before = None if no_data else self._essentials(machine)  # a no-data machine is saved on every point
+            transitions = sm.on_point(machine, params, ident=f"{rule.rule_id}|{device_id}", key=key,
+                                      value=point.value, event_time=when, now=now)  # fmt: skip
+            if no_data or self._essentials(machine) != before:
+                self.changed.add(mkey)
+        except Exception:  # a bad rule never stops the others
+            self.rule_errors += 1
+            self.log.exception("rule_failed", rule_id=rule.rule_id, device_id=device_id)
+            return
+        if transitions:
+            out.extend(Emitted(rule, device_id, t) for t in transitions)
 
     def tick(self, now: float | None = None) -> list[Emitted]:
         """Time-driven transitions; rules disabled or deleted resolve their open alerts; deleted rules' machines go."""
@@ -91,6 +185,7 @@ class Evaluator:
                     self.changed.add((rule_id, device_id))
                 if rule is None:  # deleted (ids are never reused): the machine goes, in the same save
                     del self.machines[(rule_id, device_id)]
+                    self._machine_removed(former, rule_id, device_id)
                     self._params_cache.pop(rule_id, None)
                     self.changed.add((rule_id, device_id))  # a changed key with no machine is saved as a delete
                 continue

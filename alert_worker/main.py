@@ -17,6 +17,7 @@ from alert_worker.engine import HOOK_S, Engine
 from alert_worker.evaluator import Evaluator, partition_of
 from alert_worker.partition_lock import hold_partition
 from alert_worker.rules import RuleIndex
+from alert_worker.rules_applied import AppliedResponder
 from telemetry_core.alerting.state_machine import Machine
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.events_out import events_out
@@ -77,6 +78,10 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
         if isinstance(event, AlertResolved):
             engine.resolved_by_operator.put_nowait((event.alert_id, event.rule_id, event.device_id))
 
+    # Gateways holding a rule write ask whether this engine applied it: answered as soon as it has.
+    responder = AppliedResponder(rt.nc, spec.durable, rules.follower, log)
+    rt.at_exit("stop_rules_applied", responder.stop)
+    await rt.until_stopped(responder.start())
     alerts = Follower(rt.js, EVENTS_STREAM, ALERT_EVENTS, alert_event_decoder.decode, on_alert_event, log)
     rt.at_exit("stop_alert_events", alerts.stop)
     await rt.until_stopped(alerts.start())

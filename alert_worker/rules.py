@@ -28,16 +28,22 @@ class Rule:
         return self.spec.enabled
 
 
-class RuleIndex:
-    """rule_id → Rule, and metric → rules, following telemetry.events.rule.>."""
+class RuleBook:
+    """rule_id → Rule, and metric → rules, from rule events applied in stream order (pure, no I/O).
 
-    def __init__(self, js: JetStreamContext, log: structlog.stdlib.BoundLogger) -> None:
+    ``version`` grows with every applied event and ``metric_versions[m]`` with every event that changed a
+    rule of metric ``m`` (before or after): the evaluator recompiles its indexes of the metrics that moved.
+    """
+
+    def __init__(self) -> None:
         self.rules: dict[str, Rule] = {}
         self.deleted: dict[str, Rule] = {}  # so their open alerts can still be resolved by name
         self.by_metric: dict[str, list[Rule]] = {}
-        self.follower = Follower(js, EVENTS_STREAM, RULE_EVENTS, rule_event_decoder.decode, self._apply, log)
+        self.version = 0
+        self.metric_versions: dict[str, int] = {}
 
     def _apply(self, event: RuleEvent, _seq: int) -> None:
+        before = self.rules.get(event.rule_id)
         match event:
             case AlertRuleCreated(rule_id=rule_id, rule=spec, at=at):
                 self.rules[rule_id] = Rule(rule_id, spec, at)
@@ -55,6 +61,20 @@ class RuleIndex:
         self.by_metric = {}
         for rule in self.rules.values():
             self.by_metric.setdefault(rule.spec.metric_name, []).append(rule)
+        self.version += 1
+        after = self.rules.get(event.rule_id)
+        for touched in (before, after):
+            if touched is not None:
+                metric = touched.spec.metric_name
+                self.metric_versions[metric] = self.metric_versions.get(metric, 0) + 1
+
+
+class RuleIndex(RuleBook):
+    """A RuleBook following telemetry.events.rule.> (rebuilt from the first event on every start)."""
+
+    def __init__(self, js: JetStreamContext, log: structlog.stdlib.BoundLogger) -> None:
+        super().__init__()
+        self.follower = Follower(js, EVENTS_STREAM, RULE_EVENTS, rule_event_decoder.decode, self._apply, log)
 
     @property
     def applied_seq(self) -> int:

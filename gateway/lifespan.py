@@ -64,7 +64,7 @@ def make_lifespan(settings: Settings) -> "object":
             publisher=publisher,
             auth=Authenticator(settings, api_keys, remote),
             definitions=definitions,
-            commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix)),
+            commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix), nc),
             off_loop=off_loop,
             live=live,
             backlog=backlog,

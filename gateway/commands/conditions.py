@@ -2,8 +2,7 @@
 
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.commands.visibility import Condition, polled
-from gateway.views.alert_engines import engines_behind
+from gateway.commands.visibility import MAX_POLL_S, Condition, polled
 from gateway.views.checkpoints import applied_up_to
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.topology import EVENTS_STREAM
@@ -12,22 +11,13 @@ from telemetry_core.topology import EVENTS_STREAM
 _CACHE_BOUND_S = 3600.0
 
 
-def read_model(pool: AsyncConnectionPool, projection: str) -> Condition:
-    """The projection's EVENTS checkpoint has reached the sequence."""
+def read_model(pool: AsyncConnectionPool, projection: str, max_poll_s: float = MAX_POLL_S) -> Condition:
+    """The projection's EVENTS checkpoint has reached the sequence (polled, at least every ``max_poll_s``)."""
 
     async def reached(seq: int) -> bool:
         return await applied_up_to(pool, projection, EVENTS_STREAM) >= seq
 
-    return polled(reached)
-
-
-def alert_engines(pool: AsyncConnectionPool) -> Condition:
-    """Every live alert engine copy has applied rule events up to the sequence."""
-
-    async def reached(seq: int) -> bool:
-        return not await engines_behind(pool, seq)
-
-    return polled(reached)
+    return polled(reached, max_poll_s)
 
 
 def definitions_cache(cache: DefinitionsCache) -> Condition:

@@ -20,14 +20,14 @@ FIRST_POLL_S = 0.002
 MAX_POLL_S = 0.05
 
 
-def polled(reached: Callable[[int], Awaitable[bool]]) -> Condition:
-    """A condition from a one-shot check, asked again with a growing delay until it holds."""
+def polled(reached: Callable[[int], Awaitable[bool]], max_poll_s: float = MAX_POLL_S) -> Condition:
+    """A condition from a one-shot check, asked again with a growing delay (up to ``max_poll_s``) until it holds."""
 
     async def wait(seq: int) -> bool:
-        delay = FIRST_POLL_S
+        delay = min(FIRST_POLL_S, max_poll_s)
         while not await reached(seq):
             await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_POLL_S)
+            delay = min(delay * 2, max_poll_s)
         return True
 
     return wait

@@ -2,13 +2,15 @@
 
 from dataclasses import dataclass
 
+from nats.aio.client import Client
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.commands import alert_rules, alerts, metric_definitions
 from gateway.commands.aggregate import Aggregate
 from gateway.commands.alert_rules import AlertRuleCommands
 from gateway.commands.alerts import AlertCommands
-from gateway.commands.conditions import alert_engines, definitions_cache, read_model
+from gateway.commands.conditions import definitions_cache, read_model
+from gateway.commands.engines_applied import alert_engines
 from gateway.commands.metric_definitions import MetricDefinitionCommands
 from gateway.commands.visibility import Visibility
 from gateway.integration_events import IntegrationEvents
@@ -19,6 +21,9 @@ from telemetry_schemas.codecs import alert_event_decoder, metric_event_decoder, 
 
 # How long a write waits, in all, for its event to become visible (read-your-writes); durable either way.
 VISIBLE_WITHIN_S = 5.0
+# Rule writes promise < 50 ms with read-your-writes: their read model is looked at every 5 ms at most while a
+# write waits (a rare write, a few cheap queries), rather than the default's 50 ms steps.
+RULES_READ_MODEL_POLL_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ def build_commands(
     pool: AsyncConnectionPool,
     definitions: DefinitionsCache,
     announce: IntegrationEvents,
+    nc: Client,
     within_s: float = VISIBLE_WITHIN_S,
 ) -> Commands:
     """Wire each aggregate to the readers a client may consult right after a write."""
@@ -45,8 +51,8 @@ def build_commands(
     )  # fmt: skip
     rules = Aggregate(
         publisher, rule_subject, rule_event_decoder.decode,
-        Visibility({"read_model": read_model(pool, alert_rules.PROJECTION), "alert_engines": alert_engines(pool)},
-                   within_s),
+        Visibility({"read_model": read_model(pool, alert_rules.PROJECTION, RULES_READ_MODEL_POLL_S),
+                    "alert_engines": alert_engines(pool, nc)}, within_s),
     )  # fmt: skip
     alert_events = Aggregate(
         publisher, alert_subject, alert_event_decoder.decode,

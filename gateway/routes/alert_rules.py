@@ -33,6 +33,12 @@ from telemetry_schemas.rules import RuleSpec
 _TAGS = ["alert rules"]
 _BASE = "/api/v1/telemetry/alerts/rules"
 
+_APPLIED_DOC = (
+    "Answers once the change is readable here and every live alert engine (heartbeat within 10 s) evaluates "
+    "points with it: engines say so over NATS the moment they apply it (typically a few ms). An engine that "
+    "is down or stuck holds the answer for at most 5 s; the change is stored either way and the engine "
+    "applies it when it is back, before it evaluates another point."
+)
 _RULE_DOC = (
     "The body is a rule: name, metric_name, condition (>, <, >=, <=, ==, !=), threshold_value, and optionally "
     "description, evaluation_window (60-3600 s, default 300), trigger_count (1-100, default 1: breaches within "
@@ -49,8 +55,7 @@ _RULE_DOC = (
 @post(_BASE, status_code=201, tags=_TAGS, summary="Create an alert rule (E4-US1)",
       dto=JsonBody[RuleSpec], return_dto=None,
       description="201 with the rule, its generated rule_id (rule_<hex>) and its statistics. " + _RULE_DOC +
-      " Returns once the rule is readable and applied by every live alert engine (bounded wait of 5 s; the rule "
-      "is stored either way).")  # fmt: skip
+      " " + _APPLIED_DOC)  # fmt: skip
 async def create_rule(data: RuleSpec, rule_commands: AlertRuleCommands, ctx: CommandContext) -> AlertRuleResponse:
     """Create a rule."""
     event = await rule_commands.create(data, ctx)
@@ -104,8 +109,7 @@ async def get_alert_rule(rule_id: Identifier, pool: AsyncConnectionPool) -> Aler
      dto=JsonBody[RuleSpec], return_dto=None,
      description="The body replaces the whole rule (fields left out take their defaults, `enabled` included). "
      + _RULE_DOC + " 404 when there is no such rule; 409 when it changed concurrently. Open alerts keep the "
-     "level and message they opened with. Returns once the change is readable and applied by every live alert "
-     "engine (bounded wait of 5 s).")  # fmt: skip
+     "level and message they opened with. " + _APPLIED_DOC)  # fmt: skip
 async def update_rule(
     rule_id: Identifier,
     data: RuleSpec,
@@ -134,7 +138,7 @@ async def update_rule(
      dto=JsonBody[EnableRequest], return_dto=None,
      description='Body {"enabled": true|false}. Disabling resolves the rule\'s open alerts (by the alert engine). '
      "Asking for the state the rule is already in changes nothing and says so in `message`. 404 when there is "
-     "no such rule; 409 when it changed concurrently.")  # fmt: skip
+     "no such rule; 409 when it changed concurrently. " + _APPLIED_DOC)  # fmt: skip
 async def enable_rule(
     rule_id: Identifier, data: EnableRequest, rule_commands: AlertRuleCommands, ctx: CommandContext
 ) -> RuleEnabledResponse:
@@ -149,7 +153,7 @@ async def enable_rule(
 @delete(f"{_BASE}/{{rule_id:str}}", status_code=200, tags=_TAGS, summary="Delete an alert rule (E4-US4)",
         responses=errors(404),
         description="The rule's open alerts are resolved by the alert engine; past alerts are kept. 404 when "
-        "there is no such rule; 409 when it changed concurrently.")  # fmt: skip
+        "there is no such rule; 409 when it changed concurrently. " + _APPLIED_DOC)  # fmt: skip
 async def delete_rule(
     rule_id: Identifier, rule_commands: AlertRuleCommands, ctx: CommandContext
 ) -> Response[RuleDeletedResponse]:

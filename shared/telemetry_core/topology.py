@@ -35,6 +35,8 @@ ROLLUP_PROJECTION_CONSUMER = "projection_rollups"
 METRIC_EVENTS = "telemetry.events.metric.>"
 RULE_EVENTS = "telemetry.events.rule.>"
 ALERT_EVENTS = "telemetry.events.alert.>"
+# Core NATS (not stored): gateways ask each alert engine whether it applied a rule event (alert_worker/rules_applied.py)
+RULES_APPLIED = "telemetry.alert_engines.rules_applied"
 ALERT_RULES_CONSUMER = "projection_alert_rules"
 ALERTS_CONSUMER = "projection_alerts"
 API_KEY_EVENTS = "telemetry.events.apikey.>"

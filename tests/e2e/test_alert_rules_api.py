@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from nats.js.api import DeliverPolicy
 
-from telemetry_core.topology import EVENTS_STREAM, RULE_EVENTS
+from telemetry_core.topology import EVENTS_STREAM, RULE_EVENTS, RULES_APPLIED
 from tests.e2e.conftest import wait_rows
 from tests.e2e.test_alerts_api import open_alerts, triggered
 from tests.support.eventually import eventually
@@ -307,6 +307,31 @@ async def test_a_write_waits_until_every_live_engine_has_the_change(stack: Stack
             r = await asyncio.wait_for(create, timeout=3)
             assert r.status_code == 201
     finally:
+        await nc.close()
+        _forget_engine(servers, partition)
+
+
+async def test_a_write_answers_once_every_live_engine_replied_applied(stack: Stack, servers: Servers) -> None:
+    """The gateway asks the engines over NATS (RULES_APPLIED) instead of waiting for their heartbeat rows."""
+    partition = _fake_engine(servers, rules_seq=0, heartbeat_age_s=0)  # its row never advances
+    nc = await nats.connect(stack.servers.nats_url)
+    asked: list[int] = []
+
+    async def answer(msg: nats.aio.msg.Msg) -> None:
+        asked.append(int(msg.data))
+        await nc.publish(msg.reply, json.dumps({"partition": partition, "rules_seq": int(msg.data)}).encode())
+
+    sub = await nc.subscribe(RULES_APPLIED, cb=answer)
+    try:
+        async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
+            start = time.monotonic()
+            created = await client.post(URL, json=rule())
+            elapsed = time.monotonic() - start
+        assert created.status_code == 201
+        assert asked, "the gateway never asked the engines"
+        assert elapsed < 4  # the row alone would have held it for 5 s (test_a_lagging_engine_holds_…)
+    finally:
+        await sub.unsubscribe()
         await nc.close()
         _forget_engine(servers, partition)
 

@@ -14,6 +14,12 @@ def targets(rule: RuleSpec, device_id: str, device_tags: Mapping[str, str] | Non
     """
     if rule.device_ids and device_id not in rule.device_ids:
         return False
+    return matches_tags(rule, device_tags, groups)
+
+
+def matches_tags(rule: RuleSpec, device_tags: Mapping[str, str] | None = None,
+                 groups: frozenset[str] = frozenset()) -> bool:  # fmt: skip
+    """The group and tag filters of ``targets`` alone (the device id check left to the caller)."""
     tags = device_tags or {}
     if rule.device_groups and not (set(rule.device_groups) & (groups | {tags.get("group", "")})):
         return False
