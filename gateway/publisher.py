@@ -2,6 +2,7 @@
 
 import hashlib
 import time
+import uuid
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -11,7 +12,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from gateway.errors import ApiError
-from gateway.metrics import POINTS_ACCEPTED, PUBLISH_SECONDS
+from gateway.metrics import POINTS_ACCEPTED, PUBLISH_RETRIES, PUBLISH_SECONDS
+from gateway.publish_retry import publish_retrying
 from telemetry_core.errors import ServiceUnavailableError
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID, REQUEST_ID, SIGNATURE
 from telemetry_core.points_validator import PointsValidator, points_body
@@ -49,8 +51,9 @@ class CommandPublisher:
 
         With a ``batch_id``, the message id is the batch id plus a hash of the points, so a retry of
         the same batch is stored once while a corrected re-send under the same id is not lost.
-        Without one there is no message id: every request is its own message (re-sent identical points
-        upsert harmlessly), and a client re-using X-Request-Id can never have data de-duplicated away.
+        Without one the message id is random, new for each call: every request is its own message (re-sent
+        identical points upsert harmlessly), and a client re-using X-Request-Id can never have data
+        de-duplicated away. Either way this call's own retries (publish_retry.py) share the id.
         """
         self._require_connected()
         body = points_body(device_id, raw_points, batch_id, request_id)
@@ -60,6 +63,8 @@ class CommandPublisher:
         if batch_id is not None:
             digest = hashlib.blake2b(b",".join(raw_points), digest_size=12).hexdigest()
             headers[MSG_ID] = f"{device_id}:{batch_id}:{digest}"
+        else:
+            headers[MSG_ID] = f"{device_id}:once:{uuid.uuid4().hex}"
         # One device's points are one message (stored in one transaction); the broker refuses a message over
         # its max_payload, which no retry can change: say so instead of a 503 that invites retries.
         limit = self._nc.max_payload
@@ -71,8 +76,10 @@ class CommandPublisher:
             )
         start = time.perf_counter()
         try:
-            await self._js.publish(points_subject(device_id), body, timeout=self._timeout_s, headers=headers)
+            _ack, attempts = await publish_retrying(self._js, points_subject(device_id), body, headers, self._timeout_s)
             PUBLISH_SECONDS.observe(time.perf_counter() - start)
+            if attempts > 1:
+                PUBLISH_RETRIES.inc(attempts - 1)
             POINTS_ACCEPTED.inc(len(raw_points))
         except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
             raise ServiceUnavailableError(

@@ -10,6 +10,7 @@ import time
 
 from litestar import Response, get
 
+from gateway.cluster_health import check_cluster
 from gateway.health import (
     check_alert_engine,
     check_api_key_cache,
@@ -62,7 +63,9 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
      "real_time_stream (this copy's open sockets, messages sent and points dropped by slow sockets; "
      "the subscriptions stored), "
      "workers (each worker's heartbeat age; unhealthy 5 s after one stops reporting, which does not fail the "
-     "endpoint either) and performance figures. 503 when NATS or PostgreSQL is down.")  # fmt: skip
+     "endpoint either), nats_cluster (the NATS servers, and per stream its leader and its current and lagging "
+     "replicas; unhealthy while a stream has no leader) and performance figures. "
+     "503 when NATS or PostgreSQL is down.")  # fmt: skip
 async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
     """Check every component and report consumer lag."""
     nats_c, db_c = await asyncio.gather(check_nats(gw), check_db(gw))
@@ -86,6 +89,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "api_key_cache": check_api_key_cache(gw),
         # Every worker's heartbeat (its metrics report over NATS, each second): a stopped one is down in 5 s.
         "workers": check_workers(gw),
+        # Servers, and per stream its leader and current / lagging replicas (gateway/cluster_health.py).
+        "nats_cluster": await check_cluster(gw) if nats_c.status == "healthy" else nats_c,
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"
     body = DetailedHealthResponse(
