@@ -16,6 +16,8 @@ from pathlib import Path
 import nats
 
 from telemetry_core.embedded import DEFAULT_SYNC_INTERVAL, EmbeddedServer, free_port, start_nats
+from telemetry_core.settings import Settings
+from telemetry_core.topology import ensure_topology
 
 CLUSTER_NAME = "telemetry"
 
@@ -110,3 +112,20 @@ async def _wait_ready(servers: list[str], deadline_s: float) -> None:
         finally:
             await nc.close()
     raise RuntimeError(f"the NATS cluster's JetStream was not ready within {deadline_s}s: {last!r}")
+
+
+def create_topology(url: str, settings: Settings, timeout_s: float = 30.0) -> None:
+    """Create the streams and consumers once, before the processes start.
+
+    Every process ensures them too; on a cluster each creation is a Raft proposal, and eight processes
+    doing the first creation at once time out on each other's. Afterwards their ensure is a quick update.
+    """
+    asyncio.run(_create_topology(url.split(","), settings, timeout_s))
+
+
+async def _create_topology(servers: list[str], settings: Settings, timeout_s: float) -> None:
+    nc = await nats.connect(servers, connect_timeout=2)
+    try:
+        await ensure_topology(nc.jetstream(timeout=timeout_s), settings)
+    finally:
+        await nc.close()
