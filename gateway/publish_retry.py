@@ -23,11 +23,11 @@ RETRY_PAUSE_S = 0.1
 # Each attempt waits at most a third of the timeout (and at least this), so a publish that went to a node
 # that just died is retried on the new connection before the whole timeout is used up.
 MIN_ATTEMPT_S = 0.25
-# Failures after which the same message may be sent again (no answer, no stream leader, the connection
-# between servers); anything else, such as a refusal of the message, is final.
+# Failures after which the same message may be sent again (no answer, no stream leader, a connection that
+# broke under the write: ConnectionError is the socket's own); anything else, such as a refusal, is final.
 RETRYABLE = (
     TimeoutError, NatsTimeoutError, NoStreamResponseError, JetStreamUnavailable, ConnectionReconnectingError,
-    OutboundBufferLimitError, StaleConnectionError,
+    OutboundBufferLimitError, StaleConnectionError, ConnectionError,
 )  # fmt: skip
 
 

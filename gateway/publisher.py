@@ -81,7 +81,7 @@ class CommandPublisher:
             if attempts > 1:
                 PUBLISH_RETRIES.inc(attempts - 1)
             POINTS_ACCEPTED.inc(len(raw_points))
-        except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
+        except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError, ConnectionError) as exc:
             raise ServiceUnavailableError(
                 f"NATS JetStream did not acknowledge the points within {self._timeout_s}s ({type(exc).__name__}); "
                 "nothing was stored, retry the request"
