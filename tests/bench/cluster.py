@@ -172,6 +172,14 @@ async def run(stacks: dict[str, Stack], cluster: NatsCluster, rounds: int, point
     return result
 
 
+def _verdict(result: Result) -> str:
+    """Whether the rounds can tell the setups apart at all: overlapping ranges mean they cannot."""
+    one, three = (result.rate[name] for name in SETUPS)
+    if max(one) >= min(three) and max(three) >= min(one):
+        return "The ranges overlap: on this machine the R3 cost is below the noise of the run."
+    return "The ranges do not overlap: the difference is larger than the noise of this run."
+
+
 def report(result: Result) -> str:
     med = {name: statistics.median(v) for name, v in result.rate.items()}
     one, three = SETUPS
@@ -203,7 +211,7 @@ setup in batches of {BATCH}, {CONCURRENCY} concurrent clients. No workers ran (t
 |---|---|---|
 {rows}
 
-**Ratio 3 nodes R3 / 1 node R1: {med[three] / med[one]:.2f}.**
+**Ratio 3 nodes R3 / 1 node R1: {med[three] / med[one]:.2f}.** {_verdict(result)}
 
 ## Write unavailability when a node is killed
 
