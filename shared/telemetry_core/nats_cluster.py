@@ -14,12 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nats
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError
 
 from telemetry_core.embedded import DEFAULT_SYNC_INTERVAL, EmbeddedServer, free_port, start_nats
+from telemetry_core.replicas import cluster_size
 from telemetry_core.settings import Settings
 from telemetry_core.topology import ensure_topology
 
 CLUSTER_NAME = "telemetry"
+# JetStream's "no suitable peers for placement": the cluster does not (yet) know enough servers.
+NO_SUITABLE_PEERS = 10005
 
 
 def node_name(index: int) -> str:
@@ -78,7 +83,7 @@ def start_nats_cluster(
             node_dir = data_dir / f"node-{i}"
             nodes.append(start_nats(node_dir, sync_interval=sync_interval, deadline_s=deadline_s, extra_config=extra))
         cluster = NatsCluster(nodes)
-        wait_jetstream_ready(cluster.url, deadline_s)
+        wait_jetstream_ready(cluster.url, deadline_s, size)
     except BaseException:
         for node in nodes:
             node.kill()
@@ -86,12 +91,16 @@ def start_nats_cluster(
     return cluster
 
 
-def wait_jetstream_ready(url: str, deadline_s: float = 60.0) -> None:
-    """Wait until the cluster has a JetStream meta leader (account info answers), or raise RuntimeError."""
-    asyncio.run(_wait_ready(url.split(","), deadline_s))
+def wait_jetstream_ready(url: str, deadline_s: float = 60.0, size: int = 1) -> None:
+    """Wait until JetStream has a meta leader and the server reached knows all ``size`` members.
+
+    Account info answers once there is a meta leader; the members are those the server's INFO lists (what
+    replicas.cluster_size counts). Raises RuntimeError after ``deadline_s``.
+    """
+    asyncio.run(_wait_ready(url.split(","), deadline_s, size))
 
 
-async def _wait_ready(servers: list[str], deadline_s: float) -> None:
+async def _wait_ready(servers: list[str], deadline_s: float, size: int) -> None:
     deadline = time.monotonic() + deadline_s
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -105,7 +114,10 @@ async def _wait_ready(servers: list[str], deadline_s: float) -> None:
             while time.monotonic() < deadline:
                 try:
                     await nc.jetstream().account_info()
-                    return
+                    if cluster_size(nc) >= size:
+                        return
+                    last = RuntimeError(f"the server knows {cluster_size(nc)} of {size} members")
+                    await asyncio.sleep(0.2)
                 except Exception as exc:  # no meta leader yet: "JetStream system temporarily unavailable"
                     last = exc
                     await asyncio.sleep(0.2)
@@ -124,8 +136,19 @@ def create_topology(url: str, settings: Settings, timeout_s: float = 30.0) -> No
 
 
 async def _create_topology(servers: list[str], settings: Settings, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
     nc = await nats.connect(servers, connect_timeout=2)
     try:
-        await ensure_topology(nc.jetstream(timeout=timeout_s), settings)
+        while True:
+            try:
+                await ensure_topology(nc.jetstream(timeout=5.0), settings)
+                return
+            except (APIError, NatsTimeoutError, TimeoutError) as exc:
+                # Just after the meta leader is elected, the other nodes may not be known as peers yet:
+                # "no suitable peers for placement" (10005) until they are.
+                placement = isinstance(exc, APIError) and exc.err_code == NO_SUITABLE_PEERS
+                if time.monotonic() > deadline or not (placement or not isinstance(exc, APIError)):
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await nc.close()
