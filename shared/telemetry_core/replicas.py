@@ -28,11 +28,16 @@ def cluster_size(nc: Client) -> int:
     return max(1, len(set(info.get("connect_urls") or ())))
 
 
-def resolve_replicas(asked: int | None, size: int) -> int:
-    """The replicas to create streams with, on a cluster of ``size`` servers; ConfigurationError if impossible."""
+def resolve_replicas(asked: int | None, size: int, existing: int | None = None) -> int:
+    """The replicas to create streams with, on a cluster of ``size`` servers; ConfigurationError if impossible.
+
+    ``existing`` is the replicas the streams already have. A server that is down (restarting, in maintenance)
+    is missing from ``size``: the streams made when it was there keep their replicas, neither refused nor
+    scaled down by a process starting meanwhile.
+    """
     if asked is None:
-        return DEFAULT_CLUSTER_REPLICAS if size >= DEFAULT_CLUSTER_REPLICAS else 1
-    if asked > size:
+        return max(DEFAULT_CLUSTER_REPLICAS if size >= DEFAULT_CLUSTER_REPLICAS else 1, existing or 1)
+    if asked > size and asked != existing:
         raise ConfigurationError(
             f"TELEMETRY_STREAM_REPLICAS={asked} but the NATS deployment has {size} JetStream server(s): "
             f"set it to at most {size}, or unset it (3 on a cluster of 3 or more, else 1)"

@@ -256,7 +256,11 @@ async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
     POINTS consumer's filter still matches them (see alert_engine_consumer), and new ones get slots.
     """
     # Before any change: a cluster too small for the replicas asked stops the process with the reason.
-    replicas = resolve_replicas(settings.stream_replicas, cluster_size(js._nc))
+    try:
+        existing = (await js.stream_info(POINTS_STREAM)).config.num_replicas
+    except NotFoundError:
+        existing = None
+    replicas = resolve_replicas(settings.stream_replicas, cluster_size(js._nc), existing)
     for config in stream_configs(settings, replicas):
         assert config.name is not None
         try:

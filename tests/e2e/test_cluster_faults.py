@@ -101,18 +101,18 @@ def test_node_and_process_kills_lose_nothing_and_alert_once(cluster_stack: Clust
     devices = {unique("hot"): HOT, unique("hot"): HOT, unique("cold"): COLD, unique("cold"): COLD}
     load = Load(cs.urls, headers, devices, datetime.now(UTC) - timedelta(seconds=120))
     with load:
-        load.more_acks(10, "load running")
+        load.more_acks(4, "load running")
         leader = cs.stream_leader("POINTS")
         killed_at = time.monotonic()
         leader.kill()
-        load.more_acks(10, "acks with the POINTS leader down")  # a new leader was elected; writes go on
+        load.more_acks(6, "acks with the POINTS leader down")  # a new leader was elected; writes go on
         leader.restart()
         ingest = "ingest-worker-0"
         projection = cs.label_of(cs.holder_pid("projection-worker"))
         engine = cs.label_of(cs.holder_pid("alerts_0_of_1"))
         for label in (ingest, projection, engine):
             cs.stack.kill(label)
-        load.more_acks(10, "acks after the process kills")
+        load.more_acks(6, "acks after the process kills")
     during = [t - killed_at for t in load.unavailable]
     print(f"\n503s during the node loss: {len(during)}, window {max(during, default=0) - min(during, default=0):.2f}s "
           f"(first {min(during, default=0):.2f}s after the kill); acknowledged points {len(load.acked)}")  # fmt: skip
@@ -133,9 +133,10 @@ def test_node_and_process_kills_lose_nothing_and_alert_once(cluster_stack: Clust
     hot = sorted(d for d, v in devices.items() if v == HOT)
     eventually(lambda: _alerted(cs, rule.json()["rule_id"]) == hot, timeout=60, what="one alert per hot device")
     # The restarted node is back: every stream has a leader and all three replicas current.
+    # (The gateway's server lists the restarted node again once the routes gossip it: polled too.)
     cluster = eventually(lambda: (c := detailed_cluster(cs.urls[1], headers))["status"] == "healthy"
-                         and not c["detail"] and c, timeout=60, what="cluster healthy again")  # fmt: skip
-    assert cluster["metrics"]["servers"]["size"] == 3
+                         and not c["detail"] and c["metrics"]["servers"]["size"] == 3 and c, timeout=60,
+                         what="cluster healthy again")  # fmt: skip
     assert all(len(s["current"]) == 2 and s["replicas"] == 3 for s in cluster["metrics"]["streams"].values())
 
 

@@ -24,6 +24,15 @@ def test_more_replicas_than_servers_is_refused_with_the_fix() -> None:
         resolve_replicas(3, 1)
 
 
+def test_a_server_away_neither_refuses_nor_scales_down_existing_streams() -> None:
+    assert resolve_replicas(3, 2, existing=3) == 3  # one of three nodes restarting
+    assert resolve_replicas(None, 2, existing=3) == 3
+    assert resolve_replicas(None, 1, existing=None) == 1
+    assert resolve_replicas(1, 3, existing=3) == 1  # asked explicitly: scaled down
+    with pytest.raises(ConfigurationError):
+        resolve_replicas(3, 2, existing=1)
+
+
 def test_the_replicas_setting() -> None:
     assert Settings.from_env({}).stream_replicas is None
     assert Settings.from_env({"TELEMETRY_STREAM_REPLICAS": "0"}).stream_replicas is None
