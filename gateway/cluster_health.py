@@ -54,7 +54,7 @@ async def check_cluster(gw: GatewayState) -> ComponentHealth:
     url = gw.nc.connected_url
     servers = {
         "cluster": info.get("cluster"),
-        "size": cluster_size(gw.nc),
+        "size": (known := cluster_size(gw.nc)),
         "connected_to": info.get("server_name"),
         "connected_url": None if url is None else f"{url.hostname}:{url.port}",
         "known": sorted(set(info.get("connect_urls") or ())),
@@ -62,6 +62,10 @@ async def check_cluster(gw: GatewayState) -> ComponentHealth:
     if not gw.nc.is_connected:
         return ComponentHealth(status="unhealthy", detail="NATS is not connected", metrics={"servers": servers})
     placements = dict(zip(STREAMS, await asyncio.gather(*(_stream_placement(gw, s) for s in STREAMS)), strict=True))
+    # The client keeps the INFO of its last connect (a node that was down then is missing from it); a stream's
+    # peers, offline ones included, are the members as the cluster itself knows them.
+    peers = [1 + len(p["current"]) + len(p["lagging"]) for p in placements.values() if p.get("leader")]
+    servers["size"] = max([known, *peers])
     leaderless = [s for s, p in placements.items() if not p.get("leader")]
     metrics = {"servers": servers, "streams": placements}
     if leaderless:
