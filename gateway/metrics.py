@@ -50,6 +50,10 @@ PUBLISH_SECONDS = Histogram(
     "telemetry_publish_duration_seconds", "Time from publishing points to JetStream's PubAck.",
     buckets=_LATENCY_BUCKETS, registry=GATEWAY_REGISTRY,
 )  # fmt: skip
+PUBLISH_RETRIES = Counter(
+    "telemetry_publish_retries_total", "Point publishes sent again within the publish timeout (node loss, election).",
+    registry=GATEWAY_REGISTRY,
+)  # fmt: skip
 CONSUMER_PENDING = Gauge(
     "telemetry_consumer_pending", "Messages of the stream not yet delivered to the durable consumer (at scrape).",
     ["stream", "consumer"], registry=GATEWAY_REGISTRY,

@@ -17,6 +17,7 @@ from projection_worker.projections import (
 from projection_worker.runner import Projection, ProjectionRunner
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.logging import configure_logging
+from telemetry_core.partition_lock import hold_partition
 from telemetry_core.settings import Settings
 from telemetry_core.stopping import sleep_or_stop
 from telemetry_core.stream_guard import StreamChanged, StreamGuard
@@ -47,8 +48,27 @@ async def run_until_stopped(rt: WorkerRuntime, runtime: ConsumerRuntime) -> None
                 return
 
 
+# The advisory lock one projection worker copy holds while it applies; other copies stand by (see consume).
+PROJECTIONS_LOCK = "projection-worker"
+
+
 async def consume(rt: WorkerRuntime, settings: Settings) -> None:
-    """Run every projection on its own consumer runtime, in stream order, until the stop signal."""
+    """Take the projections' lock (a standby waits), then run every projection in stream order until stopped.
+
+    Only one copy may apply: each read model's checkpoint is a high-water mark, so a copy that committed a
+    later batch first would make another copy skip its earlier one. A second copy is a standby that takes
+    over within a second of the active one's death (its PostgreSQL session, and so the lock, ends with it).
+    """
+    lock = await hold_partition(rt.database_url, PROJECTIONS_LOCK, rt.stop, rt.log)
+    if lock is None:  # stopped while standing by
+        return
+    rt.at_exit("release_projections_lock", lock.release)  # registered first, so it runs after the pool closes
+    await _apply_all(rt, settings)
+    if lock.lost.is_set():  # a standby may apply now: exit non-zero so a supervisor restarts us as a standby
+        raise SystemExit("projection-worker: lost the projections lock")
+
+
+async def _apply_all(rt: WorkerRuntime, settings: Settings) -> None:
     pool = await rt.open_pool(min_size=1, max_size=len(PROJECTIONS) + 2)
     async with asyncio.TaskGroup() as tg:
         for p in PROJECTIONS:

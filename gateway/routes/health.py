@@ -11,6 +11,7 @@ import time
 
 from litestar import Response, get
 
+from gateway.cluster_health import check_cluster
 from gateway.health import (
     check_alert_engine,
     check_api_key_cache,
@@ -66,7 +67,9 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
      "workers (each worker's heartbeat age; unhealthy 5 s after one stops reporting, which does not fail the "
      "endpoint either), load (status `shedding` and `shedding_load: true` while ingestion answers 503 with "
      "Retry-After because storage is more than TELEMETRY_MAX_INGEST_BACKLOG seconds behind; heavy queries "
-     "running and queued; pool use; requests refused for overload by reason) and performance figures. "
+     "running and queued; pool use; requests refused for overload by reason), nats_cluster (the NATS servers, "
+     "and per stream its leader and its current and lagging replicas; unhealthy while a stream has no leader) "
+     "and performance figures. "
      "503 when NATS or PostgreSQL is down.")  # fmt: skip
 async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
     """Check every component and report consumer lag."""
@@ -93,6 +96,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "workers": check_workers(gw),
         # Overload: ingestion shed past the storage backlog, heavy queries queued, pool use (gateway/backlog.py).
         "load": check_load(gw),
+        # Servers, and per stream its leader and current / lagging replicas (gateway/cluster_health.py).
+        "nats_cluster": await check_cluster(gw) if nats_c.status == "healthy" else nats_c,
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"
     body = DetailedHealthResponse(

@@ -22,6 +22,7 @@ from nats.js.errors import APIError, NotFoundError
 from telemetry_core.api_key_material import key_digest, new_key
 from telemetry_core.errors import ConfigurationError
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ
+from telemetry_core.nats_conn import server_urls
 from telemetry_core.settings import Settings
 from telemetry_core.topology import EVENTS_STREAM, api_key_subject
 from telemetry_schemas.codecs import api_key_event_decoder, json_encoder
@@ -67,7 +68,9 @@ async def _connect(settings: Settings) -> Client:
     # A one-shot command: fail fast and quietly instead of the services' retry-and-reconnect-forever.
     nats_url, _ = settings.require_servers()
     try:
-        return await nats.connect(nats_url, name="telemetry-apikey", connect_timeout=5, allow_reconnect=False)
+        return await nats.connect(
+            server_urls(nats_url), name="telemetry-apikey", connect_timeout=5, allow_reconnect=False
+        )
     except (OSError, NatsError, TimeoutError) as exc:
         raise ConfigurationError(f"cannot reach NATS at {nats_url}: {exc!r}") from None
 

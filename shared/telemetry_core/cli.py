@@ -126,7 +126,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="telemetry", description="IoT telemetry service")
     parser.add_argument("--version", action="version", version=f"telemetry {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="start everything (embedded NATS + PostgreSQL unless NATS_URL/DATABASE_URL are set)")
+    run = sub.add_parser(
+        "run", help="start everything (embedded NATS + PostgreSQL unless NATS_URL/DATABASE_URL are set)"
+    )
+    run.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a JetStream cluster of N nats-server nodes and two copies of every process (clusterrun.py)",
+    )
     sub.add_parser("gateway", help="serve the HTTP API (needs NATS_URL and DATABASE_URL)")
     sub.add_parser("ingest-worker", help="consume POINTS into PostgreSQL")
     sub.add_parser("projection-worker", help="build the read models")
@@ -160,6 +169,10 @@ def main(argv: list[str] | None = None) -> None:
             _apikey(args)
         elif args.command == "dlq":
             _dlq(args)
+        elif args.command == "run" and args.cluster:
+            from telemetry_core.clusterrun import main as run_cluster
+
+            run_cluster(args.cluster)
         elif args.command == "replay":
             # An alert engine's state lives with the alert worker; a read model's with the projection worker.
             owner = "alert_worker.replay" if args.projection.startswith("alerts_") else "projection_worker.replay"

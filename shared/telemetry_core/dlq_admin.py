@@ -28,6 +28,7 @@ from nats.js.errors import NotFoundError
 
 from telemetry_core.errors import ConfigurationError
 from telemetry_core.headers import MSG_ID, SIGNATURE
+from telemetry_core.nats_conn import server_urls
 from telemetry_core.settings import Settings
 from telemetry_core.topology import DLQ_STREAM, device_of_points_subject, dlq_subject, points_subject
 from telemetry_schemas.codecs import dead_letter_decoder
@@ -140,7 +141,9 @@ async def _connect(settings: Settings) -> Client:
     if not settings.nats_url:
         raise ConfigurationError("NATS_URL must be set for `telemetry dlq`")
     try:
-        return await nats.connect(settings.nats_url, name="telemetry-dlq", connect_timeout=5, allow_reconnect=False)
+        return await nats.connect(
+            server_urls(settings.nats_url), name="telemetry-dlq", connect_timeout=5, allow_reconnect=False
+        )
     except (OSError, NatsError, TimeoutError) as exc:
         raise ConfigurationError(f"cannot reach NATS at {settings.nats_url}: {exc!r}") from None
 

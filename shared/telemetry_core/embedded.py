@@ -148,12 +148,14 @@ def nats_config(
     mqtt_port: int | None = None,
     mqtt_host: str = "127.0.0.1",
     mqtt_credentials: tuple[str, str] | None = None,
+    extra: str = "",
 ) -> str:
     """The nats-server configuration of the embedded server: JetStream under ``store_dir``, synced as asked.
 
     ``mqtt_port`` opens nats-server's MQTT 3.1.1 listener on ``mqtt_host`` (README, "MQTT devices"): a
     device's publish on ``telemetry/points/<device>`` arrives on subject ``telemetry.points.<device>``, which
     the POINTS stream captures. NATS MQTT keeps its sessions in JetStream and needs a ``server_name``.
+    ``extra`` is appended as is (a cluster node's ``server_name`` and ``cluster`` block: nats_cluster.py).
     """
     # JSON strings are valid quoted strings in the NATS configuration format (paths may hold spaces); a
     # duration must be quoted too: unquoted, nats-server reads ``2m`` as the number 2,000,000.
@@ -172,7 +174,7 @@ def nats_config(
         monitor + mqtt + "jetstream {\n"
         f"  store_dir: {json.dumps(str(store_dir))}\n"
         f"  sync_interval: {json.dumps(sync_interval)}\n"
-        "}\n"
+        "}\n" + extra
     )
 
 
@@ -186,6 +188,7 @@ def start_nats(
     mqtt_port: int | None = None,
     mqtt_host: str = "127.0.0.1",
     mqtt_credentials: tuple[str, str] | None = None,
+    extra_config: str = "",
 ) -> EmbeddedServer:
     """Start nats-server with JetStream, storing under ``data_dir``, fsyncing per ``sync_interval``.
 
@@ -194,6 +197,7 @@ def start_nats(
     ``monitor_port`` opens nats-server's HTTP monitoring (``/varz``, ``/jsz``) on 127.0.0.1.
     ``mqtt_port`` (None or 0: off) opens its MQTT listener on ``mqtt_host`` (see ``nats_config``);
     ``mqtt_credentials`` (username, password), when given, are what every MQTT client must sign in with.
+    ``extra_config`` is appended to the configuration (a cluster node's: telemetry_core/nats_cluster.py).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     store_dir = data_dir / "jetstream"
@@ -207,7 +211,9 @@ def start_nats(
         )
     log_path = data_dir / "nats-server.log"
     config_path = data_dir / "nats-server.conf"
-    config_path.write_text(nats_config(store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host, mqtt_credentials))
+    config_path.write_text(
+        nats_config(store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host, mqtt_credentials, extra_config)
+    )
     config_path.chmod(0o600)  # it may hold the MQTT password
     argv = [
         nats_server_binary(), "--config", str(config_path),
@@ -225,7 +231,7 @@ def start_nats(
             _wait_for_port(mqtt_port, proc, "nats-server's MQTT listener", log_path, deadline_s, mqtt_host)
     starter = partial(
         start_nats, data_dir, port, deadline_s=deadline_s, sync_interval=sync_interval, monitor_port=monitor_port,
-        mqtt_port=mqtt_port, mqtt_host=mqtt_host, mqtt_credentials=mqtt_credentials,
+        mqtt_port=mqtt_port, mqtt_host=mqtt_host, mqtt_credentials=mqtt_credentials, extra_config=extra_config,
     )  # fmt: skip
     extra = {"sync_interval": sync_interval}
     if mqtt_port:

@@ -10,6 +10,11 @@ from nats.aio.client import Client
 from telemetry_core.retry import connect_retrying
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of a NATS_URL: one URL, or a cluster's URLs comma-separated (the client fails over among them)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(url: str, name: str, log: structlog.stdlib.BoundLogger, max_wait_s: float = 30.0) -> Client:
     """Connect to NATS, retrying at start-up, then reconnecting forever once connected."""
 
@@ -25,7 +30,7 @@ async def connect(url: str, name: str, log: structlog.stdlib.BoundLogger, max_wa
     async for attempt in connect_retrying(max_wait_s):
         with attempt:
             return await nats.connect(
-                url,
+                server_urls(url),
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,

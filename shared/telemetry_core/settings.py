@@ -143,6 +143,9 @@ class Settings:
     # JetStream de-duplicates a batch_id re-sent within this window.
     duplicate_window_s: int = 600
     publish_timeout_s: float = 2.0
+    # JetStream replicas of every stream (TELEMETRY_STREAM_REPLICAS); None: as many as the cluster offers, up
+    # to 3 (1 on a single node). Asking for more than the cluster has stops the process (topology.py).
+    stream_replicas: int | None = None
     db_timeout_s: float = 2.0
     db_pool_max: int = 10
     max_body_bytes: int = 16 * 1024 * 1024
@@ -241,6 +244,7 @@ class Settings:
             points_max_age_s=_number(env, "TELEMETRY_POINTS_MAX_AGE", 7 * 86_400, int, 60, 10 * 365 * 86_400),
             duplicate_window_s=_number(env, "TELEMETRY_DUPLICATE_WINDOW", 600, int, 1, 86_400),
             publish_timeout_s=_number(env, "TELEMETRY_PUBLISH_TIMEOUT", 2.0, float, 0.05, 60.0),
+            stream_replicas=_number(env, "TELEMETRY_STREAM_REPLICAS", 0, int, 0, 5) or None,
             db_timeout_s=_number(env, "TELEMETRY_DB_TIMEOUT", 2.0, float, 0.05, 60.0),
             db_pool_max=_number(env, "TELEMETRY_DB_POOL_MAX", 10, int, 1, 500),
             max_body_bytes=_number(env, "TELEMETRY_MAX_BODY_BYTES", 16 * 1024 * 1024, int, 1024, 1 << 30),

@@ -16,6 +16,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from telemetry_core.replicas import cluster_size, resolve_replicas
 from telemetry_core.settings import Settings
 
 POINTS_STREAM = "POINTS"
@@ -143,9 +144,9 @@ def device_of_points_subject(subject: str) -> str:
     return subject[len(_POINTS_PREFIX) :].rpartition(".")[2]
 
 
-def stream_configs(settings: Settings) -> list[StreamConfig]:
-    """The streams this service needs, with the settings applied."""
-    return [
+def stream_configs(settings: Settings, replicas: int = 1) -> list[StreamConfig]:
+    """The streams this service needs, with the settings applied, each on ``replicas`` servers (replicas.py)."""
+    configs = [
         StreamConfig(
             name=POINTS_STREAM,
             # Only telemetry.points.<device> is accepted; the transform stores it under its slot, so no
@@ -189,6 +190,9 @@ def stream_configs(settings: Settings) -> list[StreamConfig]:
             duplicate_window=float(settings.duplicate_window_s),
         ),
     ]
+    for config in configs:
+        config.num_replicas = replicas
+    return configs
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,13 @@ async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
     messages already stored keep their telemetry.points.<device> subject and stay where they are; every
     POINTS consumer's filter still matches them (see alert_engine_consumer), and new ones get slots.
     """
-    for config in stream_configs(settings):
+    # Before any change: a cluster too small for the replicas asked stops the process with the reason.
+    try:
+        existing = (await js.stream_info(POINTS_STREAM)).config.num_replicas
+    except NotFoundError:
+        existing = None
+    replicas = resolve_replicas(settings.stream_replicas, cluster_size(js._nc), existing)
+    for config in stream_configs(settings, replicas):
         assert config.name is not None
         try:
             await js.stream_info(config.name)
@@ -263,23 +273,20 @@ async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
             await js.update_stream(config)
     for spec in (*CONSUMERS, platform_consumer(settings)):
         await js.add_consumer(spec.stream, spec.config())
-    await ensure_subscriptions_bucket(js, settings)
+    await ensure_subscriptions_bucket(js, settings, replicas)
 
 
-async def ensure_subscriptions_bucket(js: JetStreamContext, settings: Settings) -> None:
-    """Create the SUBSCRIPTIONS bucket, or bring its TTL to the configured one."""
+async def ensure_subscriptions_bucket(js: JetStreamContext, settings: Settings, replicas: int = 1) -> None:
+    """Create the SUBSCRIPTIONS bucket, or bring its TTL and replicas to the configured ones."""
+    ttl = float(settings.subscription_ttl_s)
     try:
         info = await js.stream_info(f"KV_{SUBSCRIPTIONS_BUCKET}")
     except NotFoundError:
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=SUBSCRIPTIONS_BUCKET, history=1, ttl=float(settings.subscription_ttl_s), storage=StorageType.FILE
-            )
-        )
+        config = KeyValueConfig(SUBSCRIPTIONS_BUCKET, history=1, ttl=ttl, storage=StorageType.FILE, replicas=replicas)
+        await js.create_key_value(config)
         return
-    ttl = float(settings.subscription_ttl_s)
-    if info.config.max_age != ttl:
-        info.config.max_age = ttl
+    if info.config.max_age != ttl or (info.config.num_replicas or 1) != replicas:
+        info.config.max_age, info.config.num_replicas = ttl, replicas
         # JetStream refuses a de-duplication window longer than max_age.
         info.config.duplicate_window = min(info.config.duplicate_window or ttl, ttl)
         await js.update_stream(info.config)

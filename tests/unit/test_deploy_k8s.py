@@ -81,3 +81,14 @@ def test_the_alert_partition_wrapper_gives_each_partition_an_active_engine_and_a
     engines = next(d for d in _service_documents() if d["kind"] == "StatefulSet")
     partitions, replicas = int(config["data"]["TELEMETRY_ALERT_PARTITIONS"]), engines["spec"]["replicas"]
     assert replicas % partitions == 0 and replicas // partitions >= 2
+
+
+def test_every_process_gets_every_nats_node_and_the_replicas_the_chart_cluster_offers() -> None:
+    config = next(d for d in _service_documents() if d["kind"] == "ConfigMap")
+    nodes = yaml.safe_load((K8S / "nats-values.yaml").read_text())["config"]["cluster"]["replicas"]
+    settings = Settings.from_env({**config["data"], "DATABASE_URL": "postgresql://db/x"})
+    assert settings.nats_url is not None and len(settings.nats_url.split(",")) == nodes
+    assert settings.stream_replicas == nodes
+    assert yaml.safe_load((K8S / "nats-values.yaml").read_text())["config"]["jetstream"]["merge"] == {
+        "sync_interval": "always"  # the durability promise (README, "Durability")
+    }
