@@ -145,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     revoke = actions.add_parser("revoke", help="revoke a key on every gateway within a second")
     revoke.add_argument("key_id", help="the key_id printed by create or list")
     _dlq_parser(sub)
+    # Retention and online replay (issue 14): their parsers and code live in their own modules.
+    from telemetry_core import retention_cli
+
+    retention_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
             _apikey(args)
         elif args.command == "dlq":
             _dlq(args)
+        elif args.command == "retention":
+            retention_cli.main(args)
         elif args.command == "replay":
             # An alert engine's state lives with the alert worker; a read model's with the projection worker.
             owner = "alert_worker.replay" if args.projection.startswith("alerts_") else "projection_worker.replay"

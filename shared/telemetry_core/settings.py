@@ -185,6 +185,11 @@ class Settings:
     line_protocol_device_tags: tuple[str, ...] = ("device_id", "host")
     # "refuse" a line whose device id or metric name has a dot; "underscore" writes dots as underscores.
     line_protocol_dots: str = "refuse"
+    # -- retention (telemetry_core/retention.py): kept days of raw points and rollups, how often the job runs --
+    retention_default_days: int = 90  # points of metrics without a definition (a definition's own default is 90)
+    rollup_retention_days: int = 730  # rollup_minute / rollup_hour rows, whatever their metric's raw retention
+    retention_interval_s: int = 3600  # 0: the ingest worker never runs the job (run `telemetry retention run`)
+    retention_chunk_rows: int = 5000  # rows per DELETE transaction when a partition cannot be dropped whole
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -246,6 +251,10 @@ class Settings:
             public_health_details=_choice(env, "TELEMETRY_PUBLIC_HEALTH_DETAILS", "false", ("true", "false")) == "true",
             line_protocol_device_tags=_names(env, "TELEMETRY_LINE_PROTOCOL_DEVICE_TAGS", ("device_id", "host")),
             line_protocol_dots=_choice(env, "TELEMETRY_LINE_PROTOCOL_DOTS", "refuse", ("refuse", "underscore")),
+            retention_default_days=_number(env, "TELEMETRY_RETENTION_DEFAULT_DAYS", 90, int, 1, 3650),
+            rollup_retention_days=_number(env, "TELEMETRY_ROLLUP_RETENTION_DAYS", 730, int, 1, 3650),
+            retention_interval_s=_number(env, "TELEMETRY_RETENTION_INTERVAL", 3600, int, 0, 7 * 86_400),
+            retention_chunk_rows=_number(env, "TELEMETRY_RETENTION_CHUNK", 5000, int, 10, 1_000_000),
         )
 
     def require_signing_key(self) -> bytes:
