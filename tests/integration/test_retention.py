@@ -5,7 +5,6 @@ points of every age that other tests still read.
 """
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,9 +13,9 @@ import psycopg
 import pytest
 from psycopg import AsyncConnection
 
-from telemetry_core.migrate import migrate
 from telemetry_core.retention import RETENTION_LOCK, RetentionJob, cutoff_groups, run_retention
 from telemetry_core.settings import Settings
+from tests.support.own_database import own_database
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -24,14 +23,8 @@ NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def own_db(settings: Settings) -> Iterator[str]:
     assert settings.database_url
-    name = f"retention_{secrets.token_hex(4)}"
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")  # name made here, not input
-    url = settings.database_url.rsplit("/", 1)[0] + "/" + name
-    migrate(url)
-    yield url
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with own_database(settings.database_url, "retention") as url:
+        yield url
 
 
 @pytest.fixture
