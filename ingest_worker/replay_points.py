@@ -8,8 +8,9 @@ Unsigned messages are skipped: the ingest worker admitted them by re-publishing 
 and those copies are in the stream too.
 
 Notices are published for what was written (under fresh message ids, so JetStream's de-duplication of the
-originals does not drop them): latest values and rollups catch up as they would live, and the statistics
-add exactly the points the upsert found missing (none on a second replay).
+originals does not drop them): latest values and rollups catch up as they would live. The statistics are
+not changed (the notices carry no new-point counts): after a restore, `telemetry replay device_stats`
+recounts them from NOTICES.
 
 The horizon is the POINTS stream's max age (``TELEMETRY_POINTS_MAX_AGE``, 7 days by default): points older
 than that are only in the database and its backups.
@@ -42,6 +43,11 @@ from telemetry_core.topology import POINTS_ALL, POINTS_STREAM, stored_subject
 from telemetry_schemas.codecs import json_encoder
 
 FETCH = 500
+# How many of a batch's (device, metric, time) keys the database already has (the rest were missing).
+_EXISTING = """
+SELECT count(*) FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS k(d, m, t)
+JOIN telemetry.points p ON p.device_id = k.d AND p.metric_name = k.m AND p.time = k.t
+"""
 PROGRESS_EVERY_S = 2.0
 
 
@@ -125,11 +131,16 @@ async def replay_points(settings: Settings, since: str, *, js: JetStreamContext 
                     done = done or s >= end
                 if len(rows):
                     await partitions.ensure(conn, rows.days())
+                    batch = rows.rows()
                     async with conn.transaction():
-                        inserted = await write_rows(conn, rows.rows())
-                    result.points += len(rows)
-                    result.inserted += sum(n for hours in inserted.values() for _, n in hours)
-                    notices = [build_notice(d, s, pts, inserted) for d, s, pts in stored]
+                        cur = await conn.execute(_EXISTING, [list(c) for c in list(zip(*batch, strict=True))[:3]])
+                        existing = (await cur.fetchone() or (0,))[0]
+                        await write_rows(conn, batch)
+                    result.points += len(batch)
+                    result.inserted += len(batch) - int(existing)
+                    # Without new-point counts: the statistics are left as they are (the upsert cannot tell a
+                    # replayed point from a new one); `telemetry replay device_stats` recounts from NOTICES.
+                    notices = [build_notice(d, s, pts) for d, s, pts in stored]
                     await asyncio.gather(*(
                         js.publish(stored_subject(n.device_id), json_encoder.encode(n), timeout=5.0,
                                    headers={MSG_ID: f"replayed:{run}:{n.points_seq}"})
