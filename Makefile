@@ -60,6 +60,7 @@ bench: install ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.line_protocol
 	$(BIN)/python -m tests.bench.durability
 	$(BIN)/python -m tests.bench.mqtt
+	$(BIN)/python -m tests.bench.replay_retention
 
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export
