@@ -11,8 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+import structlog
 from psycopg import AsyncConnection
 
+from ingest_worker.retention_loop import run_retention_periodically
+from telemetry_core import cli
+from telemetry_core.metrics import WORKER_REGISTRY
 from telemetry_core.retention import RETENTION_LOCK, RetentionJob, cutoff_groups, run_retention
 from telemetry_core.settings import Settings
 from tests.support.own_database import own_database
@@ -161,3 +165,64 @@ async def test_a_run_skips_while_another_holds_the_lock(conn: AsyncConnection, o
     await conn.execute("SELECT pg_advisory_unlock(%s)", (RETENTION_LOCK,))
     done = await run_retention(own_db, settings_for(settings), now=NOW)
     assert (done.skipped, done.points_removed) == (False, 1)
+
+
+async def test_counters_and_latest_value_after_points_expire(
+    conn: AsyncConnection, own_db: str, settings: Settings
+) -> None:
+    await define(conn, "short", 7)
+    await put(conn, "dev_a", "short", [8, 9])
+    # The device's last known value is kept (README, "Retention and replay"): it is not a stored point.
+    await conn.execute(
+        "INSERT INTO telemetry.latest_values (device_id, metric_name, time, value_type, value_num, src_seq)"
+        " VALUES ('dev_a', 'short', %s, 0, 1.0, 2)",
+        (NOW - timedelta(days=8),),
+    )
+    before = WORKER_REGISTRY.get_sample_value("telemetry_retention_points_deleted_total", {"how": "chunk"}) or 0.0
+    await run_retention(own_db, settings_for(settings), now=NOW)
+    after = WORKER_REGISTRY.get_sample_value("telemetry_retention_points_deleted_total", {"how": "chunk"})
+    assert after == before + 2
+    assert await ages(conn, "short") == []
+    cur = await conn.execute("SELECT value_num FROM telemetry.latest_values WHERE device_id = 'dev_a'")
+    assert await cur.fetchall() == [(1.0,)]
+
+
+async def test_the_ingest_worker_schedule_runs_the_job(conn: AsyncConnection, own_db: str, settings: Settings) -> None:
+    shift = (NOW - datetime.now(UTC)).total_seconds() / 86_400  # put() counts ages back from NOW, the job from now
+    await put(conn, "dev_a", "undefined", [shift + 1, shift + 400])
+    stop = asyncio.Event()
+    every_second = replace(settings, database_url=own_db, retention_interval_s=1)
+    task = asyncio.create_task(run_retention_periodically(every_second, structlog.get_logger(), stop))
+
+    async def runs() -> int:
+        cur = await conn.execute("SELECT count(*) FROM telemetry.retention_runs")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while await runs() < 1:
+        assert asyncio.get_running_loop().time() < deadline, "the scheduled run never happened"
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert [round(a - shift) for a in await ages(conn, "undefined")] == [1]  # 400 days old: expired
+
+
+def test_cli_dry_run_reports_and_removes_nothing(
+    own_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = datetime.now(UTC) - timedelta(days=200)
+    with psycopg.connect(own_db, autocommit=True) as c:
+        c.execute("SELECT telemetry.ensure_partition(%s::date)", (old.date(),))
+        c.execute(
+            "INSERT INTO telemetry.points (device_id, metric_name, time, value_type, value_num, src_seq)"
+            " VALUES ('d', 'm', %s, 0, 1, 1)",
+            (old,),
+        )
+    monkeypatch.setenv("DATABASE_URL", own_db)
+    cli.main(["retention", "run", "--dry-run"])
+    out = capsys.readouterr().out
+    assert out.startswith("retention would remove 1 point(s) (1 partition(s) dropped whole with 1")
+    assert f"partition telemetry.points_p{old:%Y%m%d}: would be dropped" in out
+    with psycopg.connect(own_db) as c:
+        assert c.execute("SELECT count(*) FROM telemetry.points").fetchone() == (1,)
