@@ -183,6 +183,7 @@ async def replay_online(settings: Settings, projection: Projection, *, out: Text
                     # that found none would insert it after writing its tables, and the two would deadlock.
                     await advance_checkpoint(conn, projection.NAME, spec.stream, 0)
                 rebuild = Rebuild(conn, projection, sub, rewriter(pattern))
+                rebuild.drained = pending == 0  # nothing to fetch: no idle wait for a batch that never comes
                 # Build: one transaction per batch, the live model untouched, until the shadow has reached the
                 # stream's end or the live model's checkpoint (under sustained ingest the end keeps moving).
                 while not rebuild.drained:
