@@ -208,8 +208,7 @@ Messages of the projection's stream (NOTICES: latest_values, rollups, device_sta
 request of {BATCH} points; EVENTS: definitions, rules, alerts, keys; DLQ: dead letters) applied to the shadow,
 then caught up and swapped in. "Ratio, messages" = replay messages/s ÷ live notices/s; "ratio, points" (NOTICES
 projections) = points covered by the replayed notices per second ÷ live ingest points/s. Projections with few
-messages (alerts and api_keys have none here) measure their fixed cost: shadow tables, a consumer, and a
-one-second idle fetch when the stream has nothing for them.
+messages (alerts and api_keys have none here) measure their fixed cost: shadow tables, a consumer, the swap.
 
 | projection | messages | seconds | messages/s | ratio, messages | ratio, points |
 |---|---|---|---|---|---|
