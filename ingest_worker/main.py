@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from psycopg_pool import AsyncConnectionPool
 
 from ingest_worker.handler import WORKER, IngestHandler
+from ingest_worker.retention_loop import run_retention_periodically
 from ingest_worker.writer import PartitionCache
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.definitions_cache import DefinitionsCache
@@ -49,6 +50,7 @@ async def consume(rt: WorkerRuntime, settings: Settings) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(create_partitions_ahead(pool, handler.partitions, settings.partitions_ahead_days, rt.stop))
+            tg.create_task(run_retention_periodically(settings, rt.log, rt.stop))
             # Several runtimes share the handler: while one waits on PostgreSQL, another decodes. Overlapping
             # transactions are safe because rows only replace rows from earlier in the stream (src_seq).
             for _ in range(loops):

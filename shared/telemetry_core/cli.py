@@ -105,6 +105,21 @@ def _dlq(args: argparse.Namespace) -> None:
         print(f"purged {removed} dead letter(s)")
 
 
+def _replay(args: argparse.Namespace) -> None:
+    # An alert engine's state lives with the alert worker, points with the ingest worker, read models with the
+    # projection worker (online: projection_worker/online_replay.py; --offline: projection_worker/replay.py).
+    if args.projection.startswith("alerts_"):
+        importlib.import_module("alert_worker.replay").main(args.projection)
+    elif args.projection == "points":
+        if not args.since:
+            raise ConfigurationError("`telemetry replay points` needs --since <POINTS sequence | RFC 3339 time>")
+        importlib.import_module("ingest_worker.replay_points").main(args.since)
+    elif args.offline:
+        importlib.import_module("projection_worker.replay").main(args.projection)
+    else:
+        importlib.import_module("projection_worker.online_replay").main(args.projection, args.allow_partial)
+
+
 def _dlq_parser(sub: Any) -> None:
     dlq = sub.add_parser("dlq", help="look at dead letters and re-drive them after a fix (needs NATS_URL)")
     actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -141,12 +156,16 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("projection-worker", help="build the read models")
     sub.add_parser("alert-worker", help="evaluate alert rules (one device partition per copy)")
     sub.add_parser("migrate", help="apply database migrations to DATABASE_URL")
-    replay = sub.add_parser("replay", help="rebuild a read model from its stream (stop projection workers first)")
+    replay = sub.add_parser("replay", help="rebuild a read model from its stream while the service runs")
     replay.add_argument(
         "projection",
         help="latest_values, metric_definitions, rollups, alert_rules, alerts, api_keys, device_stats, "
-        "dead_letter_stats; or an alert engine alerts_<i>_of_<n> (stop its alert workers first)",
+        "dead_letter_stats, or all (online: shadow, catch up, swap); points --since (re-persist POINTS); "
+        "or an alert engine alerts_<i>_of_<n> (stop its alert workers first)",
     )
+    replay.add_argument("--since", help="for points: the POINTS sequence or RFC 3339 time to start from")
+    replay.add_argument("--allow-partial", action="store_true", help="rebuild even if the stream lost old messages")
+    replay.add_argument("--offline", action="store_true", help="the old way: reset and let the stopped worker rebuild")
     apikey = sub.add_parser("apikey", help="manage API keys (alone: print a random bootstrap key)")
     actions = apikey.add_subparsers(dest="action", metavar="ACTION")
     create = actions.add_parser("create", help="issue a key (shown once; needs NATS_URL and DATABASE_URL)")
@@ -159,6 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     _dlq_parser(sub)
     client = importlib.import_module(CLIENT_COMMANDS)
     client.add_parsers(sub)
+    # Retention and online replay (issue 14): their parsers and code live in their own modules.
+    from telemetry_core import retention_cli
+
+    retention_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command in client.COMMANDS:
         raise SystemExit(client.run(args))
@@ -173,11 +196,11 @@ def main(argv: list[str] | None = None) -> None:
             from telemetry_core.clusterrun import main as run_cluster
 
             run_cluster(args.cluster)
+        elif args.command == "retention":
+            retention_cli.main(args)
         elif args.command == "replay":
             # An alert engine's state lives with the alert worker; a read model's with the projection worker.
-            owner = "alert_worker.replay" if args.projection.startswith("alerts_") else "projection_worker.replay"
-            replay_main: Callable[[str], None] = importlib.import_module(owner).main
-            replay_main(args.projection)
+            _replay(args)
         else:
             _load(ENTRY_POINTS[args.command])()
     except ConfigurationError as exc:

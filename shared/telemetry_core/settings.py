@@ -228,6 +228,11 @@ class Settings:
     gateway_processes: int = 0
     # Bind the gateway's port with SO_REUSEPORT (set by `telemetry run` for its gateway copies).
     gateway_reuse_port: bool = False
+    # -- retention (telemetry_core/retention.py): kept days of raw points and rollups, how often the job runs --
+    retention_default_days: int = 90  # points of metrics without a definition (a definition's own default is 90)
+    rollup_retention_days: int = 730  # rollup_minute / rollup_hour rows, whatever their metric's raw retention
+    retention_interval_s: int = 3600  # 0: the ingest worker never runs the job (run `telemetry retention run`)
+    retention_chunk_rows: int = 5000  # rows per DELETE transaction when a partition cannot be dropped whole
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -300,6 +305,10 @@ class Settings:
             heavy_query_wait_s=_number(env, "TELEMETRY_HEAVY_QUERY_WAIT", 10.0, float, 0.0, 600.0),
             gateway_processes=_number(env, "TELEMETRY_GATEWAY_PROCESSES", 0, int, 0, 256),
             gateway_reuse_port=_flag(env, "TELEMETRY_GATEWAY_REUSE_PORT"),
+            retention_default_days=_number(env, "TELEMETRY_RETENTION_DEFAULT_DAYS", 90, int, 1, 3650),
+            rollup_retention_days=_number(env, "TELEMETRY_ROLLUP_RETENTION_DAYS", 730, int, 1, 3650),
+            retention_interval_s=_number(env, "TELEMETRY_RETENTION_INTERVAL", 3600, int, 0, 7 * 86_400),
+            retention_chunk_rows=_number(env, "TELEMETRY_RETENTION_CHUNK", 5000, int, 10, 1_000_000),
         )
 
     def require_signing_key(self) -> bytes:

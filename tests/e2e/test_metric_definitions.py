@@ -214,7 +214,8 @@ def test_replay_rebuilds_the_same_definitions(stack: Stack, servers: Servers, cl
     before = snapshot()
     stack.kill("projection-worker")
     out = eventually(
-        lambda: (p := subprocess.run([sys.executable, "-m", "telemetry_core.cli", "replay", "metric_definitions"],
+        lambda: (p := subprocess.run([sys.executable, "-m", "telemetry_core.cli", "replay", "metric_definitions",
+                                      "--offline"],
                                      env=stack.env(), capture_output=True, text=True)).returncode == 0 and p,
         timeout=20, what="replay accepted once the killed worker's pulls expired",
     )  # fmt: skip

@@ -48,6 +48,9 @@ class Stack:
             TELEMETRY_API_KEYS=self.api_key,
             TELEMETRY_SIGNING_KEY=self.signing_key,
             TELEMETRY_LOG_FORMAT="json",
+            # The suite's points have timestamps of any age on one shared database: no scheduled retention
+            # (tests/integration/test_retention.py runs the job on a database of its own).
+            TELEMETRY_RETENTION_INTERVAL="0",
             **self.extra_env,
         )
         return env
