@@ -1,10 +1,13 @@
 """How far storage is behind ingestion, measured off the request path, and whether to shed ingestion.
 
-The backlog is the age of the oldest point the ingest consumer has not stored yet: the message just above
-its ack floor (every message below the floor is acknowledged, so the one above is the oldest still pending).
-Its JetStream timestamp is when the gateway acknowledged it to a client, so the age is exactly the
-ack → stored lag that message is suffering, and a bound on it bounds what clients see.
-Measured every ``interval_s`` by one task per gateway; requests only read the cached figure.
+The backlog is the age of the oldest point the ingest workers have not even fetched yet: the message just
+after the consumer's delivered floor, when the consumer has messages pending. Its JetStream timestamp is when
+the gateway acknowledged it to a client, so the age is how long points wait before storage starts on them.
+Not the ack floor: one message held back (in a retry back-off, or in the 30 s ack wait after an ingest
+worker was killed) would stop the floor and shed every client's writes while storage keeps up.
+
+Measured every ``interval_s`` by one task per gateway; requests only read the cached figure, which counts
+only while fresh (a gateway that cannot measure — NATS away — sheds nothing: the publish says what is wrong).
 """
 
 import asyncio
@@ -73,7 +76,13 @@ class BacklogMonitor:
 
         A failed measurement keeps the last figure: NATS being down already fails the publish with its own 503.
         """
-        return self.enabled and self.backlog_s > self.max_backlog_s
+        fresh = self.measured_at is not None and time.monotonic() - self.measured_at < self.stale_after_s
+        return self.enabled and fresh and self.backlog_s > self.max_backlog_s
+
+    @property
+    def stale_after_s(self) -> float:
+        """A figure older than this (three measurements missed, at least 3 s) no longer sheds anything."""
+        return max(3.0, self.interval_s * 3)
 
     def retry_after_s(self) -> int:
         """Seconds a client should wait: how far over the limit storage is (at least 1, at most 60)."""
@@ -110,7 +119,7 @@ class BacklogMonitor:
             await self.measure()
 
     async def measure(self) -> None:
-        """Read the consumer's ack floor and the timestamp of the oldest message above it."""
+        """Read the consumer's delivered floor and the timestamp of the oldest message not yet fetched."""
         try:
             async with asyncio.timeout(max(1.0, self.interval_s * 2)):
                 self.backlog_s, self.pending_messages = await self._backlog()
@@ -126,12 +135,12 @@ class BacklogMonitor:
     async def _backlog(self) -> tuple[float, int]:
         info = await self.js.consumer_info(self.stream, self.durable)
         waiting = (info.num_pending or 0) + (info.num_ack_pending or 0)
-        if waiting == 0:
-            return 0.0, 0
-        floor = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
+        if not info.num_pending:  # everything is fetched: what is in flight is being stored (or retried)
+            return 0.0, waiting
+        delivered = info.delivered.stream_seq if info.delivered and info.delivered.stream_seq else 0
         subject = info.config.filter_subject or ">"
-        # The first message at or after floor + 1 on the consumer's subjects (next_by_subj skips deleted ones).
-        oldest = await self.js.get_msg(self.stream, seq=floor + 1, subject=subject, next=True)
+        # The first message after the delivered floor on the consumer's subjects (next_by_subj skips deleted ones).
+        oldest = await self.js.get_msg(self.stream, seq=delivered + 1, subject=subject, next=True)
         stamped = stream_time(oldest.time)
         if stamped is None:
             return 0.0, waiting

@@ -9,11 +9,10 @@ restarted like `telemetry run` (devrun.py), whose helpers this reuses.
 
 import os
 import sys
-import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from telemetry_core.devrun import _wait_healthy, dev_api_key, dev_signing_key, lock_data_dir, say
+from telemetry_core.devrun import _wait_healthy, dev_api_key, dev_signing_key, prepare_run, say
 from telemetry_core.embedded import EmbeddedServer, start_postgres
 from telemetry_core.errors import ConfigurationError
 from telemetry_core.migrate import migrate
@@ -69,19 +68,7 @@ def start_cluster_servers(settings: Settings, data_dir: Path, size: int) -> tupl
 
 def main(size: int) -> None:
     """Start the cluster and two copies of every process, print the URLs, supervise until Ctrl-C."""
-    import signal
-
-    settings = Settings.from_env(os.environ)
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        run_lock = lock_data_dir(data_dir)
-    except RuntimeError as exc:
-        say(f"error: {exc}")
-        raise SystemExit(1) from None
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, lambda _s, _f: stopping.set())
+    settings, data_dir, run_lock, stopping = prepare_run()
     nodes: list[EmbeddedServer] = []
     servers: list[EmbeddedServer] = []
     children: list[Child] = []

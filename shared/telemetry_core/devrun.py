@@ -87,8 +87,12 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return lock
 
 
-def main() -> None:
-    """Start everything, print the URL and the dev key, supervise until Ctrl-C."""
+def prepare_run() -> tuple[Settings, Path, IO[str], threading.Event]:
+    """Settings, the locked data directory, and an event set by Ctrl-C, SIGTERM or SIGHUP.
+
+    What every `telemetry run` shape (single node or --cluster) starts with; the supervisor stops everything in
+    order once the event is set.
+    """
     settings = Settings.from_env(os.environ)
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -104,6 +108,12 @@ def main() -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
+    return settings, data_dir, run_lock, stopping
+
+
+def main() -> None:
+    """Start everything, print the URL and the dev key, supervise until Ctrl-C."""
+    settings, data_dir, run_lock, stopping = prepare_run()
     servers: list[EmbeddedServer] = []
     children: list[Child] = []
     try:

@@ -157,6 +157,43 @@ def test_backlog_past_the_limit_sheds_ingestion_until_storage_catches_up(own_nat
         assert client.get("/health/detailed", headers=HEADERS).json()["shedding_load"] is False
 
 
+async def _fetch_and_hold(nats_url: str) -> Any:
+    """A worker that fetched the pending message and died holding it: delivered, never acknowledged."""
+    nc = await nats.connect(nats_url)
+    sub = await nc.jetstream().pull_subscribe("", durable=INGEST.durable, stream=INGEST.stream)
+    msgs = await sub.fetch(1, timeout=5)
+    await nc.close()  # no ack, no nak: JetStream redelivers it after the consumer's ack wait (30 s)
+    return len(msgs)
+
+
+def test_a_message_held_in_flight_does_not_shed_everyone(own_nats: str, servers: Servers) -> None:
+    # Regression: the backlog was once read at the ack floor, so one message in a killed worker's ack wait (or in
+    # a retry back-off) stopped the floor and every client's writes were refused for 30 s while storage kept up.
+    settings = _settings(own_nats, servers.database_url, TELEMETRY_MAX_INGEST_BACKLOG="0.5",
+                         TELEMETRY_BACKLOG_CHECK_INTERVAL="0.1")  # fmt: skip
+    url = f"/api/v1/telemetry/devices/{unique('held')}/telemetry"
+    with TestClient(app=create_app(settings), timeout=15) as client:
+        assert client.post(url, json=_point(), headers=HEADERS).status_code == 200
+        assert asyncio.run(_fetch_and_hold(own_nats)) == 1
+        gw = _gw(client)
+        deadline = time.monotonic() + 1.5  # three times the limit: a held message would have shed by then
+        while time.monotonic() < deadline:
+            assert client.post(url, json=_point(2.0), headers=HEADERS).status_code == 200
+            assert asyncio.run(_fetch_and_hold(own_nats)) == 1  # that one too: only in-flight messages remain
+            assert not gw.backlog.shedding, gw.backlog.figures()
+
+
+def test_a_stale_backlog_figure_sheds_nothing(own_nats: str, servers: Servers) -> None:
+    settings = _settings(own_nats, servers.database_url, TELEMETRY_MAX_INGEST_BACKLOG="0.5",
+                         TELEMETRY_BACKLOG_CHECK_INTERVAL="0.1")  # fmt: skip
+    with TestClient(app=create_app(settings), timeout=15) as client:
+        monitor = _gw(client).backlog
+        monitor.backlog_s, monitor.measured_at = 30.0, time.monotonic()
+        assert monitor.shedding  # a fresh figure over the limit sheds
+        monitor.measured_at = time.monotonic() - monitor.stale_after_s - 0.1
+        assert not monitor.shedding  # NATS away, nothing measured lately: the publish says what is wrong
+
+
 @pytest.fixture
 def tight(servers: Servers, settings: Settings) -> Iterator[TestClient[Litestar]]:
     """A gateway with a 2-connection pool, short waits, a 1 s statement timeout and one heavy-query slot."""

@@ -62,8 +62,11 @@ class ClusterStack:
         """The pid of the process holding the named partition lock (telemetry_core/partition_lock.py)."""
         with psycopg.connect(self.stack.servers.database_url) as conn:
             rows = conn.execute(
+                # This database's locks only: the session's other stacks share the PostgreSQL server, and their
+                # projection workers hold the same-named lock in their own databases.
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE %s",
+                "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE %s "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 (f"telemetry-lock-%-{lock_name}",),
             ).fetchall()
         assert len(rows) == 1, rows
