@@ -46,14 +46,16 @@ lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/mypy
 
 # The web console's browser test and benchmark drive the distribution's Chromium (Playwright never downloads one).
-# apt-get runs only when it is missing (as root, or through sudo); quiet, and no recommended packages.
+# apt-get runs only when it is missing (as root, or through sudo); quiet, and no recommended packages; the
+# package lists are refreshed only if the install cannot find the package without it.
 CHROMIUM := /usr/bin/chromium
 .PHONY: browser
 browser: ## install the system Chromium (Debian/Ubuntu packages) for the console's browser test, if missing
 	@test -x $(CHROMIUM) || { echo "==> installing chromium (apt-get) for the console's browser test"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || { \
 	  $$SUDO apt-get update -qq >/dev/null && \
-	  $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	  $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 
 test: lint browser ## lint, then the whole suite against private NATS and PostgreSQL
 	@echo "==> pytest (starts its own NATS and PostgreSQL; TELEMETRY_TEST_BACKEND=containers uses Docker images)"
