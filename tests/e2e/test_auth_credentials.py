@@ -49,7 +49,7 @@ def _public_paths() -> set[str]:
     }
 
 
-ROUTES = _http_routes()
+ROUTES = sorted(_http_routes())  # sorted: the ids must not depend on set order between collections
 # /health, and the web console's page and static files (gateway/routes/console.py): nothing else.
 PUBLIC = {"/health", "/", "/console/x_name"}
 

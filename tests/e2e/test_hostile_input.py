@@ -192,7 +192,7 @@ def _query_body() -> bytes:
 @pytest.mark.parametrize(
     ("encoding", "compress", "junk"),
     [
-        ("gzip", gzip.compress, gzip.compress(b"garbage that is not JSON")),  # a second, well-formed member
+        ("gzip", gzip.compress, gzip.compress(b"garbage that is not JSON", mtime=0)),  # a second, well-formed member
         ("gzip", gzip.compress, b"\x00\x01junk"),  # bytes that are no gzip member at all
         ("gzip", lambda b: gzip.compress(b)[:-6], b""),  # truncated stream
         ("deflate", zlib.compress, b"junk"),
