@@ -33,8 +33,7 @@ from telemetry_core.embedded import EmbeddedServer, nats_server_binary, start_na
 from telemetry_core.migrate import migrate
 from telemetry_core.nats_cluster import NatsCluster, create_topology, start_nats_cluster
 from telemetry_core.settings import Settings
-from tests.bench.client import make_client
-from tests.bench.e2e import build_batches, post_batches
+from tests.bench.e2e import acked_batch_rate
 from tests.support.cluster import ClusterServers
 from tests.support.servers import Servers
 from tests.support.stack import Stack
@@ -65,20 +64,6 @@ class Result:
     kills: list[Kill] = field(default_factory=list)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-async def _batches(stack: Stack, prefix: str, points: int) -> float:
-    client = make_client("httpx", stack.url, stack.headers, CONCURRENCY)
-    try:
-        batches = build_batches(prefix, points, BATCH, devices=8)
-        start = time.perf_counter()
-        acked = await post_batches(client, batches, CONCURRENCY)
-        elapsed = time.perf_counter() - start
-    finally:
-        await client.aclose()
-    if acked != points:
-        raise RuntimeError(f"{prefix}: {acked} of {points} points acknowledged")
-    return acked / elapsed
 
 
 async def _leader(cluster: NatsCluster) -> str:
@@ -161,7 +146,7 @@ async def run(stacks: dict[str, Stack], cluster: NatsCluster, rounds: int, point
     for r in range(rounds):
         for name in SETUPS if r % 2 == 0 else tuple(reversed(SETUPS)):
             tag = f"cl{r}{SETUPS.index(name)}{int(time.time() * 1000) % 100_000}"
-            rate = await _batches(stacks[name], tag, points)
+            rate = await acked_batch_rate(stacks[name].url, stacks[name].headers, tag, points, BATCH, CONCURRENCY)
             result.rate.setdefault(name, []).append(rate)
             print(f"round {r + 1}/{rounds} {name:>12}: {rate:9.0f} acked points/s", flush=True)
     for n in range(kills):

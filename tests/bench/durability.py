@@ -28,7 +28,7 @@ from telemetry_core.embedded import EmbeddedServer, nats_server_binary, start_na
 from telemetry_core.migrate import migrate
 from tests.bench.client import make_client
 from tests.bench.data import PointMaker, hour_ago
-from tests.bench.e2e import build_batches, post_batches
+from tests.bench.e2e import acked_batch_rate
 from tests.support.servers import Servers
 from tests.support.stack import Stack
 
@@ -48,20 +48,6 @@ class Result:
     single_rate: dict[str, list[float]] = field(default_factory=dict)  # single-point requests/s per round
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-async def _batches(stack: Stack, prefix: str, points: int) -> float:
-    client = make_client("httpx", stack.url, stack.headers, CONCURRENCY)
-    try:
-        batches = build_batches(prefix, points, BATCH, devices=8)
-        start = time.perf_counter()
-        acked = await post_batches(client, batches, CONCURRENCY)
-        elapsed = time.perf_counter() - start
-    finally:
-        await client.aclose()
-    if acked != points:
-        raise RuntimeError(f"{prefix}: {acked} of {points} points acknowledged")
-    return acked / elapsed
 
 
 async def _singles(stack: Stack, prefix: str) -> float:
@@ -87,7 +73,7 @@ async def run(stacks: dict[str, Stack], rounds: int, points: int) -> Result:
         order = names if r % 2 == 0 else list(reversed(names))
         for name in order:
             tag = f"dur{r}{'a' if name == names[0] else 'b'}{int(time.time() * 1000) % 100_000}"
-            rate = await _batches(stacks[name], tag, points)
+            rate = await acked_batch_rate(stacks[name].url, stacks[name].headers, tag, points, BATCH, CONCURRENCY)
             single = await _singles(stacks[name], f"{tag}-single")
             result.batch_rate.setdefault(name, []).append(rate)
             result.single_rate.setdefault(name, []).append(single)

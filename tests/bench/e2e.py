@@ -15,7 +15,7 @@ import psycopg
 
 from telemetry_core.topology import INGEST
 from tests.bench.backlog import Backlog
-from tests.bench.client import Poster
+from tests.bench.client import Poster, make_client
 from tests.bench.data import METRICS, PointMaker, batch_body, hour_ago
 
 COUNT_SQL = "SELECT count(*) FROM telemetry.points WHERE device_id = ANY(%s)"
@@ -82,6 +82,23 @@ async def post_batches(client: Poster, batches: Iterable[tuple[str, bytes]], con
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return acked
+
+
+async def acked_batch_rate(
+    url: str, headers: dict[str, str], prefix: str, points: int, batch: int, concurrency: int
+) -> float:
+    """Acknowledged points/s of ``points`` posted as ``batch``-point batches over 8 devices (fresh client)."""
+    client = make_client("httpx", url, headers, concurrency)
+    try:
+        batches = build_batches(prefix, points, batch, devices=8)
+        start = time.perf_counter()
+        acked = await post_batches(client, batches, concurrency)
+        elapsed = time.perf_counter() - start
+    finally:
+        await client.aclose()
+    if acked != points:
+        raise RuntimeError(f"{prefix}: {acked} of {points} points acknowledged")
+    return acked / elapsed
 
 
 async def count_points(database_url: str, devices: list[str]) -> int:
