@@ -57,9 +57,14 @@ browser: ## install the system Chromium (Debian/Ubuntu packages) for the console
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 
+# Two pytest processes, whole files each (module fixtures stay in one process); each process starts its own
+# NATS and PostgreSQL. Most tests wait on servers (redelivery, restarts) rather than use a core, so two
+# processes fit 2 cores. TEST_PROCESSES=0 runs in one process (e.g. to debug with -x or pdb).
+TEST_PROCESSES ?= 2
+
 test: lint browser ## lint, then the whole suite against private NATS and PostgreSQL
-	@echo "==> pytest (starts its own NATS and PostgreSQL; TELEMETRY_TEST_BACKEND=containers uses Docker images)"
-	$(BIN)/pytest -m "not bench" -p no:cacheprovider
+	@echo "==> pytest in $(TEST_PROCESSES) processes (each starts its own NATS and PostgreSQL; TELEMETRY_TEST_BACKEND=containers uses Docker images)"
+	$(BIN)/pytest -m "not bench" -p no:cacheprovider $(if $(filter-out 0,$(TEST_PROCESSES)),-n $(TEST_PROCESSES) --dist loadfile)
 
 fmt: install ## format and auto-fix
 	$(BIN)/ruff format .
