@@ -67,13 +67,17 @@ def start_cluster_servers(settings: Settings, data_dir: Path, size: int) -> tupl
     replicas = resolve_replicas(settings.stream_replicas, size)  # refuses R > size before anything starts
     sync = settings.nats_sync_interval
     say(f"starting a {size}-node NATS JetStream cluster (data in {data_dir / 'nats-cluster'}, streams R{replicas})")
-    cluster = start_nats_cluster(data_dir / "nats-cluster", size, sync_interval=sync, **mqtt_options(settings, size))
+    mqtt = mqtt_options(settings, size, replicas)
+    cluster = start_nats_cluster(data_dir / "nats-cluster", size, sync_interval=sync, **mqtt)
     create_topology(cluster.url, replace(settings, stream_replicas=replicas))
     return cluster, replicas
 
 
-def mqtt_options(settings: Settings, size: int) -> dict[str, Any]:
-    """start_nats_cluster's MQTT arguments: node i listens on TELEMETRY_MQTT_PORT + i; none when the port is 0."""
+def mqtt_options(settings: Settings, size: int, replicas: int) -> dict[str, Any]:
+    """start_nats_cluster's MQTT arguments: node i listens on TELEMETRY_MQTT_PORT + i; none when the port is 0.
+
+    MQTT's own streams (sessions, QoS 1 state) get the ``replicas`` the service's streams get.
+    """
     if not settings.mqtt_port:
         return {}
     last = settings.mqtt_port + size - 1
@@ -84,6 +88,7 @@ def mqtt_options(settings: Settings, size: int) -> dict[str, Any]:
         "mqtt_ports": [settings.mqtt_port + i for i in range(size)],
         "mqtt_host": settings.mqtt_host,
         "mqtt_credentials": credentials,
+        "mqtt_replicas": replicas,
     }
 
 

@@ -150,6 +150,7 @@ def nats_config(
     mqtt_credentials: tuple[str, str] | None = None,
     extra: str = "",
     server_name: str | None = None,
+    mqtt_replicas: int | None = None,
 ) -> str:
     """The nats-server configuration of the embedded server: JetStream under ``store_dir``, synced as asked.
 
@@ -157,7 +158,8 @@ def nats_config(
     device's publish on ``telemetry/points/<device>`` arrives on subject ``telemetry.points.<device>``, which
     the POINTS stream captures. NATS MQTT keeps its sessions in JetStream and needs a ``server_name``:
     ``server_name`` when given (a cluster node's own: every node must have a distinct one), else "telemetry".
-    ``extra`` is appended as is (a cluster node's ``cluster`` block: nats_cluster.py).
+    ``extra`` is appended as is (a cluster node's ``cluster`` block: nats_cluster.py). ``mqtt_replicas`` sets
+    the replicas of MQTT's own streams (a cluster node: nats_cluster.py says why).
     """
     # JSON strings are valid quoted strings in the NATS configuration format (paths may hold spaces); a
     # duration must be quoted too: unquoted, nats-server reads ``2m`` as the number 2,000,000.
@@ -174,7 +176,8 @@ def nats_config(
         if mqtt_credentials:
             user, password = (json.dumps(v) for v in mqtt_credentials)
             auth = f"  authorization {{\n    username: {user}\n    password: {password}\n  }}\n"
-        mqtt = f"mqtt {{\n  listen: {json.dumps(f'{mqtt_host}:{mqtt_port}')}\n{auth}}}\n"
+        replicas = f"  stream_replicas: {int(mqtt_replicas)}\n" if mqtt_replicas else ""
+        mqtt = f"mqtt {{\n  listen: {json.dumps(f'{mqtt_host}:{mqtt_port}')}\n{replicas}{auth}}}\n"
     return (
         name + monitor + mqtt + "jetstream {\n"
         f"  store_dir: {json.dumps(str(store_dir))}\n"
@@ -195,6 +198,7 @@ def start_nats(
     mqtt_credentials: tuple[str, str] | None = None,
     extra_config: str = "",
     server_name: str | None = None,
+    mqtt_replicas: int | None = None,
 ) -> EmbeddedServer:
     """Start nats-server with JetStream, storing under ``data_dir``, fsyncing per ``sync_interval``.
 
@@ -204,7 +208,8 @@ def start_nats(
     ``mqtt_port`` (None or 0: off) opens its MQTT listener on ``mqtt_host`` (see ``nats_config``);
     ``mqtt_credentials`` (username, password), when given, are what every MQTT client must sign in with.
     ``extra_config`` is appended to the configuration (a cluster node's: telemetry_core/nats_cluster.py), and
-    ``server_name`` names the server (a cluster node; default none, or "telemetry" with MQTT on).
+    ``server_name`` names the server (a cluster node; default none, or "telemetry" with MQTT on), and
+    ``mqtt_replicas`` sets the replicas of MQTT's own streams (nats-server's default when None).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     store_dir = data_dir / "jetstream"
@@ -218,11 +223,11 @@ def start_nats(
         )
     log_path = data_dir / "nats-server.log"
     config_path = data_dir / "nats-server.conf"
-    config_path.write_text(
-        nats_config(
-            store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host, mqtt_credentials, extra_config, server_name
-        )
-    )
+    config = nats_config(
+        store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host, mqtt_credentials, extra_config, server_name,
+        mqtt_replicas,
+    )  # fmt: skip
+    config_path.write_text(config)
     config_path.chmod(0o600)  # it may hold the MQTT password
     argv = [
         nats_server_binary(), "--config", str(config_path),
@@ -241,7 +246,7 @@ def start_nats(
     starter = partial(
         start_nats, data_dir, port, deadline_s=deadline_s, sync_interval=sync_interval, monitor_port=monitor_port,
         mqtt_port=mqtt_port, mqtt_host=mqtt_host, mqtt_credentials=mqtt_credentials, extra_config=extra_config,
-        server_name=server_name,
+        server_name=server_name, mqtt_replicas=mqtt_replicas,
     )  # fmt: skip
     extra = {"sync_interval": sync_interval}
     if mqtt_port:

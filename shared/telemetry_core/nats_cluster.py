@@ -8,9 +8,12 @@ catches up from the others (JetStream's Raft).
 
 MQTT (``mqtt_ports``): every node opens its own MQTT listener, so a device may use any node and another
 node's loss only makes it reconnect elsewhere. nats-server's MQTT needs JetStream and a ``server_name`` per
-node (it keeps sessions and QoS 1 state in ``$MQTT_*`` streams that, in a cluster, it replicates over up to
-three nodes), which each node has here. A publish on ``telemetry/points/<device>`` at any node becomes
-subject ``telemetry.points.<device>``, which the replicated POINTS stream captures wherever its leader is.
+node, which each node has here. It keeps sessions and QoS 1 state in ``$MQTT_*`` streams, created at the
+first MQTT connection; left to itself, nats-server 2.15 made them R2 on our 3 nodes (seen here), and an R2
+stream loses its quorum with either of its two nodes: every MQTT connection would then fail. So their
+replicas are set, like the service's streams (3 on 3+ nodes, else 1). A publish on
+``telemetry/points/<device>`` at any node becomes subject ``telemetry.points.<device>``, which the
+replicated POINTS stream captures wherever its leader is.
 """
 
 import asyncio
@@ -24,7 +27,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError
 
 from telemetry_core.embedded import DEFAULT_SYNC_INTERVAL, EmbeddedServer, free_port, start_nats
-from telemetry_core.replicas import cluster_size
+from telemetry_core.replicas import cluster_size, resolve_replicas
 from telemetry_core.settings import Settings
 from telemetry_core.topology import ensure_topology
 
@@ -92,17 +95,20 @@ def start_nats_cluster(
     mqtt_ports: list[int] | None = None,
     mqtt_host: str = "127.0.0.1",
     mqtt_credentials: tuple[str, str] | None = None,
+    mqtt_replicas: int | None = None,
 ) -> NatsCluster:
     """Start ``size`` routed nodes under ``data_dir/node-<i>``; return once JetStream answers on the cluster.
 
     ``mqtt_ports`` (one per node, or None: no MQTT) opens node i's MQTT listener on ``mqtt_host``:``mqtt_ports[i]``,
-    with ``mqtt_credentials`` as every node's sign-in (embedded.nats_config).
+    with ``mqtt_credentials`` as every node's sign-in (embedded.nats_config), its streams with ``mqtt_replicas``
+    (None: what the service's streams get on ``size`` nodes).
     """
     if size < 1:
         raise ValueError("a cluster has at least one node")
     if mqtt_ports is not None and len(mqtt_ports) != size:
         raise ValueError(f"{len(mqtt_ports)} MQTT port(s) for {size} node(s)")
     route_ports = [free_port() for _ in range(size)]
+    mqtt_replicas = mqtt_replicas or resolve_replicas(None, size)
     nodes: list[EmbeddedServer] = []
     try:
         for i in range(size):
@@ -112,6 +118,7 @@ def start_nats_cluster(
             node = start_nats(
                 node_dir, sync_interval=sync_interval, deadline_s=deadline_s, extra_config=extra,
                 server_name=node_name(i), mqtt_port=mqtt_port, mqtt_host=mqtt_host, mqtt_credentials=mqtt_credentials,
+                mqtt_replicas=mqtt_replicas,
             )  # fmt: skip
             nodes.append(node)
         cluster = NatsCluster(nodes)

@@ -82,10 +82,14 @@ def test_a_node_has_one_server_name_of_its_own_also_with_mqtt() -> None:
 
 def test_cluster_mqtt_listens_on_consecutive_ports_with_the_sign_in() -> None:
     settings = Settings.from_env({"TELEMETRY_MQTT_PORT": "2883", "TELEMETRY_MQTT_PASSWORD": "p" * 16})
-    assert mqtt_options(settings, 3) == {
+    assert mqtt_options(settings, 3, 3) == {
         "mqtt_ports": [2883, 2884, 2885], "mqtt_host": "127.0.0.1", "mqtt_credentials": ("device", "p" * 16),
+        "mqtt_replicas": 3,
     }  # fmt: skip
-    assert mqtt_options(Settings.from_env({}), 3)["mqtt_credentials"] is None  # loopback without sign-in
-    assert mqtt_options(Settings.from_env({"TELEMETRY_MQTT_PORT": "off"}), 3) == {}
+    assert mqtt_options(Settings.from_env({}), 3, 3)["mqtt_credentials"] is None  # loopback without sign-in
+    assert mqtt_options(Settings.from_env({"TELEMETRY_MQTT_PORT": "off"}), 3, 3) == {}
     with pytest.raises(ConfigurationError, match="TELEMETRY_MQTT_PORT=65534: 3 nodes need ports up to 65536"):
-        mqtt_options(Settings.from_env({"TELEMETRY_MQTT_PORT": "65534"}), 3)
+        mqtt_options(Settings.from_env({"TELEMETRY_MQTT_PORT": "65534"}), 3, 3)
+    # MQTT's own streams: replicated like the service's (nats-server left alone made them R2 on 3 nodes).
+    assert "  stream_replicas: 3\n" in nats_config(Path("/x"), mqtt_port=1884, mqtt_replicas=3)
+    assert "stream_replicas" not in nats_config(Path("/x"), mqtt_port=1883)
