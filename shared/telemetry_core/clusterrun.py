@@ -5,12 +5,18 @@ N nats-server nodes form a JetStream cluster (nats_cluster.py) and every stream 
 TELEMETRY_PORT and the next port, ingest workers sharing their consumer, projection workers as active
 and standby, and an active and a standby alert engine per partition. Everything is supervised and
 restarted like `telemetry run` (devrun.py), whose helpers this reuses.
+
+MQTT devices: every node opens its own MQTT listener, node i on TELEMETRY_MQTT_PORT + i (1883, 1884, 1885),
+with the sign-in of TELEMETRY_MQTT_USERNAME / _PASSWORD like the single node. One listener per node rather
+than one for all: a device keeps a list of brokers and reconnects to another when its node dies, as NATS
+clients do with NATS_URL; a single MQTT node would be the one point whose loss stops MQTT ingest.
 """
 
 import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from telemetry_core.devrun import _wait_healthy, dev_api_key, dev_signing_key, prepare_run, say
 from telemetry_core.embedded import EmbeddedServer, start_postgres
@@ -61,9 +67,43 @@ def start_cluster_servers(settings: Settings, data_dir: Path, size: int) -> tupl
     replicas = resolve_replicas(settings.stream_replicas, size)  # refuses R > size before anything starts
     sync = settings.nats_sync_interval
     say(f"starting a {size}-node NATS JetStream cluster (data in {data_dir / 'nats-cluster'}, streams R{replicas})")
-    cluster = start_nats_cluster(data_dir / "nats-cluster", size, sync_interval=sync)
+    mqtt = mqtt_options(settings, size, replicas)
+    cluster = start_nats_cluster(data_dir / "nats-cluster", size, sync_interval=sync, **mqtt)
     create_topology(cluster.url, replace(settings, stream_replicas=replicas))
     return cluster, replicas
+
+
+def mqtt_options(settings: Settings, size: int, replicas: int) -> dict[str, Any]:
+    """start_nats_cluster's MQTT arguments: node i listens on TELEMETRY_MQTT_PORT + i; none when the port is 0.
+
+    MQTT's own streams (sessions, QoS 1 state) get the ``replicas`` the service's streams get.
+    """
+    if not settings.mqtt_port:
+        return {}
+    last = settings.mqtt_port + size - 1
+    if last > 65535:
+        raise ConfigurationError(f"TELEMETRY_MQTT_PORT={settings.mqtt_port}: {size} nodes need ports up to {last}")
+    credentials = (settings.mqtt_username, settings.mqtt_password) if settings.mqtt_password else None
+    return {
+        "mqtt_ports": [settings.mqtt_port + i for i in range(size)],
+        "mqtt_host": settings.mqtt_host,
+        "mqtt_credentials": credentials,
+        "mqtt_replicas": replicas,
+    }
+
+
+def say_mqtt(settings: Settings, cluster: NatsCluster) -> None:
+    """Where MQTT devices publish (every node), and how they sign in, as `telemetry run` says it."""
+    if not cluster.mqtt_urls:
+        return
+    say(f"MQTT devices: publish to telemetry/points/<device_id> at any of {', '.join(cluster.mqtt_urls)}")
+    say(f"  signing in as {settings.mqtt_username!r} with TELEMETRY_MQTT_PASSWORD" if settings.mqtt_password
+        else "  no MQTT sign-in (loopback only): set TELEMETRY_MQTT_PASSWORD to require one")  # fmt: skip
+
+
+def mqtt_line(cluster: NatsCluster) -> str:
+    """The MQTT URLs for the final banner ("" without MQTT)."""
+    return f"MQTT: {' '.join(cluster.mqtt_urls)}\n" if cluster.mqtt_urls else ""
 
 
 def main(size: int) -> None:
@@ -75,6 +115,7 @@ def main(size: int) -> None:
     try:
         cluster, replicas = start_cluster_servers(settings, data_dir, size)
         nodes = cluster.nodes
+        say_mqtt(settings, cluster)
         database_url = settings.database_url
         if database_url is None:
             say(f"starting embedded PostgreSQL (data in {data_dir / 'postgres'})")
@@ -99,7 +140,8 @@ def main(size: int) -> None:
         for url in urls:
             _wait_healthy(url, children)
         print(f"\nTelemetry service (cluster of {size}, streams R{replicas}) is running at {' and '.join(urls)}\n"
-              f"API key: {key}\nNATS_URL={cluster.url}\nPress Ctrl-C to stop.\n", flush=True)  # fmt: skip
+              f"API key: {key}\nNATS_URL={cluster.url}\n{mqtt_line(cluster)}"
+              "Press Ctrl-C to stop.\n", flush=True)  # fmt: skip
         units: list[Supervised] = [*(NodeUnit(node, i) for i, node in enumerate(nodes))]
         units += [*(ServerUnit(server) for server in servers), *children]
         Supervisor(units, say).run(stopping)

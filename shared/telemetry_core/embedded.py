@@ -149,18 +149,25 @@ def nats_config(
     mqtt_host: str = "127.0.0.1",
     mqtt_credentials: tuple[str, str] | None = None,
     extra: str = "",
+    server_name: str | None = None,
+    mqtt_replicas: int | None = None,
 ) -> str:
     """The nats-server configuration of the embedded server: JetStream under ``store_dir``, synced as asked.
 
     ``mqtt_port`` opens nats-server's MQTT 3.1.1 listener on ``mqtt_host`` (README, "MQTT devices"): a
     device's publish on ``telemetry/points/<device>`` arrives on subject ``telemetry.points.<device>``, which
-    the POINTS stream captures. NATS MQTT keeps its sessions in JetStream and needs a ``server_name``.
-    ``extra`` is appended as is (a cluster node's ``server_name`` and ``cluster`` block: nats_cluster.py).
+    the POINTS stream captures. NATS MQTT keeps its sessions in JetStream and needs a ``server_name``:
+    ``server_name`` when given (a cluster node's own: every node must have a distinct one), else "telemetry".
+    ``extra`` is appended as is (a cluster node's ``cluster`` block: nats_cluster.py). ``mqtt_replicas`` sets
+    the replicas of MQTT's own streams (a cluster node: nats_cluster.py says why).
     """
     # JSON strings are valid quoted strings in the NATS configuration format (paths may hold spaces); a
     # duration must be quoted too: unquoted, nats-server reads ``2m`` as the number 2,000,000.
     monitor = f"http: {json.dumps(f'127.0.0.1:{monitor_port}')}\n" if monitor_port else ""
     mqtt = ""
+    if server_name is None and mqtt_port:
+        server_name = "telemetry"
+    name = f"server_name: {json.dumps(server_name)}\n" if server_name else ""
     if mqtt_port:
         # Without credentials no authorization block: the listener is then for trusted networks (loopback unless
         # a password is set: settings refuse otherwise), like the embedded NATS port itself. With them, MQTT
@@ -169,9 +176,10 @@ def nats_config(
         if mqtt_credentials:
             user, password = (json.dumps(v) for v in mqtt_credentials)
             auth = f"  authorization {{\n    username: {user}\n    password: {password}\n  }}\n"
-        mqtt = f'server_name: "telemetry"\nmqtt {{\n  listen: {json.dumps(f"{mqtt_host}:{mqtt_port}")}\n{auth}}}\n'
+        replicas = f"  stream_replicas: {int(mqtt_replicas)}\n" if mqtt_replicas else ""
+        mqtt = f"mqtt {{\n  listen: {json.dumps(f'{mqtt_host}:{mqtt_port}')}\n{replicas}{auth}}}\n"
     return (
-        monitor + mqtt + "jetstream {\n"
+        name + monitor + mqtt + "jetstream {\n"
         f"  store_dir: {json.dumps(str(store_dir))}\n"
         f"  sync_interval: {json.dumps(sync_interval)}\n"
         "}\n" + extra
@@ -189,6 +197,8 @@ def start_nats(
     mqtt_host: str = "127.0.0.1",
     mqtt_credentials: tuple[str, str] | None = None,
     extra_config: str = "",
+    server_name: str | None = None,
+    mqtt_replicas: int | None = None,
 ) -> EmbeddedServer:
     """Start nats-server with JetStream, storing under ``data_dir``, fsyncing per ``sync_interval``.
 
@@ -197,7 +207,9 @@ def start_nats(
     ``monitor_port`` opens nats-server's HTTP monitoring (``/varz``, ``/jsz``) on 127.0.0.1.
     ``mqtt_port`` (None or 0: off) opens its MQTT listener on ``mqtt_host`` (see ``nats_config``);
     ``mqtt_credentials`` (username, password), when given, are what every MQTT client must sign in with.
-    ``extra_config`` is appended to the configuration (a cluster node's: telemetry_core/nats_cluster.py).
+    ``extra_config`` is appended to the configuration (a cluster node's: telemetry_core/nats_cluster.py), and
+    ``server_name`` names the server (a cluster node; default none, or "telemetry" with MQTT on), and
+    ``mqtt_replicas`` sets the replicas of MQTT's own streams (nats-server's default when None).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     store_dir = data_dir / "jetstream"
@@ -211,9 +223,11 @@ def start_nats(
         )
     log_path = data_dir / "nats-server.log"
     config_path = data_dir / "nats-server.conf"
-    config_path.write_text(
-        nats_config(store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host, mqtt_credentials, extra_config)
-    )
+    config = nats_config(
+        store_dir, sync_interval, monitor_port, mqtt_port, mqtt_host, mqtt_credentials, extra_config, server_name,
+        mqtt_replicas,
+    )  # fmt: skip
+    config_path.write_text(config)
     config_path.chmod(0o600)  # it may hold the MQTT password
     argv = [
         nats_server_binary(), "--config", str(config_path),
@@ -232,6 +246,7 @@ def start_nats(
     starter = partial(
         start_nats, data_dir, port, deadline_s=deadline_s, sync_interval=sync_interval, monitor_port=monitor_port,
         mqtt_port=mqtt_port, mqtt_host=mqtt_host, mqtt_credentials=mqtt_credentials, extra_config=extra_config,
+        server_name=server_name, mqtt_replicas=mqtt_replicas,
     )  # fmt: skip
     extra = {"sync_interval": sync_interval}
     if mqtt_port:

@@ -7,7 +7,6 @@ import urllib.request
 from pathlib import Path
 
 import nats
-import paho.mqtt.client as paho
 import pytest
 from nats.js.api import StreamConfig
 
@@ -15,8 +14,7 @@ from telemetry_core.embedded import free_port, nats_config, port_open, start_nat
 from telemetry_core.errors import ConfigurationError
 from telemetry_core.settings import Settings
 from tests.support.eventually import eventually
-from tests.support.ids import unique
-from tests.support.mqtt import mqtt_device
+from tests.support.mqtt import connack_reason, mqtt_device
 
 
 def test_mqtt_listener_is_on_loopback_at_the_port_asked(tmp_path: Path) -> None:
@@ -119,31 +117,14 @@ def test_qos1_puback_means_the_server_took_the_message_not_that_jetstream_stored
 CREDENTIALS = ("device", "a-long-enough-mqtt-password")
 
 
-def _refused_connack(port: int, credentials: tuple[str, str] | None) -> paho.ReasonCode:
-    """Connect and return the CONNACK's reason code (0 = accepted)."""
-    got: list[paho.ReasonCode] = []
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=unique("mqtt"), clean_session=True)
-    client.on_connect = lambda _c, _u, _f, reason, _p: got.append(reason)
-    if credentials:
-        client.username_pw_set(*credentials)
-    client.connect("127.0.0.1", port, keepalive=30)
-    client.loop_start()
-    try:
-        eventually(lambda: got, timeout=15, what="a CONNACK")
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return got[0]
-
-
 def test_with_a_password_mqtt_clients_must_sign_in_and_nats_clients_are_untouched(tmp_path: Path) -> None:
     mqtt = free_port()
     server = start_nats(tmp_path / "nats", mqtt_port=mqtt, mqtt_credentials=CREDENTIALS)
     try:
         assert (tmp_path / "nats" / "nats-server.conf").stat().st_mode & 0o077 == 0  # the password's file
-        assert _refused_connack(mqtt, None).is_failure
-        assert _refused_connack(mqtt, ("device", "a-wrong-password-of-length")).is_failure
-        assert not _refused_connack(mqtt, CREDENTIALS).is_failure
+        assert connack_reason(mqtt, None).is_failure
+        assert connack_reason(mqtt, ("device", "a-wrong-password-of-length")).is_failure
+        assert not connack_reason(mqtt, CREDENTIALS).is_failure
 
         async def published_through_mqtt() -> bytes:
             nc = await nats.connect(server.url)  # an ordinary NATS client: no credentials asked of it

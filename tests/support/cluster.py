@@ -94,9 +94,16 @@ async def _leader(url: str, stream: str) -> str:
     return info.cluster.leader
 
 
-def start_cluster_stack(root: Path, database_url: str, size: int = 3, **extra_env: str) -> ClusterStack:
-    """Start the cluster, create the R3 topology once, then two copies of each process; wait until served."""
-    cluster = start_nats_cluster(root / "nats", size)
+def start_cluster_stack(
+    root: Path, database_url: str, size: int = 3, mqtt_credentials: tuple[str, str] | None = None, **extra_env: str
+) -> ClusterStack:
+    """Start the cluster, create the R3 topology once, then two copies of each process; wait until served.
+
+    With ``mqtt_credentials`` every node also opens an MQTT listener (free ports) that devices sign in to with
+    them, as `telemetry run --cluster` does with TELEMETRY_MQTT_USERNAME / _PASSWORD.
+    """
+    mqtt_ports = [free_port() for _ in range(size)] if mqtt_credentials else None
+    cluster = start_nats_cluster(root / "nats", size, mqtt_ports=mqtt_ports, mqtt_credentials=mqtt_credentials)
     try:
         replicas = 3 if size >= 3 else 1
         env = {"TELEMETRY_STREAM_REPLICAS": str(replicas), **extra_env}

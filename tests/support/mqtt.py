@@ -51,3 +51,20 @@ def mqtt_device(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def connack_reason(port: int, credentials: tuple[str, str] | None, host: str = "127.0.0.1") -> paho.ReasonCode:
+    """Connect and return the CONNACK's reason code (``is_failure``: refused, e.g. "not authorized")."""
+    got: list[paho.ReasonCode] = []
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=unique("mqtt"), clean_session=True)
+    client.on_connect = lambda _c, _u, _f, reason, _p: got.append(reason)
+    if credentials:
+        client.username_pw_set(*credentials)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    try:
+        eventually(lambda: got, timeout=15, what="a CONNACK")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[0]

@@ -1,8 +1,11 @@
 """Replicas per cluster size, the cluster node configuration, NATS_URL lists and the --cluster process plan."""
 
+from pathlib import Path
+
 import pytest
 
-from telemetry_core.clusterrun import process_plan
+from telemetry_core.clusterrun import mqtt_options, process_plan
+from telemetry_core.embedded import nats_config
 from telemetry_core.errors import ConfigurationError
 from telemetry_core.nats_cluster import cluster_config
 from telemetry_core.nats_conn import server_urls
@@ -44,7 +47,6 @@ def test_the_replicas_setting() -> None:
 
 def test_a_node_routes_to_every_other_node_but_itself() -> None:
     config = cluster_config(1, [7001, 7002, 7003])
-    assert 'server_name: "telemetry-1"' in config
     assert 'listen: "127.0.0.1:7002"' in config
     assert 'routes: ["nats-route://127.0.0.1:7001", "nats-route://127.0.0.1:7003"]' in config
 
@@ -64,3 +66,30 @@ def test_the_cluster_runs_two_copies_of_every_process() -> None:
                      and "TELEMETRY_ALERT_PARTITION" in env)  # fmt: skip
     assert engines == [("0", "2"), ("0", "2"), ("1", "2"), ("1", "2")]  # an active and a standby per partition
     assert [env["TELEMETRY_PORT"] for _l, c, env in plan if c == "gateway"] == ["9000", "9001"]
+
+
+def test_a_node_has_one_server_name_of_its_own_also_with_mqtt() -> None:
+    # NATS MQTT needs a server_name, and cluster nodes need distinct ones: one line, the node's, never "telemetry".
+    extra = cluster_config(1, [7001, 7002, 7003])
+    for mqtt_port in (None, 1884):
+        config = nats_config(Path("/x"), mqtt_port=mqtt_port, extra=extra, server_name="telemetry-1")
+        assert [line for line in config.splitlines() if line.startswith("server_name")] == [
+            'server_name: "telemetry-1"'
+        ]
+    assert 'server_name: "telemetry"\n' in nats_config(Path("/x"), mqtt_port=1883)  # the single node, as before
+    assert "server_name" not in nats_config(Path("/x"))
+
+
+def test_cluster_mqtt_listens_on_consecutive_ports_with_the_sign_in() -> None:
+    settings = Settings.from_env({"TELEMETRY_MQTT_PORT": "2883", "TELEMETRY_MQTT_PASSWORD": "p" * 16})
+    assert mqtt_options(settings, 3, 3) == {
+        "mqtt_ports": [2883, 2884, 2885], "mqtt_host": "127.0.0.1", "mqtt_credentials": ("device", "p" * 16),
+        "mqtt_replicas": 3,
+    }  # fmt: skip
+    assert mqtt_options(Settings.from_env({}), 3, 3)["mqtt_credentials"] is None  # loopback without sign-in
+    assert mqtt_options(Settings.from_env({"TELEMETRY_MQTT_PORT": "off"}), 3, 3) == {}
+    with pytest.raises(ConfigurationError, match="TELEMETRY_MQTT_PORT=65534: 3 nodes need ports up to 65536"):
+        mqtt_options(Settings.from_env({"TELEMETRY_MQTT_PORT": "65534"}), 3, 3)
+    # MQTT's own streams: replicated like the service's (nats-server left alone made them R2 on 3 nodes).
+    assert "  stream_replicas: 3\n" in nats_config(Path("/x"), mqtt_port=1884, mqtt_replicas=3)
+    assert "stream_replicas" not in nats_config(Path("/x"), mqtt_port=1883)
