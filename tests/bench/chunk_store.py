@@ -154,6 +154,7 @@ class Tally:
         self.points: dict[str, int] = dict.fromkeys(MODES, 0)
         self.seconds: dict[str, float] = dict.fromkeys(MODES, 0.0)
         self.cpu: dict[str, float] = dict.fromkeys(MODES, 0.0)
+        self.client: dict[str, float] = dict.fromkeys(MODES, 0.0)  # this process: the worker's side
         self.loads: list[float] = []
 
     def rate(self, mode: str) -> float:
@@ -161,6 +162,9 @@ class Tally:
 
     def cpu_us(self, mode: str) -> float:
         return self.cpu[mode] / self.points[mode] * 1e6
+
+    def client_us(self, mode: str) -> float:
+        return self.client[mode] / self.points[mode] * 1e6
 
 
 async def write_phase(conn: AsyncConnection, devices: int, start: datetime, seq: list[int]) -> Tally:
@@ -178,11 +182,12 @@ async def write_phase(conn: AsyncConnection, devices: int, start: datetime, seq:
                 batches.append(device_batch(f"{_PREFIX[mode]}-{d:04d}", start, seq[0], rng))
             write = _writer(conn, mode)
             tally.loads.append(os.getloadavg()[0])
-            cpu0, t0 = _backend_cpu_s(pid), time.perf_counter()
+            cpu0, t0, own0 = _backend_cpu_s(pid), time.perf_counter(), time.process_time()
             for rows in batches:
                 await write(rows)
             tally.seconds[mode] += time.perf_counter() - t0
             tally.cpu[mode] += _backend_cpu_s(pid) - cpu0
+            tally.client[mode] += time.process_time() - own0
             tally.points[mode] += sum(len(b) for b in batches)
         say(f"write round {r + 1}/{ROUNDS} done, {load()}")
     return tally
@@ -387,7 +392,43 @@ async def storage_phase(conn: AsyncConnection, lz4: bool) -> list[str]:
                 f"{packed / chunks:.0%} of chunks stored compressed)"
             )
         lines.append(f"  {label}, {points:,} points: " + "; ".join(parts))
+    lines.append(await compacted_storage(conn))
     return lines
+
+
+# One compacted series-hour at 1 Hz: 3,600 points, ~57 kB, above the 2 kB TOAST threshold, so PostgreSQL
+# compresses it (pglz here) unless the column is STORAGE EXTERNAL. Values random as in the workload, or
+# sensor-like (a slow wave at 0.1 resolution, the kind of series a real device sends).
+_COMPACTED = """
+INSERT INTO {t} (device_id, metric_name, t_min, t_max, src_seq, n, ts, seqs, vals)
+SELECT 'S-' || s, 'metric-0', h, h + interval '3599 s', 1, 3600,
+       ARRAY(SELECT h + i * interval '1 s' FROM generate_series(0, 3599) i), NULL,
+       ARRAY(SELECT {value} FROM generate_series(0, 3599) i)
+FROM generate_series(1, 20) s, (SELECT date_bin('1 hour', now() - interval '2 hours', timestamptz 'epoch') AS h) x
+"""
+_VALUES = {
+    "random values": "round((random() * 200 - 50)::numeric, 4)::float8 + 0 * s",
+    "sensor-like values": "round((20 + 5 * sin((i + s * 97) / 600.0))::numeric, 1)::float8",
+}
+
+
+async def compacted_storage(conn: AsyncConnection) -> str:
+    """Bytes per point of compacted hour chunks (1 Hz): TOAST compression on (default) and off (EXTERNAL)."""
+    parts = []
+    for k, (label, value) in enumerate(_VALUES.items()):
+        for mode in ("compressed", "uncompressed"):
+            t = f"{SCHEMA}.store_compacted_{k}_{mode}"
+            await conn.execute(f"CREATE TABLE {t} (LIKE {SCHEMA}.points_chunk INCLUDING ALL)")
+            if mode == "uncompressed":
+                for col in ("ts", "vals"):
+                    await conn.execute(f"ALTER TABLE {t} ALTER COLUMN {col} SET STORAGE EXTERNAL")
+            await conn.execute(_COMPACTED.format(t=t, value=value))
+            await conn.execute(f"VACUUM ANALYZE {t}")
+            parts.append(f"{label} {mode} {await _size(conn, t) / (20 * 3600):.1f}")
+    return (
+        "  compacted series-hours at 1 Hz (3,600-point chunks, 20 series, TOAST pglz as the server compresses "
+        "values over 2 kB; rows would be ~142): " + "; ".join(parts)
+    )
 
 
 _points_decoder = msgspec.json.Decoder(list[Point])
@@ -447,7 +488,8 @@ async def bench(url: str) -> list[str]:
         for mode in MODES:
             lines.append(
                 f"  {mode}: {tally.rate(mode):,.0f} points/s = {tally.rate(mode) / base:.2f}x rows bare; "
-                f"PostgreSQL {tally.cpu_us(mode):.2f} us CPU/point = {tally.cpu_us(mode) / tally.cpu_us('rows bare'):.2f}x"
+                f"PostgreSQL {tally.cpu_us(mode):.2f} us CPU/point = {tally.cpu_us(mode) / tally.cpu_us('rows bare'):.2f}x; "
+                f"writer process (chunk building, COPY encoding) {tally.client_us(mode):.2f} us CPU/point"
             )
         c = "rows + rollups"
         for d in ("chunks + rollups", SQL_AGGS):
