@@ -9,7 +9,7 @@ UV     := $(TOOLS)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock run test lint fmt bench bench-peers schemas clean
+.PHONY: help install lock run test lint fmt bench bench-peers bench-chunks schemas clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -88,6 +88,11 @@ bench: install browser ## benchmarks; results go to docs/benchmarks*.md
 PEERS_DIR ?= ../shared/peers
 bench-peers: install ## this service beside InfluxDB and VictoriaMetrics on one workload (PEERS_DIR=harness)
 	PEERS_DIR=$(PEERS_DIR) $(BIN)/python -m tests.bench.peers
+
+# A storage prototype, not the product's write path: per-series chunks against row-per-point storage, in a
+# throwaway schema of its own PostgreSQL (docs/storage-chunks.md). Not in `make bench`: it measures a design.
+bench-chunks: install ## per-series chunk storage prototype vs rows (docs/benchmarks-chunks.md, docs/storage-chunks.md)
+	$(BIN)/python -m tests.bench.chunk_store
 
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export
