@@ -14,10 +14,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from litestar.testing import RequestFactory
+from litestar import Litestar
+from litestar.testing import RequestFactory, TestClient
 
+from gateway.app import create_app
 from gateway.errors import handle_exception
 from telemetry_core.embedded import EmbeddedServer
+from telemetry_core.settings import Settings
 from tests.e2e.conftest import point, wait_latest
 from tests.support.eventually import eventually
 from tests.support.ids import unique
@@ -41,24 +44,24 @@ def replica(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(scope="module")
-def replica_gateway(replica: EmbeddedServer, stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A gateway on the session's servers reading from the replica; the session stack's workers write."""
-    gateway = Stack(stack.servers, tmp_path_factory.mktemp("replica-gateway"), api_key=stack.api_key,
-                    extra_env={"DATABASE_READ_URL": replica.url})  # fmt: skip
-    gateway.start_all(("gateway",))
-    yield gateway
-    gateway.stop_all()
+def replica_gateway(replica: EmbeddedServer, stack: Stack) -> Iterator[TestClient[Litestar]]:
+    """A gateway (in-process) on the session's servers reading from the replica; the session stack's workers write."""
+    settings = Settings.from_env({"NATS_URL": stack.servers.nats_url, "DATABASE_URL": stack.servers.database_url,
+                                  "DATABASE_READ_URL": replica.url, "TELEMETRY_API_KEYS": stack.api_key,
+                                  "TELEMETRY_SIGNING_KEY": stack.signing_key})  # fmt: skip
+    with TestClient(app=create_app(settings), timeout=30) as client:
+        client.headers.update(stack.headers)
+        yield client
 
 
-def replica_health(gateway: Stack) -> dict[str, Any]:
-    r = httpx.get(f"{gateway.url}/health/detailed", headers=gateway.headers, timeout=10)
+def replica_health(gateway: TestClient[Litestar]) -> dict[str, Any]:
+    r = gateway.get("/health/detailed")
     assert r.status_code == 200, r.text
     return dict(r.json()["components"]["read_replica"])
 
 
-def latest(gateway: Stack, device: str) -> httpx.Response:
-    url = f"{gateway.url}/api/v1/telemetry/devices/{device}/metrics/temperature/latest"
-    return httpx.get(url, headers=gateway.headers, timeout=10)
+def latest(gateway: TestClient[Litestar], device: str) -> httpx.Response:
+    return gateway.get(f"/api/v1/telemetry/devices/{device}/metrics/temperature/latest")
 
 
 def test_without_a_replica_health_says_not_configured(stack: Stack) -> None:
@@ -67,7 +70,7 @@ def test_without_a_replica_health_says_not_configured(stack: Stack) -> None:
 
 
 def test_reads_come_from_the_replica_and_health_shows_its_lag(
-    replica: EmbeddedServer, replica_gateway: Stack, stack: Stack, client: httpx.Client
+    replica: EmbeddedServer, replica_gateway: TestClient[Litestar], stack: Stack, client: httpx.Client
 ) -> None:
     device = unique("dev")
     assert client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(value=1)).status_code == 200
@@ -92,14 +95,13 @@ def test_reads_come_from_the_replica_and_health_shows_its_lag(
 
 
 def test_a_create_answers_only_once_the_replica_shows_it(
-    replica: EmbeddedServer, replica_gateway: Stack, servers: Servers
+    replica: EmbeddedServer, replica_gateway: TestClient[Litestar], servers: Servers
 ) -> None:
     name = unique("replicated")
     answer: dict[str, Any] = {}
 
     def create() -> None:
-        r = httpx.post(f"{replica_gateway.url}/api/v1/telemetry/metrics", headers=replica_gateway.headers,
-                       json={"name": name, "data_type": "numeric"}, timeout=30)  # fmt: skip
+        r = replica_gateway.post("/api/v1/telemetry/metrics", json={"name": name, "data_type": "numeric"})
         answer.update(status=r.status_code, at=time.monotonic())
 
     def on(url: str) -> bool:
@@ -121,8 +123,7 @@ def test_a_create_answers_only_once_the_replica_shows_it(
         writer.join(30)
     assert answer["status"] == 201 and answer["at"] >= resumed_at, answer
     # Answered: a read on the replica sees it (the list reads the read model; a GET by name reads the cache).
-    r = httpx.get(f"{replica_gateway.url}/api/v1/telemetry/metrics", headers=replica_gateway.headers,
-                  params={"limit": 1000}, timeout=10)  # fmt: skip
+    r = replica_gateway.get("/api/v1/telemetry/metrics", params={"limit": 1000})
     assert name in [m["name"] for m in r.json()["metrics"]]
 
 
@@ -175,7 +176,7 @@ def _sleeping_on(url: str) -> bool:
 
 
 def test_replica_down_reads_answer_503_writes_go_on_then_recover(
-    replica: EmbeddedServer, replica_gateway: Stack, client: httpx.Client
+    replica: EmbeddedServer, replica_gateway: TestClient[Litestar], client: httpx.Client
 ) -> None:
     device = unique("dev")
     replica.kill()
@@ -184,8 +185,8 @@ def test_replica_down_reads_answer_503_writes_go_on_then_recover(
         assert r.status_code == 503 and r.json()["detail"].startswith("PostgreSQL is unavailable"), r.text
         assert replica_health(replica_gateway)["status"] == "unhealthy"
         # Ingestion never touches the replica.
-        url = f"{replica_gateway.url}/api/v1/telemetry/devices/{device}/telemetry"
-        assert httpx.post(url, json=point(value=7), headers=replica_gateway.headers, timeout=10).status_code == 200
+        url = f"/api/v1/telemetry/devices/{device}/telemetry"
+        assert replica_gateway.post(url, json=point(value=7)).status_code == 200
     finally:
         replica.restart()
     # The pool reconnects by itself; the replica catches up with what was written meanwhile.
