@@ -79,8 +79,11 @@ async def check_read_replica(primary: AsyncConnectionPool, read_pool: AsyncConne
     behind_bytes = None if behind is None else max(0, int(behind))
     # Caught up means nothing to replay: then the time since the last replayed commit is no lag (an idle primary).
     lag_s = 0.0 if behind_bytes == 0 or since_replay_s is None else round(max(0.0, since_replay_s), 3)
+    stats = read_pool.get_stats()
     metrics: dict[str, Any] = {
         "standby": True,
+        "pool_size": stats.get("pool_size", 0),
+        "pool_available": stats.get("pool_available", 0),
         "replay_lag_bytes": behind_bytes,
         "replay_lag_s": lag_s,
         "replay": pause_state,

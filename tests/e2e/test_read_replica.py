@@ -1,14 +1,19 @@
 """DATABASE_READ_URL: a gateway whose views read a real streaming replica, and whose writes wait for it.
 
+The gateway runs in-process (a TestClient around create_app, like tests/integration/test_overload.py: no
+second process to start) against the session's NATS, primary and worker processes.
+
 The replica is a second PostgreSQL from the pgserver wheel, made by pg_basebackup of this session's primary
 (tests/support/pg_replica.py). Pausing its WAL replay (pg_wal_replay_pause) makes it a lagging replica on
 demand: a read that does NOT see what the primary has proves where reads go, and a write that does not answer
 until replay resumes proves the read-your-writes wait polls the replica.
 """
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -19,6 +24,7 @@ from litestar.testing import RequestFactory, TestClient
 
 from gateway.app import create_app
 from gateway.errors import handle_exception
+from gateway.state import GatewayState
 from telemetry_core.embedded import EmbeddedServer
 from telemetry_core.settings import Settings
 from tests.e2e.conftest import point, wait_latest
@@ -48,7 +54,9 @@ def replica_gateway(replica: EmbeddedServer, stack: Stack) -> Iterator[TestClien
     """A gateway (in-process) on the session's servers reading from the replica; the session stack's workers write."""
     settings = Settings.from_env({"NATS_URL": stack.servers.nats_url, "DATABASE_URL": stack.servers.database_url,
                                   "DATABASE_READ_URL": replica.url, "TELEMETRY_API_KEYS": stack.api_key,
-                                  "TELEMETRY_SIGNING_KEY": stack.signing_key})  # fmt: skip
+                                  "TELEMETRY_SIGNING_KEY": stack.signing_key,
+                                  # Small pools, short waits: the busy-pool test holds every read connection.
+                                  "TELEMETRY_DB_POOL_MAX": "4", "TELEMETRY_DB_TIMEOUT": "1"})  # fmt: skip
     with TestClient(app=create_app(settings), timeout=30) as client:
         client.headers.update(stack.headers)
         yield client
@@ -173,6 +181,33 @@ def _sleeping_on(url: str) -> bool:
     with psycopg.connect(url, autocommit=True) as conn:
         sql = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(10), count(*)%%'"
         return conn.execute(sql).fetchone() == (1,)
+
+
+def test_a_held_read_pool_answers_busy_and_leaves_the_primary_pool_alone(
+    replica_gateway: TestClient[Litestar],
+) -> None:
+    gw: GatewayState = replica_gateway.app.state.gw
+    assert gw.read_pool is not gw.pool and gw.read_pool.max_size == 4
+    held, release = threading.Event(), threading.Event()
+
+    async def hold_every_read_connection() -> None:
+        async with AsyncExitStack() as connections:
+            for _ in range(gw.read_pool.max_size):
+                await connections.enter_async_context(gw.read_pool.connection())
+            held.set()
+            await asyncio.to_thread(release.wait, 30)
+
+    holding = replica_gateway.blocking_portal.start_task_soon(hold_every_read_connection)
+    try:
+        assert held.wait(10)
+        r = latest(replica_gateway, unique("dev"))
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+        assert r.json()["detail"].startswith("the service is busy: all 4 database connections"), r.text
+        assert replica_gateway.get("/health").status_code == 200  # the primary's pool is free
+    finally:
+        release.set()
+        holding.result(10)
+    assert latest(replica_gateway, unique("dev")).status_code == 404  # a connection again: no such series
 
 
 def test_replica_down_reads_answer_503_writes_go_on_then_recover(
