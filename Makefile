@@ -83,6 +83,7 @@ bench: install browser ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.alert_engine
 	$(BIN)/python -m tests.bench.cluster
 	$(BIN)/python -m tests.bench.replay_retention
+	$(BIN)/python -m tests.bench.replica_reads
 
 # The peers harness (InfluxDB + VictoriaMetrics, apt-installed by it) lives outside this repository.
 PEERS_DIR ?= ../shared/peers

@@ -45,7 +45,9 @@ def _gw(state: State) -> GatewayState:
 
 
 def _pool(gw: GatewayState) -> AsyncConnectionPool:
-    return gw.pool
+    # Handlers that name ``pool`` only read: they get the replica's pool when DATABASE_READ_URL is set (a write
+    # there fails: a standby is read-only). The gateway writes nothing to PostgreSQL: commands go to EVENTS.
+    return gw.read_pool
 
 
 def _settings(gw: GatewayState) -> Settings:

@@ -16,9 +16,9 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
-from psycopg import OperationalError
+from psycopg import DatabaseError, OperationalError
 from psycopg.errors import QueryCanceled
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.line_protocol_bodies import influx_error_fields
 from gateway.metrics import OVERLOAD_REFUSALS
@@ -147,7 +147,9 @@ POOL_BUSY_RETRY_AFTER_S = 1
 
 
 def _overload_answer(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]] | None:
-    """A statement past its timeout (504), or a pool wait timed out with every connection in use (503 busy).
+    """A statement past its timeout (504), a pool wait timed out with every connection in use (503 busy), ...
+
+    ... or a read a replica cancelled to replay the primary's changes (503 with Retry-After).
 
     A pool wait that timed out while connections are missing is PostgreSQL being down: not answered here.
     """
@@ -161,15 +163,30 @@ def _overload_answer(request: Request[Any, Any, Any], exc: Exception) -> Respons
             "cancelled; ask for a shorter range, fewer devices or an interval the rollups serve"
         )
         return _body(detail, 504)
-    if isinstance(exc, PoolTimeout) and gw is not None and pool_exhausted(gw.pool):
+    busy = _exhausted_pool(gw) if isinstance(exc, PoolTimeout) else None
+    if busy is not None and gw is not None:
         OVERLOAD_REFUSALS.labels("pool_busy").inc()
         log.warning("pool_busy", path=request.url.path)
         detail = (
-            f"the service is busy: all {gw.pool.max_size} database connections stayed in use for "
+            f"the service is busy: all {busy.max_size} database connections stayed in use for "
             f"{gw.settings.db_timeout_s:g}s (TELEMETRY_DB_TIMEOUT); retry after the Retry-After seconds"
         )
         return _body(detail, 503, headers={"Retry-After": str(POOL_BUSY_RETRY_AFTER_S)})
+    if isinstance(exc, DatabaseError) and (exc.sqlstate or "").startswith("40"):  # class 40: transaction rollback
+        # A hot standby (DATABASE_READ_URL) cancels a read whose snapshot or lock stands in the way of replaying
+        # the primary's changes ("conflict with recovery", SQLSTATE 40001/40P01); the same read passes on retry.
+        OVERLOAD_REFUSALS.labels("read_conflict").inc()
+        log.warning("read_cancelled_by_database", path=request.url.path, error=str(exc))
+        detail = f"the database cancelled the read ({str(exc).splitlines()[0]}); retry after the Retry-After seconds"
+        return _body(detail, 503, headers={"Retry-After": str(POOL_BUSY_RETRY_AFTER_S)})
     return None
+
+
+def _exhausted_pool(gw: Any) -> AsyncConnectionPool | None:
+    """The gateway's pool (primary's or replica's) with every connection in use, if one is; None otherwise."""
+    if gw is None:
+        return None
+    return next((pool for pool in (gw.read_pool, gw.pool) if pool_exhausted(pool)), None)
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Open NATS, JetStream and the read pool at start-up; stop the worker processes, drain and close at shutdown."""
+"""Open NATS, JetStream and the pools (a replica's too, if set) at start-up; stop workers, drain, close at exit."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +18,7 @@ from gateway.live.hub import LiveHub
 from gateway.live.subscriptions_kv import SubscriptionStore
 from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
+from gateway.read_pool import close_read_pool, open_read_pool
 from gateway.state import GatewayState
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.nats_conn import close_nats, connect
@@ -41,6 +42,7 @@ def make_lifespan(settings: Settings) -> "object":
         pool = make_pool(database_url, min_size=2, max_size=settings.db_pool_max, timeout_s=settings.db_timeout_s,
                          statement_timeout_s=settings.statement_timeout_s, autocommit=True)  # fmt: skip
         await pool.open(wait=True, timeout=30.0)
+        read_pool = await open_read_pool(settings, pool)  # ``pool`` itself unless DATABASE_READ_URL is set
         definitions = DefinitionsCache(js, log)
         await definitions.start()
         api_keys = ApiKeyCache(js, log)
@@ -56,15 +58,17 @@ def make_lifespan(settings: Settings) -> "object":
         await backlog.start()
         heavy = HeavyQueries(heavy_concurrency(settings.heavy_query_concurrency, settings.db_pool_max),
                              settings.heavy_query_wait_s)  # fmt: skip
+        announce = IntegrationEvents(nc, settings.event_prefix)
         app.state.gw = GatewayState(
             settings=settings,
             nc=nc,
             js=js,
             pool=pool,
+            read_pool=read_pool,
             publisher=publisher,
             auth=Authenticator(settings, api_keys, remote),
             definitions=definitions,
-            commands=build_commands(publisher, pool, definitions, IntegrationEvents(nc, settings.event_prefix), nc),
+            commands=build_commands(publisher, pool, read_pool, definitions, announce, nc),
             off_loop=off_loop,
             live=live,
             backlog=backlog,
@@ -85,6 +89,7 @@ def make_lifespan(settings: Settings) -> "object":
             await api_keys.stop()
             if remote is not None:
                 await remote.aclose()
+            await close_read_pool(read_pool, pool)
             await pool.close()
             await close_nats(nc)
 

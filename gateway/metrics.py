@@ -80,7 +80,8 @@ OVERLOAD_REFUSALS = Counter(
     "telemetry_overload_refusals",
     "Requests refused because the service is overloaded, by reason: ingest_backlog (storage too far behind), "
     "pool_busy (no database connection free in time), heavy_queue (too many heavy queries waiting), "
-    "statement_timeout (a query ran past TELEMETRY_STATEMENT_TIMEOUT).",
+    "statement_timeout (a query ran past TELEMETRY_STATEMENT_TIMEOUT), read_conflict (a read replica cancelled a "
+    "read to replay the primary's changes).",
     ["reason"], registry=GATEWAY_REGISTRY,
 )  # fmt: skip
 INGEST_BACKLOG_SECONDS = Gauge(

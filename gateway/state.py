@@ -27,6 +27,8 @@ class GatewayState:
     nc: Client
     js: JetStreamContext
     pool: AsyncConnectionPool
+    # What the views read and read-your-writes waits poll: the replica's pool (DATABASE_READ_URL), else ``pool``.
+    read_pool: AsyncConnectionPool
     publisher: CommandPublisher
     auth: Authenticator
     definitions: DefinitionsCache

@@ -38,25 +38,32 @@ class Commands:
 def build_commands(
     publisher: CommandPublisher,
     pool: AsyncConnectionPool,
+    read_pool: AsyncConnectionPool,
     definitions: DefinitionsCache,
     announce: IntegrationEvents,
     nc: Client,
     within_s: float = VISIBLE_WITHIN_S,
 ) -> Commands:
-    """Wire each aggregate to the readers a client may consult right after a write."""
+    """Wire each aggregate to the readers a client may consult right after a write.
+
+    Read models are waited for on ``read_pool``, where the views read them: with a replica configured
+    (DATABASE_READ_URL) a write answers once the REPLICA shows its projection's checkpoint, which commits in
+    the same transaction as the rows (the primary has it by then too). The alert engines' heartbeat rows are
+    read on the primary ``pool``: they tell which engines are alive now, not what a client will read.
+    """
     metrics = Aggregate(
         publisher, metric_subject, metric_event_decoder.decode,
-        Visibility({"read_model": read_model(pool, metric_definitions.PROJECTION),
+        Visibility({"read_model": read_model(read_pool, metric_definitions.PROJECTION),
                     "validation_cache": definitions_cache(definitions)}, within_s),
     )  # fmt: skip
     rules = Aggregate(
         publisher, rule_subject, rule_event_decoder.decode,
-        Visibility({"read_model": read_model(pool, alert_rules.PROJECTION, RULES_READ_MODEL_POLL_S),
+        Visibility({"read_model": read_model(read_pool, alert_rules.PROJECTION, RULES_READ_MODEL_POLL_S),
                     "alert_engines": alert_engines(pool, nc)}, within_s),
     )  # fmt: skip
     alert_events = Aggregate(
         publisher, alert_subject, alert_event_decoder.decode,
-        Visibility({"read_model": read_model(pool, alerts.PROJECTION)}, within_s),
+        Visibility({"read_model": read_model(read_pool, alerts.PROJECTION)}, within_s),
     )  # fmt: skip
     return Commands(
         metrics=MetricDefinitionCommands(metrics, announce),

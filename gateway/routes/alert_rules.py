@@ -180,7 +180,7 @@ async def backtest_rule(data: BacktestRequest, off_loop: OffLoop, settings: Sett
     check_rule(data.rule, "rule.")
     if data.end_time <= data.start_time:
         raise unprocessable("end_time: must be after start_time")
-    database_url = settings.require_servers()[1]
+    database_url = settings.database_read_url or settings.require_servers()[1]  # a read: the replica's, if any
     try:
         return await off_loop.run(evaluate, database_url, data.rule, data.start_time, data.end_time, data.device_ids)
     except TooManyPointsError:

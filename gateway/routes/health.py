@@ -25,6 +25,7 @@ from gateway.health import (
     consumer_lag,
 )
 from gateway.openapi import errors
+from gateway.read_pool import check_read_replica
 from gateway.state import GatewayState
 from telemetry_core import SERVICE_NAME, __version__
 from telemetry_schemas.api.health import ComponentHealth, DetailedHealthResponse, HealthResponse
@@ -68,7 +69,12 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
      "endpoint either), load (status `shedding` and `shedding_load: true` while ingestion answers 503 with "
      "Retry-After because storage is more than TELEMETRY_MAX_INGEST_BACKLOG seconds behind; heavy queries "
      "running and queued; pool use; requests refused for overload by reason), nats_cluster (the NATS servers, "
-     "and per stream its leader and its current and lagging replicas; unhealthy while a stream has no leader) "
+     "and per stream its leader and its current and lagging replicas; unhealthy while a stream has no leader), "
+     "read_replica (status `not_configured` unless DATABASE_READ_URL is set; then `healthy`, `lagging` while "
+     "replay is paused or more than 5 s behind, or `unhealthy` when unreachable, which does not fail the endpoint "
+     "but makes reads answer 503; metrics replay_lag_bytes (the primary's WAL position minus what the replica "
+     "replayed), replay_lag_s (0 when caught up, else seconds since the last replayed commit), replay (pause "
+     "state), wal_receiver) "
      "and performance figures. "
      "503 when NATS or PostgreSQL is down.")  # fmt: skip
 async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
@@ -98,6 +104,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
         "load": check_load(gw),
         # Servers, and per stream its leader and current / lagging replicas (gateway/cluster_health.py).
         "nats_cluster": await check_cluster(gw) if nats_c.status == "healthy" else nats_c,
+        # Where the views read when DATABASE_READ_URL is set: reachable, and how far replay is behind.
+        "read_replica": await check_read_replica(gw.pool, gw.read_pool),
     }
     down = nats_c.status != "healthy" or db_c.status != "healthy"
     body = DetailedHealthResponse(

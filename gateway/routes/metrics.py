@@ -83,7 +83,7 @@ async def get_metric(metric_name: Identifier, gw: GatewayState) -> MetricDefinit
     if cached is not None:
         return _as_response(cached)
     # Not cached: absent, or defined through another gateway a moment ago. The read model decides.
-    found = await get_definition(gw.pool, metric_name)
+    found = await get_definition(gw.read_pool, metric_name)
     if found is None:
         raise not_found(f"metric definition {metric_name!r} not found")
     return found

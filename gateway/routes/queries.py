@@ -90,7 +90,7 @@ async def query(data: QueryRequest, gw: GatewayState) -> TelemetryDataResponse:
     """Answer E3-US1."""
     body = data
     return await run_series_query(
-        gw.pool,
+        gw.read_pool,
         SeriesQuery(
             metrics=body.metrics, devices=body.devices, start=body.start_time, end=body.end_time,
             aggregation=body.aggregation, interval=body.interval, tags=_tag_filters(body.filters),
@@ -137,7 +137,7 @@ async def get_range(
         interval = interval or default_interval(span)
         end, limit = _ceil_to(now, 3600 if interval % 3600 == 0 else 60 if interval % 60 == 0 else 1), 10_000
     return await run_series_query(
-        gw.pool,
+        gw.read_pool,
         SeriesQuery(
             metrics=[metric_name], devices=[device_id], start=end - timedelta(seconds=span), end=end,
             aggregation=aggregation, interval=interval, tags=None, limit=limit, offset=0,
@@ -177,11 +177,11 @@ async def get_aggregated(
     devices = [device_id] if device_id else None
     plan = choose_source(start, end, interval, aggregation_type)
     plan = await prefer_exact(
-        gw.pool, plan, aggregation_type, [metric_name], devices, start, end, gw.settings.exact_percentile_points
+        gw.read_pool, plan, aggregation_type, [metric_name], devices, start, end, gw.settings.exact_percentile_points
     )
     async with gw.heavy.slot(heavy=plan.source is Source.RAW):  # raw reads queue instead of draining the pool
         rows = await aggregate(
-            gw.pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
+            gw.read_pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
             devices=[device_id] if device_id else None, start=start, end=end, per_device=device_id is not None,
         )  # fmt: skip
     points = [AggregatedPoint(timestamp=b.timestamp, value=b.value, count=b.count) for b in rows]

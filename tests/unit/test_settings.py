@@ -86,3 +86,12 @@ def test_line_protocol_dots_setting() -> None:
     assert Settings.from_env({"TELEMETRY_LINE_PROTOCOL_DOTS": "underscore"}).line_protocol_dots == "underscore"
     with pytest.raises(ConfigurationError):
         Settings.from_env({"TELEMETRY_LINE_PROTOCOL_DOTS": "dash"})
+
+
+def test_database_read_url_is_optional_and_checked() -> None:
+    assert Settings.from_env({}).database_read_url is None  # unset: every read goes to DATABASE_URL
+    assert Settings.from_env({"DATABASE_READ_URL": " "}).database_read_url is None
+    url = "postgresql://u@replica:5432/telemetry"
+    assert Settings.from_env({"DATABASE_READ_URL": url}).database_read_url == url
+    with pytest.raises(ConfigurationError, match="DATABASE_READ_URL must start with one of postgresql://"):
+        Settings.from_env({"DATABASE_READ_URL": "mysql://replica"})
