@@ -84,6 +84,12 @@ PEERS_DIR ?= ../shared/peers
 bench-peers: install ## this service beside InfluxDB and VictoriaMetrics on one workload (PEERS_DIR=harness)
 	PEERS_DIR=$(PEERS_DIR) $(BIN)/python -m tests.bench.peers
 
+# The spec's 10 M-point query benchmark (1,000 devices x 10 metrics, loaded straight into PostgreSQL): not part
+# of `bench`, its load alone takes several minutes on 2 cores. Writes docs/benchmarks-big-queries.md.
+.PHONY: bench-big
+bench-big: install ## queries at the spec's 10 M points (separate: ~15-30 min here)
+	$(BIN)/python -m tests.bench.big_queries
+
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export
 
