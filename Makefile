@@ -95,6 +95,12 @@ bench-peers: install ## this service beside InfluxDB and VictoriaMetrics on one 
 bench-chunks: install ## per-series chunk storage prototype vs rows (docs/benchmarks-chunks.md, docs/storage-chunks.md)
 	$(BIN)/python -m tests.bench.chunk_store
 
+# The spec's 10 M-point query benchmark (1,000 devices x 10 metrics, loaded straight into PostgreSQL): not part
+# of `bench`, its load alone takes several minutes on 2 cores. Writes docs/benchmarks-big-queries.md.
+.PHONY: bench-big
+bench-big: install ## queries at the spec's 10 M points (separate: about 30 min on 2 cores)
+	$(BIN)/python -m tests.bench.big_queries
+
 schemas: install ## regenerate schemas/exported/*.schema.json from the wire contracts
 	$(BIN)/python -m telemetry_schemas.export
 

@@ -76,12 +76,21 @@ async def write_points_only(conn: AsyncConnection, rows: list[Row]) -> Inserted:
     return await _write(conn, rows, _UPSERT)
 
 
-async def _write(conn: AsyncConnection, rows: list[Row], statement: str) -> Inserted:
+async def prepare_stage(conn: AsyncConnection) -> None:
+    """Create this session's temp tables (points_stage, points_written) once per connection.
+
+    Public for the 10 M-point query benchmark's loader (tests/bench/big_load.py), which fills the same
+    stage with COPY and calls the same telemetry.write_points_stage(), so what it stores is what this writes.
+    """
     if conn not in _staged:
         async with conn.transaction():
             await conn.execute(_STAGE)
             await conn.execute(_WRITTEN)
         _staged.add(conn)
+
+
+async def _write(conn: AsyncConnection, rows: list[Row], statement: str) -> Inserted:
+    await prepare_stage(conn)
     async with conn.transaction(), conn.cursor() as cur:
         async with cur.copy(_COPY) as copy:
             copy.set_types(COPY_TYPES)

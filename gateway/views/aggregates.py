@@ -92,6 +92,20 @@ def _table(source: Source, devices: bool, per_device: bool, aggregation: str) ->
     return sql.SQL(_TABLES[source])
 
 
+def _prepare(source: Source, devices: bool) -> bool | None:
+    """False (never a server-side prepared statement) for a rollup statement that names devices.
+
+    psycopg prepares a statement run 5 times on a connection, and PostgreSQL then switches to a generic plan
+    when its estimate is lower than the custom plans'. For a device-filtered rollup_hour statement over a
+    long range it is: the generic plan cannot see how many hours the range holds, so it guesses few and picks
+    an index-only scan of rollup_hour_by_metric_covering (metric, bucket) INCLUDE (device_id, …) with the
+    device as a *filter*, reading every device's rows of the metric (25,032 rows removed for one 30-day
+    series at 150 devices: 14-18 ms instead of 0.1 ms through the primary key). An unnamed statement is
+    planned with its values every time (a rollup statement plans in ~0.1 ms). None: psycopg's default.
+    """
+    return False if devices and source is not Source.RAW else None
+
+
 @functools.cache  # a few dozen combinations; composing the statement cost more than the rest of the handler
 def _statement(plan: Plan, aggregation: str, per_device: bool, devices: bool, tags: bool = False) -> sql.Composed:
     """The statement for this filter: device and tag conditions only when the query has them."""
@@ -135,7 +149,7 @@ async def aggregate(
     }
     async with pool.connection() as conn:
         statement = _statement(plan, aggregation, per_device, devices is not None, tags is not None)
-        cur = await conn.execute(statement, params)
+        cur = await conn.execute(statement, params, prepare=_prepare(plan.source, devices is not None))
         rows = await cur.fetchall()
     return [Bucket(b, d, m, None if v is None else float(v), int(n)) for b, d, m, v, n in rows]
 
@@ -158,6 +172,6 @@ async def prefer_exact(
     statement = sql.SQL(_POINTS_IN).format(table=table, filter=_filter("bucket", has_devices))
     params = {"metrics": metrics, "devices": devices, "start": start, "end": end}
     async with pool.connection() as conn:
-        row = await (await conn.execute(statement, params)).fetchone()
+        row = await (await conn.execute(statement, params, prepare=_prepare(plan.source, has_devices))).fetchone()
     points = int(row[0]) if row else 0
     return Plan(Source.RAW, None) if points <= exact_up_to else plan
