@@ -108,6 +108,16 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(value) if value else None
 
 
+def ack_wait_from_env(env: Mapping[str, str]) -> float:
+    """TELEMETRY_ACK_WAIT: the consumers' ack_wait in seconds (1 to 3600, default 30).
+
+    A function of its own because the consumer specs (topology.py) are module constants built at import,
+    before any Settings exists; every process of a deployment must see the same value, or each start
+    would update the durable consumers to its own.
+    """
+    return _number(env, "TELEMETRY_ACK_WAIT", 30.0, float, 1.0, 3600.0)
+
+
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
     value = env.get(name, "").strip()
     if not value:
@@ -143,6 +153,9 @@ class Settings:
     # JetStream de-duplicates a batch_id re-sent within this window.
     duplicate_window_s: int = 600
     publish_timeout_s: float = 2.0
+    # Seconds a message taken by a process that then died waits before JetStream hands it to another
+    # (TELEMETRY_ACK_WAIT): every durable consumer's ack_wait. Read by topology.ConsumerSpec (ack_wait_from_env).
+    ack_wait_s: float = 30.0
     # JetStream replicas of every stream (TELEMETRY_STREAM_REPLICAS); None: as many as the cluster offers, up
     # to 3 (1 on a single node). Asking for more than the cluster has stops the process (topology.py).
     stream_replicas: int | None = None
@@ -253,6 +266,7 @@ class Settings:
             points_max_age_s=_number(env, "TELEMETRY_POINTS_MAX_AGE", 7 * 86_400, int, 60, 10 * 365 * 86_400),
             duplicate_window_s=_number(env, "TELEMETRY_DUPLICATE_WINDOW", 600, int, 1, 86_400),
             publish_timeout_s=_number(env, "TELEMETRY_PUBLISH_TIMEOUT", 2.0, float, 0.05, 60.0),
+            ack_wait_s=ack_wait_from_env(env),
             stream_replicas=_number(env, "TELEMETRY_STREAM_REPLICAS", 0, int, 0, 5) or None,
             db_timeout_s=_number(env, "TELEMETRY_DB_TIMEOUT", 2.0, float, 0.05, 60.0),
             db_pool_max=_number(env, "TELEMETRY_DB_POOL_MAX", 10, int, 1, 500),

@@ -1,6 +1,7 @@
 """Streams, subjects and durable consumers, declared once as code and ensured idempotently."""
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -17,7 +18,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from telemetry_core.replicas import cluster_size, resolve_replicas
-from telemetry_core.settings import Settings
+from telemetry_core.settings import Settings, ack_wait_from_env
 
 POINTS_STREAM = "POINTS"
 EVENTS_STREAM = "EVENTS"
@@ -202,7 +203,8 @@ class ConsumerSpec:
     stream: str
     durable: str
     filter_subject: str
-    ack_wait_s: float = 30.0
+    # From TELEMETRY_ACK_WAIT when the spec is built (at import for the module constants below).
+    ack_wait_s: float = field(default_factory=lambda: ack_wait_from_env(os.environ))
     max_ack_pending: int = 20_000
     # Several filters instead of filter_subject (e.g. an alert partition's slots).
     filter_subjects: tuple[str, ...] = ()

@@ -48,7 +48,8 @@ MQTT_SIGN_IN = ("device", unique("mqtt-password-"))  # ≥ 16 characters, as set
 @pytest.fixture(scope="module")
 def cluster_stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterStack]:
     root: Path = tmp_path_factory.mktemp("cluster")
-    running = start_cluster_stack(root, servers.database_url, mqtt_credentials=MQTT_SIGN_IN)
+    # The killed ingest worker's unacknowledged batches come back after ack_wait: 5 s instead of 30.
+    running = start_cluster_stack(root, servers.database_url, mqtt_credentials=MQTT_SIGN_IN, TELEMETRY_ACK_WAIT="5")
     yield running
     running.stop()
 
