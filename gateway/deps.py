@@ -8,19 +8,12 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import Provide
-from psycopg_pool import AsyncConnectionPool
 
 from gateway.auth.guard import principal_of
 from gateway.commands.aggregate import CommandContext
-from gateway.commands.alert_rules import AlertRuleCommands
-from gateway.commands.alerts import AlertCommands
-from gateway.commands.metric_definitions import MetricDefinitionCommands
 from gateway.errors import bad_request
-from gateway.live.hub import LiveHub
-from gateway.off_loop import OffLoop
 from gateway.state import GatewayState
 from telemetry_core.headers import REQUEST_ID
-from telemetry_core.settings import Settings
 from telemetry_schemas.fields import SUBJECT_SAFE
 
 _SAFE = re.compile(SUBJECT_SAFE)
@@ -39,55 +32,39 @@ def checked_name(value: str, what: str) -> str:
     return value
 
 
-def _gw(state: State) -> GatewayState:
-    gw: GatewayState = state.gw  # put there by the lifespan
-    return gw
-
-
-def _pool(gw: GatewayState) -> AsyncConnectionPool:
-    # Handlers that name ``pool`` only read: they get the replica's pool when DATABASE_READ_URL is set (a write
-    # there fails: a standby is read-only). The gateway writes nothing to PostgreSQL: commands go to EVENTS.
-    return gw.read_pool
-
-
-def _settings(gw: GatewayState) -> Settings:
-    return gw.settings
-
-
 def _ctx(request: Request[Any, Any, Any]) -> CommandContext:
     return CommandContext(principal=principal_of(request), request_id=request_id(request))
 
 
-def _metric_commands(gw: GatewayState) -> MetricDefinitionCommands:
-    return gw.commands.metrics
-
-
-def _rule_commands(gw: GatewayState) -> AlertRuleCommands:
-    return gw.commands.rules
-
-
-def _alert_commands(gw: GatewayState) -> AlertCommands:
-    return gw.commands.alerts
-
-
-def _off_loop(gw: GatewayState) -> OffLoop:
-    return gw.off_loop
-
-
-def _live(gw: GatewayState) -> LiveHub:
-    return gw.live
-
-
-# Parameter name → provider. A handler names what it needs: ``pool: AsyncConnectionPool``, ``ctx: CommandContext``.
-_PROVIDERS: dict[str, Callable[..., Any]] = {
-    "gw": _gw,
-    "pool": _pool,
-    "settings": _settings,
-    "ctx": _ctx,
-    "metric_commands": _metric_commands,
-    "rule_commands": _rule_commands,
-    "alert_commands": _alert_commands,
-    "off_loop": _off_loop,
-    "live": _live,
+# What each parameter name gets from the gateway's state (put on app.state.gw by the lifespan).
+_FROM_STATE: dict[str, Callable[[GatewayState], Any]] = {
+    "gw": lambda gw: gw,
+    # Handlers that name ``pool`` only read: they get the replica's pool when DATABASE_READ_URL is set (a write
+    # there fails: a standby is read-only). The gateway writes nothing to PostgreSQL: commands go to EVENTS.
+    "pool": lambda gw: gw.read_pool,
+    "settings": lambda gw: gw.settings,
+    "metric_commands": lambda gw: gw.commands.metrics,
+    "rule_commands": lambda gw: gw.commands.rules,
+    "alert_commands": lambda gw: gw.commands.alerts,
+    "off_loop": lambda gw: gw.off_loop,
+    "live": lambda gw: gw.live,
 }
-DEPENDENCIES = {name: Provide(provider, sync_to_thread=False) for name, provider in _PROVIDERS.items()}
+
+
+def _from_state(state: Callable[[], State], pick: Callable[[GatewayState], Any]) -> Callable[[], Any]:
+    # No parameters: Litestar validates a provider's parameters on every request (a msgspec conversion per
+    # provider, two for ``pool`` when it took ``gw`` which took ``state``); a closure over the app costs a
+    # call. Read at request time, so the lifespan may (re)place state.gw.
+    def provide() -> Any:
+        return pick(state().gw)
+
+    return provide
+
+
+def dependencies(state: Callable[[], State]) -> dict[str, Provide]:
+    """Parameter name → provider, for the app whose State ``state()`` returns.
+
+    A handler names what it needs: ``pool: AsyncConnectionPool``, ``ctx: CommandContext``.
+    """
+    provided = {name: Provide(_from_state(state, pick), sync_to_thread=False) for name, pick in _FROM_STATE.items()}
+    return {**provided, "ctx": Provide(_ctx, sync_to_thread=False)}

@@ -10,6 +10,14 @@ from typing import Any
 from litestar import Request, Response
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
+from gateway.auth.guard import guard_request
+
+
+async def before_every_request(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """The app's ``before_request`` hook: the credentials guard (401/429/403) first, then OPTIONS."""
+    await guard_request(request)
+    return await allow_every_method(request)
+
 
 async def allow_every_method(request: Request[Any, Any, Any]) -> Response[None] | None:
     """``before_request`` hook: answer OPTIONS itself; let every other request through untouched.

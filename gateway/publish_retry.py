@@ -11,12 +11,14 @@ duplicate of it (within the stream's duplicate window) and the points are stored
 import asyncio
 import time
 
+from nats.aio.client import Client
 from nats.errors import ConnectionReconnectingError, OutboundBufferLimitError, StaleConnectionError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError
 from nats.js.errors import ServiceUnavailableError as JetStreamUnavailable
+
+from gateway.js_publish import jetstream_publish
 
 # Pause between attempts: long enough not to spin while the client reconnects, short against a ~2 s timeout.
 RETRY_PAUSE_S = 0.1
@@ -32,7 +34,7 @@ RETRYABLE = (
 
 
 async def publish_retrying(
-    js: JetStreamContext, subject: str, body: bytes, headers: dict[str, str], timeout_s: float
+    nc: Client, subject: str, body: bytes, headers: dict[str, str], timeout_s: float
 ) -> tuple[PubAck, int]:
     """Publish until acknowledged or ``timeout_s`` has passed; return the ack and how many attempts it took.
 
@@ -46,7 +48,7 @@ async def publish_retrying(
         attempts += 1
         remaining = deadline - time.monotonic()
         try:
-            ack = await js.publish(subject, body, timeout=max(min(per_attempt, remaining), 0.01), headers=headers)
+            ack = await jetstream_publish(nc, subject, body, headers, max(min(per_attempt, remaining), 0.01))
             return ack, attempts
         except RETRYABLE:
             if deadline - time.monotonic() <= RETRY_PAUSE_S:

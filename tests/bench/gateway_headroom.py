@@ -8,14 +8,21 @@
 
 each with 1 gateway process (the baseline) and with N = BENCH_GATEWAY_PROCESSES (default: cores), against the
 same servers and workers; figures are reported as ratios to the baseline. BENCH_GATEWAY_PROFILE=1 also runs
-the single gateway under cProfile during sequential q1/q2 and lists where its CPU goes.
+the single gateway under cProfile during sequential q1/q2 and lists where its CPU goes. Then the in-process
+request-path probe (tests/bench/request_path.py: CPU per request and µs per section of POST, q1, q2).
+
+BENCH_BASE_TREE=<checkout of an older commit> (e.g. `git worktree add --detach /tmp/base main`) adds a before /
+after comparison in the same run: that tree's gateway (HTTP figures, one process) and its request path
+(in-process probe, alternating with this tree's); BENCH_BASE_NAME names it in the document.
 """
 
 import asyncio
+import json
 import os
 import pstats
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -142,6 +150,50 @@ def start_gateways(stack: Stack, count: int) -> None:
     stack.wait_healthy(timeout=300)  # a shared, loaded machine can take minutes to start a Python process
 
 
+def tree_env(tree: Path) -> dict[str, str]:
+    """Environment that makes a Python process import the project from ``tree`` (a checkout of another commit)."""
+    return {"PYTHONPATH": os.pathsep.join(str(tree / p) for p in ("", "schemas", "shared"))}
+
+
+def start_base_gateway(stack: Stack, tree: Path) -> None:
+    """One gateway running the code of ``tree``: its own directory as cwd, so `-m` cannot import this one's."""
+    log = (stack.log_dir / "gateway-base.log").open("ab")
+    stack.procs["gateway-base"] = subprocess.Popen(
+        [sys.executable, "-m", "telemetry_core.cli", "gateway"],
+        env={**stack.env(), **tree_env(tree), "TELEMETRY_GATEWAY_REUSE_PORT": "on"}, cwd=tree, stdout=log, stderr=log,
+    )  # fmt: skip
+    log.close()
+    stack.wait_healthy(timeout=300)
+
+
+def request_path(stack: Stack, base: Path | None, n: int, rounds: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """tests/bench/request_path.py in a child per build (this tree, and ``base``), alternating; per build and kind
+    the median over rounds of the CPU figures and of each section."""
+    builds = {"now": Path(__file__).resolve().parents[2]} | ({"before": base} if base else {})
+    probe = str(Path(__file__).with_name("request_path.py"))
+    runs: dict[str, list[dict[str, dict[str, Any]]]] = {name: [] for name in builds}
+    for _ in range(rounds):
+        for name, tree in builds.items():
+            # -P and run_path: nothing of the current directory or of this file's directory on sys.path.
+            code = f"import runpy; runpy.run_path({probe!r}, run_name='__main__')"
+            out = subprocess.run([sys.executable, "-P", "-c", code, str(n)], env={**stack.env(), **tree_env(tree)},
+                                 cwd=tree, capture_output=True, text=True, timeout=1800, check=True)  # fmt: skip
+            runs[name].append({d["kind"]: d for d in map(json.loads, out.stdout.splitlines())})
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, found in runs.items():
+        result[name] = {}
+        for kind in found[0]:
+            per = [f[kind] for f in found]
+            sections = {k: statistics.median(p["sections"][k] for p in per) for k in per[0]["sections"]}
+            result[name][kind] = {
+                "cpu_us": statistics.median(p["cpu_us"] for p in per),
+                "cpu_min_us": min(p["cpu_min_us"] for p in per),
+                "wall_p50_us": statistics.median(p["wall_p50_us"] for p in per),
+                "sections": sections,
+            }
+    return result
+
+
 def stop_gateways(stack: Stack) -> None:
     for label in [name for name in stack.procs if name.startswith("gateway")]:
         proc = stack.procs.pop(label)
@@ -224,9 +276,54 @@ async def checkout_cost(database_url: str, n: int) -> dict[str, tuple[float, flo
     return {name: (pct(v, 0.5), pct(v, 0.99)) for name, v in lat.items()}
 
 
+_KIND_NAMES = {"post": "POST one point", "q1": "q1 latest value", "q2": "q2 24 h in 1 h buckets"}
+
+
+def before_after_http(before: Figures, now: Figures) -> str:
+    """The HTTP figures of the base tree's gateway against this tree's, one process each."""
+
+    def row(label: str, a: float, b: float, unit: str) -> str:
+        return f"| {label} | {a:,.2f} {unit} | {b:,.2f} {unit} | {b / a:.2f}x |"
+
+    rows = ["| figure (1 gateway process) | before | now | now / before |", "|---|---|---|---|"]
+    for q in ("q1", "q2"):
+        rows.append(row(f"{q} sequential p50", before.seq[q][0], now.seq[q][0], "ms"))
+        rows.append(row(f"{q} sequential p99", before.seq[q][1], now.seq[q][1], "ms"))
+        rows.append(row(f"{q} at 50 concurrent", before.conc[q][0], now.conc[q][0], "req/s"))
+        rows.append(row(f"{q} at 50 concurrent p99", before.conc[q][1], now.conc[q][1], "ms"))
+    rows.append(row("single POST at 16 p50", before.post[0], now.post[0], "ms"))
+    rows.append(row("single POST at 16 p99", before.post[1], now.post[1], "ms"))
+    rows.append(row("single POST at 16", before.post[2], now.post[2], "req/s"))
+    return "\n".join(rows) + "\n"
+
+
+def request_path_tables(paths: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """CPU per request and µs per section, per kind, for each build the probe ran (tests/bench/request_path.py)."""
+    builds = [b for b in ("before", "now") if b in paths]
+    head = "| request | " + " | ".join(f"{b}: CPU median / fastest block, wall p50" for b in builds)
+    rows = [head + (" | now / before (median CPU) |" if len(builds) == 2 else " |"),
+            "|---|" + "---|" * (len(builds) + (len(builds) == 2))]  # fmt: skip
+    for kind, name in _KIND_NAMES.items():
+        cells = [f"{paths[b][kind]['cpu_us']:.0f} / {paths[b][kind]['cpu_min_us']:.0f} µs, "
+                 f"{paths[b][kind]['wall_p50_us']:.0f} µs" for b in builds]  # fmt: skip
+        if len(builds) == 2:
+            cells.append(f"{paths['now'][kind]['cpu_us'] / paths['before'][kind]['cpu_us']:.2f}x")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    text = "\n".join(rows) + "\n\n"
+    sections = list(paths["now"]["q1"]["sections"])
+    cols = [f"{name.split(' ')[0]} {b}" for name in _KIND_NAMES.values() for b in builds]
+    text += "| section (µs per request under cProfile) | " + " | ".join(cols) + " |\n"
+    text += "|---|" + "---|" * len(cols) + "\n"
+    for section in sections:
+        vals = [f"{paths[b][kind]['sections'][section]:.0f}" for kind in _KIND_NAMES for b in builds]
+        text += f"| {section} | " + " | ".join(vals) + " |\n"
+    return text
+
+
 def report(
-    base: Figures, many: Figures, copies: int, profile: list[str], load: float, checkout: dict[str, tuple[float, float]]
-) -> str:
+    base: Figures, many: Figures, copies: int, profile: list[str], load: float, checkout: dict[str, tuple[float, float]],
+    paths: dict[str, dict[str, dict[str, Any]]], before: Figures | None = None, base_name: str = "",
+) -> str:  # fmt: skip
     def row(label: str, a: float, b: float, unit: str) -> str:
         return f"| {label} | {a:,.2f} {unit} | {b:,.2f} {unit} | {b / a:.2f}x |"
 
@@ -262,6 +359,24 @@ def report(
         f"| autocommit (now) | {now_p50:.3f} ms | {now_p99:.3f} ms |\n"
         f"| ratio now / before | {now_p50 / before_p50:.2f}x | {now_p99 / before_p99:.2f}x |\n"
     )
+    text += (
+        "\n## The request path in-process (tests/bench/request_path.py)\n\n"
+        "The real app (create_app and its lifespan: NATS, the read pool, the caches) called as an ASGI app in one "
+        "process, one request at a time: no socket, no HTTP parser, no client. CPU is the process's CPU time per "
+        "request (asyncio, psycopg and the NATS client included) over blocks of 50 requests: the median block "
+        "and the fastest. Sections are cumulative µs per request under cProfile (which inflates Python code "
+        "3-5x: compare a section with itself across builds, not with the CPU column). Builds alternate, "
+        "several rounds, medians over rounds"
+        + (f"; before = {base_name}" if before is not None else "")
+        + ".\n\n"
+        + request_path_tables(paths)
+    )
+    if before is not None:
+        text += (
+            f"\n## Before / after: the gateway of {base_name} against this one (same servers, same run)\n\n"
+            "One gateway process each, run one after the other (before first), with the client above.\n\n"
+            + before_after_http(before, base)
+        )
     if profile:
         text += ("\n## Where one gateway's CPU goes (cProfile, sequential q1 then q2)\n\n"
                  "Top functions by own time; the µs figure is cumulative time per request under the profiler "
@@ -292,6 +407,14 @@ def main() -> None:
             stop_gateways(stack)
             print("\n".join(profile_single(stack, root / "gateway.prof", seq_n)))
             return
+        base_tree = Path(os.environ["BENCH_BASE_TREE"]) if os.environ.get("BENCH_BASE_TREE") else None
+        before = None
+        if base_tree is not None:  # a checkout of an older commit: its gateway first, then this one
+            stop_gateways(stack)
+            start_base_gateway(stack, base_tree)
+            before = asyncio.run(measure(stack, seq_n, conc_n, posts))
+            stop_gateways(stack)
+            start_gateways(stack, 1)
         base = asyncio.run(measure(stack, seq_n, conc_n, posts))
         stop_gateways(stack)
         start_gateways(stack, copies)
@@ -300,7 +423,9 @@ def main() -> None:
         checkout = asyncio.run(checkout_cost(servers.database_url, seq_n))
         say(f"q1 database part p50/p99 ms: {checkout}")
         profile = profile_single(stack, root / "gateway.prof", seq_n) if os.environ.get("BENCH_GATEWAY_PROFILE") else []
-        DOC.write_text(report(base, many, copies, profile, load, checkout))
+        paths = request_path(stack, base_tree, _int("BENCH_RP_REQUESTS", 1000), _int("BENCH_RP_ROUNDS", 3))
+        base_name = os.environ.get("BENCH_BASE_NAME", str(base_tree))
+        DOC.write_text(report(base, many, copies, profile, load, checkout, paths, before, base_name))
         say(f"wrote {DOC}")
     finally:
         stack.stop_all()

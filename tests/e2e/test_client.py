@@ -22,6 +22,7 @@ from telemetry_client import (
     TelemetryClient,
     calls,
 )
+from telemetry_client.errors import TelemetryApiError
 from telemetry_client.streaming import read_stream
 from telemetry_client.transport import RetryPolicy
 from telemetry_schemas.api.queries import QueryRequest
@@ -135,7 +136,18 @@ async def test_async_batcher_and_client_query(stack: Stack, servers: Servers) ->
             assert batcher.requests == 2 and batcher.sent == 4
         answer = await tc.query(QueryRequest(metrics=["temperature"], devices=[device], start_time=start,
                                              end_time=datetime.now(UTC) + timedelta(seconds=1)))  # fmt: skip
-        latest = await tc.latest(device, "temperature")
+        # The latest value is a read model the projection worker updates after the raw rows: poll it (a loaded
+        # machine showed the third point for a moment).
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                latest = await tc.latest(device, "temperature")
+            except TelemetryApiError:
+                latest = None
+            if (latest is not None and latest.value == 3.0) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert latest is not None
     assert [(p.value, p.unit) for p in answer.data_points] == [(float(i), "celsius") for i in range(4)]
     assert answer.count == 4 and latest.value == 3.0
 

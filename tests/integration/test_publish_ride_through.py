@@ -33,7 +33,7 @@ async def test_a_publish_retried_across_a_restart_is_stored_once(tmp_path: Path)
         headers = {MSG_ID: "dev-1:batch-1:abc"}
         server.kill()
         await asyncio.sleep(0.2)  # the client notices: the attempts below are buffered until the reconnect
-        publish = asyncio.create_task(publish_retrying(js, SUBJECT, b"points", headers, timeout_s=8.0))
+        publish = asyncio.create_task(publish_retrying(nc, SUBJECT, b"points", headers, timeout_s=8.0))
         await asyncio.sleep(3.0)  # past the first attempt's third of the timeout: a second attempt is buffered
         server.restart()
         ack, attempts = await publish
@@ -42,7 +42,7 @@ async def test_a_publish_retried_across_a_restart_is_stored_once(tmp_path: Path)
         # awaited) was answered as its duplicate, thanks to the shared message id.
         assert ack.duplicate
         assert (await js.stream_info(STREAM)).state.messages == 1
-        again, _ = await publish_retrying(js, SUBJECT, b"points", headers, timeout_s=2.0)
+        again, _ = await publish_retrying(nc, SUBJECT, b"points", headers, timeout_s=2.0)
         assert again.duplicate and again.seq == ack.seq
         assert (await js.stream_info(STREAM)).state.messages == 1
     finally:
@@ -58,7 +58,7 @@ async def test_an_outage_longer_than_the_timeout_fails_the_publish(tmp_path: Pat
         await js.add_stream(StreamConfig(name=STREAM, subjects=[SUBJECT]))
         server.kill()
         with pytest.raises((TimeoutError, nats.errors.TimeoutError, ConnectionError)):
-            await publish_retrying(js, SUBJECT, b"points", {MSG_ID: "x"}, timeout_s=0.8)
+            await publish_retrying(nc, SUBJECT, b"points", {MSG_ID: "x"}, timeout_s=0.8)
     finally:
         with contextlib.suppress(Exception):  # closing towards a dead server may raise
             await nc.close()
