@@ -20,14 +20,17 @@ Key = tuple[str, str]
 EARLY_S = 1e-3
 
 
-def deadline(m: Machine, p: Params) -> float:
-    """The earliest wall time at which ``on_tick`` may change ``m`` (inf: never, until a point or a resolve)."""
+def deadline(m: Machine, p: Params, *, with_no_data: bool = True) -> float:
+    """The earliest wall time at which ``on_tick`` may change ``m`` (inf: never, until a point or a resolve).
+
+    ``with_no_data=False``: at which ``on_point`` may (a point never opens a no-data alert).
+    """
     d = math.inf
     if m.phase is Phase.RECOVERING and p.auto_resolve and m.last_breach_wall is not None:
         d = m.last_breach_wall + p.auto_resolve_timeout_s
     if m.phase is Phase.COOLDOWN and m.cooldown_until is not None:
         d = min(d, m.cooldown_until)
-    if p.no_data_for_s is not None and m.nodata_alert_id is None and m.last_seen_wall is not None:
+    if with_no_data and p.no_data_for_s is not None and m.nodata_alert_id is None and m.last_seen_wall is not None:
         d = min(d, m.last_seen_wall + p.no_data_for_s)
     return d
 

@@ -1,5 +1,6 @@
 """Feeds points, clock ticks and operator resolves into the state machines; collects transitions."""
 
+import math
 import time
 from collections.abc import Iterable
 
@@ -10,7 +11,7 @@ from alert_worker.breach_index import MetricIndex, compile_metric
 from alert_worker.due_schedule import DueSchedule, deadline
 from alert_worker.emitter import Emitted
 from alert_worker.rules import Rule, RuleBook
-from alert_worker.series import Series, idle
+from alert_worker.series import Series, quiet
 from telemetry_core.alerting import state_machine as sm
 from telemetry_core.alerting.conditions import holds
 from telemetry_core.alerting.targeting import matches_tags
@@ -138,6 +139,8 @@ class Evaluator:
                 if (m := self.machines.get((rule_id, device_id))) is not None:
                     series.settle(m, mark)
             series.parked.clear()
+            series.nodata.clear()
+            series.due = math.inf
         self._active, self._filed, self._by_rule, self._order = {}, {}, {}, {}
         self._schedule = DueSchedule()
         self._rule_objects = dict(self.rules.rules)
@@ -153,9 +156,8 @@ class Evaluator:
         if skey is None:
             return
         series = self._series.get(skey)
-        mark = None if series is None else series.parked.pop(key[0], None)
-        if mark is not None:
-            series.settle(self.machines[key], mark)  # type: ignore[union-attr]
+        if series is not None and key[0] in series.parked:
+            series.unpark(key, self.machines[key])
         elif (active := self._active.get(skey)) is not None:
             active.pop(key[0], None)
 
@@ -209,14 +211,21 @@ class Evaluator:
                 series = series_of[skey] = Series()
             value = point.value
             candidates = index.candidates(device_id, value)
-            if series.parked:  # wake the parked machines the point may concern, as they are before it
+            parked = series.parked
+            if parked:  # wake the parked machines the point concerns, as they are before it
+                if now >= series.due:  # ... whose auto-resolve or cooldown end the point would bring about
+                    for rule_id in series.overdue(now):
+                        self._wake(series, skey, rule_id, device_id)
                 if type(value) is int and not -_BIG < value < _BIG:
-                    candidates.extend(rules[rule_id] for rule_id in series.parked)
-                for rule in candidates:
-                    mark = series.parked.pop(rule.rule_id, None)
-                    if mark is not None:
-                        series.settle(self.machines[(rule.rule_id, device_id)], mark)
-                        active_of.setdefault(skey, {})[rule.rule_id] = None
+                    for rule_id in list(parked):
+                        self._wake(series, skey, rule_id, device_id)
+                for rule in candidates:  # ... whose rule the value may breach (a no-data rule is always a candidate)
+                    if rule.rule_id in parked and (rule.spec.no_data_for is None or self._may_breach(rule, value)):
+                        self._wake(series, skey, rule.rule_id, device_id)
+                if parked:
+                    candidates = [rule for rule in candidates if rule.rule_id not in parked]
+                if series.nodata:
+                    self.changed.update(series.nodata)  # a no-data machine is saved after every point
             when = point.timestamp.timestamp()
             series.see(when, value, now, lateness_s)  # for every machine still parked
             with_machine = active_of.get(skey)
@@ -230,6 +239,24 @@ class Evaluator:
             for rule in candidates:
                 self._point_of_rule(rule, device_id, key, point, when, now, out, series)
         return out
+
+    def _parked_on(self, key: Key) -> tuple[SeriesKey, Series] | None:
+        """The series the machine of ``key`` is parked on, if it is."""
+        skey = self._filed.get(key)
+        series = None if skey is None else self._series.get(skey)
+        return None if series is None or key[0] not in series.parked else (skey, series)  # type: ignore[return-value]
+
+    def _wake(self, series: Series, skey: SeriesKey, rule_id: str, device_id: str) -> None:
+        """Settle a parked machine and put it back in the per-point loop."""
+        series.unpark((rule_id, device_id), self.machines[(rule_id, device_id)])
+        self._active.setdefault(skey, {})[rule_id] = None
+
+    def _may_breach(self, rule: Rule, value: object) -> bool:
+        params = self._params(rule)
+        try:
+            return holds(params.condition, value, params.threshold)
+        except Exception:  # let the rule's own evaluation fail and count it
+            return True
 
     def _point_of_rule(self, rule: Rule, device_id: str, key: str, point: Point, when: float, now: float,
                        out: list[Emitted], series: Series) -> None:  # fmt: skip
@@ -259,12 +286,13 @@ class Evaluator:
             if no_data or self._essentials(machine) != before:
                 self.changed.add(mkey)
             self._schedule.want(mkey, deadline(machine, params))
-            if not no_data and not tagged and idle(machine) and series.level_with(machine):
-                # Out of the per-point loop until a point may breach its rule (the series does its bookkeeping).
+            if not tagged and quiet(machine) and series.level_with(machine):
+                # Out of the per-point loop until a point may breach its rule or is due to resolve / end a
+                # cooldown (the series does its bookkeeping meanwhile).
                 active = self._active.get((device_id, spec.metric_name))
                 if active is not None and rule.rule_id in active:
                     del active[rule.rule_id]
-                    series.parked[rule.rule_id] = series.mark()
+                    series.park(rule.rule_id, deadline(machine, params, with_no_data=False), mkey if no_data else None)
         except Exception:  # a bad rule never stops the others
             self.rule_errors += 1
             self.log.exception("rule_failed", rule_id=rule.rule_id, device_id=device_id)
@@ -307,12 +335,22 @@ class Evaluator:
                 continue  # a disabled rule's machine is looked at again when the rule changes
             self.visits += 1
             params = self._params(rule)
+            parked = self._parked_on(mkey)
+            if parked is not None:
+                parked[1].unpark(mkey, machine)
             before = self._essentials(machine)
             transitions = sm.on_tick(machine, params, ident=f"{rule_id}|{device_id}", now=now)
             if transitions or self._essentials(machine) != before:
                 self.changed.add(mkey)
             out.extend(Emitted(rule, device_id, t) for t in transitions)
             self._schedule.want(mkey, deadline(machine, params))
+            if parked is not None:  # settled, and still level with its series: parked again if still quiet
+                skey, series = parked
+                if quiet(machine):
+                    no_data = mkey if params.no_data_for_s is not None else None
+                    series.park(rule_id, deadline(machine, params, with_no_data=False), no_data)
+                else:  # e.g. a no-data alert opened: the next point closes it
+                    self._active.setdefault(skey, {})[rule_id] = None
         return out
 
     def operator_resolved(self, alert_id: str, rule_id: str, device_id: str, now: float) -> None:
@@ -330,9 +368,8 @@ class Evaluator:
         for key in keys:
             skey = self._filed.get(key)
             series = None if skey is None else self._series.get(skey)
-            if series is not None and (mark := series.parked.get(key[0])) is not None:
-                series.settle(self.machines[key], mark)
-                series.parked[key[0]] = series.mark()
+            if series is not None and key[0] in series.parked:
+                series.catch_up(key[0], self.machines[key])
 
     def snapshot(self) -> dict[Key, sm.Machine]:
         """Copies of every machine as a walk of every point over it would have left it (parked ones settled)."""

@@ -20,9 +20,11 @@ import asyncio
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,23 +122,45 @@ def rate(evaluator: Evaluator, msgs: list[tuple[str, list[tuple[str, Point]]]]) 
     return n / (time.process_time() - t0), emitted
 
 
-def evaluation(name: str, specs: list[dict[str, Any]], devices: int, per_device: int) -> dict[str, float]:
+def evaluator_at(commit: str) -> type[Evaluator]:
+    """The product's ``Evaluator`` class as it was at ``commit`` (``git show``), for a before / after row.
+
+    Only evaluator.py is taken from the commit; the modules it imports are today's (an older evaluator
+    that needs other versions of them fails to import, and the bench says so).
+    """
+    source = subprocess.run(["git", "show", f"{commit}:alert_worker/evaluator.py"], capture_output=True, text=True,
+                            check=True, cwd=DOC.parents[1]).stdout  # fmt: skip
+    module = types.ModuleType(f"evaluator_at_{commit}")
+    exec(compile(source, f"{commit}:alert_worker/evaluator.py", "exec"), module.__dict__)  # noqa: S102
+    cls: type[Evaluator] = module.Evaluator
+    return cls
+
+
+def evaluation(name: str, specs: list[dict[str, Any]], devices: int, per_device: int,
+               before: type[Evaluator] | None = None) -> dict[str, float]:  # fmt: skip
+    """Points/s of the naive loop, today's evaluator and (if given) an earlier one, alternately, best of two."""
     log = structlog.get_logger()
     msgs = messages(devices, per_device, METRICS)
-    rates: dict[str, list[float]] = {"naive": [], "indexed": []}
+    classes: dict[str, type[Evaluator]] = {"naive": NaiveEvaluator, "indexed": Evaluator}
+    if before is not None:
+        classes["before"] = before
+    rates: dict[str, list[float]] = {kind: [] for kind in classes}
     views = {}
-    for kind in ("naive", "indexed", "naive", "indexed"):
+    for kind in [*classes, *classes]:
         book = book_of(specs)
-        evaluator = (NaiveEvaluator if kind == "naive" else Evaluator)(book, {}, 300.0, log)
+        evaluator = classes[kind](book, {}, 300.0, log)
         r, emitted = rate(evaluator, msgs)
         rates[kind].append(r)
         views[kind] = [(e.rule.rule_id, e.device_id, e.transition) for e in emitted]
-    if views["naive"] != views["indexed"]:
-        raise AssertionError(f"{name}: the indexed evaluator emitted other transitions than the naive one")
-    naive, indexed = max(rates["naive"]), max(rates["indexed"])
+    for kind in classes:
+        if views[kind] != views["naive"]:
+            raise AssertionError(f"{name}: the {kind} evaluator emitted other transitions than the naive one")
+    best = {kind: max(r) for kind, r in rates.items()}
+    naive, indexed = best["naive"], best["indexed"]
+    extra = "" if before is None else f", before {best['before']:,.0f} points/s (now {indexed / best['before']:.1f}x)"
     say(f"{name}: {len(specs)} rules, {devices * per_device:,} points, {len(views['naive'])} transitions: "
-        f"naive {naive:,.0f} points/s, indexed {indexed:,.0f} points/s = {indexed / naive:.1f}x")  # fmt: skip
-    return {"naive": naive, "indexed": indexed, "transitions": float(len(views["naive"]))}
+        f"naive {naive:,.0f} points/s, indexed {indexed:,.0f} points/s = {indexed / naive:.1f}x{extra}")  # fmt: skip
+    return {**best, "transitions": float(len(views["naive"]))}
 
 
 # -- part 2: rule writes ----------------------------------------------------------------------------------
@@ -228,13 +252,21 @@ def main() -> None:
     lines = []
     scenarios = [] if "--no-evaluation" in sys.argv else [("quiet", quiet_rules(rules, METRICS)),
                                                           ("mixed", mixed_rules(rules, METRICS, devices))]  # fmt: skip
+    # BENCH_ALERT_BEFORE=<commit>: also time the evaluator of that commit in the same run (a before / after row).
+    at = os.environ.get("BENCH_ALERT_BEFORE", "").strip()
+    before = evaluator_at(at) if at and scenarios else None
     for name, specs in scenarios:
-        r = evaluation(name, specs, devices, per_device)
+        r = evaluation(name, specs, devices, per_device, before)
+        then = "" if before is None else (
+            f"; the evaluator of commit {at} {r['before']:,.0f} points/s ({1e6 / r['before']:.2f} µs/point): "
+            f"now **{r['indexed'] / r['before']:.1f}x** that"
+        )  # fmt: skip
         lines.append(
             f"evaluation, {name} rules ({rules} enabled, {rules // len(METRICS)} per metric), "
-            f"{devices * per_device:,} points, {int(r['transitions'])} transitions (identical in both): naive "
+            f"{devices * per_device:,} points, {int(r['transitions'])} transitions (identical in all): naive "
             f"{r['naive']:,.0f} points/s ({1e6 / r['naive']:.1f} µs/point), indexed {r['indexed']:,.0f} points/s "
-            f"({1e6 / r['indexed']:.2f} µs/point) = **{r['indexed'] / r['naive']:.1f}x**"
+            f"({1e6 / r['indexed']:.2f} µs/point) = **{r['indexed'] / r['naive']:.1f}x**{then}; load average "
+            f"{os.getloadavg()[0]:.1f}"
         )
     _write(lines)
     if writes and "--no-writes" not in sys.argv:

@@ -158,7 +158,7 @@ class SameAsNaive(RuleBasedStateMachine):
 
 
 TestSameAsNaive = SameAsNaive.TestCase
-TestSameAsNaive.settings = settings(max_examples=100, stateful_step_count=25, deadline=None)
+TestSameAsNaive.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
 
 
 def _rule(rule_id: str, **kw: Any) -> Rule:
