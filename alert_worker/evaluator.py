@@ -219,9 +219,13 @@ class Evaluator:
                 if type(value) is int and not -_BIG < value < _BIG:
                     for rule_id in list(parked):
                         self._wake(series, skey, rule_id, device_id)
-                for rule in candidates:  # ... whose rule the value may breach (a no-data rule is always a candidate)
-                    if rule.rule_id in parked and (rule.spec.no_data_for is None or self._may_breach(rule, value)):
+                for rule in candidates:  # ... whose rule the value may breach (no-data rules: below)
+                    if rule.rule_id in parked and rule.spec.no_data_for is None:
                         self._wake(series, skey, rule.rule_id, device_id)
+                if index.no_data is not None:  # a no-data rule is a candidate of every point: woken if breached
+                    for rule in index.no_data.candidates(device_id, value):
+                        if rule.rule_id in parked:
+                            self._wake(series, skey, rule.rule_id, device_id)
                 if parked:
                     candidates = [rule for rule in candidates if rule.rule_id not in parked]
                 if series.nodata:
@@ -250,13 +254,6 @@ class Evaluator:
         """Settle a parked machine and put it back in the per-point loop."""
         series.unpark((rule_id, device_id), self.machines[(rule_id, device_id)])
         self._active.setdefault(skey, {})[rule_id] = None
-
-    def _may_breach(self, rule: Rule, value: object) -> bool:
-        params = self._params(rule)
-        try:
-            return holds(params.condition, value, params.threshold)
-        except Exception:  # let the rule's own evaluation fail and count it
-            return True
 
     def _point_of_rule(self, rule: Rule, device_id: str, key: str, point: Point, when: float, now: float,
                        out: list[Emitted], series: Series) -> None:  # fmt: skip
