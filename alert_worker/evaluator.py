@@ -171,6 +171,9 @@ class Evaluator:
         skey = (device_id, rule.spec.metric_name)
         self._active.setdefault(skey, {})[rule_id] = None
         self._filed[key] = skey
+        if skey not in self._series:
+            # Kept from the first machine of the (device, metric) on: a machine parks once level with it.
+            self._series[skey] = Series()
 
     def _machine_added(self, rule: Rule, device_id: str) -> None:
         key = (rule.rule_id, device_id)
@@ -205,44 +208,50 @@ class Evaluator:
             index = indexes.get(metric)
             if index is None:
                 continue  # no rule watches the metric (a machine of a deleted rule is not visited)
-            skey = (device_id, metric)
-            series = series_of.get(skey)
-            if series is None:
-                series = series_of[skey] = Series()
             value = point.value
             candidates = index.candidates(device_id, value)
-            parked = series.parked
-            if parked:  # wake the parked machines the point concerns, as they are before it
-                if now >= series.due:  # ... whose auto-resolve or cooldown end the point would bring about
-                    for rule_id in series.overdue(now):
-                        self._wake(series, skey, rule_id, device_id)
-                if type(value) is int and not -_BIG < value < _BIG:
-                    for rule_id in list(parked):
-                        self._wake(series, skey, rule_id, device_id)
-                for rule in candidates:  # ... whose rule the value may breach (no-data rules: below)
-                    if rule.rule_id in parked and rule.spec.no_data_for is None:
-                        self._wake(series, skey, rule.rule_id, device_id)
-                if index.no_data is not None:  # a no-data rule is a candidate of every point: woken if breached
-                    for rule in index.no_data.candidates(device_id, value):
-                        if rule.rule_id in parked:
-                            self._wake(series, skey, rule.rule_id, device_id)
-                if parked:
-                    candidates = [rule for rule in candidates if rule.rule_id not in parked]
-                if series.nodata:
-                    self.changed.update(series.nodata)  # a no-data machine is saved after every point
-            when = point.timestamp.timestamp()
-            series.see(when, value, now, lateness_s)  # for every machine still parked
-            with_machine = active_of.get(skey)
-            if with_machine:
-                candidates.extend([rules[rule_id] for rule_id in with_machine])
+            skey = (device_id, metric)
+            series = series_of.get(skey)  # None while no machine of the (device, metric) exists
+            when = None
+            if series is not None:
+                if series.parked:
+                    candidates = self._wake_for(series, skey, index, candidates, value, now)
+                when = point.timestamp.timestamp()
+                series.see(when, value, now, lateness_s)  # for every machine still parked
+                with_machine = active_of.get(skey)
+                if with_machine:
+                    candidates.extend([rules[rule_id] for rule_id in with_machine])
             if not candidates:
                 continue
+            if when is None:
+                when = point.timestamp.timestamp()
             if len(candidates) > 1:  # the naive loop's order: the metric's rules in creation order, once each
                 rank = index.rank
                 candidates = sorted({r.rule_id: r for r in candidates}.values(), key=lambda r: rank[r.rule_id])
             for rule in candidates:
                 self._point_of_rule(rule, device_id, key, point, when, now, out, series)
         return out
+
+    def _wake_for(self, series: Series, skey: SeriesKey, index: MetricIndex, candidates: list[Rule], value: object,
+                  now: float) -> list[Rule]:  # fmt: skip
+        """Wake the parked machines a point concerns, as they are before it; the candidates still to visit."""
+        parked, device_id = series.parked, skey[0]
+        if now >= series.due:  # ... whose auto-resolve or cooldown end the point would bring about
+            for rule_id in series.overdue(now):
+                self._wake(series, skey, rule_id, device_id)
+        if type(value) is int and not -_BIG < value < _BIG:
+            for rule_id in list(parked):
+                self._wake(series, skey, rule_id, device_id)
+        for rule in candidates:  # ... whose rule the value may breach (no-data rules: below)
+            if rule.rule_id in parked and rule.spec.no_data_for is None:
+                self._wake(series, skey, rule.rule_id, device_id)
+        if index.no_data is not None:  # a no-data rule is a candidate of every point: woken if breached
+            for rule in index.no_data.candidates(device_id, value):
+                if rule.rule_id in parked:
+                    self._wake(series, skey, rule.rule_id, device_id)
+        if series.nodata:
+            self.changed.update(series.nodata)  # a no-data machine is saved after every point
+        return [rule for rule in candidates if rule.rule_id not in parked] if parked else candidates
 
     def _parked_on(self, key: Key) -> tuple[SeriesKey, Series] | None:
         """The series the machine of ``key`` is parked on, if it is."""
@@ -256,7 +265,7 @@ class Evaluator:
         self._active.setdefault(skey, {})[rule_id] = None
 
     def _point_of_rule(self, rule: Rule, device_id: str, key: str, point: Point, when: float, now: float,
-                       out: list[Emitted], series: Series) -> None:  # fmt: skip
+                       out: list[Emitted], series: Series | None) -> None:  # fmt: skip
         """One rule and one point: what the naive loop does for every rule of the point's metric."""
         if not rule.enabled:
             return
@@ -283,7 +292,7 @@ class Evaluator:
             if no_data or self._essentials(machine) != before:
                 self.changed.add(mkey)
             self._schedule.want(mkey, deadline(machine, params))
-            if not tagged and quiet(machine) and series.level_with(machine):
+            if series is not None and not tagged and quiet(machine) and series.level_with(machine):
                 # Out of the per-point loop until a point may breach its rule or is due to resolve / end a
                 # cooldown (the series does its bookkeeping meanwhile).
                 active = self._active.get((device_id, spec.metric_name))
