@@ -105,12 +105,13 @@ def test_a_point_due_to_resolve_a_parked_alert_wakes_it() -> None:
 
 def test_a_machine_behind_its_series_is_not_parked() -> None:
     """A machine opened by an out-of-order point has an older newest event than the series: lateness differs."""
-    pair = Pair({})
-    pair.points(0, (1000, 10))  # the series' newest: 1000
-    pair.points(1, (900, 60))  # breach at 900 (not late): alert, machine newest 900
-    pair.points(2, (950, 10))  # recovers, quiet; still behind the series (950 vs 1000)
-    pair.points(3, (850, 10))  # late for the series (< 880), not for the machine (>= 830): naive evaluates it
-    pair.points(4, (1001, 10), (860, 10))  # level now: parked; 860 is late for both
+    pair = Pair({}, {"threshold_value": 5})
+    pair.points(0, (1000, 10))  # the second rule's machine: the (device, metric) series is kept from now on
+    pair.points(1, (1001, 10))  # the series' newest: 1001
+    pair.points(2, (900, 60))  # breach of the first rule at 900 (not late): alert, machine newest 900
+    pair.points(3, (950, 10))  # recovers, quiet; still behind the series (950 vs 1001)
+    pair.points(4, (850, 10))  # late for the series (< 881), not for the machine (>= 830): naive evaluates it
+    pair.points(5, (1002, 10), (860, 10))  # level now: parked; 860 is late for both
     assert pair.indexed.snapshot()[("r000", "d0")].late_points == 1
 
 
