@@ -364,6 +364,9 @@ class Evaluator:
         machine = self.machines.get((rule_id, device_id))
         rule = self.rules.rules.get(rule_id)
         if machine is not None and rule is not None:
+            if (parked := self._parked_on((rule_id, device_id))) is not None:
+                # Its phase may change (recovering → cooling down): its due time with it. The next point parks it.
+                self._wake(parked[1], parked[0], rule_id, device_id)
             params = self._params(rule)
             sm.on_manual_resolve(machine, params, alert_id=alert_id, now=now)
             self.changed.add((rule_id, device_id))

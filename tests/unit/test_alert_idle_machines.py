@@ -154,3 +154,16 @@ def test_rule_changes_reach_parked_machines_at_the_next_tick() -> None:
     assert list(pair.indexed.machines) == [("r000", "d0")]
     pair.book._apply(AlertRuleEnabled(rule_id="r000", enabled=True, at=T0, by="t"), 12)
     pair.points(3, (3, 10), (4, 70))
+
+
+def test_an_operator_resolve_of_a_parked_alert_moves_its_due_time() -> None:
+    """Resolved by hand while parked (recovering): it cools down, and a point after the cooldown ends it."""
+    pair = Pair({"cooldown_minutes": 1})
+    (opened,) = pair.points(0, (0, 60))
+    pair.points(1, (1, 10))  # recovering, parked (due at the auto-resolve timeout, an hour away)
+    assert isinstance(opened, Opened)
+    for evaluator in (pair.indexed, pair.naive):
+        evaluator.operator_resolved(opened.alert_id, "r000", "d0", WALL0 + 2)
+    pair.points(30, (30, 10))
+    pair.points(100, (100, 10))  # past the cooldown (62): the point ends it, as in the naive loop
+    assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.OK
