@@ -109,6 +109,9 @@ class MetricIndex:
     every: Bucket
     named: dict[str, Bucket]
     rank: dict[str, int]
+    # The no-data rules again, by their thresholds (None: the metric has none): which of them a value may
+    # breach, for the evaluator to wake their parked machines (a non-breaching point only feeds them data).
+    no_data: "MetricIndex | None" = None
 
     def candidates(self, device_id: str, value: object) -> list[Rule]:
         """Rules of the metric that may act on ``value`` from ``device_id`` (possibly repeated)."""
@@ -121,9 +124,9 @@ class MetricIndex:
 
 
 def _add(bucket: Bucket, rule: Rule, rank: int, ordered: dict[int, dict[Comparison, list[tuple[float, int, Rule]]]],
-         ) -> None:  # fmt: skip
+         by_threshold: bool = False) -> None:  # fmt: skip
     spec = rule.spec
-    if spec.no_data_for is not None:
+    if spec.no_data_for is not None and not by_threshold:
         bucket.no_data.append(rule)
         return  # a candidate for every point: no need to index its threshold as well
     cond, th = spec.condition, spec.threshold_value
@@ -138,24 +141,30 @@ def _add(bucket: Bucket, rule: Rule, rank: int, ordered: dict[int, dict[Comparis
     # an ordered condition with a non-numeric threshold never holds (conditions.holds): never a candidate
 
 
-def compile_metric(rules: Iterable[Rule]) -> MetricIndex:
-    """Index the enabled ones of ``rules`` (one metric's, in the naive loop's order)."""
+def compile_metric(rules: Iterable[Rule], no_data_by_threshold: bool = False) -> MetricIndex:
+    """Index the enabled ones of ``rules`` (one metric's, in the naive loop's order).
+
+    ``no_data_by_threshold``: index only the no-data rules, by their thresholds (``MetricIndex.no_data``).
+    """
+    rules = list(rules)
     index = MetricIndex(Bucket(), {}, {})
+    if not no_data_by_threshold and any(r.enabled and r.spec.no_data_for is not None for r in rules):
+        index.no_data = compile_metric(rules, no_data_by_threshold=True)
     ordered: dict[int, dict[Comparison, list[tuple[float, int, Rule]]]] = {}
     buckets: dict[int, Bucket] = {id(index.every): index.every}
     for rank, rule in enumerate(rules):
         index.rank[rule.rule_id] = rank
-        if not rule.enabled:
+        if not rule.enabled or (no_data_by_threshold and rule.spec.no_data_for is None):
             continue
         if not rule.spec.device_ids:
-            _add(index.every, rule, rank, ordered)
+            _add(index.every, rule, rank, ordered, no_data_by_threshold)
             continue
         for device_id in dict.fromkeys(rule.spec.device_ids):
             bucket = index.named.get(device_id)
             if bucket is None:
                 bucket = index.named[device_id] = Bucket()
                 buckets[id(bucket)] = bucket
-            _add(bucket, rule, rank, ordered)
+            _add(bucket, rule, rank, ordered, no_data_by_threshold)
     for bucket_id, by_condition in ordered.items():
         bucket = buckets[bucket_id]
         for cond, pairs in by_condition.items():

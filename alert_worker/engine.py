@@ -93,6 +93,7 @@ class Engine:
         """Publish the unsaved transitions, then save changed machines and the checkpoint in one transaction."""
         if self._unsaved:
             await self.emitter.publish(self._unsaved)
+        self.evaluator.settle(self.evaluator.changed)  # parked machines' bookkeeping, as a walk would leave it
         async with self.pool.connection() as conn:
             await state_store.save(
                 conn, self.name, POINTS_STREAM, self.evaluator.machines, self.evaluator.changed, self.checkpoint

@@ -10,7 +10,10 @@ docs/benchmarks-alerts.md). Two parts:
    twice, timed with process CPU time; the ratio is indexed / naive points per second. Rule sets:
    ``quiet`` — ``>`` thresholds no value reaches (tests/bench/alerts.py, the ingest bench's rules);
    ``mixed`` — every condition, rare breaches (a few machines per device and metric), rules naming
-   devices (half their points breach), 2 no-data rules per metric (a machine on every device). Both evaluators' transitions are compared (must agree).
+   devices (half their points breach), 10 no-data rules (all on the first metric: a machine on every device); ``recovering`` —
+   the quiet rules after one point above every threshold per device and metric: every rule's alert open on every
+   (device, metric), recovered and waiting (machines that only wait). Every evaluator's transitions are compared
+   (must agree). ``BENCH_ALERT_BEFORE=<commit>`` adds the evaluator of that commit to the same run.
 2. Rule writes against a running stack (gateway, workers, one alert engine): ``BENCH_ALERT_WRITES``
    sequential creates, disables, enables and deletes (each answers once the read model and every live
    alert engine applied it); p50 / p99 / max per kind.
@@ -20,9 +23,11 @@ import asyncio
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,10 +114,30 @@ def messages(devices: int, per_device: int, metrics: Sequence[str]) -> list[tupl
     return out
 
 
-def rate(evaluator: Evaluator, msgs: list[tuple[str, list[tuple[str, Point]]]]) -> tuple[float, list[Any]]:
-    """Points per CPU second through ``evaluator.points``; and what it emitted."""
+Messages = list[tuple[str, list[tuple[str, Point]]]]
+
+
+def recovering_messages(devices: int, per_device: int, metrics: Sequence[str]) -> tuple[Messages, Messages]:
+    """(untimed, timed): with the quiet rules, one point above every threshold per device and metric opens every
+    rule's alert on every (device, metric) (200 per series), each device's first message recovers them all; the
+    rest of ``messages`` (timed) meets only alerts that wait for their auto-resolve timeout (an hour) — the
+    machines the series parking takes out of the per-point loop."""
+    opening = [
+        (f"bench-eval-{d}", [(f"open:{d}:{m}", Point(timestamp=T0 - timedelta(seconds=1), metric_name=m,
+                                                     value=VALUE_MAX * 100)) for m in metrics])
+        for d in range(devices)
+    ]  # fmt: skip
+    msgs = messages(devices, per_device, metrics)
+    per = len(msgs) // devices  # messages per device
+    return opening + msgs[::per], [m for i, m in enumerate(msgs) if i % per]
+
+
+def rate(evaluator: Evaluator, msgs: Messages, warm: Messages | None = None) -> tuple[float, list[Any]]:
+    """Points per CPU second through ``evaluator.points`` (after ``warm``, untimed); and what it emitted."""
     now = T0.timestamp() + 10.0
     emitted: list[Any] = []
+    for device_id, pts in warm or []:
+        emitted.extend(evaluator.points(device_id, pts, now))
     n = sum(len(p) for _, p in msgs)
     t0 = time.process_time()
     for device_id, pts in msgs:
@@ -120,23 +145,46 @@ def rate(evaluator: Evaluator, msgs: list[tuple[str, list[tuple[str, Point]]]]) 
     return n / (time.process_time() - t0), emitted
 
 
-def evaluation(name: str, specs: list[dict[str, Any]], devices: int, per_device: int) -> dict[str, float]:
+def evaluator_at(commit: str) -> type[Evaluator]:
+    """The product's ``Evaluator`` class as it was at ``commit`` (``git show``), for a before / after row.
+
+    Only evaluator.py is taken from the commit; the modules it imports are today's (an older evaluator
+    that needs other versions of them fails to import, and the bench says so).
+    """
+    source = subprocess.run(["git", "show", f"{commit}:alert_worker/evaluator.py"], capture_output=True, text=True,
+                            check=True, cwd=DOC.parents[1]).stdout  # fmt: skip
+    module = types.ModuleType(f"evaluator_at_{commit}")
+    exec(compile(source, f"{commit}:alert_worker/evaluator.py", "exec"), module.__dict__)
+    cls: type[Evaluator] = module.Evaluator
+    return cls
+
+
+def evaluation(name: str, specs: list[dict[str, Any]], devices: int, per_device: int,
+               before: type[Evaluator] | None = None) -> dict[str, float]:  # fmt: skip
+    """Points/s of the naive loop, today's evaluator and (if given) an earlier one, alternately, best of two."""
     log = structlog.get_logger()
-    msgs = messages(devices, per_device, METRICS)
-    rates: dict[str, list[float]] = {"naive": [], "indexed": []}
+    warm, msgs = recovering_messages(devices, per_device, METRICS) if name == "recovering" else ([], None)
+    msgs = msgs or messages(devices, per_device, METRICS)
+    classes: dict[str, type[Evaluator]] = {"naive": NaiveEvaluator, "indexed": Evaluator}
+    if before is not None:
+        classes["before"] = before
+    rates: dict[str, list[float]] = {kind: [] for kind in classes}
     views = {}
-    for kind in ("naive", "indexed", "naive", "indexed"):
+    for kind in [*classes, *classes]:
         book = book_of(specs)
-        evaluator = (NaiveEvaluator if kind == "naive" else Evaluator)(book, {}, 300.0, log)
-        r, emitted = rate(evaluator, msgs)
+        evaluator = classes[kind](book, {}, 300.0, log)
+        r, emitted = rate(evaluator, msgs, warm)
         rates[kind].append(r)
         views[kind] = [(e.rule.rule_id, e.device_id, e.transition) for e in emitted]
-    if views["naive"] != views["indexed"]:
-        raise AssertionError(f"{name}: the indexed evaluator emitted other transitions than the naive one")
-    naive, indexed = max(rates["naive"]), max(rates["indexed"])
-    say(f"{name}: {len(specs)} rules, {devices * per_device:,} points, {len(views['naive'])} transitions: "
-        f"naive {naive:,.0f} points/s, indexed {indexed:,.0f} points/s = {indexed / naive:.1f}x")  # fmt: skip
-    return {"naive": naive, "indexed": indexed, "transitions": float(len(views["naive"]))}
+    for kind in classes:
+        if views[kind] != views["naive"]:
+            raise AssertionError(f"{name}: the {kind} evaluator emitted other transitions than the naive one")
+    best = {kind: max(r) for kind, r in rates.items()}
+    naive, indexed = best["naive"], best["indexed"]
+    extra = "" if before is None else f", before {best['before']:,.0f} points/s (now {indexed / best['before']:.1f}x)"
+    say(f"{name}: {len(specs)} rules, {sum(len(p) for _, p in msgs):,} points timed, {len(views['naive'])} transitions: "
+        f"naive {naive:,.0f} points/s, indexed {indexed:,.0f} points/s = {indexed / naive:.1f}x{extra}")  # fmt: skip
+    return {**best, "transitions": float(len(views["naive"])), "points": float(sum(len(p) for _, p in msgs))}
 
 
 # -- part 2: rule writes ----------------------------------------------------------------------------------
@@ -227,14 +275,23 @@ def main() -> None:
     per_device, writes = _env_int("BENCH_ALERT_PER_DEVICE", 1000), _env_int("BENCH_ALERT_WRITES", 100)
     lines = []
     scenarios = [] if "--no-evaluation" in sys.argv else [("quiet", quiet_rules(rules, METRICS)),
-                                                          ("mixed", mixed_rules(rules, METRICS, devices))]  # fmt: skip
+                                                          ("mixed", mixed_rules(rules, METRICS, devices)),
+                                                          ("recovering", quiet_rules(rules, METRICS))]  # fmt: skip
+    # BENCH_ALERT_BEFORE=<commit>: also time the evaluator of that commit in the same run (a before / after row).
+    at = os.environ.get("BENCH_ALERT_BEFORE", "").strip()
+    before = evaluator_at(at) if at and scenarios else None
     for name, specs in scenarios:
-        r = evaluation(name, specs, devices, per_device)
+        r = evaluation(name, specs, devices, per_device, before)
+        then = "" if before is None else (
+            f"; the evaluator of commit {at} {r['before']:,.0f} points/s ({1e6 / r['before']:.2f} µs/point): "
+            f"now **{r['indexed'] / r['before']:.1f}x** that"
+        )  # fmt: skip
         lines.append(
             f"evaluation, {name} rules ({rules} enabled, {rules // len(METRICS)} per metric), "
-            f"{devices * per_device:,} points, {int(r['transitions'])} transitions (identical in both): naive "
+            f"{int(r['points']):,} points timed, {int(r['transitions'])} transitions (identical in all): naive "
             f"{r['naive']:,.0f} points/s ({1e6 / r['naive']:.1f} µs/point), indexed {r['indexed']:,.0f} points/s "
-            f"({1e6 / r['indexed']:.2f} µs/point) = **{r['indexed'] / r['naive']:.1f}x**"
+            f"({1e6 / r['indexed']:.2f} µs/point) = **{r['indexed'] / r['naive']:.1f}x**{then}; load average "
+            f"{os.getloadavg()[0]:.1f}"
         )
     _write(lines)
     if writes and "--no-writes" not in sys.argv:

@@ -1,10 +1,12 @@
 """The alert evaluator as it was before rules were indexed: every point against every rule of its metric.
 
-The reference the indexed ``Evaluator.points`` must agree with exactly (tests/unit/test_alert_index_equivalence.py)
-and the baseline of the evaluation benchmark (tests/bench/alert_engine.py). Ticks, operator resolves and
-state are the product's; only ``points`` is the old loop, verbatim.
+The reference the indexed ``Evaluator`` must agree with exactly (tests/unit/test_alert_index_equivalence.py)
+and the baseline of the evaluation benchmark (tests/bench/alert_engine.py). State and rule errors are the
+product's; ``points`` (every rule of the metric, every machine of the device), ``tick`` (every machine),
+``operator_resolved`` and ``late_points`` are the old code, verbatim.
 """
 
+import time
 from collections.abc import Iterable
 
 from alert_worker.emitter import Emitted
@@ -16,7 +18,7 @@ from telemetry_schemas.values import Point
 
 
 class NaiveEvaluator(Evaluator):
-    """``points`` visits every enabled rule of the point's metric."""
+    """``points`` visits every enabled rule of the point's metric; ``tick`` every machine."""
 
     def points(self, device_id: str, points: Iterable[tuple[str, Point]], now: float) -> list[Emitted]:
         out: list[Emitted] = []
@@ -32,6 +34,7 @@ class NaiveEvaluator(Evaluator):
                         if params.no_data_for_s is None and not holds(params.condition, point.value, params.threshold):
                             continue  # a machine starts at its first breach (or first point, for no-data rules)
                         machine = self.machines[mkey] = sm.Machine()
+                    self.visits += 1
                     before = self._essentials(machine)
                     ident, when = f"{rule.rule_id}|{device_id}", point.timestamp.timestamp()
                     transitions = sm.on_point(machine, params, ident=ident, key=key, value=point.value,
@@ -44,3 +47,44 @@ class NaiveEvaluator(Evaluator):
                     continue
                 out.extend(Emitted(rule, device_id, t) for t in transitions)
         return out
+
+    def tick(self, now: float | None = None) -> list[Emitted]:
+        now = time.time() if now is None else now
+        out: list[Emitted] = []
+        for (rule_id, device_id), machine in list(self.machines.items()):
+            rule = self.rules.rules.get(rule_id)
+            if rule is None or not rule.enabled:
+                former = rule or self.rules.deleted.get(rule_id)
+                if former is not None and (machine.alert_id or machine.nodata_alert_id):
+                    reason = "rule deleted" if rule is None else "rule disabled"
+                    out.extend(Emitted(former, device_id, t) for t in sm.close_all(machine, reason, now))
+                    self.changed.add((rule_id, device_id))
+                if rule is None:  # deleted (ids are never reused): the machine goes, in the same save
+                    del self.machines[(rule_id, device_id)]
+                    self._params_cache.pop(rule_id, None)
+                    self.changed.add((rule_id, device_id))  # a changed key with no machine is saved as a delete
+                continue
+            self.visits += 1
+            before = self._essentials(machine)
+            transitions = sm.on_tick(machine, self._params(rule), ident=f"{rule_id}|{device_id}", now=now)
+            if transitions or self._essentials(machine) != before:
+                self.changed.add((rule_id, device_id))
+            out.extend(Emitted(rule, device_id, t) for t in transitions)
+        return out
+
+    def operator_resolved(self, alert_id: str, rule_id: str, device_id: str, now: float) -> None:
+        machine = self.machines.get((rule_id, device_id))
+        rule = self.rules.rules.get(rule_id)
+        if machine is not None and rule is not None:
+            sm.on_manual_resolve(machine, self._params(rule), alert_id=alert_id, now=now)
+            self.changed.add((rule_id, device_id))
+
+    def settle(self, keys: Iterable[tuple[str, str]]) -> None:
+        return  # every machine is always up to date
+
+    def snapshot(self) -> dict[tuple[str, str], sm.Machine]:
+        return self.machines
+
+    @property
+    def late_points(self) -> int:
+        return sum(m.late_points for m in self.machines.values())
