@@ -104,10 +104,14 @@ def test_device_deleted_resolves_untargets_cancels_and_keeps_data(client: httpx.
     for rule in (shared_rule, own_rule):
         (closed,) = eventually(lambda r=rule: alerts_of(client, r["rule_id"], status="resolved"), timeout=15)
         assert (closed["resolved_by"], closed["resolution_note"]) == ("system", "device deleted")
-    shared_now = client.get(f"{RULES}/{shared_rule['rule_id']}").json()
-    own_now = client.get(f"{RULES}/{own_rule['rule_id']}").json()
-    assert (shared_now["device_ids"], shared_now["enabled"]) == ([other], True)
-    assert (own_now["device_ids"], own_now["enabled"]) == ([device], False)  # [] would mean every device
+
+    def rule_states() -> list[tuple[list[str], bool]]:
+        # The rule events and the alert events reach their read models independently: poll both rules.
+        now = [client.get(f"{RULES}/{r['rule_id']}").json() for r in (shared_rule, own_rule)]
+        return [(r["device_ids"], r["enabled"]) for r in now]
+
+    expected = [([other], True), ([device], False)]  # the own rule keeps [device]: [] would mean every device
+    eventually(lambda: rule_states() == expected, timeout=15, what=f"rules untargeted / disabled: {expected}")
 
     async def check_streams(js: JetStreamContext) -> None:
         history = [alert_event_decoder.decode(e) for e in await events_on(js, alert_subject(alert["alert_id"]))]
