@@ -295,6 +295,19 @@ def _prepare_for_user(user: str, data_dir: Path, bin_dir: Path) -> None:
     shutil.chown(data_dir, user, user)
 
 
+# sockaddr_un holds 108 bytes: PostgreSQL refuses to start when its socket path is longer.
+_MAX_SOCKET_PATH = 107
+
+
+def _socket_dir(pgdata: Path) -> str:
+    """Where PostgreSQL puts its Unix socket: beside its data, or nowhere when that path is too long.
+
+    Everything here connects over TCP on 127.0.0.1; the socket only serves someone running psql in the
+    data directory. A deep data directory (e.g. a parallel test run's temp path) must not stop the server.
+    """
+    return str(pgdata) if len(str(pgdata / ".s.PGSQL.65535")) <= _MAX_SOCKET_PATH else ""
+
+
 def start_postgres(
     data_dir: Path, port: int | None = None, *, durable: bool = True, deadline_s: float = 60.0
 ) -> EmbeddedServer:
@@ -326,7 +339,7 @@ def start_postgres(
     port = port or free_port()
     argv = [
         str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(port), "-h", "127.0.0.1",
-        "-k", str(pgdata), "-c", "max_connections=200", "-c", "shared_buffers=256MB",
+        "-k", _socket_dir(pgdata), "-c", "max_connections=200", "-c", "shared_buffers=256MB",
         "-c", "logging_collector=off",
     ]  # fmt: skip
     if not durable:
