@@ -27,6 +27,7 @@ from tests.bench.big_regression import before_tree, time_statement
 from tests.bench.big_report import COMPARED, PARTS, big_part, regression_part, write_doc
 from tests.bench.big_timing import Timed, time_query
 from tests.bench.client import make_client
+from tests.bench.config import env_int
 from tests.bench.machine import machine_info
 from tests.bench.queries import Dataset
 from tests.support.servers import Servers, start_servers
@@ -34,10 +35,6 @@ from tests.support.stack import Stack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-big-queries.md"
 BEFORE_REF = "86f8f72"  # main before the fix of the rollup statements' generic plans
-
-
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
 
 
 def say(message: str) -> None:
@@ -49,14 +46,14 @@ def load_avg() -> str:
 
 
 async def time_all(url: str, headers: dict[str, str], ds: Dataset, queries: tuple[BigQuery, ...]) -> list[Timed]:
-    concurrency = _int("BIGQ_CONCURRENCY", 16)
+    concurrency = env_int("BIGQ_CONCURRENCY", 16)
     client = make_client("raw", url, headers, concurrency)
     out = []
     try:
         for query in queries:
             timed = await time_query(
-                client, ds, query, sequential=_int("BIGQ_SEQ", 200), concurrency=concurrency,
-                requests=_int("BIGQ_REQUESTS", 800), max_s=float(_int("BIGQ_MAX_S", 15)),
+                client, ds, query, sequential=env_int("BIGQ_SEQ", 200), concurrency=concurrency,
+                requests=env_int("BIGQ_REQUESTS", 800), max_s=float(env_int("BIGQ_MAX_S", 15)),
             )  # fmt: skip
             say(f"{query.key}: sequential p50 {timed.seq_p(50) * 1000:.2f} ms p99 {timed.seq_p(99) * 1000:.2f} ms; "
                 f"{concurrency} concurrent {timed.rps:,.0f} req/s p99 {timed.conc_p(99) * 1000:.1f} ms; "
@@ -80,15 +77,15 @@ async def compare(before: Stack, after: Stack, ds: Dataset) -> dict[str, list[Ti
 
 def _dataset(devices: int) -> Dataset:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    return Dataset(devices, _int("BIGQ_METRICS", 10), _int("BIGQ_STEP_MIN", 10), now)
+    return Dataset(devices, env_int("BIGQ_METRICS", 10), env_int("BIGQ_STEP_MIN", 10), now)
 
 
 def _load(servers: Servers, ds: Dataset) -> BigLoad:
     say(f"loading {ds.points:,} points (load {load_avg()})")
     load = asyncio.run(
         load_direct(
-            servers.database_url, ds, chunk_devices=_int("BIGQ_CHUNK_DEVICES", 10),
-            connections=_int("BIGQ_LOAD_CONNECTIONS", 2), say=say,
+            servers.database_url, ds, chunk_devices=env_int("BIGQ_CHUNK_DEVICES", 10),
+            connections=env_int("BIGQ_LOAD_CONNECTIONS", 2), say=say,
         )
     )  # fmt: skip
     say(f"loaded: {load}")
@@ -114,7 +111,7 @@ def _before_after(servers: Servers, root: Path, ds: Dataset, ref: str) -> dict[s
 
 def run_big(root: Path, ref: str) -> str:
     """Part one: the 10 M points, the spec's queries, the regression's statement at this size."""
-    ds = _dataset(_int("BIGQ_DEVICES", 1000))
+    ds = _dataset(env_int("BIGQ_DEVICES", 1000))
     servers = start_servers(root / "servers", durable=True)
     stack = Stack(servers, root / "logs")
     try:
@@ -129,7 +126,7 @@ def run_big(root: Path, ref: str) -> str:
             timed += asyncio.run(time_all(stack.url, stack.headers, ds, (query,)))
         stack.stop_all()
         say("the count statement, default vs never prepared")
-        statement = time_statement(servers.database_url, ds, _int("BIGQ_STATEMENT_RUNS", 200))
+        statement = time_statement(servers.database_url, ds, env_int("BIGQ_STATEMENT_RUNS", 200))
         compared = _before_after(servers, root, ds, ref)
         processes = os.environ.get("TELEMETRY_GATEWAY_PROCESSES", "default (one per core)")
         return big_part(ds, load, timed, loads, statement, compared, ref, machine, processes)
@@ -140,13 +137,13 @@ def run_big(root: Path, ref: str) -> str:
 
 def run_regression(root: Path, ref: str) -> str:
     """Part two: make bench's query data set (150 devices), where the regression showed, before/after."""
-    ds = _dataset(_int("BIGQ_REGRESSION_DEVICES", 150))
+    ds = _dataset(env_int("BIGQ_REGRESSION_DEVICES", 150))
     servers = start_servers(root / "servers", durable=True)
     try:
         started = load_avg()
         load = _load(servers, ds)
         say("the count statement, default vs never prepared")
-        statement = time_statement(servers.database_url, ds, _int("BIGQ_STATEMENT_RUNS", 200))
+        statement = time_statement(servers.database_url, ds, env_int("BIGQ_STATEMENT_RUNS", 200))
         compared = _before_after(servers, root, ds, ref)
         return regression_part(ds, load, statement, compared, ref, started)
     finally:

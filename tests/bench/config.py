@@ -4,7 +4,8 @@ import os
 from dataclasses import dataclass
 
 
-def _int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """An integer size from the environment (unset or blank: ``default``); every bench module reads sizes so."""
     raw = os.environ.get(name, "").strip()
     return int(raw) if raw else default
 
@@ -59,41 +60,41 @@ class BenchConfig:
     @classmethod
     def from_env(cls) -> "BenchConfig":
         return cls(
-            points=_int("BENCH_POINTS", 1_000_000),
-            baseline_points=_int("BENCH_BASELINE_POINTS", 500_000),
-            batch_size=_int("BENCH_BATCH_SIZE", 1000),
-            devices=_int("BENCH_DEVICES", 50),
-            concurrency=_int("BENCH_CONCURRENCY", 8),
-            lag_batches=_int("BENCH_LAG_BATCHES", 500),
-            lag_batch_points=_int("BENCH_LAG_BATCH_POINTS", 100),
+            points=env_int("BENCH_POINTS", 1_000_000),
+            baseline_points=env_int("BENCH_BASELINE_POINTS", 500_000),
+            batch_size=env_int("BENCH_BATCH_SIZE", 1000),
+            devices=env_int("BENCH_DEVICES", 50),
+            concurrency=env_int("BENCH_CONCURRENCY", 8),
+            lag_batches=env_int("BENCH_LAG_BATCHES", 500),
+            lag_batch_points=env_int("BENCH_LAG_BATCH_POINTS", 100),
             lag_interval_ms=_float("BENCH_LAG_INTERVAL_MS", 20.0),
-            latency_requests=_int("BENCH_LATENCY_REQUESTS", 4000),
-            latency_concurrency=_int("BENCH_LATENCY_CONCURRENCY", 16),
+            latency_requests=env_int("BENCH_LATENCY_REQUESTS", 4000),
+            latency_concurrency=env_int("BENCH_LATENCY_CONCURRENCY", 16),
             client=os.environ.get("BENCH_CLIENT", "raw").strip().lower() or "raw",
             drain_timeout_s=_float("BENCH_DRAIN_TIMEOUT", 180.0),
-            extra_ingest_workers=_int("BENCH_EXTRA_INGEST_WORKERS", 1),
-            definitions=_int("BENCH_DEFINITIONS", 100),
-            defs_points=_int("BENCH_DEFS_POINTS", 200_000),
-            defs_rounds=_int("BENCH_DEFS_ROUNDS", 2),
-            get_requests=_int("BENCH_GET_REQUESTS", 4000),
-            get_concurrency=_int("BENCH_GET_CONCURRENCY", 16),
+            extra_ingest_workers=env_int("BENCH_EXTRA_INGEST_WORKERS", 1),
+            definitions=env_int("BENCH_DEFINITIONS", 100),
+            defs_points=env_int("BENCH_DEFS_POINTS", 200_000),
+            defs_rounds=env_int("BENCH_DEFS_ROUNDS", 2),
+            get_requests=env_int("BENCH_GET_REQUESTS", 4000),
+            get_concurrency=env_int("BENCH_GET_CONCURRENCY", 16),
             one_loop=os.environ.get("BENCH_ONE_LOOP", "1") != "0",
             profile=os.environ.get("BENCH_PROFILE", "") == "1",
             quiet_share=_float("BENCH_QUIET_SHARE", 0.15),
             quiet_max_s=_float("BENCH_QUIET_MAX_S", 12.0),
-            query_points=_int("BENCH_QUERY_POINTS", 1_512_000),
-            query_metrics=_int("BENCH_QUERY_METRICS", 10),
-            query_step_min=_int("BENCH_QUERY_STEP_MIN", 10),
-            query_batch=_int("BENCH_QUERY_BATCH", 100),
-            query_requests=_int("BENCH_QUERY_REQUESTS", 400),
-            query_concurrency=_int("BENCH_QUERY_CONCURRENCY", 16),
+            query_points=env_int("BENCH_QUERY_POINTS", 1_512_000),
+            query_metrics=env_int("BENCH_QUERY_METRICS", 10),
+            query_step_min=env_int("BENCH_QUERY_STEP_MIN", 10),
+            query_batch=env_int("BENCH_QUERY_BATCH", 100),
+            query_requests=env_int("BENCH_QUERY_REQUESTS", 400),
+            query_concurrency=env_int("BENCH_QUERY_CONCURRENCY", 16),
             query_max_s=_float("BENCH_QUERY_MAX_S", 15.0),
             query_min_s=_float("BENCH_QUERY_MIN_S", 2.0),
-            query_alone_requests=_int("BENCH_QUERY_ALONE_REQUESTS", 20),
-            csv_repeats=_int("BENCH_CSV_REPEATS", 5),
-            alert_breaches=_int("BENCH_ALERT_BREACHES", 100),
+            query_alone_requests=env_int("BENCH_QUERY_ALONE_REQUESTS", 20),
+            csv_repeats=env_int("BENCH_CSV_REPEATS", 5),
+            alert_breaches=env_int("BENCH_ALERT_BREACHES", 100),
             alert_poll_ms=_float("BENCH_ALERT_POLL_MS", 3.0),
-            alert_rules=_int("BENCH_ALERT_RULES", 1000),
-            alert_points=_int("BENCH_ALERT_POINTS", 300_000),
+            alert_rules=env_int("BENCH_ALERT_RULES", 1000),
+            alert_points=env_int("BENCH_ALERT_POINTS", 300_000),
             alert_drain_max_s=_float("BENCH_ALERT_DRAIN_MAX_S", 120.0),
         )

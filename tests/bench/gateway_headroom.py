@@ -37,6 +37,7 @@ import httpx
 from gateway.views.latest import latest_value
 from telemetry_core.pg_pool import make_pool
 from tests.bench.client import Poster, make_client
+from tests.bench.config import env_int
 from tests.bench.latency import run_latency
 from tests.support.servers import Servers, start_servers
 from tests.support.stack import Stack
@@ -44,10 +45,6 @@ from tests.support.stack import Stack
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-gateway.md"
 DEVICE, METRIC = "bench-gw-dev", "temperature"
 Q1 = f"/api/v1/telemetry/devices/{DEVICE}/metrics/{METRIC}/latest"
-
-
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
 
 
 def say(message: str) -> None:
@@ -388,11 +385,11 @@ def report(
 
 
 def main() -> None:
-    copies = _int("BENCH_GATEWAY_PROCESSES", os.cpu_count() or 2)
+    copies = env_int("BENCH_GATEWAY_PROCESSES", os.cpu_count() or 2)
     seq_n, conc_n, posts = (
-        _int("BENCH_GW_SEQ", 2000),
-        _int("BENCH_GW_CONC_PER_CLIENT", 60),
-        _int("BENCH_GW_POSTS", 4000),
+        env_int("BENCH_GW_SEQ", 2000),
+        env_int("BENCH_GW_CONC_PER_CLIENT", 60),
+        env_int("BENCH_GW_POSTS", 4000),
     )
     root = Path(tempfile.mkdtemp(prefix="telemetry-gw-bench-"))
     servers: Servers = start_servers(root / "servers", durable=True)
@@ -423,7 +420,7 @@ def main() -> None:
         checkout = asyncio.run(checkout_cost(servers.database_url, seq_n))
         say(f"q1 database part p50/p99 ms: {checkout}")
         profile = profile_single(stack, root / "gateway.prof", seq_n) if os.environ.get("BENCH_GATEWAY_PROFILE") else []
-        paths = request_path(stack, base_tree, _int("BENCH_RP_REQUESTS", 1000), _int("BENCH_RP_ROUNDS", 3))
+        paths = request_path(stack, base_tree, env_int("BENCH_RP_REQUESTS", 1000), env_int("BENCH_RP_ROUNDS", 3))
         base_name = os.environ.get("BENCH_BASE_NAME", str(base_tree))
         DOC.write_text(report(base, many, copies, profile, load, checkout, paths, before, base_name))
         say(f"wrote {DOC}")

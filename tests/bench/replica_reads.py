@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from tests.bench.client import Poster, make_client
+from tests.bench.config import env_int
 from tests.bench.e2e import build_batches, post_batches
 from tests.bench.stats import percentile
 from tests.support.ids import unique
@@ -33,10 +34,6 @@ from tests.support.stack import Stack
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-replica.md"
 DEVICE, METRIC = "bench-replica-dev", "temperature"
 Q1 = f"/api/v1/telemetry/devices/{DEVICE}/metrics/{METRIC}/latest"
-
-
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
 
 
 def say(message: str) -> None:
@@ -172,7 +169,7 @@ def report(setup_s: float, q1: dict[str, list[float]], made: dict[str, list[floa
 
 
 def main() -> None:
-    rounds, per_round, create_rounds = _int("BENCH_REPLICA_ROUNDS", 10), _int("BENCH_REPLICA_PER_ROUND", 200), 30
+    rounds, per_round, create_rounds = env_int("BENCH_REPLICA_ROUNDS", 10), env_int("BENCH_REPLICA_PER_ROUND", 200), 30
     root = Path(tempfile.mkdtemp(prefix="telemetry-replica-bench-"))
     # Durable: with synchronous_commit=off (the suite's throwaway servers) WAL reaches the replica only when the
     # WAL writer flushes it (every 200 ms), which made writes through the replica ~4x slower than they are.
@@ -214,7 +211,7 @@ def main() -> None:
         made = creates(gateways, create_rounds)
         say(f"create p50 primary {ms(made['primary'], 50):.1f} ms, replica {ms(made['replica'], 50):.1f} ms")
         rest = replica_health(gateways["replica"])
-        lag = asyncio.run(lag_under_ingest(workers, gateways["replica"], _int("BENCH_REPLICA_LAG_POINTS", 20_000)))
+        lag = asyncio.run(lag_under_ingest(workers, gateways["replica"], env_int("BENCH_REPLICA_LAG_POINTS", 20_000)))
         text = report(setup_s, q1, made, rest, lag, load)
         DOC.write_text(text)
         print(text)
