@@ -3,6 +3,7 @@
 import os
 from dataclasses import dataclass, field
 
+import structlog
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -19,6 +20,8 @@ from nats.js.errors import NotFoundError
 
 from telemetry_core.replicas import cluster_size, resolve_replicas
 from telemetry_core.settings import Settings, ack_wait_from_env
+
+_log = structlog.get_logger("topology")
 
 POINTS_STREAM = "POINTS"
 EVENTS_STREAM = "EVENTS"
@@ -274,8 +277,28 @@ async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
         else:
             await js.update_stream(config)
     for spec in (*CONSUMERS, platform_consumer(settings)):
-        await js.add_consumer(spec.stream, spec.config())
+        await ensure_consumer(js, spec)
     await ensure_subscriptions_bucket(js, settings, replicas)
+
+
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+    """Create or update one durable consumer; warn when that changes the ack_wait another process set.
+
+    Every process of a deployment must use the same TELEMETRY_ACK_WAIT: each start sets the consumers to its
+    own value, so two values flip them back and forth (and a process keeping messages "in progress" every
+    ack_wait/3 of its own value may let a shorter server-side ack_wait expire under it). A rolling change of
+    the setting logs this once per process; any other time it names the mismatch.
+    """
+    try:
+        before = (await js.consumer_info(spec.stream, spec.durable)).config.ack_wait
+    except NotFoundError:
+        before = None
+    await js.add_consumer(spec.stream, spec.config())
+    if before is not None and abs(before - spec.ack_wait_s) > 1e-3:
+        _log.warning(
+            "consumer_ack_wait_changed", consumer=spec.durable, stream=spec.stream, was_s=before,
+            now_s=spec.ack_wait_s, hint="every process must run with the same TELEMETRY_ACK_WAIT",
+        )  # fmt: skip
 
 
 async def ensure_subscriptions_bucket(js: JetStreamContext, settings: Settings, replicas: int = 1) -> None:

@@ -4,10 +4,11 @@ import os
 import subprocess
 import sys
 
+import structlog
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 
-from telemetry_core.topology import ConsumerSpec
+from telemetry_core.topology import ConsumerSpec, ensure_consumer
 from tests.support.ids import unique
 
 
@@ -42,5 +43,25 @@ async def test_an_existing_consumer_is_updated_to_the_new_ack_wait(nc: Client) -
         await js.add_consumer(stream, ConsumerSpec(stream, f"c_{uid}", f"aw.{uid}.>", ack_wait_s=5.0).config())
         info = await js.consumer_info(stream, f"c_{uid}")
         assert info.config.ack_wait == 5.0
+    finally:
+        await js.delete_stream(stream)
+
+
+async def test_a_process_that_changes_another_processes_ack_wait_says_so(nc: Client) -> None:
+    js = nc.jetstream()
+    uid = unique("awm")
+    stream = f"AWM_{uid}"
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"awm.{uid}.>"], storage=StorageType.FILE))
+    try:
+        first = ConsumerSpec(stream, f"c_{uid}", f"awm.{uid}.>", ack_wait_s=30.0)
+        with structlog.testing.capture_logs() as logs:
+            await ensure_consumer(js, first)  # new: nothing to warn about
+            await ensure_consumer(js, first)  # same value again: nothing either
+        assert [e for e in logs if e["event"] == "consumer_ack_wait_changed"] == []
+        with structlog.testing.capture_logs() as logs:
+            await ensure_consumer(js, ConsumerSpec(stream, f"c_{uid}", f"awm.{uid}.>", ack_wait_s=5.0))
+        warned = [e for e in logs if e["event"] == "consumer_ack_wait_changed"]
+        assert [(e["consumer"], e["was_s"], e["now_s"]) for e in warned] == [(f"c_{uid}", 30.0, 5.0)]
+        assert (await js.consumer_info(stream, f"c_{uid}")).config.ack_wait == 5.0
     finally:
         await js.delete_stream(stream)
