@@ -13,7 +13,7 @@ from typing import Annotated
 
 from litestar import Response, get
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 _ROOT = Path(__file__).resolve().parent.parent / "console"
 _TYPES = {
@@ -69,7 +69,7 @@ def _serve(name: str, accept_encoding: str | None) -> Response[bytes]:
     return Response(found.content, media_type=found.media_type, headers={**_HEADERS, "Vary": "Accept-Encoding"})
 
 
-_ENCODING = Parameter(header="accept-encoding", required=False)
+_ENCODING = HeaderParameter(name="accept-encoding", required=False)
 
 
 @get("/", opt=_OPT, include_in_schema=False, sync_to_thread=False)
