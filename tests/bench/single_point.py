@@ -13,7 +13,11 @@
 * **the same stack with NATS at ``sync_interval: 1s``** (a second set of servers and workers, idle while the
   first is measured), alternating with the above: what the fsync costs inside the whole system.
 
-Sizes: BENCH_SINGLE_REQUESTS (default 3000 per run), BENCH_SINGLE_ROUNDS (default 3). The machine is shared:
+* **the gateway alone**: tests/bench/request_path.py's in-process probe (CPU of one POST, by section), this tree
+  and BENCH_BASE_TREE alternating, on the first set of servers.
+
+Sizes: BENCH_SINGLE_REQUESTS (default 3000 per run), BENCH_SINGLE_ROUNDS (default 3),
+BENCH_SINGLE_PROBE_REQUESTS (default 1000 per kind and round; 0 skips the probe). The machine is shared:
 compare figures of one run with each other (ratios), never with another sitting.
 """
 
@@ -27,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -37,7 +42,7 @@ from telemetry_core.embedded import start_nats, start_postgres
 from telemetry_core.migrate import migrate
 from tests.bench.client import make_client
 from tests.bench.config import env_int
-from tests.bench.gateway_headroom import pct, tree_env
+from tests.bench.gateway_headroom import pct, request_path, seed, tree_env
 from tests.bench.latency import run_latency
 from tests.bench.procs import cpu_seconds
 from tests.support.servers import Servers
@@ -187,7 +192,13 @@ def _base_gateway(stack: Stack, tree: Path) -> Stack:
     return base
 
 
-def whole_stack(root: Path, rounds: int, requests: int, base_tree: Path | None) -> list[Variant]:
+Probe = dict[str, dict[str, dict[str, Any]]]
+
+
+def whole_stack(
+    root: Path, rounds: int, requests: int, base_tree: Path | None, probe_n: int
+) -> tuple[list[Variant], Probe]:
+    """The HTTP runs, alternating; then (``probe_n`` > 0) the in-process request-path probe on the same servers."""
     stacks: list[tuple[Stack, Servers]] = []
     try:
         stack, servers, nats_pid, pg_pid = _stack(root, "always", "always")
@@ -206,7 +217,12 @@ def whole_stack(root: Path, rounds: int, requests: int, base_tree: Path | None) 
                 v.runs.append(run)
                 say(f"round {r} {v.name}: p50 {run.p50:.1f} ms p99 {run.p99:.1f} ms {run.rps:,.0f} req/s, "
                     f"publish {run.publish_ms:.1f} ms, CPU {sum(run.cpu_us.values()):,.0f} µs/request, load {run.load:.1f}")  # fmt: skip
-        return variants
+        probe: Probe = {}
+        if probe_n > 0:
+            say(f"in-process request path: {probe_n} requests per kind, {rounds} rounds, builds alternating")
+            seed(stack)  # q1 and q2 of the probe read this series
+            probe = request_path(stack, base_tree, probe_n, rounds)
+        return variants, probe
     finally:
         for stack, _servers in reversed(stacks):
             stack.stop_all()
@@ -221,7 +237,43 @@ def _med(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def render(bare: dict[tuple[str, int], list[tuple[float, float, float]]], variants: list[Variant], base: str) -> str:
+def _probe_lines(probe: Probe, base: str) -> list[str]:
+    """The gateway alone: CPU of one POST in-process (tests/bench/request_path.py), before and now."""
+    if not probe:
+        return []
+    lines = [
+        "",
+        "## The gateway alone: one POST in-process (tests/bench/request_path.py)",
+        "",
+        "The real app called as an ASGI app in one process, one request at a time (no socket, no client); CPU per "
+        f"request over blocks of 50, median block and fastest block; builds alternate. before = {base}. Sections "
+        "are µs per request under cProfile (inflated 3-5x: compare a section across builds only).",
+        "",
+        "| build | CPU median block | fastest block | wall p50 |",
+        "|---|---|---|---|",
+    ]
+    for name, kinds in probe.items():
+        post = kinds["post"]
+        lines.append(
+            f"| {name} | {post['cpu_us']:.0f} µs | {post['cpu_min_us']:.0f} µs | {post['wall_p50_us']:.0f} µs |"
+        )
+    if "before" in probe:
+        now, before = probe["now"]["post"], probe["before"]["post"]
+        lines += [
+            "",
+            f"now / before: median block {now['cpu_us'] / before['cpu_us']:.2f}x, fastest block "
+            f"{now['cpu_min_us'] / before['cpu_min_us']:.2f}x.",
+            "",
+            "| section (µs per request under cProfile) | before | now |",
+            "|---|---|---|",
+            *(f"| {k} | {before['sections'][k]:.0f} | {now['sections'][k]:.0f} |" for k in now["sections"]),
+        ]
+    return lines
+
+
+def render(
+    bare: dict[tuple[str, int], list[tuple[float, float, float]]], variants: list[Variant], probe: Probe, base: str
+) -> str:
     loads = [r.load for v in variants for r in v.runs]
     lines = [
         "# Single-point POST: where the time and the CPU go",
@@ -294,6 +346,7 @@ def render(bare: dict[tuple[str, int], list[tuple[float, float, float]]], varian
             f"p50 {_med([r.p50 for r in relaxed.runs]) / _med([r.p50 for r in now.runs]):.2f}, NATS CPU per request "
             f"{_med([r.cpu_us['nats-server'] for r in relaxed.runs]) / _med([r.cpu_us['nats-server'] for r in now.runs]):.2f}.",
         ]
+    lines += _probe_lines(probe, base)
     lines += [
         "",
         "## Reading it",
@@ -328,8 +381,8 @@ def main() -> None:
         say("bare nats-server: sync always vs 1s")
         bare = bare_nats(root, rounds)
         say(f"whole stack: {requests:,} single-point POSTs per run, {rounds} rounds")
-        variants = whole_stack(root, rounds, requests, base_tree)
-    DOC.write_text(render(bare, variants, base_name))
+        variants, probe = whole_stack(root, rounds, requests, base_tree, env_int("BENCH_SINGLE_PROBE_REQUESTS", 1000))
+    DOC.write_text(render(bare, variants, probe, base_name))
     say(f"wrote {DOC}")
 
 
