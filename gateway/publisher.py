@@ -15,6 +15,7 @@ from nats.js.errors import APIError, NotFoundError
 from gateway.errors import ApiError
 from gateway.metrics import POINTS_ACCEPTED, PUBLISH_RETRIES, PUBLISH_SECONDS
 from gateway.publish_retry import publish_retrying
+from gateway.unique_ids import new_id
 from telemetry_core.errors import ServiceUnavailableError
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID, REQUEST_ID, SIGNATURE
 from telemetry_core.points_validator import PointsValidator, points_body
@@ -79,7 +80,7 @@ class CommandPublisher:
             digest = hashlib.blake2b(b",".join(raw_points), digest_size=12).hexdigest()
             headers[MSG_ID] = f"{device_id}:{batch_id}:{digest}"
         else:
-            headers[MSG_ID] = f"{device_id}:once:{uuid.uuid4().hex}"
+            headers[MSG_ID] = f"{device_id}:once:{new_id()}"
         # One device's points are one message (stored in one transaction); the broker refuses a message over
         # its max_payload, which no retry can change: say so instead of a 503 that invites retries.
         limit = self._nc.max_payload

@@ -7,13 +7,13 @@ log of every success would cost CPU on the ingestion hot path and drown the fail
 
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from gateway.unique_ids import new_id
 from telemetry_core.headers import REQUEST_ID
 
 SLOW_S = 1.0
@@ -45,7 +45,7 @@ def _take_request_id(scope: Scope) -> tuple[str, bool]:
     headers = [(k, v) for k, v in scope.get("headers") or [] if k != _REQUEST_ID]
     given = next((v for k, v in scope.get("headers") or [] if k == _REQUEST_ID), None)
     supplied = given is not None and _VALID_ID.match(given) is not None
-    rid = given.decode() if supplied and given is not None else uuid.uuid4().hex
+    rid = given.decode() if supplied and given is not None else new_id()
     scope["headers"] = [*headers, (_REQUEST_ID, rid.encode())]
     return rid, supplied
 
