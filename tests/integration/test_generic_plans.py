@@ -22,7 +22,7 @@ from psycopg import sql
 
 from gateway.query_plan import PERCENTILES, Plan, Source
 from gateway.views import device_metrics, history, latest, stats
-from gateway.views.aggregates import Filter, _points_in, _prepare, _statement
+from gateway.views.aggregates import Filter, _points_in, _prepare, _query, _statement
 from gateway.views.alerts import AlertFilters, list_alerts
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
@@ -118,8 +118,11 @@ def _numbered(text: str) -> tuple[str, int]:
     return re.sub(r"%(?:\((\w+)\))?s", number, text), max(positional, len(names))
 
 
-def generic_plan(conn: psycopg.Connection, statement: str | sql.Composable) -> dict[str, Any]:
-    text = statement if isinstance(statement, str) else statement.as_string(conn)
+def generic_plan(conn: psycopg.Connection, statement: str | bytes | sql.Composable) -> dict[str, Any]:
+    if isinstance(statement, bytes):
+        text = statement.decode()
+    else:
+        text = statement if isinstance(statement, str) else statement.as_string(conn)
     numbered, _ = _numbered(text)
     row = conn.execute(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {numbered}".encode()).fetchone()  # our own text
     assert row is not None
@@ -150,7 +153,7 @@ def device_traps(plan: dict[str, Any]) -> list[str]:
     return traps
 
 
-def _aggregate_statements() -> Iterator[tuple[str, sql.Composed]]:
+def _aggregate_statements() -> Iterator[tuple[str, bytes]]:
     """Every aggregates statement that names devices and is not unnamed (prepare is not False)."""
     for source in Source:
         for series in (Filter.DEVICES, Filter.ONE_SERIES):
@@ -162,7 +165,7 @@ def _aggregate_statements() -> Iterator[tuple[str, sql.Composed]]:
                 for per_device in (True, False):
                     for tags in (False, True) if source is Source.RAW else (False,):
                         label = f"{source} {series} {aggregation} per_device={per_device} tags={tags}"
-                        yield label, _statement(Plan(source, None), aggregation, per_device, series, tags)
+                        yield label, _query(Plan(source, None), aggregation, per_device, series, tags)
 
 
 def test_prepared_aggregate_statements_find_the_device_through_an_index(plans_db: str) -> None:
