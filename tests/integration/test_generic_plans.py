@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 
 from gateway.query_plan import PERCENTILES, Plan, Source
-from gateway.views import device_metrics, history, latest, stats
+from gateway.views import csv_export, device_metrics, history, latest, stats
 from gateway.views.aggregates import Filter, _points_in, _prepare, _query, _statement
 from gateway.views.alerts import AlertFilters, list_alerts
 from telemetry_core.pg_pool import make_pool
@@ -172,7 +172,9 @@ def test_prepared_aggregate_statements_find_the_device_through_an_index(plans_db
     checked = 0
     with psycopg.connect(plans_db, autocommit=True) as conn:
         for label, statement in _aggregate_statements():
-            assert device_traps(generic_plan(conn, statement)) == [], label
+            plan = generic_plan(conn, statement)
+            assert device_traps(plan) == [], label
+            assert any(_BY_DEVICE.match(n.get("Relation Name", "")) for n in _nodes(plan)), label  # a scan was seen
             checked += 1
     # One series is prepared for every source: the loop above did see it (not an empty selection).
     assert checked >= 3 * 6 and _prepare(Source.HOUR, Filter.ONE_SERIES) is True
@@ -200,13 +202,18 @@ def test_the_check_sees_the_trap_of_a_covering_metric_index(plans_db: str) -> No
 
 
 def test_other_prepared_device_statements_find_the_device_through_an_index(plans_db: str) -> None:
-    """The gateway's other statements with a device filter that are prepared (prepare=True) or auto-prepared."""
+    """The gateway's other statements with a device filter that are prepared (prepare=True) or auto-prepared.
+
+    Not here: the CSV export's rows (a named cursor: DECLARE, never prepared) and the backtest's statements
+    (a connection of its own per backtest, each statement run once: never prepared).
+    """
     statements = {
         "latest value (prepare=True)": latest._LATEST,
         "device metrics (prepare=True)": device_metrics._METRICS,
         "device stats (prepare=True)": stats._DEVICE,
         "raw points of devices (auto)": history.raw_statement(devices=True, tags=False),
         "raw points of devices with tags (auto)": history.raw_statement(devices=True, tags=True),
+        "CSV export: any points? (auto)": csv_export._EXISTS,
     }
     with psycopg.connect(plans_db, autocommit=True) as conn:
         for label, statement in statements.items():
