@@ -61,8 +61,10 @@ class Filter(StrEnum):
 # plan of that reads every device's rows even when one is asked for. One series is two equalities, not
 # one-element arrays: a generic plan cannot know how long an array parameter is (PostgreSQL guesses 10
 # elements, so 10 x 10 index descents of the primary key), but with `device_id = $ AND metric_name = $` the
-# primary key matches the two leading columns exactly and wins over any (metric, bucket) index whatever the
-# statistics: its generic plan is the custom one (tests/integration/test_generic_plans.py).
+# primary key matches its two leading columns exactly: its conditions are a superset of the plain
+# (metric, bucket) index's and both read the heap, so the generic plan is the primary key, as the custom one.
+# A covering (metric, bucket) index holding device_id (migration 0014's) would undercut it with an index-only
+# scan again: tests/integration/test_generic_plans.py checks every prepared statement's generic plan.
 _TIME = "{p}{time} >= %(start)s AND {p}{time} < %(end)s"
 _FILTERS = {
     Filter.ALL_DEVICES: "{p}metric_name = ANY(%(metrics)s) AND " + _TIME,
@@ -122,16 +124,17 @@ def _prepare(source: Source, series: Filter) -> bool | None:
 
     True for one series: its generic plan is the primary key with device, metric and time all index
     conditions (tests/integration/test_generic_plans.py checks it), so PostgreSQL may reuse it and a request
-    skips parse (and, once generic, planning): q2's statement 0.58 ms against 0.82 ms unprepared, same run
+    skips parse and planning: q2's statement at 0.5-0.8x of the unnamed one's p50, same run
     (docs/benchmarks-q2-prepare.md).
 
     False for a rollup statement with `device_id = ANY(…)`: psycopg prepares a statement run 5 times on a
     connection, and PostgreSQL then switches to a generic plan when its estimate is lower than the custom
-    plans'. With the covering (metric, bucket) index of migration 0014 (plain since 0017) and a long range it
-    was: an index-only scan with the device as a *filter*, reading every device's rows of the metric (25,032
-    rows removed for one 30-day series at 150 devices: 14-18 ms instead of 0.1 ms through the primary key).
-    Which index that generic plan picks depends on the indexes and statistics of the day, so these
-    statements stay unnamed: planned with their values every time (~0.1 ms).
+    plans'. With migration 0014's covering (metric, bucket) index and a long range it did: an index-only scan
+    with the device as a *filter*, reading every device's rows of the metric (25,032 rows removed for one
+    30-day series at 150 devices: 14-18 ms instead of 0.1 ms through the primary key). With 0017's plain
+    index the generic plan is the primary key at 150-1,000 devices but that index, device as a filter, at 20.
+    Which index it picks is the statistics' choice, so these statements stay unnamed: planned with their
+    values every time (~0.1 ms).
     """
     if series is Filter.ONE_SERIES:
         return True
