@@ -3,6 +3,7 @@
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -38,16 +39,42 @@ _ROLLUP_EXPR = {
     "sum": "sum(sum)",
     "count": "sum(count)::float8",
 }
+
+
+class Filter(StrEnum):
+    """Which series a statement reads; each has its own statement text (never `%(devices)s IS NULL OR …`)."""
+
+    ALL_DEVICES = "all devices"  # no device condition at all
+    DEVICES = "named devices"  # device_id = ANY(…), metric_name = ANY(…)
+    ONE_SERIES = "one device, one metric"  # device_id = $ AND metric_name = $: the one shape that is prepared
+
+    @classmethod
+    def of(cls, metrics: list[str], devices: list[str] | None) -> "Filter":
+        """The filter of a query for these metrics and devices (None: every device)."""
+        if devices is None:
+            return cls.ALL_DEVICES
+        return cls.ONE_SERIES if len(devices) == 1 and len(metrics) == 1 else cls.DEVICES
+
+
 # Built for the filter given: a query with devices names them (the primary keys lead with device_id), one
 # without reads no device column at all. Never `(%(devices)s IS NULL OR device_id = ANY(...))`: a generic
-# plan of that reads every device's rows even when one is asked for.
-_METRICS_AND_TIME = "{p}metric_name = ANY(%(metrics)s) AND {p}{time} >= %(start)s AND {p}{time} < %(end)s"
-_DEVICES = " AND {p}device_id = ANY(%(devices)s)"
+# plan of that reads every device's rows even when one is asked for. One series is two equalities, not
+# one-element arrays: a generic plan cannot know how long an array parameter is (PostgreSQL guesses 10
+# elements, so 10 x 10 index descents of the primary key), but with `device_id = $ AND metric_name = $` the
+# primary key matches its two leading columns exactly: its conditions are a superset of the plain
+# (metric, bucket) index's and both read the heap, so the generic plan is the primary key, as the custom one.
+# A covering (metric, bucket) index holding device_id (migration 0014's) would undercut it with an index-only
+# scan again: tests/integration/test_generic_plans.py checks every prepared statement's generic plan.
+_TIME = "{p}{time} >= %(start)s AND {p}{time} < %(end)s"
+_FILTERS = {
+    Filter.ALL_DEVICES: "{p}metric_name = ANY(%(metrics)s) AND " + _TIME,
+    Filter.DEVICES: "{p}metric_name = ANY(%(metrics)s) AND " + _TIME + " AND {p}device_id = ANY(%(devices)s)",
+    Filter.ONE_SERIES: "{p}device_id = %(device)s AND {p}metric_name = %(metric)s AND " + _TIME,
+}
 
 
-def _filter(time: str, devices: bool, prefix: str = "") -> sql.SQL:
-    text = _METRICS_AND_TIME.format(p=prefix, time=time) + (_DEVICES.format(p=prefix) if devices else "")
-    return sql.SQL(text)  # built from the constants above only
+def _filter(time: str, series: Filter, prefix: str = "") -> sql.SQL:
+    return sql.SQL(_FILTERS[series].format(p=prefix, time=time))  # built from the constants above only
 
 
 _RAW = (
@@ -92,36 +119,60 @@ def _table(source: Source, devices: bool, per_device: bool, aggregation: str) ->
     return sql.SQL(_TABLES[source])
 
 
-def _prepare(source: Source, devices: bool) -> bool | None:
-    """False (never a server-side prepared statement) for a rollup statement that names devices.
+def _prepare(source: Source, series: Filter) -> bool | None:
+    """Whether to run the statement as a server-side prepared statement (None: psycopg's default).
 
-    psycopg prepares a statement run 5 times on a connection, and PostgreSQL then switches to a generic plan
-    when its estimate is lower than the custom plans'. For a device-filtered rollup_hour statement over a
-    long range it is: the generic plan cannot see how many hours the range holds, so it guesses few and picks
-    a scan of the (metric, bucket) index (migration 0014's covering one, plain since 0017) with the
-    device as a *filter*, reading every device's rows of the metric (25,032 rows removed for one 30-day
-    series at 150 devices: 14-18 ms instead of 0.1 ms through the primary key). An unnamed statement is
-    planned with its values every time (a rollup statement plans in ~0.1 ms). None: psycopg's default.
+    True for one series: its generic plan is the primary key with device, metric and time all index
+    conditions (tests/integration/test_generic_plans.py checks it), so PostgreSQL may reuse it and a request
+    skips parse and planning: q2's statement at 0.5-0.8x of the unnamed one's p50, same run
+    (docs/benchmarks-q2-prepare.md).
+
+    False for a rollup statement with `device_id = ANY(…)`: psycopg prepares a statement run 5 times on a
+    connection, and PostgreSQL then switches to a generic plan when its estimate is lower than the custom
+    plans'. With migration 0014's covering (metric, bucket) index and a long range it did: an index-only scan
+    with the device as a *filter*, reading every device's rows of the metric (25,032 rows removed for one
+    30-day series at 150 devices: 14-18 ms instead of 0.1 ms through the primary key). With 0017's plain
+    index the generic plan is the primary key at 150-1,000 devices but that index, device as a filter, at 20.
+    Which index it picks is the statistics' choice, so these statements stay unnamed: planned with their
+    values every time (~0.1 ms).
     """
-    return False if devices and source is not Source.RAW else None
+    if series is Filter.ONE_SERIES:
+        return True
+    return False if series is Filter.DEVICES and source is not Source.RAW else None
 
 
 @functools.cache  # a few dozen combinations; composing the statement cost more than the rest of the handler
-def _statement(plan: Plan, aggregation: str, per_device: bool, devices: bool, tags: bool = False) -> sql.Composed:
+def _statement(plan: Plan, aggregation: str, per_device: bool, series: Filter, tags: bool = False) -> sql.Composed:
     """The statement for this filter: device and tag conditions only when the query has them."""
+    devices = series is not Filter.ALL_DEVICES
     device = sql.SQL("device_id" if per_device else "NULL::text")
     if plan.source is Source.RAW:
         return sql.SQL(_RAW).format(
-            device=device, expr=sql.SQL(_RAW_EXPR[aggregation]), filter=_filter("time", devices),
+            device=device, expr=sql.SQL(_RAW_EXPR[aggregation]), filter=_filter("time", series),
             tags=sql.SQL(_TAGS if tags else ""),
         )  # fmt: skip
     table = _table(plan.source, devices, per_device, aggregation)
     if aggregation in PERCENTILES:
         dev = sql.SQL("r.device_id" if per_device else "NULL::text")
-        return sql.SQL(_SKETCH).format(device=dev, table=table, filter=_filter("bucket", devices, "r."))
+        return sql.SQL(_SKETCH).format(device=dev, table=table, filter=_filter("bucket", series, "r."))
     return sql.SQL(_ROLLUP).format(
-        device=device, expr=sql.SQL(_ROLLUP_EXPR[aggregation]), table=table, filter=_filter("bucket", devices)
+        device=device, expr=sql.SQL(_ROLLUP_EXPR[aggregation]), table=table, filter=_filter("bucket", series)
     )
+
+
+def _params(
+    series: Filter, metrics: list[str], devices: list[str] | None, start: datetime, end: datetime
+) -> dict[str, object]:
+    """The filter's parameters, under the names its statement text uses."""
+    if series is Filter.ONE_SERIES and devices:
+        return {"device": devices[0], "metric": metrics[0], "start": start, "end": end}
+    return {"metrics": metrics, "devices": devices, "start": start, "end": end}
+
+
+@functools.cache
+def _query(plan: Plan, aggregation: str, per_device: bool, series: Filter, tags: bool) -> bytes:
+    """The statement rendered once: given a Composed, psycopg renders it again on every execute (8 µs of 14)."""
+    return _statement(plan, aggregation, per_device, series, tags).as_bytes(None)
 
 
 async def aggregate(
@@ -138,23 +189,24 @@ async def aggregate(
     tags: object = None,
 ) -> list[Bucket]:
     """One value per (bucket, series), in time order; empty buckets are absent."""
-    params = {
-        "interval": timedelta(seconds=interval),
-        "metrics": metrics,
-        "devices": devices,
-        "start": start,
-        "end": end,
-        "q": PERCENTILES.get(aggregation),
-        "tags": tags,
-    }
+    series = Filter.of(metrics, devices)
+    params = _params(series, metrics, devices, start, end)
+    params |= {"interval": timedelta(seconds=interval), "q": PERCENTILES.get(aggregation), "tags": tags}
+    statement = _query(plan, aggregation, per_device, series, tags is not None)
     async with pool.connection() as conn:
-        statement = _statement(plan, aggregation, per_device, devices is not None, tags is not None)
-        cur = await conn.execute(statement, params, prepare=_prepare(plan.source, devices is not None))
+        cur = await conn.execute(statement, params, prepare=_prepare(plan.source, series))
         rows = await cur.fetchall()
     return [Bucket(b, d, m, None if v is None else float(v), int(n)) for b, d, m, v, n in rows]
 
 
 _POINTS_IN = "SELECT coalesce(sum(count), 0) FROM {table} WHERE {filter}"
+
+
+@functools.cache
+def _points_in(source: Source, series: Filter) -> bytes:
+    """How many points the rollups hold for this filter (prefer_exact's check), rendered once."""
+    table = _table(source, series is not Filter.ALL_DEVICES, False, "count")
+    return sql.SQL(_POINTS_IN).format(table=table, filter=_filter("bucket", series)).as_bytes(None)
 
 
 async def prefer_exact(
@@ -167,11 +219,13 @@ async def prefer_exact(
     """
     if plan.source is Source.RAW or aggregation not in PERCENTILES or exact_up_to <= 0:
         return plan
-    has_devices = devices is not None
-    table = _table(plan.source, has_devices, False, "count")
-    statement = sql.SQL(_POINTS_IN).format(table=table, filter=_filter("bucket", has_devices))
-    params = {"metrics": metrics, "devices": devices, "start": start, "end": end}
+    series = Filter.of(metrics, devices)
     async with pool.connection() as conn:
-        row = await (await conn.execute(statement, params, prepare=_prepare(plan.source, has_devices))).fetchone()
+        row = await (
+            await conn.execute(
+                _points_in(plan.source, series), _params(series, metrics, devices, start, end),
+                prepare=_prepare(plan.source, series),
+            )
+        ).fetchone()  # fmt: skip
     points = int(row[0]) if row else 0
     return Plan(Source.RAW, None) if points <= exact_up_to else plan

@@ -72,15 +72,21 @@ async def get_alert(pool: AsyncConnectionPool, alert_id: str) -> AlertResponse |
 
 
 async def list_alerts(pool: AsyncConnectionPool, filters: AlertFilters, *, limit: int, offset: int) -> AlertPage:
-    """Newest first (triggered_at, then alert id), with total, active and critical counts of all matching."""
+    """Newest first (triggered_at, then alert id), with total, active and critical counts of all matching.
+
+    Both statements are unnamed (prepare=False), planned with their values each time: with a value the
+    `%(x)s IS NULL OR …` tests fold away (alerts_by_device for a device). Prepared (psycopg does it on a
+    connection's 5th run), PostgreSQL may switch to a generic plan, which cannot know which tests hold: it
+    reads every alert and filters (tests/integration/test_generic_plans.py).
+    """
     params = {
         "status": filters.status, "level": filters.level, "device_id": filters.device_id,
         "rule_id": filters.rule_id, "start": filters.start, "end": filters.end, "limit": limit, "offset": offset,
     }  # fmt: skip
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_PAGE, params)
+        await cur.execute(_PAGE, params, prepare=False)
         rows = await cur.fetchall()
-        await cur.execute(_COUNTS, params)
+        await cur.execute(_COUNTS, params, prepare=False)
         counts = await cur.fetchone() or {"total": 0, "active": 0, "critical": 0}
     return AlertPage(
         alerts=[_response(r) for r in rows],
