@@ -96,8 +96,9 @@ class _Stacks:
 
     def push(self, value: Any, at: int, wall: float) -> int:
         """Add a (not late) point; the number of entries now."""
-        if not _is_number(value) or value != value:
-            self.odd = at
+        kind = type(value)
+        if not (kind is float or kind is int or (kind is not bool and _is_number(value))) or value != value:
+            self.odd = at  # no number (or NaN): breaches no ordered rule, past every clear threshold
             return len(self.hi) + len(self.lo)
         hi, neg = self.hi, -value
         while hi and hi[-1] >= neg:  # an older value no higher than this one: never the last above a bound

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import pytest
 import structlog
 from hypothesis import event, settings
 from hypothesis import strategies as st
@@ -48,8 +49,10 @@ def specs(draw: st.DrawFn) -> RuleSpec:
         "trigger_count": draw(st.sampled_from([1, 1, 2])), "cooldown_minutes": 1,
         "auto_resolve": draw(st.integers(0, 3)) > 0, "auto_resolve_timeout": 300,
     }  # fmt: skip
-    if draw(st.integers(0, 2)) > 0:
-        spec["clear_threshold"] = draw(st.sampled_from(LEVELS))
+    if draw(st.integers(0, 3)) > 0:  # hysteresis mostly on the recovering side, a band of 0.5 to 2; at times not
+        t, side = spec["threshold_value"], -1 if spec["condition"] in (">", ">=") else 1
+        spec["clear_threshold"] = draw(st.one_of(st.sampled_from([t + side * d for d in (0.5, 1, 2)]),
+                                                 st.sampled_from(LEVELS)))  # fmt: skip
     if draw(st.integers(0, 3)) == 0:
         spec["device_ids"] = [draw(st.sampled_from(DEVICES))]
     if draw(st.integers(0, 7)) == 0:
@@ -168,7 +171,9 @@ def test_a_parked_firing_machine_recovers_and_resolves_at_the_tick() -> None:
     pair.points(1, (1, 70))  # still firing, to be saved: parked open from here on
     assert _open_parked(pair) == 1
     before = pair.indexed.visits
-    pair.points(100, (2, 45), (3, 65))  # band value, then a breach: the last breach arrives at wall 100
+    pair.points(50, (2, 45))  # between the clear threshold and the threshold: still firing
+    assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.FIRING
+    pair.points(100, (3, 65))  # a breach: the last breach arrives at wall 100
     pair.points(150, (4, 45), (5, 30), (6, 45))  # past the clear threshold: recovering from there
     assert pair.indexed.visits == before  # not one visit by 5 points
     assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.RECOVERING
@@ -176,6 +181,31 @@ def test_a_parked_firing_machine_recovers_and_resolves_at_the_tick() -> None:
     (closed,) = pair.tick(400)
     assert isinstance(closed, Closed) and closed.reason.startswith("auto-resolved")
     assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.COOLDOWN
+
+
+@pytest.mark.parametrize(("condition", "threshold", "clear", "breach", "band", "stay", "past", "on_clear"), [
+    (">", 50, 40, 60, 45, 40.5, 30, 40), (">=", 50, 40, 50, 45, 40, 30, 39.5),
+    ("<", 10, 20, 5, 15, 19.5, 25, 20), ("<=", 10, 20, 10, 15, 20, 25, 20.5),
+])  # fmt: skip
+def test_hysteresis_of_a_parked_open_machine(condition: str, threshold: float, clear: float, breach: float,
+                                             band: float, stay: float, past: float, on_clear: float) -> None:  # fmt: skip
+    """Between the two thresholds (``stay`` just so) it stays firing; past the clear one (``on_clear``) it recovers."""
+    pair = Pair({"condition": condition, "threshold_value": threshold, "clear_threshold": clear})
+    pair.points(0, (0, breach))
+    pair.points(1, (1, breach))  # parked open
+    assert _open_parked(pair) == 1
+    before = pair.indexed.visits
+    pair.points(2, (2, band), (3, stay))
+    assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.FIRING
+    pair.points(3, (4, on_clear))
+    assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.RECOVERING
+    pair.points(4, (5, band), (6, breach), (7, past), (8, band))
+    assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.RECOVERING
+    pair.points(5, (9, breach), (10, "off"))  # not a number: past every clear threshold
+    assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.RECOVERING
+    pair.points(6, (11, breach), (12, band))
+    assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.FIRING
+    assert pair.indexed.visits == before
 
 
 def test_a_point_due_to_resolve_a_parked_firing_machine_wakes_it() -> None:
@@ -200,6 +230,22 @@ def test_a_parked_firing_machine_that_keeps_firing_is_not_resolved() -> None:
     assert pair.tick(549) == []
     (closed,) = pair.tick(551)
     assert isinstance(closed, Closed)
+
+
+def test_after_a_save_a_firing_machine_parks_again_only_once_it_is_to_be_saved() -> None:
+    """Parked open, its changes go unseen: so it parks only while in ``changed``, and a save takes it back."""
+    pair = Pair({})
+    pair.points(0, (0, 60))
+    pair.points(1, (1, 70))  # parked open (to be saved: it opened an alert)
+    assert _open_parked(pair) == 1
+    pair.save()
+    before = pair.indexed.visits
+    pair.points(2, (2, 80))  # woken by the save; still firing, nothing to save: stays in the loop
+    assert pair.indexed.visits == before + 1 and _open_parked(pair) == 0
+    pair.points(3, (3, 90))
+    assert pair.indexed.visits == before + 2
+    pair.points(4, (4, 40))  # recovering: to be saved (Pair checks ``changed`` against the naive loop's)
+    assert ("r000", "d0") in pair.indexed.changed
 
 
 def test_flapping_alerts_cost_no_visit_per_point_while_unsaved() -> None:
@@ -237,14 +283,19 @@ def test_disabling_enabling_and_deleting_a_rule_with_a_parked_open_machine() -> 
 
 
 def test_stacks_that_fill_up_settle_their_open_machines() -> None:
-    """A steady climb keeps every value on the low stack: past STACK_CAP the machines are settled, kept parked."""
+    """A steady fall keeps every value on the high stack: past STACK_CAP the open machines are settled (and stay
+    parked) before the stacks start afresh, so what the dropped points did is not lost."""
     pair = Pair({"condition": ">", "threshold_value": 0, "clear_threshold": -5})
     pair.points(0, (0, 1))
     pair.points(1, (1, 2))  # parked open
-    assert _open_parked(pair) == 1
+    pair.points(2, (2, -10))  # past the clear threshold: recovering
     series = pair.indexed._series[("d0", "temp")]
-    for s in range(2, evaluator_module.STACK_CAP + 50, 50):
-        pair.points(s, *((s + i, s + i) for i in range(50)))
-        assert series.stacks is not None and len(series.stacks) <= evaluator_module.STACK_CAP
-    pair.points(10_000, (10_000, -10))  # past the clear threshold: recovering
+    before, at = pair.indexed.visits, 3
+    while at < evaluator_module.STACK_CAP + 100:  # falling, between the thresholds: recovering still
+        pair.points(at, *((at + i, -(at + i) / 1000) for i in range(50)))
+        at += 50
+        assert series.stacks is not None and len(series.stacks) <= evaluator_module.STACK_CAP + 1
+    assert _open_parked(pair) == 1 and pair.indexed.visits == before
     assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.RECOVERING
+    pair.points(at, (at, 1))  # a breach: firing again
+    assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.FIRING
