@@ -156,7 +156,7 @@ class OpenParkingSameAsNaive(RuleBasedStateMachine):
 
 
 TestOpenParkingSameAsNaive = OpenParkingSameAsNaive.TestCase
-TestOpenParkingSameAsNaive.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
+TestOpenParkingSameAsNaive.settings = settings(max_examples=80, stateful_step_count=40, deadline=None)
 
 
 def _open_parked(pair: Pair) -> int:
