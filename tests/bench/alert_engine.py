@@ -269,7 +269,7 @@ other work (load average ~25 except where a row says otherwise; the 3rd round is
 RECORDED_ROWS = """| before, 1st | 224.6 / 320.9 | 222.7 / 285.1 | 220.0 / 467.9 | 208.9 / 352.5 |
 | after, 1st | 75.5 / 206.2 | 81.9 / 152.2 | 87.6 / 171.2 | 77.4 / 146.9 |
 | before, 2nd (load ~25) | 211.5 / 274.8 | 211.3 / 286.5 | 211.4 / 261.9 | 214.1 / 376.0 |
-| after, 2nd (load ~8; the run above) | 19.9 / 42.7 | 22.6 / 52.3 | 23.2 / 77.4 | 20.5 / 47.7 |
+| after, 2nd (load ~8; 07:42 UTC) | 19.9 / 42.7 | 22.6 / 52.3 | 23.2 / 77.4 | 20.5 / 47.7 |
 | before, 3rd (load ~2) | 211.8 / 244.5 | 186.4 / 243.2 | 226.4 / 246.3 | 186.6 / 242.1 |
 | after, 3rd (load ~2) | 12.0 / 21.1 | 14.5 / 23.3 | 14.6 / 19.7 | 10.9 / 20.7 |"""
 
@@ -283,7 +283,8 @@ def _write(lines: list[str]) -> None:
         "delete p99 < 50 ms with every live alert engine applying the change before the answer. Evaluation "
         "rates are process CPU time of `Evaluator.points` alone (best of two runs each, alternating); the "
         "naive loop is the one the index replaced (tests/support/naive_evaluator.py), measured in the same "
-        f"run.\n\n{body}\n"
+        "run; so is the evaluator of the commit named in a line (with its own breach index, due schedule and "
+        f"series modules; {BEFORE} = main before open (firing / recovering) machines parked).\n\n{body}\n"
     )
 
 
@@ -318,7 +319,7 @@ def main() -> None:
             lines.append(
                 f"rule {kind} (sequential, one alert engine): n={len(values)}, p50 "
                 f"{percentile(values, 50) * 1000:.1f} ms, p99 {percentile(values, 99) * 1000:.1f} ms, max "
-                f"{max(values) * 1000:.1f} ms"
+                f"{max(values) * 1000:.1f} ms; load average {os.getloadavg()[0]:.1f}"
             )
         _write(lines)
 
