@@ -85,7 +85,8 @@ class Bucket:
         """Append the rules of this bucket that ``value`` may make act (breach, or no-data)."""
         if self.no_data:
             out.extend(self.no_data)
-        if _is_number(value) and value == value:  # not NaN, which meets no ordered condition
+        kind = type(value)  # floats and ints first: the common case, without the isinstance calls
+        if (kind is float or kind is int or (kind is not bool and _is_number(value))) and value == value:  # not NaN
             v: float = value  # type: ignore[assignment]
             if v >= self.above_from:
                 out.extend(self.gt.rules[: bisect_left(self.gt.thresholds, v)])  # threshold < v

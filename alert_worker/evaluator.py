@@ -8,10 +8,10 @@ import msgspec
 import structlog
 
 from alert_worker.breach_index import MetricIndex, compile_metric
-from alert_worker.due_schedule import DueSchedule, deadline
+from alert_worker.due_schedule import EARLY_S, DueSchedule, deadline
 from alert_worker.emitter import Emitted
 from alert_worker.rules import Rule, RuleBook
-from alert_worker.series import Series, quiet
+from alert_worker.series import Levels, Series, levels_of, open_quiet, quiet
 from telemetry_core.alerting import state_machine as sm
 from telemetry_core.alerting.conditions import holds
 from telemetry_core.alerting.targeting import matches_tags
@@ -23,6 +23,24 @@ SeriesKey = tuple[str, str]  # (device id, metric)
 # Integers this large may overflow float() in ``holds`` (== and !=): every machine of the series meets such a
 # point, as in the naive loop, so that each counts its rule error.
 _BIG = 2**1000
+# Entries a series' value stacks may hold before its open machines are settled and the stacks start afresh
+# (random values keep a few dozen; a steady climb or fall would otherwise grow them without end).
+STACK_CAP = 2048
+Compiled = tuple[Rule, sm.Params, frozenset[str] | None, Levels | None]
+
+
+class Changed(set[Key]):
+    """The keys of machines to save at the next commit; ``generation`` counts how often it was cleared.
+
+    Open machines park only while their key is in here (alert_worker/series.py): a clear must reach them.
+    """
+
+    generation = 0
+
+    def clear(self) -> None:
+        """Empty the set (the engine saved its machines)."""
+        self.generation += 1
+        super().clear()
 
 
 def partition_of(device_id: str, partitions: int) -> int:
@@ -58,8 +76,8 @@ class Evaluator:
     def __init__(self, rules: RuleBook, machines: dict[Key, sm.Machine], lateness_s: float,
                  log: structlog.stdlib.BoundLogger) -> None:  # fmt: skip
         self.rules, self.machines, self.lateness_s, self.log = rules, machines, lateness_s, log
-        self.changed: set[Key] = set()
-        self._params_cache: dict[str, tuple[Rule, sm.Params, frozenset[str] | None]] = {}
+        self.changed: Changed = Changed()
+        self._params_cache: dict[str, Compiled] = {}
         self.rule_errors = 0
         # Machines run through the state machine by points and ticks (tests count them: idle ones never are).
         self.visits = 0
@@ -85,12 +103,15 @@ class Evaluator:
     def _params(self, rule: Rule) -> sm.Params:
         return self._compiled(rule)[1]
 
-    def _compiled(self, rule: Rule) -> tuple[Rule, sm.Params, frozenset[str] | None]:
+    def _compiled(self, rule: Rule) -> Compiled:
         # Rules are immutable values: a changed rule is a new Rule object, so the cache keys on identity.
         cached = self._params_cache.get(rule.rule_id)
         if cached is None or cached[0] is not rule:
             ids = frozenset(rule.spec.device_ids) if rule.spec.device_ids else None
-            cached = self._params_cache[rule.rule_id] = (rule, sm.Params.of(rule.spec, self.lateness_s), ids)
+            p = sm.Params.of(rule.spec, self.lateness_s)
+            # No-data machines stay out of open parking: a tick may open their no-data alert at any time.
+            levels = None if p.no_data_for_s is not None else levels_of(p.condition, p.threshold, p.clear_threshold)
+            cached = self._params_cache[rule.rule_id] = (rule, p, ids, levels)
         return cached
 
     @staticmethod
@@ -135,11 +156,13 @@ class Evaluator:
     def _index_machines(self) -> None:
         """File every machine afresh (at start, or if ``machines`` changed from outside)."""
         for (device_id, _), series in self._series.items():
-            for rule_id, mark in series.parked.items():
+            for rule_id in series.parked:
                 if (m := self.machines.get((rule_id, device_id))) is not None:
-                    series.settle(m, mark)
+                    series.settle(m, rule_id)
             series.parked.clear()
             series.nodata.clear()
+            series.opened.clear()
+            series.stacks = None
             series.due = math.inf
         self._active, self._filed, self._by_rule, self._order = {}, {}, {}, {}
         self._schedule = DueSchedule()
@@ -217,7 +240,8 @@ class Evaluator:
                 if series.parked:
                     candidates = self._wake_for(series, skey, index, candidates, value, now)
                 when = point.timestamp.timestamp()
-                series.see(when, value, now, lateness_s)  # for every machine still parked
+                if series.see(when, value, now, lateness_s) > STACK_CAP:  # for every machine still parked
+                    self._compact(series, device_id)
                 with_machine = active_of.get(skey)
                 if with_machine:
                     candidates.extend([rules[rule_id] for rule_id in with_machine])
@@ -235,15 +259,19 @@ class Evaluator:
     def _wake_for(self, series: Series, skey: SeriesKey, index: MetricIndex, candidates: list[Rule], value: object,
                   now: float) -> list[Rule]:  # fmt: skip
         """Wake the parked machines a point concerns, as they are before it; the candidates still to visit."""
-        parked, device_id = series.parked, skey[0]
+        parked, opened, device_id = series.parked, series.opened, skey[0]
+        if opened and series.generation != self.changed.generation:
+            # The engine saved (and cleared ``changed``): open machines go back to the loop until they change.
+            for rule_id in list(opened):
+                self._wake(series, skey, rule_id, device_id)
         if now >= series.due:  # ... whose auto-resolve or cooldown end the point would bring about
             for rule_id in series.overdue(now):
                 self._wake(series, skey, rule_id, device_id)
         if type(value) is int and not -_BIG < value < _BIG:
             for rule_id in list(parked):
                 self._wake(series, skey, rule_id, device_id)
-        for rule in candidates:  # ... whose rule the value may breach (no-data rules: below)
-            if rule.rule_id in parked and rule.spec.no_data_for is None:
+        for rule in candidates:  # ... whose rule the value may breach (no-data rules: below), unless open
+            if rule.rule_id in parked and rule.spec.no_data_for is None and rule.rule_id not in opened:
                 self._wake(series, skey, rule.rule_id, device_id)
         if index.no_data is not None:  # a no-data rule is a candidate of every point: woken if breached
             for rule in index.no_data.candidates(device_id, value):
@@ -259,6 +287,39 @@ class Evaluator:
         series = None if skey is None else self._series.get(skey)
         return None if series is None or key[0] not in series.parked else (skey, series)  # type: ignore[return-value]
 
+    def _compact(self, series: Series, device_id: str) -> None:
+        """Settle the series' open machines (they stay parked) and start its value stacks afresh."""
+        for rule_id in series.opened:
+            series.catch_up(rule_id, self.machines[(rule_id, device_id)])
+        series.restack()
+
+    def _park(self, series: Series, skey: SeriesKey, rule_id: str, machine: sm.Machine, params: sm.Params,
+              levels: Levels | None) -> bool:  # fmt: skip
+        """Park a machine just visited and level with its series; whether it parked.
+
+        It parks if a point would do to it only what the series does (quiet), or what the series can tell
+        (open, while it is to be saved at the next commit anyway).
+        """
+        mkey = (rule_id, skey[0])
+        if quiet(machine):
+            no_data = mkey if params.no_data_for_s is not None else None
+            series.park(rule_id, deadline(machine, params, with_no_data=False), no_data)
+            return True
+        if levels is None or mkey not in self.changed or not open_quiet(machine):
+            return False
+        generation = self.changed.generation
+        if series.opened and series.generation != generation:  # parked before a save: back to the loop
+            for other in list(series.opened):
+                self._wake(series, skey, other, skey[0])
+        series.generation = generation
+        due = math.inf
+        if params.auto_resolve and machine.last_breach_wall is not None:
+            # No earlier than a point or tick could resolve it: its last breach only moves later meanwhile.
+            due = machine.last_breach_wall + params.auto_resolve_timeout_s
+            self._schedule.want(mkey, due)
+        series.park(rule_id, due - EARLY_S, None, levels)
+        return True
+
     def _wake(self, series: Series, skey: SeriesKey, rule_id: str, device_id: str) -> None:
         """Settle a parked machine and put it back in the per-point loop."""
         series.unpark((rule_id, device_id), self.machines[(rule_id, device_id)])
@@ -270,7 +331,7 @@ class Evaluator:
         if not rule.enabled:
             return
         try:
-            _, params, ids = self._compiled(rule)
+            _, params, ids, levels = self._compiled(rule)
             if ids is not None and device_id not in ids:
                 return
             spec = rule.spec
@@ -292,13 +353,14 @@ class Evaluator:
             if no_data or self._essentials(machine) != before:
                 self.changed.add(mkey)
             self._schedule.want(mkey, deadline(machine, params))
-            if series is not None and not tagged and quiet(machine) and series.level_with(machine):
+            if series is not None and not tagged and series.level_with(machine):
                 # Out of the per-point loop until a point may breach its rule or is due to resolve / end a
                 # cooldown (the series does its bookkeeping meanwhile).
-                active = self._active.get((device_id, spec.metric_name))
-                if active is not None and rule.rule_id in active:
+                skey = (device_id, spec.metric_name)
+                active = self._active.get(skey)
+                if active is not None and rule.rule_id in active and self._park(series, skey, rule.rule_id, machine,
+                                                                                  params, levels):  # fmt: skip
                     del active[rule.rule_id]
-                    series.park(rule.rule_id, deadline(machine, params, with_no_data=False), mkey if no_data else None)
         except Exception:  # a bad rule never stops the others
             self.rule_errors += 1
             self.log.exception("rule_failed", rule_id=rule.rule_id, device_id=device_id)
@@ -352,11 +414,8 @@ class Evaluator:
             self._schedule.want(mkey, deadline(machine, params))
             if parked is not None:  # settled, and still level with its series: parked again if still quiet
                 skey, series = parked
-                if quiet(machine):
-                    no_data = mkey if params.no_data_for_s is not None else None
-                    series.park(rule_id, deadline(machine, params, with_no_data=False), no_data)
-                else:  # e.g. a no-data alert opened: the next point closes it
-                    self._active.setdefault(skey, {})[rule_id] = None
+                if not self._park(series, skey, rule_id, machine, params, self._compiled(rule)[3]):
+                    self._active.setdefault(skey, {})[rule_id] = None  # e.g. a no-data alert opened: a point closes it
         return out
 
     def operator_resolved(self, alert_id: str, rule_id: str, device_id: str, now: float) -> None:
@@ -386,9 +445,9 @@ class Evaluator:
         for key, m in self.machines.items():
             skey = self._filed.get(key)
             series = None if skey is None else self._series.get(skey)
-            if series is not None and (mark := series.parked.get(key[0])) is not None:
+            if series is not None and key[0] in series.parked:
                 m = msgspec.structs.replace(m)
-                series.settle(m, mark)
+                series.settle(m, key[0])
             out[key] = m
         return out
 

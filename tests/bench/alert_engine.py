@@ -13,7 +13,8 @@ docs/benchmarks-alerts.md). Two parts:
    devices (half their points breach), 10 no-data rules (all on the first metric: a machine on every device); ``recovering`` —
    the quiet rules after one point above every threshold per device and metric: every rule's alert open on every
    (device, metric), recovered and waiting (machines that only wait). Every evaluator's transitions are compared
-   (must agree). ``BENCH_ALERT_BEFORE=<commit>`` adds the evaluator of that commit to the same run.
+   (must agree). The evaluator of commit ``BENCH_ALERT_BEFORE`` (default a0f5922, main before FIRING machines
+   parked; ``none``: skip) runs in the same run, with its own index, schedule and series modules.
 2. Rule writes against a running stack (gateway, workers, one alert engine): ``BENCH_ALERT_WRITES``
    sequential creates, disables, enables and deletes (each answers once the read model and every live
    alert engine applied it); p50 / p99 / max per kind.
@@ -48,6 +49,8 @@ from tests.bench.stats import percentile
 from tests.support.naive_evaluator import NaiveEvaluator
 
 RULES_PATH = "/api/v1/telemetry/alerts/rules"
+# The "before" evaluator by default: main before open (firing / recovering) machines parked on their series.
+BEFORE = "a0f5922"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-alerts.md"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -145,17 +148,31 @@ def rate(evaluator: Evaluator, msgs: Messages, warm: Messages | None = None) -> 
     return n / (time.process_time() - t0), emitted
 
 
-def evaluator_at(commit: str) -> type[Evaluator]:
-    """The product's ``Evaluator`` class as it was at ``commit`` (``git show``), for a before / after row.
+# The evaluator's own modules, in import order: taken from the "before" commit together (those it has), so an
+# older evaluator runs with the index, schedule and series code it was written against. The rule book, the
+# emitter and telemetry_core (state machine, conditions) are today's.
+EVALUATOR_MODULES = ("series", "due_schedule", "breach_index", "evaluator")
 
-    Only evaluator.py is taken from the commit; the modules it imports are today's (an older evaluator
-    that needs other versions of them fails to import, and the bench says so).
-    """
-    source = subprocess.run(["git", "show", f"{commit}:alert_worker/evaluator.py"], capture_output=True, text=True,
-                            check=True, cwd=DOC.parents[1]).stdout  # fmt: skip
-    module = types.ModuleType(f"evaluator_at_{commit}")
-    exec(compile(source, f"{commit}:alert_worker/evaluator.py", "exec"), module.__dict__)
-    cls: type[Evaluator] = module.Evaluator
+
+def evaluator_at(commit: str) -> type[Evaluator]:
+    """The product's ``Evaluator`` class as it was at ``commit`` (``git show``), for a before / after row."""
+    package = f"_alert_worker_at_{commit}"
+    sys.modules[package] = types.ModuleType(package)
+    sources = {}
+    for name in EVALUATOR_MODULES:
+        shown = subprocess.run(["git", "show", f"{commit}:alert_worker/{name}.py"], capture_output=True, text=True,
+                               cwd=DOC.parents[1])  # fmt: skip
+        if shown.returncode == 0:
+            sources[name] = shown.stdout
+    if "evaluator" not in sources:
+        raise RuntimeError(f"commit {commit} has no alert_worker/evaluator.py")
+    module = None
+    for name, source in sources.items():
+        for other in sources:  # its siblings from the same commit, not today's
+            source = source.replace(f"from alert_worker.{other} import", f"from {package}.{other} import")
+        module = sys.modules[f"{package}.{name}"] = types.ModuleType(f"{package}.{name}")
+        exec(compile(source, f"{commit}:alert_worker/{name}.py", "exec"), module.__dict__)
+    cls: type[Evaluator] = module.Evaluator  # type: ignore[union-attr]  # the last one: evaluator
     return cls
 
 
@@ -252,7 +269,7 @@ other work (load average ~25 except where a row says otherwise; the 3rd round is
 RECORDED_ROWS = """| before, 1st | 224.6 / 320.9 | 222.7 / 285.1 | 220.0 / 467.9 | 208.9 / 352.5 |
 | after, 1st | 75.5 / 206.2 | 81.9 / 152.2 | 87.6 / 171.2 | 77.4 / 146.9 |
 | before, 2nd (load ~25) | 211.5 / 274.8 | 211.3 / 286.5 | 211.4 / 261.9 | 214.1 / 376.0 |
-| after, 2nd (load ~8; the run above) | 19.9 / 42.7 | 22.6 / 52.3 | 23.2 / 77.4 | 20.5 / 47.7 |
+| after, 2nd (load ~8; 07:42 UTC) | 19.9 / 42.7 | 22.6 / 52.3 | 23.2 / 77.4 | 20.5 / 47.7 |
 | before, 3rd (load ~2) | 211.8 / 244.5 | 186.4 / 243.2 | 226.4 / 246.3 | 186.6 / 242.1 |
 | after, 3rd (load ~2) | 12.0 / 21.1 | 14.5 / 23.3 | 14.6 / 19.7 | 10.9 / 20.7 |"""
 
@@ -266,7 +283,8 @@ def _write(lines: list[str]) -> None:
         "delete p99 < 50 ms with every live alert engine applying the change before the answer. Evaluation "
         "rates are process CPU time of `Evaluator.points` alone (best of two runs each, alternating); the "
         "naive loop is the one the index replaced (tests/support/naive_evaluator.py), measured in the same "
-        f"run.\n\n{body}\n"
+        "run; so is the evaluator of the commit named in a line (with its own breach index, due schedule and "
+        f"series modules; {BEFORE} = main before open (firing / recovering) machines parked).\n\n{body}\n"
     )
 
 
@@ -278,7 +296,8 @@ def main() -> None:
                                                           ("mixed", mixed_rules(rules, METRICS, devices)),
                                                           ("recovering", quiet_rules(rules, METRICS))]  # fmt: skip
     # BENCH_ALERT_BEFORE=<commit>: also time the evaluator of that commit in the same run (a before / after row).
-    at = os.environ.get("BENCH_ALERT_BEFORE", "").strip()
+    at = os.environ.get("BENCH_ALERT_BEFORE", "").strip() or BEFORE
+    at = "" if at == "none" else at
     before = evaluator_at(at) if at and scenarios else None
     for name, specs in scenarios:
         r = evaluation(name, specs, devices, per_device, before)
@@ -300,7 +319,7 @@ def main() -> None:
             lines.append(
                 f"rule {kind} (sequential, one alert engine): n={len(values)}, p50 "
                 f"{percentile(values, 50) * 1000:.1f} ms, p99 {percentile(values, 99) * 1000:.1f} ms, max "
-                f"{max(values) * 1000:.1f} ms"
+                f"{max(values) * 1000:.1f} ms; load average {os.getloadavg()[0]:.1f}"
             )
         _write(lines)
 

@@ -6,65 +6,11 @@ indexed one and checks after every step that both emitted the same transitions a
 (parked ones settled), changed keys and late-point count.
 """
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import msgspec
 import pytest
-import structlog
 
-from alert_worker.emitter import Emitted
-from alert_worker.evaluator import Evaluator
-from alert_worker.rules import RuleBook
 from telemetry_core.alerting.state_machine import Closed, Opened, Phase
-from telemetry_schemas.events import AlertRuleCreated, AlertRuleDeleted, AlertRuleEnabled
-from telemetry_schemas.rules import RuleSpec
-from telemetry_schemas.values import Point
-from tests.support.naive_evaluator import NaiveEvaluator
-
-LOG = structlog.get_logger().bind(test="idle-machines")
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-WALL0 = 2_000_000.0
-LATENESS = 120.0
-
-
-class Pair:
-    """The indexed and the naive evaluator over one RuleBook, fed alike and compared after every step."""
-
-    def __init__(self, *specs: dict[str, Any]) -> None:
-        self.book = RuleBook()
-        for i, spec in enumerate(specs):
-            base = {"name": f"r{i}", "metric_name": "temp", "condition": ">", "threshold_value": 50}
-            rule = msgspec.convert(base | spec, RuleSpec)
-            self.book._apply(AlertRuleCreated(rule_id=f"r{i:03d}", rule=rule, at=T0, by="t"), i + 1)
-        self.indexed = Evaluator(self.book, {}, LATENESS, LOG)
-        self.naive = NaiveEvaluator(self.book, {}, LATENESS, LOG)
-        self.n = 0
-
-    def points(self, wall: float, *pts: tuple[float, Any], device: str = "d0", tags: dict[str, str] | None = None,
-               ) -> list[object]:  # fmt: skip
-        """Points (event seconds after T0, value) of metric temp; the transitions both emitted."""
-        batch = []
-        for at, value in pts:
-            self.n += 1
-            point = Point(timestamp=T0 + timedelta(seconds=at), metric_name="temp", value=value, tags=tags or {})
-            batch.append((f"k{self.n}", point))
-        return self._same(
-            self.indexed.points(device, batch, WALL0 + wall), self.naive.points(device, batch, WALL0 + wall)
-        )
-
-    def tick(self, wall: float) -> list[object]:
-        return self._same(self.indexed.tick(WALL0 + wall), self.naive.tick(WALL0 + wall))
-
-    def _same(self, indexed: list[Emitted], naive: list[Emitted]) -> list[object]:
-        def view(emitted: list[Emitted]) -> list[tuple[str, str, object]]:
-            return [(e.rule.rule_id, e.device_id, e.transition) for e in emitted]
-
-        assert view(indexed) == view(naive)
-        assert self.indexed.snapshot() == self.naive.machines
-        assert self.indexed.changed == self.naive.changed
-        assert self.indexed.late_points == self.naive.late_points
-        return [e.transition for e in naive]
+from telemetry_schemas.events import AlertRuleDeleted, AlertRuleEnabled
+from tests.support.alert_pair import T0, WALL0, Pair
 
 
 @pytest.mark.parametrize("rules", [10, 200])
