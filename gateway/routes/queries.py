@@ -35,7 +35,8 @@ MAX_LOOKBACK = timedelta(days=36_500)
 @get("/api/v1/telemetry/devices/{device_id:str}/metrics/{metric_name:str}/latest", tags=_TAGS, responses=errors(404),
      summary="Latest value of a metric (E3-US2)",
      description="The most recent point no older than `lookback` (default 24h; e.g. 30m, 7d, or seconds). "
-     "404 when there is none.")  # fmt: skip
+     "404 when there is none. Answered from the gateway's latest-value cache when it can: never an older value "
+     "than the database held when the request arrived, nor than any earlier answer.")  # fmt: skip
 async def get_latest(
     device_id: Identifier,
     metric_name: Identifier,
