@@ -1,6 +1,7 @@
 """Whether this gateway runs the latest-value cache, and starting / stopping it with the lifespan."""
 
 import structlog
+from psycopg_pool import AsyncConnectionPool
 
 from gateway.latest_cache import LatestCache
 from gateway.latest_feed import LatestFeed
@@ -26,20 +27,20 @@ def cache_off_reason(settings: Settings, nats_url: str) -> str | None:
 
 
 async def start_latest_reads(
-    settings: Settings, nats_url: str, log: structlog.stdlib.BoundLogger
-) -> LatestReads | None:
-    """The cache and its notice subscription, started; None (and logged why) when it is off."""
+    settings: Settings, nats_url: str, pool: AsyncConnectionPool, log: structlog.stdlib.BoundLogger
+) -> LatestReads:
+    """/latest's reader over ``pool``: with the cache and its notice subscription started, unless it is off."""
     reason = cache_off_reason(settings, nats_url)
     if reason is not None:
         log.info("latest_cache_off", reason=reason)
-        return None
+        return LatestReads(pool)
     cache = LatestCache(settings.latest_cache_size, settings.latest_cache_ttl_s)
     feed = LatestFeed(cache, server_urls(nats_url), log)
     await feed.start()
-    return LatestReads(cache, feed)
+    return LatestReads(pool, cache, feed)
 
 
 async def stop_latest_reads(reads: LatestReads | None) -> None:
     """Close the cache's subscription (if it runs)."""
-    if reads is not None:
+    if reads is not None and reads.feed is not None:
         await reads.feed.stop()

@@ -74,7 +74,7 @@ def make_lifespan(settings: Settings) -> "object":
             live=live,
             backlog=backlog,
             heavy=heavy,
-            latest_reads=await start_latest_reads(settings, nats_url, log),
+            latest_reads=await start_latest_reads(settings, nats_url, read_pool, log),
         )
         await app.state.gw.reports.start(nc)
         if not settings.api_keys:

@@ -42,5 +42,5 @@ class GatewayState:
     started_at: float = field(default_factory=time.monotonic)
     # Workers' figures and heartbeats, reported over NATS (gateway/metrics.py).
     reports: WorkerReports = field(default_factory=WorkerReports)
-    # /latest through the latest-value cache; None when the cache is off (gateway/latest_wiring.py says when).
+    # /latest's reader: through the latest-value cache, when it is on (gateway/latest_wiring.py says when).
     latest_reads: LatestReads | None = None

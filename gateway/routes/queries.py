@@ -17,7 +17,7 @@ from gateway.state import GatewayState
 from gateway.typed_body import JsonBody
 from gateway.views.aggregates import aggregate, prefer_exact
 from gateway.views.device_metrics import device_metrics
-from gateway.views.latest import LatestReads, latest_value
+from gateway.views.latest import LatestReads
 from telemetry_core.timebuckets import parse_duration
 from telemetry_schemas.api.queries import (
     MAX_QUERY_LIMIT,
@@ -40,11 +40,10 @@ MAX_LOOKBACK = timedelta(days=36_500)
 async def get_latest(
     device_id: Identifier,
     metric_name: Identifier,
-    pool: AsyncConnectionPool,
-    latest_reads: LatestReads | None,
+    latest_reads: LatestReads,
     lookback: str = "24h",
 ) -> LatestValueResponse:
-    """Read the latest_values read model."""
+    """Read the latest_values read model (one dependency: gateway/views/latest.py LatestReads says why)."""
     checked_name(device_id, "device_id")
     checked_name(metric_name, "metric_name")
     try:
@@ -54,10 +53,8 @@ async def get_latest(
     if window > MAX_LOOKBACK:
         raise bad_request("lookback: must be at most 36500d (100 years)")
     since = datetime.now(UTC) - window
-    if latest_reads is None:
-        found = await latest_value(pool, device_id, metric_name, since)
-    else:  # the latest-value cache (gateway/latest_cache.py): the same answer, often without PostgreSQL
-        found = await latest_reads.latest(pool, device_id, metric_name, since)
+    # Through the latest-value cache when it is on (gateway/latest_cache.py): the same answer as the database's.
+    found = await latest_reads.latest(device_id, metric_name, since)
     if found is None:
         raise not_found(
             f"no data for metric {metric_name!r} of device {device_id!r} in the last {lookback} "
