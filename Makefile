@@ -79,6 +79,7 @@ bench: install browser ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.mqtt
 	$(BIN)/python -m tests.bench.console
 	$(BIN)/python -m tests.bench.gateway_headroom
+	$(BIN)/python -m tests.bench.latest_cache
 	$(BIN)/python -m tests.bench.rollups_bench
 	$(BIN)/python -m tests.bench.alert_engine
 	$(BIN)/python -m tests.bench.cluster
