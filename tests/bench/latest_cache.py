@@ -1,7 +1,8 @@
 """q1 (latest value of one series) before and after the gateway's latest-value cache, in one run, alternated.
 
 `python -m tests.bench.latest_cache` (part of `make bench`) writes docs/benchmarks-latest.md. One set of
-servers and workers; one gateway process at a time, of three builds, in turn for BENCH_LATEST_ROUNDS rounds:
+servers and workers; one gateway process at a time, of three builds, in turn for BENCH_LATEST_ROUNDS rounds (each
+round starting with the next build, so that neither order nor drift favours one):
 
 * ``before``: the tree of BENCH_BASE_REF (default ``main``; extracted with ``git archive``) or BENCH_BASE_TREE;
 * ``cache off``: this tree with TELEMETRY_LATEST_CACHE_SIZE=0 (the same request path without the cache);
@@ -114,7 +115,7 @@ def report(runs: dict[str, list[dict[str, float]]], loads: list[float], base_nam
         f"Written by `python -m tests.bench.latest_cache` (part of `make bench`) on {datetime.now(UTC):%Y-%m-%d %H:%M}"
         f" UTC, {os.cpu_count()} cores; load average before each measurement: "
         f"{', '.join(f'{x:.1f}' for x in loads)}. One set of servers and workers; one gateway process at a time, "
-        f"the three builds in turn, {rounds} rounds, medians over rounds. before = {base_name}; cache off = this "
+        f"the three builds in turn (each round starting with the next one), {rounds} rounds, medians over rounds. before = {base_name}; cache off = this "
         "tree with TELEMETRY_LATEST_CACHE_SIZE=0; cache on = this tree as it runs by default. q1: GET the latest "
         f"value of one series ({seq_n} sequential requests; then 50 closed-loop clients x {per_client}), with the "
         "benchmark's raw keep-alive HTTP/1.1 client in one process sharing the machine's cores. Targets (issue 13): "
@@ -158,7 +159,7 @@ def main() -> None:
         seed(stack)
         stop_gateways(stack)
         for i in range(rounds):
-            for build in BUILDS:
+            for build in BUILDS[i % 3 :] + BUILDS[: i % 3]:  # each round starts with another build (drift, order)
                 start_build(stack, build, tree)
                 loads.append(os.getloadavg()[0])
                 figures = asyncio.run(measure(stack, seq_n, per_client))
