@@ -48,6 +48,7 @@ _FROM_STATE: dict[str, Callable[[GatewayState], Any]] = {
     "alert_commands": lambda gw: gw.commands.alerts,
     "off_loop": lambda gw: gw.off_loop,
     "live": lambda gw: gw.live,
+    "latest_reads": lambda gw: gw.latest_reads,
 }
 
 

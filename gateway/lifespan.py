@@ -13,6 +13,7 @@ from gateway.backlog import BacklogMonitor
 from gateway.commands.wiring import build_commands
 from gateway.heavy_queries import HeavyQueries, heavy_concurrency
 from gateway.integration_events import IntegrationEvents
+from gateway.latest_wiring import start_latest_reads, stop_latest_reads
 from gateway.live.connect_token import ConnectTokens
 from gateway.live.hub import LiveHub
 from gateway.live.subscriptions_kv import SubscriptionStore
@@ -73,6 +74,7 @@ def make_lifespan(settings: Settings) -> "object":
             live=live,
             backlog=backlog,
             heavy=heavy,
+            latest_reads=await start_latest_reads(settings, nats_url, read_pool, log),
         )
         await app.state.gw.reports.start(nc)
         if not settings.api_keys:
@@ -82,6 +84,7 @@ def make_lifespan(settings: Settings) -> "object":
             yield
         finally:
             await backlog.stop()
+            await stop_latest_reads(app.state.gw.latest_reads)
             await live.stop()
             await off_loop.shutdown()
             await app.state.gw.reports.stop()

@@ -92,6 +92,13 @@ INGEST_SHEDDING = Gauge(
     "telemetry_ingest_shedding", "1 while this gateway refuses ingestion because the backlog is over the limit.",
     registry=GATEWAY_REGISTRY,
 )  # fmt: skip
+# --- the latest-value cache (gateway/latest_cache.py) ---
+LATEST_CACHE_ANSWERS = Counter(
+    "telemetry_latest_cache_answers",
+    "/latest answers of this gateway process while its latest-value cache is on: hit (from the cache, no "
+    "PostgreSQL round trip) or miss (read from latest_values).",
+    ["result"], registry=GATEWAY_REGISTRY,
+)  # fmt: skip
 
 
 @dataclass

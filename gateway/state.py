@@ -15,6 +15,7 @@ from gateway.live.hub import LiveHub
 from gateway.metrics import WorkerReports
 from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
+from gateway.views.latest import LatestReads
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.settings import Settings
 
@@ -41,3 +42,5 @@ class GatewayState:
     started_at: float = field(default_factory=time.monotonic)
     # Workers' figures and heartbeats, reported over NATS (gateway/metrics.py).
     reports: WorkerReports = field(default_factory=WorkerReports)
+    # /latest's reader: through the latest-value cache, when it is on (gateway/latest_wiring.py says when).
+    latest_reads: LatestReads | None = None

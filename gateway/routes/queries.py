@@ -17,7 +17,7 @@ from gateway.state import GatewayState
 from gateway.typed_body import JsonBody
 from gateway.views.aggregates import aggregate, prefer_exact
 from gateway.views.device_metrics import device_metrics
-from gateway.views.latest import latest_value
+from gateway.views.latest import LatestReads
 from telemetry_core.timebuckets import parse_duration
 from telemetry_schemas.api.queries import (
     MAX_QUERY_LIMIT,
@@ -35,11 +35,15 @@ MAX_LOOKBACK = timedelta(days=36_500)
 @get("/api/v1/telemetry/devices/{device_id:str}/metrics/{metric_name:str}/latest", tags=_TAGS, responses=errors(404),
      summary="Latest value of a metric (E3-US2)",
      description="The most recent point no older than `lookback` (default 24h; e.g. 30m, 7d, or seconds). "
-     "404 when there is none.")  # fmt: skip
+     "404 when there is none. Answered from the gateway's latest-value cache when it can: never an older value "
+     "than the database held when the request arrived, nor than any earlier answer.")  # fmt: skip
 async def get_latest(
-    device_id: Identifier, metric_name: Identifier, pool: AsyncConnectionPool, lookback: str = "24h"
+    device_id: Identifier,
+    metric_name: Identifier,
+    latest_reads: LatestReads,
+    lookback: str = "24h",
 ) -> LatestValueResponse:
-    """Read the latest_values read model."""
+    """Read the latest_values read model (one dependency: gateway/views/latest.py LatestReads says why)."""
     checked_name(device_id, "device_id")
     checked_name(metric_name, "metric_name")
     try:
@@ -49,7 +53,8 @@ async def get_latest(
     if window > MAX_LOOKBACK:
         raise bad_request("lookback: must be at most 36500d (100 years)")
     since = datetime.now(UTC) - window
-    found = await latest_value(pool, device_id, metric_name, since)
+    # Through the latest-value cache when it is on (gateway/latest_cache.py): the same answer as the database's.
+    found = await latest_reads.latest(device_id, metric_name, since)
     if found is None:
         raise not_found(
             f"no data for metric {metric_name!r} of device {device_id!r} in the last {lookback} "

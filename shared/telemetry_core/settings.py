@@ -250,6 +250,11 @@ class Settings:
     # DATABASE_READ_URL: the gateway's views read there, and commands wait until it shows their event's checkpoint
     # (read-your-writes); the rest of the gateway and every worker keep DATABASE_URL. None: one pool, the primary.
     database_read_url: str | None = None
+    # -- the gateway's latest-value cache (gateway/latest_cache.py, docs/architecture.md "Latest-value cache") --
+    # Entries per gateway process (least recently used out); 0 turns the cache off. Off by itself with a NATS
+    # cluster (several NATS_URL servers) or DATABASE_READ_URL. An entry is re-read after latest_cache_ttl_s.
+    latest_cache_size: int = 100_000
+    latest_cache_ttl_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -329,6 +334,9 @@ class Settings:
             retention_chunk_rows=_number(env, "TELEMETRY_RETENTION_CHUNK", 5000, int, 10, 1_000_000),
             # --- reads from a streaming replica ---
             database_read_url=_url(env, "DATABASE_READ_URL", ("postgresql://", "postgres://")),
+            # --- the gateway's latest-value cache ---
+            latest_cache_size=_number(env, "TELEMETRY_LATEST_CACHE_SIZE", 100_000, int, 0, 10**8),
+            latest_cache_ttl_s=_number(env, "TELEMETRY_LATEST_CACHE_TTL", 60.0, float, 0.1, 86_400.0),
         )
 
     def require_signing_key(self) -> bytes:

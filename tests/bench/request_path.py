@@ -81,6 +81,9 @@ SECTIONS: dict[str, tuple[tuple[_F, ...], tuple[_F, ...]]] = {
         ),
         (),
     ),
+    # q1 through the latest-value cache (gateway/views/latest.py LatestReads.latest), and its NATS PING wait.
+    "latest-value cache read (all of it)": ((("gateway/views/latest.py", "latest"),), ()),
+    "latest-value cache: PING barrier": ((("gateway/latest_feed.py", "synced"),), ()),
     "publish + PubAck": ((("gateway/publisher.py", "publish_points"),), ()),
     "response: build": ((("litestar/handlers/http_handlers/base.py", "to_response"),), ()),
     "response: send": ((("litestar/response/base.py", "__call__"),), ()),

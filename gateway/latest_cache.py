@@ -1,0 +1,123 @@
+"""The gateway's latest-value cache: rows of telemetry.latest_values, invalidated by the stored notices (no I/O).
+
+Correctness rules (docs/architecture.md, "Latest-value cache"; gateway/latest_feed.py feeds it):
+
+* It only ever holds a row **read from the database** (a fill), never a point taken from a notice: the cache is
+  never ahead of latest_values, so a process that reads the database instead never shows an older value
+  than one another process answered from its cache.
+* A notice announcing a newer (time, points_seq) than an entry's row makes the entry pending (no answer) until a
+  fill reads a row at least that new. An older or equal notice changes nothing: latest_values' upsert keeps the
+  row with the greater (time, src_seq) (projection_worker/projections/latest_values.py), so does the cache.
+* A fill is kept only if (a) nothing dropped the cache meanwhile (``epoch``), (b) its row is at least as new as
+  every notice that reached the entry while the read ran, and (c) the database said the row was caught up with
+  the raw points (no newer point of the series in telemetry.points: the notice of every such point was
+  published after its points committed, so it may have passed before this process subscribed, or been lost).
+* While the notice subscription is down (disconnected, or messages dropped as a slow consumer) the cache is
+  emptied and does not answer; it answers again once the subscription is back (and every entry is a new fill).
+* Entries are kept at most ``max_entries`` (least recently used out) and re-read after ``ttl_s``: a bound on how
+  long a change made without a notice (a replay rebuilding latest_values) can go unseen.
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from telemetry_schemas.api.queries import LatestValueResponse
+
+Key = tuple[str, str]  # (device_id, metric_name)
+Order = tuple[datetime, int]  # (point time, POINTS sequence): later wins, as in latest_values' upsert
+
+
+@dataclass(slots=True)
+class _Entry:
+    found: LatestValueResponse | None = None  # None: pending (no answer until a fill catches up)
+    order: Order | None = None
+    required: Order | None = None  # the newest order a notice announced since this entry was made
+    filled_at: float = 0.0
+
+
+@dataclass(slots=True, frozen=True)
+class Fill:
+    """A database read in flight: kept by ``finish_fill`` only if nothing happened meanwhile that makes it stale."""
+
+    key: Key
+    entry: _Entry
+    epoch: int
+
+
+class LatestCache:
+    """(device, metric) → the latest_values row, for the gateway's /latest (one per gateway process)."""
+
+    def __init__(self, max_entries: int, ttl_s: float) -> None:
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self.enabled = False  # answers only while the notice subscription is live (gateway/latest_feed.py)
+        self.epoch = 0  # bumped whenever entries were dropped: fills begun before do not count
+        self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Key, now: float) -> LatestValueResponse | None:
+        """The cached row if it may answer (enabled, filled, younger than the TTL), else None (read the database)."""
+        if not self.enabled:
+            return None
+        entry = self._entries.get(key)
+        if entry is None or entry.found is None or now - entry.filled_at >= self.ttl_s:
+            return None
+        self._entries.move_to_end(key)
+        return entry.found
+
+    def begin_fill(self, key: Key) -> Fill | None:
+        """Before a database read of ``key``: None when the cache is off (the read is not to be kept)."""
+        if not self.enabled:
+            return None
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry()
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return Fill(key, entry, self.epoch)
+
+    def finish_fill(
+        self, fill: Fill, found: LatestValueResponse | None, order: Order | None, caught_up: bool, now: float
+    ) -> bool:
+        """Keep the row read for ``fill`` if it is safe to answer from (module docstring); True if kept."""
+        entry = fill.entry
+        if not self.enabled or fill.epoch != self.epoch or self._entries.get(fill.key) is not entry:
+            return False  # dropped or evicted meanwhile: the read may predate a lost notice
+        if found is None or order is None or not caught_up:
+            return False  # no row, or latest_values is behind the raw points: ask the database next time too
+        if entry.required is not None and order < entry.required:
+            return False  # a notice newer than this row arrived while it was read
+        if entry.order is not None and entry.found is not None and order < entry.order:
+            return False  # a concurrent fill already kept a newer row
+        entry.found, entry.order, entry.filled_at = found, order, now
+        return True
+
+    def notice(self, key: Key, order: Order) -> None:
+        """A stored notice's newest point of ``key``: a newer one than the entry's row makes the entry pending."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return  # a later fill checks the raw points (module docstring, rule c)
+        if entry.required is None or order > entry.required:
+            entry.required = order
+        if entry.order is not None and order > entry.order:
+            entry.found = entry.order = None
+
+    def drop_all(self) -> None:
+        """Forget every entry, and make fills in flight not count (notices may have been lost)."""
+        self._entries.clear()
+        self.epoch += 1
+
+    def disable(self) -> None:
+        """Stop answering and forget everything (the subscription is down)."""
+        self.enabled = False
+        self.drop_all()
+
+    def enable(self) -> None:
+        """The subscription is live (again): answer from fills made from now on."""
+        self.drop_all()
+        self.enabled = True

@@ -1,0 +1,111 @@
+"""The latest-value cache's rules on their own (gateway/latest_cache.py): what a notice, a fill, a drop does."""
+
+from datetime import UTC, datetime, timedelta
+
+from gateway.latest_cache import LatestCache
+from telemetry_schemas.api.queries import LatestValueResponse
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+KEY = ("dev-1", "temperature")
+
+
+def row(value: float, at: datetime = T0) -> LatestValueResponse:
+    return LatestValueResponse(device_id=KEY[0], metric_name=KEY[1], value=value, unit=None, timestamp=at, tags={},
+                               metadata={})  # fmt: skip
+
+
+def filled(value: float = 1.0, at: datetime = T0, seq: int = 10, now: float = 0.0) -> LatestCache:
+    cache = LatestCache(max_entries=10, ttl_s=60.0)
+    cache.enable()
+    fill = cache.begin_fill(KEY)
+    assert fill is not None
+    assert cache.finish_fill(fill, row(value, at), (at, seq), True, now)
+    return cache
+
+
+def test_a_fill_answers_until_a_newer_notice_makes_it_pending() -> None:
+    cache = filled(1.0)
+    assert cache.get(KEY, 1.0) == row(1.0)
+    cache.notice(KEY, (T0 + timedelta(seconds=1), 11))
+    assert cache.get(KEY, 1.0) is None
+
+
+def test_an_older_or_equal_notice_leaves_the_newer_row_answering() -> None:
+    cache = filled(1.0, seq=10)
+    cache.notice(KEY, (T0 - timedelta(seconds=5), 99))  # a late point: older time, later message
+    cache.notice(KEY, (T0, 10))  # the row's own notice, delivered again
+    cache.notice(KEY, (T0, 9))  # same instant, earlier message: latest_values keeps seq 10
+    assert cache.get(KEY, 1.0) == row(1.0)
+
+
+def test_same_instant_later_message_wins_like_latest_values() -> None:
+    cache = filled(1.0, seq=10)
+    cache.notice(KEY, (T0, 11))  # an overwrite of the same timestamp by a later POINTS message
+    assert cache.get(KEY, 1.0) is None
+    fill = cache.begin_fill(KEY)
+    assert fill is not None
+    assert not cache.finish_fill(fill, row(1.0), (T0, 10), True, 2.0)  # the database not yet caught up
+    assert cache.get(KEY, 2.0) is None
+    assert cache.finish_fill(fill, row(2.0), (T0, 11), True, 2.0)
+    assert cache.get(KEY, 2.0) == row(2.0)
+
+
+def test_a_notice_during_the_read_keeps_the_older_row_out() -> None:
+    cache = LatestCache(max_entries=10, ttl_s=60.0)
+    cache.enable()
+    fill = cache.begin_fill(KEY)
+    assert fill is not None
+    cache.notice(KEY, (T0 + timedelta(seconds=1), 11))  # arrives while the SELECT runs
+    assert not cache.finish_fill(fill, row(1.0), (T0, 10), True, 0.0)
+    assert cache.get(KEY, 0.0) is None
+
+
+def test_a_row_behind_the_raw_points_is_not_kept() -> None:
+    cache = LatestCache(max_entries=10, ttl_s=60.0)
+    cache.enable()
+    fill = cache.begin_fill(KEY)
+    assert fill is not None
+    assert not cache.finish_fill(fill, row(1.0), (T0, 10), False, 0.0)  # caught_up False: a notice not applied yet
+    assert cache.get(KEY, 0.0) is None
+
+
+def test_a_drop_empties_the_cache_and_voids_reads_in_flight() -> None:
+    cache = filled(1.0)
+    other = ("dev-2", "temperature")
+    fill = cache.begin_fill(other)
+    assert fill is not None
+    cache.drop_all()  # e.g. the subscription dropped notices (slow consumer)
+    assert cache.get(KEY, 1.0) is None
+    assert len(cache) == 0
+    assert not cache.finish_fill(fill, row(3.0), (T0, 12), True, 1.0)
+
+
+def test_a_disabled_cache_neither_answers_nor_fills() -> None:
+    cache = filled(1.0)
+    cache.disable()  # the subscription is down
+    assert cache.get(KEY, 1.0) is None
+    assert cache.begin_fill(KEY) is None
+    cache.enable()
+    assert cache.get(KEY, 1.0) is None  # nothing from before the outage answers
+
+
+def test_least_recently_used_entries_leave_first() -> None:
+    cache = LatestCache(max_entries=2, ttl_s=60.0)
+    cache.enable()
+    keys = [("dev-a", "m"), ("dev-b", "m"), ("dev-c", "m")]
+    for i, key in enumerate(keys[:2]):
+        fill = cache.begin_fill(key)
+        assert fill is not None
+        cache.finish_fill(fill, row(float(i)), (T0, i), True, 0.0)
+    assert cache.get(keys[0], 0.0) is not None  # dev-a is now the most recently used
+    fill = cache.begin_fill(keys[2])
+    assert fill is not None
+    assert len(cache) == 2
+    assert cache.get(keys[1], 0.0) is None  # dev-b went
+    assert cache.get(keys[0], 0.0) is not None
+
+
+def test_an_entry_is_read_again_after_the_ttl() -> None:
+    cache = filled(1.0, now=100.0)
+    assert cache.get(KEY, 159.0) is not None
+    assert cache.get(KEY, 160.0) is None
