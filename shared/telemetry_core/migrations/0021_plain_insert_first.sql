@@ -54,6 +54,8 @@ BEGIN
     EXCEPTION WHEN unique_violation THEN
         fast := false;
     END;
+    -- Which path this session's last batch took (tests read it; one call per batch).
+    PERFORM set_config('telemetry.write_path', CASE WHEN fast THEN 'insert' ELSE 'upsert' END, false);
 
     IF fast THEN
         -- Every row is fresh and inserted by its own message (first_seq = src_seq).
