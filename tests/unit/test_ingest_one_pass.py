@@ -74,7 +74,7 @@ def test_add_points_keeps_the_later_message_like_add() -> None:
     rng = random.Random(5)
     for _ in range(30):
         one_by_one, batched = RowSet(), RowSet()
-        for seq in rng.sample(range(1, 20), 5) + [rng.randrange(1, 20)]:  # replays and older sequences
+        for seq in [*rng.sample(range(1, 20), 5), rng.randrange(1, 20)]:  # replays and older sequences
             points = random_points(rng, rng.randrange(1, 40))
             for point in points:
                 reference = reference_row("d", point, seq)
