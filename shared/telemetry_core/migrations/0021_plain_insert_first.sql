@@ -1,19 +1,20 @@
 -- The ingest transaction's CPU in PostgreSQL (issue 13 item 3): a plain insert first, and a sketch merge
 -- that reads the stored sketch once.
 --
--- 1. dd_merge. 0013's body looked up each key of the new sketch in the stored one (`a ->> e.key` per key).
--- An hour's stored sketch is large (hundreds of keys, several kB), so it is compressed/TOASTed, and every
--- lookup detoasted it again: EXPLAIN ANALYZE of the rollup_hour merge showed ~5 ms per updated hour row
--- (80 rows of one 16,000-point transaction: 440 of its 590 ms). This body expands both sketches once
--- (jsonb_each_text) and adds the counts per key: the same keys and counts, so the same jsonb value.
+-- 1. dd_merge. 0013's body looks up each key of the new sketch in the stored one (`a ->> e.key` per key).
+-- An hour's stored sketch is large (hundreds of keys, several kB), so it is stored compressed, and every
+-- lookup decompressed it again: EXPLAIN ANALYZE of the rollup_hour merge showed ~5 ms per updated hour row
+-- (80 rows of one 16,000-point transaction: 440 of its 590 ms). Same formula here, on a copy of the stored
+-- sketch decompressed once (`a || '{}'` returns the detoasted value; OFFSET 0 keeps it one evaluation):
+-- measured per updated row with a 450-key stored sketch and a 200-key delta, 2.8 ms (0013) -> 0.8-1.0 ms,
+-- against 0.6 ms for rewriting the value unchanged (decompress + compress + update).
 CREATE OR REPLACE FUNCTION telemetry.dd_merge(a jsonb, b jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(jsonb_object_agg(k, n), '{}'::jsonb)
-    FROM (
-        SELECT e.key AS k, sum(e.value::bigint)::bigint AS n
-        FROM (SELECT * FROM jsonb_each_text(a) UNION ALL SELECT * FROM jsonb_each_text(b)) e
-        GROUP BY e.key
-    ) t
+    SELECT x.a || coalesce(
+        (SELECT jsonb_object_agg(e.key, e.value::bigint + coalesce((x.a ->> e.key)::bigint, 0)) FROM jsonb_each_text(b) e),
+        '{}'::jsonb
+    )
+    FROM (SELECT a || '{}'::jsonb AS a OFFSET 0) x
 $$;
 
 -- 2. The upsert without ON CONFLICT when it can.
