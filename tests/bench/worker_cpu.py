@@ -1,4 +1,7 @@
-"""End-to-end sustained ingest, an older checkout against this one, alternated in one run (issue 13 item 3).
+"""The ingest worker's and PostgreSQL's CPU per point, an older checkout against this one, in one run (issue 13 item 3).
+
+First the in-process probe (tests/bench/worker_cpu_probe.py: the ingest handler alone), then the end-to-end
+sustained run, both alternated A B B A.
 
 `BENCH_BASE_TREE=<checkout of the older commit, with its .venv> python -m tests.bench.worker_cpu` writes
 docs/benchmarks-workercpu.md: for each tree its own NATS + durable PostgreSQL (migrated by that tree's code)
@@ -11,6 +14,7 @@ the load average of each round is printed beside it. Make one base tree with
 """
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -140,11 +144,60 @@ async def one_round(tree: Tree, round_no: int, points: int, devices: int, concur
         + ", ".join(f"{k} {tree.cpu_us[-1].get(k, 0):.1f}" for k in SHOWN) + " us/pt")  # fmt: skip
 
 
+def run_probe(path: Path, messages: int) -> dict[str, float]:
+    """tests/bench/worker_cpu_probe.py (this tree's file) run by ``path``'s Python on ``path``'s code."""
+    env = {**os.environ, "PYTHONPATH": str(path), "BENCH_PROBE_MESSAGES": str(messages)}
+    out = subprocess.run([str(path / ".venv/bin/python"), str(Path(__file__).with_name("worker_cpu_probe.py"))],
+                         env=env, cwd=path, check=True, capture_output=True, text=True)  # fmt: skip
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["load"] = os.getloadavg()[0]
+    return result
+
+
+def probes(base_path: Path, rounds: int, messages: int) -> dict[str, list[dict[str, float]]]:
+    """The in-process probe, A B B A ``rounds`` times."""
+    out: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
+    for _ in range(rounds):
+        for name, path in (("base", base_path), ("this", HERE), ("this", HERE), ("base", base_path)):
+            r = run_probe(path, messages)
+            out[name].append(r)
+            say(f"probe {name}: worker {r['worker_us']:.2f} us/pt, postgres {r['postgres_us']:.2f} us/pt, "
+                f"load {r['load']:.1f}")  # fmt: skip
+    return out
+
+
+def probe_report(found: dict[str, list[dict[str, float]]], messages: int) -> list[str]:
+    lines = [
+        "## In-process probe: the ingest handler alone (no HTTP, no other consumers)",
+        "",
+        f"`tests/bench/worker_cpu_probe.py`, run by each tree's own Python on its own servers: {messages} signed "
+        "1000-point messages of one device (50 devices) published first, then the real IngestHandler over "
+        "fetches of 64 with acks; CPU of the probe process (worker) and of every PostgreSQL process per point. "
+        "Rounds A B B A.",
+        "",
+        "| round | tree | worker µs/pt | postgres µs/pt | load avg |",
+        "|---|---|---|---|---|",
+    ]
+    i = 0
+    for k in range(len(found["base"]) // 2):
+        for name, j in (("base", 2 * k), ("this", 2 * k), ("this", 2 * k + 1), ("base", 2 * k + 1)):
+            r = found[name][j]
+            i += 1
+            lines.append(f"| {i} | {name} | {r['worker_us']:.2f} | {r['postgres_us']:.2f} | {r['load']:.1f} |")
+    lines.append("")
+    for key, label in (("worker_us", "worker"), ("postgres_us", "postgres")):
+        b, t = mean([r[key] for r in found["base"]]), mean([r[key] for r in found["this"]])
+        lines.append(f"* {label}: base {b:.2f}, this {t:.2f} µs/pt: **{t / b:.2f}x**")
+    lines.append("")
+    return lines
+
+
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def report(base: Tree, this: Tree, points: int, devices: int, concurrency: int, base_name: str) -> str:
+def report(base: Tree, this: Tree, points: int, devices: int, concurrency: int, base_name: str,
+           probe_lines: list[str]) -> str:  # fmt: skip
     rate = mean(this.rates) / mean(base.rates)
     lines = [
         "# Ingest worker and its SQL: CPU per point, before / after (issue 13 item 3)",
@@ -182,14 +235,20 @@ def report(base: Tree, this: Tree, points: int, devices: int, concurrency: int, 
         lines.append(f"| {name} | {b:.1f} | {t:.1f} | {t / b if b else 0:.2f}x |")
     lines.append(f"| all of the above | {total_b:.1f} | {total_t:.1f} | {total_t / total_b:.2f}x |")
     lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + probe_lines)
 
 
 def main() -> None:
+    if not os.environ.get("BENCH_BASE_TREE"):
+        say("BENCH_BASE_TREE is not set (a checkout of the commit to compare with, with its .venv): skipped")
+        return
     base_path = Path(os.environ["BENCH_BASE_TREE"]).resolve()
     base_name = os.environ.get("BENCH_BASE_NAME", str(base_path))
     points, devices = env_int("BENCH_POINTS", 500_000), env_int("BENCH_DEVICES", 50)
     concurrency, rounds = env_int("BENCH_CONCURRENCY", 8), env_int("BENCH_WC_ROUNDS", 1)
+    probe_rounds, probe_messages = env_int("BENCH_WC_PROBE_ROUNDS", 2), env_int("BENCH_PROBE_MESSAGES", 256)
+    found = probes(base_path, probe_rounds, probe_messages)
+    probe_lines = probe_report(found, probe_messages)
     root = Path(tempfile.mkdtemp(prefix="bench-workercpu-"))
     trees: list[Tree] = []
     try:
@@ -204,7 +263,7 @@ def main() -> None:
             for tree in (base, this, this, base):
                 asyncio.run(one_round(tree, n, points, devices, concurrency))
                 n += 1
-        DOC.write_text(report(base, this, points, devices, concurrency, base_name))
+        DOC.write_text(report(base, this, points, devices, concurrency, base_name, probe_lines))
         say(f"wrote {DOC}")
     finally:
         for t in trees:
