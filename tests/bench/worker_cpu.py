@@ -61,6 +61,12 @@ class TreeStack(Stack):
         )
         log.close()
 
+    def start_all(self, names: tuple[str, ...] = PROCESSES) -> "Stack":
+        for name in names:
+            self.start(name)
+        self.wait_healthy(timeout=300.0)  # a loaded shared machine starts a stack slowly
+        return self
+
 
 @dataclass
 class Tree:
@@ -113,7 +119,13 @@ def start_tree(name: str, path: Path, root: Path) -> Tree:
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     stack = TreeStack(Servers(nats, postgres), root / name / "logs", extra_env=GATEWAY_ENV)
     stack.tree = path
-    stack.start_all()
+    try:
+        stack.start_all()
+    except BaseException:
+        stack.stop_all()
+        nats.stop()
+        postgres.stop()
+        raise
     watched = [Watched(n, stack.procs[n].pid) for n in PROCESSES]
     watched += [Watched("nats-server", nats.proc.pid), Watched("postgres", postgres.proc.pid, tree=True)]
     return Tree(name, path, nats, postgres, stack, Monitor(watched))
