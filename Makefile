@@ -87,6 +87,7 @@ bench: install browser ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.cluster
 	$(BIN)/python -m tests.bench.replay_retention
 	$(BIN)/python -m tests.bench.replica_reads
+	$(BIN)/python -m tests.bench.worker_cpu  # needs BENCH_BASE_TREE (a checkout of the commit to compare with)
 
 # The peers harness (InfluxDB + VictoriaMetrics, apt-installed by it) lives outside this repository.
 PEERS_DIR ?= ../shared/peers

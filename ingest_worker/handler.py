@@ -71,8 +71,7 @@ class IngestHandler:
             if not points:
                 continue
             seq = msg.metadata.sequence.stream
-            for point in points:
-                rows.add(device_id, point, seq)
+            rows.add_points(device_id, points, seq)
             stored.append((device_id, seq, points, _accepted_at(msg)))
             if msg.headers and msg.headers.get(REQUEST_ID):
                 request_ids[seq] = msg.headers[REQUEST_ID]

@@ -1,7 +1,7 @@
 """After commit: a PointsStored notice per POINTS message, and the platform's data.received event."""
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 
@@ -12,11 +12,36 @@ from telemetry_core.topology import stored_subject
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.integration import DATA_RECEIVED, DataReceived
 from telemetry_schemas.notices import MetricStored, PointsStored
-from telemetry_schemas.values import Point, ValueType, value_type
+from telemetry_schemas.values import Point
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE = timedelta(minutes=1)
 
 
-def _numeric(point: Point) -> bool:
-    return value_type(point.value) in (ValueType.INTEGER, ValueType.FLOAT)
+def _metric_stored(name: str, group: list[Point], new_points: list[tuple[datetime, int]] | None) -> MetricStored:
+    """One metric's summary; a single pass over its points (this runs for every point the worker stores)."""
+    first = newest = group[0]
+    first_t = newest_t = first.timestamp
+    minutes: set[int] = set()
+    for point in group:
+        t = point.timestamp
+        if t < first_t:
+            first_t = t
+        if t >= newest_t:  # >=: of equal timestamps the later one in the message wins (later write wins)
+            newest, newest_t = point, t
+        kind = type(point.value)
+        # int / float exactly (bool is not numeric): value_type()'s INTEGER and FLOAT, without the call.
+        if kind is float or kind is int:
+            minutes.add((t - _EPOCH) // _MINUTE)  # exact integer minute since the epoch (UTC), any offset
+    return MetricStored(
+        metric_name=name,
+        count=len(group),
+        first_time=first_t,
+        last_time=newest_t,
+        latest=newest,
+        minutes=[_EPOCH + m * _MINUTE for m in sorted(minutes)],
+        new_points=new_points,
+    )
 
 
 def build_notice(
@@ -35,24 +60,15 @@ def build_notice(
     """
     by_metric: dict[str, list[Point]] = {}
     for point in points:
-        by_metric.setdefault(point.metric_name, []).append(point)
-    metrics = []
-    for name, group in by_metric.items():
-        # max() keeps the first of equal timestamps; the later write must win, so scan reversed.
-        newest = max(reversed(group), key=lambda p: p.timestamp)
-        metrics.append(
-            MetricStored(
-                metric_name=name,
-                count=len(group),
-                first_time=min(p.timestamp for p in group),
-                last_time=newest.timestamp,
-                latest=newest,
-                minutes=sorted(
-                    {p.timestamp.astimezone(UTC).replace(second=0, microsecond=0) for p in group if _numeric(p)}
-                ),
-                new_points=None if inserted is None else sorted(inserted.get((points_seq, name), [])),
-            )
-        )
+        group = by_metric.get(point.metric_name)
+        if group is None:
+            by_metric[point.metric_name] = [point]
+        else:
+            group.append(point)
+    metrics = [
+        _metric_stored(name, group, None if inserted is None else sorted(inserted.get((points_seq, name), [])))
+        for name, group in by_metric.items()
+    ]
     return PointsStored(
         device_id=device_id,
         points_seq=points_seq,

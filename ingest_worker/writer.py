@@ -94,8 +94,13 @@ async def _write(conn: AsyncConnection, rows: list[Row], statement: str) -> Inse
     async with conn.transaction(), conn.cursor() as cur:
         async with cur.copy(_COPY) as copy:
             copy.set_types(COPY_TYPES)
+            # The formatter's write_row (what AsyncCopy.write_row calls) fills a buffer and hands it over only
+            # when full: awaiting only then saves a coroutine per row. The first chunk carries the binary
+            # signature, and the copy's exit writes what is left with the trailer, as with write_row.
+            format_row = copy.formatter.write_row
             for row in rows:
-                await copy.write_row(row)
+                if chunk := format_row(row):
+                    await copy.write(chunk)
         await cur.execute(statement, prepare=True)
         inserted: Inserted = {}
         for seq, metric, hour, count in await cur.fetchall():

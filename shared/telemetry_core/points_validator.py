@@ -16,6 +16,7 @@ stored and evaluated like any other admitted points.
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import cast
 
 import msgspec
 from nats.aio.msg import Msg
@@ -29,6 +30,7 @@ from telemetry_schemas.codecs import (
     record_points_decoder,
     validated_points_decoder,
 )
+from telemetry_schemas.signed import signed_points_decoder
 from telemetry_schemas.values import Point
 
 # The RecordPoints body is assembled from the already-validated raw JSON of each point: no
@@ -74,9 +76,15 @@ class Unadmitted:
 class PointsValidator:
     """Signs admitted messages and tells every consumer which points of a message count."""
 
-    def __init__(self, key: bytes, check: PointCheck | None = None) -> None:
+    def __init__(self, key: bytes, check: PointCheck | None = None, *, trust_signed: bool = False) -> None:
+        """``trust_signed``: read signed messages without re-checking each point's constraints (signed_points_decoder).
+
+        The same messages are accepted (the signer validated them); a consumer that opts in saves the per-point
+        checks. The ingest worker does; the alert engine reads them the strict way.
+        """
         self._key = key
         self._check = check
+        self._signed_decoder = signed_points_decoder if trust_signed else validated_points_decoder
 
     def signature(self, body: bytes) -> str:
         """The signature header value of ``body``."""
@@ -95,12 +103,13 @@ class PointsValidator:
         if not self.signed(msg):
             return None
         try:
-            typed = validated_points_decoder.decode(msg.data)
+            typed = self._signed_decoder.decode(msg.data)
         except msgspec.DecodeError:
             return None  # signed but unreadable: cannot happen unless the key leaked; the careful path says why
         if device_of_points_subject(msg.subject) != typed.device_id:
             return None
-        return Accepted(typed.device_id, typed.points)
+        # list is invariant for the type checker; a SignedPoint is a Point.
+        return Accepted(typed.device_id, cast(list[Point], typed.points))
 
     def read(self, msg: Msg) -> Accepted | Unadmitted | str:
         """What the ingest worker does with ``msg``: accept it, admit it now, or reject it whole (the reason)."""

@@ -1,5 +1,6 @@
 """COPY + upsert against the real points table: later value wins, partitions appear on demand."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
@@ -87,3 +88,32 @@ async def test_worker_creates_partitions_ahead(stack, servers) -> None:
             return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
 
     eventually(exists, timeout=30, what="partition a week ahead")
+
+
+async def test_a_batch_many_copy_buffers_long_arrives_whole(pool: AsyncConnectionPool) -> None:
+    # write_rows hands the COPY its formatter's chunks itself (ingest_worker/writer.py): a batch that fills the
+    # buffer many times over must arrive row for row, every value type included, first and last rows too.
+    device, cache, rows = unique("dev"), PartitionCache(), RowSet()
+    values: list[object] = [1.5, 7, "text " * 20, True, {"k": [1, 2]}, {"lat": 1.0, "lon": 2.0}]
+    sent = [
+        Point(timestamp=T0 + timedelta(milliseconds=i), metric_name="t", value=values[i % len(values)],
+              unit="u" if i % 2 else None, tags={"n": str(i)} if i % 3 else {})
+        for i in range(6000)
+    ]  # fmt: skip
+    rows.add_points(device, sent, 1)
+    await write(pool, cache, rows)
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT time, value_type, value_num, value_text, value_bool, value_json::text, unit, tags "
+            "FROM telemetry.points WHERE device_id = %s ORDER BY time",
+            (device,),
+        )
+        got = await cur.fetchall()
+    assert len(got) == len(sent)
+    for point, (t, _, num, text, flag, obj, unit, tags) in zip(sent, got, strict=True):
+        v = point.value
+        back = (
+            json.loads(obj) if obj is not None else (flag if flag is not None else (text if text is not None else num))
+        )
+        assert (t, back, type(back), unit, tags or {}) == (point.timestamp, v, type(v) if type(v) is not int else float,
+                                                           point.unit, point.tags)  # fmt: skip
