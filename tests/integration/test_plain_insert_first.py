@@ -1,4 +1,4 @@
-"""Migration 0021: write_points_stage() inserts fresh points without ON CONFLICT, and falls back to the upsert.
+"""Migration 0018: write_points_stage() inserts fresh points without ON CONFLICT, and falls back to the upsert.
 
 A batch whose keys are all new takes a plain INSERT (no speculative insertion per row); a batch holding any
 existing key (an overwrite, a late duplicate, a redelivery, a concurrent writer of the same key that committed

@@ -1,7 +1,7 @@
-"""Migration 0021's telemetry.dd_merge gives the same sketch as 0013's, on small and on TOASTed (large) sketches.
+"""Migration 0018's telemetry.dd_merge gives the same sketch as 0013's, on small and on TOASTed (large) sketches.
 
 0013 looked each key of the new sketch up in the stored one (`a ->> key`), which detoasted a large stored
-sketch once per key; 0021 runs the same formula on a copy detoasted once. The result must be the same jsonb value
+sketch once per key; 0018 runs the same formula on a copy detoasted once. The result must be the same jsonb value
 (same keys, same counts, nothing dropped or doubled) whatever the overlap, including empty sketches.
 """
 
