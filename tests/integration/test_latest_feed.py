@@ -4,6 +4,7 @@ Notices go to a subject of this test's own (outside the NOTICES stream, so no pr
 built by the ingest worker's own build_notice, as the real ones are.
 """
 
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -121,4 +122,40 @@ async def test_notices_dropped_as_a_slow_consumer_empty_the_cache(publisher: Cli
         assert feed.cache.get((device, "temperature"), 1.0) is None
         assert feed.cache.enabled  # the subscription itself is still there
     finally:
+        await feed.stop()
+
+
+async def test_only_a_series_the_cache_holds_waits_for_the_barrier(servers: Servers) -> None:
+    """A miss reads the database either way: it must not pay the PING round trip (a dashboard rotating over
+    many series paid it on every request: make bench-peers' q1 sequential p50 doubled)."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from gateway.views.latest import LatestReads
+
+    prefix, cached, uncached = unique("latest-feed"), unique("dev"), unique("dev")
+    feed = await start_feed(servers.nats_url, prefix)
+    barriers = 0
+    synced = feed.synced
+
+    async def counting() -> bool:
+        nonlocal barriers
+        barriers += 1
+        return await synced()
+
+    feed.synced = counting  # type: ignore[method-assign]  # a probe around the real barrier
+    pool = AsyncConnectionPool(servers.database_url, min_size=1, max_size=1, open=False)
+    await pool.open()
+    try:
+        reads = LatestReads(pool, feed.cache, feed)
+        assert await reads.latest(uncached, "temperature", T0 - timedelta(days=1)) is None  # no such series
+        assert barriers == 0
+        started = feed.cache.begin_fill((cached, "temperature"))
+        assert started is not None
+        assert feed.cache.finish_fill(
+            started, row(cached, 4.0), (T0, 10), True, time.monotonic()
+        )  # fresh: not past the TTL
+        assert await reads.latest(cached, "temperature", T0 - timedelta(days=1)) == row(cached, 4.0)
+        assert barriers == 1
+    finally:
+        await pool.close()
         await feed.stop()
