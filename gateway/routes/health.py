@@ -121,7 +121,8 @@ async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
             "nats_rtt_ms": nats_c.metrics.get("rtt_ms"),
             "db_latency_ms": db_c.metrics.get("latency_ms"),
         },
-        shedding_load=gw.backlog.shedding,
+        # From the same reading as components.load: the backlog may cross its limit during the awaits above.
+        shedding_load=components["load"].status == "shedding",
     )
     return Response(body, status_code=503 if down else 200)
 
