@@ -11,6 +11,7 @@ main thread or a thread that lives as long as they should (see ``pdeathsig``).
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -32,8 +33,46 @@ from telemetry_core.pid_files import remove_if_stale, stop_stale_server
 DATABASE = "telemetry"
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Where we look for a listening port when the kernel's ephemeral range leaves room below it.
+LISTEN_PORTS_FROM = 10_000
+
+
+def ephemeral_range(path: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
+    """The kernel's range for the local ports of outgoing connections (Linux), or None where unknown."""
+    try:
+        low, high = (int(part) for part in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def _bindable(port: int) -> bool:
+    # Both loopback and the wildcard: a gateway may listen on either, and each conflicts with the other.
+    for host in ("127.0.0.1", "0.0.0.0"):  # noqa: S104 (a probe, closed at once)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
+    """A TCP port that is free on 127.0.0.1 right now, outside the ephemeral range where the kernel allows.
+
+    A port from bind(0) is an ephemeral one: between our choosing it and a server binding it, any outgoing
+    connection on the machine (a test's client, a worker's database pool) may be given it as its local port,
+    and the server's bind then fails with EADDRINUSE (seen in CI: the gateway of `telemetry run`). Ports below
+    the ephemeral range are never handed to outgoing connections, so only another listener can take them.
+    """
+    span = ephemeral_range()
+    if span is not None and span[0] - LISTEN_PORTS_FROM >= 1_000:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(LISTEN_PORTS_FROM, span[0])
+            if _bindable(port):
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
