@@ -6,7 +6,6 @@ advisory lock, so two copies never evaluate the same device. The lock is held on
 if it drops, this copy stops and exits non-zero (alert_worker/partition_lock.py).
 """
 
-import asyncio
 import os
 
 from psycopg_pool import AsyncConnectionPool
@@ -18,6 +17,7 @@ from alert_worker.evaluator import Evaluator, partition_of
 from alert_worker.partition_lock import hold_partition
 from alert_worker.rules import RuleIndex
 from alert_worker.rules_applied import AppliedResponder
+from telemetry_core import event_loop
 from telemetry_core.alerting.state_machine import Machine
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.events_out import events_out
@@ -114,4 +114,4 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     """Entry point."""
-    asyncio.run(serve(Settings.from_env(os.environ)))
+    event_loop.run(serve(Settings.from_env(os.environ)))

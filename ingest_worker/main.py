@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from ingest_worker.handler import WORKER, IngestHandler
 from ingest_worker.retention_loop import run_retention_periodically
 from ingest_worker.writer import PartitionCache
+from telemetry_core import event_loop
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.events_out import events_out
@@ -68,4 +69,4 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     """Entry point."""
-    asyncio.run(serve(Settings.from_env(os.environ)))
+    event_loop.run(serve(Settings.from_env(os.environ)))

@@ -15,6 +15,7 @@ from projection_worker.projections import (
     rollups,
 )
 from projection_worker.runner import Projection, ProjectionRunner
+from telemetry_core import event_loop
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.logging import configure_logging
 from telemetry_core.partition_lock import hold_partition
@@ -94,4 +95,4 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     """Entry point."""
-    asyncio.run(serve(Settings.from_env(os.environ)))
+    event_loop.run(serve(Settings.from_env(os.environ)))

@@ -15,7 +15,12 @@ from tests.support.stack import Stack
 @pytest.fixture(scope="module")
 def limited(stack: Stack, servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # Each test uses a token with its own subject, so each has its own buckets.
-    env = jwt_env(TELEMETRY_RATE_LIMIT_REQUESTS="2", TELEMETRY_RATE_LIMIT_POINTS="5", TELEMETRY_RATE_LIMIT_BURST="1")
+    # Slow refills (a token every 2 s, a point every 0.8 s) into buckets of 2 requests and 5 points: the refill
+    # between a test's requests stays below one token even when a loaded machine takes a second to answer them
+    # (with 2 requests/s and a 1 s burst, a slow first two requests let the third one through).
+    env = jwt_env(
+        TELEMETRY_RATE_LIMIT_REQUESTS="0.5", TELEMETRY_RATE_LIMIT_POINTS="1.25", TELEMETRY_RATE_LIMIT_BURST="4"
+    )
     with gateway_copy(servers, tmp_path_factory.mktemp("limited"), **env) as copy:
         yield copy
 
@@ -24,12 +29,12 @@ def test_requests_past_the_limit_get_429_with_retry_after(limited: Stack) -> Non
     headers = bearer(token(unique("user")))
     url = f"{limited.url}/api/v1/telemetry/metrics"
     answers = [httpx.get(url, headers=headers) for _ in range(4)]
-    # A bucket of 2 requests: the third request within the same second is refused (the test takes far less).
-    assert [r.status_code for r in answers[:2]] == [200, 200]
+    # A bucket of 2 requests: the third within 2 s is refused, and told when one token is back (at most 2 s).
+    assert [r.status_code for r in answers[:3]] == [200, 200, 429]
     refused = answers[2]
-    assert refused.status_code == 429
-    assert refused.headers["retry-after"] == "1"
-    assert refused.json()["detail"] == "rate limit: at most 2 requests per second for this key; retry in 1s"
+    wait = refused.headers["retry-after"]
+    assert wait in ("1", "2")
+    assert refused.json()["detail"] == f"rate limit: at most 0.5 requests per second for this key; retry in {wait}s"
     # Another caller is not affected by the first one's budget.
     assert httpx.get(url, headers=bearer(token(unique("user")))).status_code == 200
 
@@ -37,14 +42,14 @@ def test_requests_past_the_limit_get_429_with_retry_after(limited: Stack) -> Non
 def test_points_past_the_limit_get_429(limited: Stack) -> None:
     headers = bearer(token(unique("device"), scope="ingest"))
     url = f"{limited.url}/api/v1/telemetry/devices/{unique('dev')}/telemetry/batch"
-    # A full bucket (5 points) admits one batch of 10, which leaves the key 5 points in debt.
+    # A full bucket (5 points) admits one batch of 10, which leaves the key 5 points in debt (4 s to repay).
     first = httpx.post(url, json={"data_points": [point(ts=f"2026-01-01T00:00:{i:02d}Z") for i in range(10)]},
                        headers=headers)  # fmt: skip
     assert first.status_code == 200, first.text
     second = httpx.post(url, json={"data_points": [point()]}, headers=headers)
     assert second.status_code == 429
     assert int(second.headers["retry-after"]) >= 1
-    assert second.json()["detail"].startswith("rate limit: at most 5 points per second for this key")
+    assert second.json()["detail"].startswith("rate limit: at most 1.25 points per second for this key")
 
 
 def test_limits_are_off_by_default(stack: Stack) -> None:
