@@ -23,7 +23,7 @@ from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.events_out import events_out
 from telemetry_core.follower import Follower
 from telemetry_core.logging import configure_logging
-from telemetry_core.points_validator import PointsValidator
+from telemetry_core.points_validator import consumer_validator
 from telemetry_core.settings import Settings
 from telemetry_core.stream_guard import StreamChanged, StreamGuard
 from telemetry_core.topology import ALERT_EVENTS, EVENTS_STREAM, POINTS_STREAM, ConsumerSpec, alert_engine_consumer
@@ -42,7 +42,7 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
     spec = alert_engine_consumer(partition, partitions)
     log = rt.log
     await rt.until_stopped(rt.js.add_consumer(spec.stream, spec.config()))
-    validator = PointsValidator(settings.require_signing_key())
+    validator = consumer_validator(settings.require_signing_key())
     # The lock sits on a watched connection of its own; losing it sets rt.stop (a standby may take over).
     lock = await hold_partition(rt.database_url, spec.durable, rt.stop, log)
     if lock is None:  # stopped while standing by

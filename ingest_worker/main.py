@@ -15,7 +15,7 @@ from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.events_out import events_out
 from telemetry_core.logging import configure_logging
-from telemetry_core.points_validator import PointsValidator
+from telemetry_core.points_validator import consumer_validator
 from telemetry_core.settings import Settings
 from telemetry_core.stopping import sleep_or_stop, until_stopped
 from telemetry_core.topology import INGEST
@@ -46,7 +46,7 @@ async def consume(rt: WorkerRuntime, settings: Settings) -> None:
     rt.at_exit("stop_definitions", definitions.stop)
     await rt.until_stopped(definitions.start())
     # Signed messages were validated by their signer: read them without re-checking each point (trust_signed).
-    validator = PointsValidator(settings.require_signing_key(), definitions.check, trust_signed=True)
+    validator = consumer_validator(settings.require_signing_key(), definitions.check)
     handler = IngestHandler(pool, rt.js, events_out(rt.nc, settings.event_prefix, rt.log), rt.log, validator)
     policy = Policy(batch=settings.ingest_fetch_batch, max_deliveries=settings.max_deliveries)
     try:

@@ -37,7 +37,7 @@ from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.errors import ConfigurationError
 from telemetry_core.headers import MSG_ID
 from telemetry_core.nats_conn import connect
-from telemetry_core.points_validator import Accepted, PointsValidator
+from telemetry_core.points_validator import Accepted, consumer_validator
 from telemetry_core.settings import Settings
 from telemetry_core.topology import POINTS_ALL, POINTS_STREAM, stored_subject
 from telemetry_schemas.codecs import json_encoder
@@ -94,7 +94,7 @@ async def replay_points(settings: Settings, since: str, *, js: JetStreamContext 
         nc = await connect(nats_url, "telemetry-replay-points", structlog.get_logger(), max_wait_s=5)
         js = nc.jetstream()
     result, started, last_report = PointsReplay(), time.monotonic(), time.monotonic()
-    validator = PointsValidator(settings.require_signing_key())
+    validator = consumer_validator(settings.require_signing_key())
     run = secrets.token_hex(4)
     name = f"replay_points_{run}"
     try:

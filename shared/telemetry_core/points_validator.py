@@ -80,7 +80,7 @@ class PointsValidator:
         """``trust_signed``: read signed messages without re-checking each point's constraints (signed_points_decoder).
 
         The same messages are accepted (the signer validated them); a consumer that opts in saves the per-point
-        checks. The ingest worker does; the alert engine reads them the strict way.
+        checks. Every consumer of POINTS opts in through ``consumer_validator``, so all take one verdict.
         """
         self._key = key
         self._check = check
@@ -124,3 +124,14 @@ class PointsValidator:
             return f"device_id {command.device_id!r} does not match subject {msg.subject!r}"
         points, errors = admit_points(command.points, "points", self._check, msg.data)
         return Unadmitted(command.device_id, points, command.points, errors)
+
+
+def consumer_validator(key: bytes, check: PointCheck | None = None) -> PointsValidator:
+    """The validator of every POINTS consumer (ingest worker, alert engine, points replay): signed messages trusted.
+
+    One construction for all of them: "the points every consumer stores/evaluates" must be the same set, and a
+    consumer reading signed messages strictly while another trusts them could disagree on a message only the
+    strict types refuse. Trusting costs nothing in safety (a forged signature is still refused) and halves the
+    decode (docs/architecture.md, "Validation of POINTS").
+    """
+    return PointsValidator(key, check, trust_signed=True)

@@ -7,12 +7,13 @@ strict types would refuse is taken as its signer vouched for it, which is how th
 
 import random
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import msgspec
 from nats.aio.msg import Msg
 
 from telemetry_core.headers import SIGNATURE
-from telemetry_core.points_validator import Accepted, PointsValidator, Unadmitted, points_body
+from telemetry_core.points_validator import Accepted, PointsValidator, Unadmitted, consumer_validator, points_body
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.values import Point
 
@@ -65,3 +66,17 @@ def test_trust_covers_signed_messages_only() -> None:
     # A zone is still required: downstream code compares aware times.
     naive = points_body("dev1", [b'{"timestamp":"2030-01-01T00:00:00","metric_name":"t","value":1}'], None, None)
     assert trusted.accepted(message(naive, PointsValidator(KEY).signature(naive))) is None
+
+
+def test_every_points_consumer_takes_the_same_verdict() -> None:
+    # The one constructor trusts signed messages; the ingest worker, the alert engine and the points replay all
+    # use it, so a message only the strict types refuse is stored and evaluated alike (not stored only).
+    odd = b'{"timestamp":"2030-01-01T00:00:00Z","metric_name":"a.b","value":1}'
+    body = points_body("dev1", [odd], None, None)
+    verdict = consumer_validator(KEY).accepted(message(body, PointsValidator(KEY).signature(body)))
+    assert verdict is not None and [p.metric_name for p in verdict.points] == ["a.b"]
+    assert consumer_validator(KEY).accepted(message(body, "0" * 64)) is None
+    repo = Path(__file__).resolve().parents[2]
+    for path in ("ingest_worker/main.py", "alert_worker/main.py", "ingest_worker/replay_points.py"):
+        source = (repo / path).read_text()
+        assert "consumer_validator(" in source and "PointsValidator(" not in source, path
