@@ -65,6 +65,12 @@ def _key_path(field: str, key: str) -> str:
     return f"{field}.{key}" if field else key
 
 
+# Values with nothing to check: numbers, booleans, null, and undecoded JSON (msgspec.Raw: a batch's points,
+# checked one by one where they are decoded). Skipped before their path is even formatted: a 1000-point batch
+# body made this walk build 1000 path strings for nothing (9 % of the gateway's CPU under batch load).
+_LEAVES = frozenset({int, float, bool, type(None), msgspec.Raw})
+
+
 def json_problem(value: Any, field: str = "", depth: int = 1) -> tuple[str, str] | None:
     """(field path, reason) for the first NUL or over-deep nesting in a decoded value, else None.
 
@@ -78,18 +84,25 @@ def json_problem(value: Any, field: str = "", depth: int = 1) -> tuple[str, str]
         return field or "body", DEPTH_REASON
     if isinstance(value, msgspec.Struct):
         for name in value.__struct_fields__:
-            found = json_problem(getattr(value, name), _key_path(field, name), depth + 1)
+            item = getattr(value, name)
+            if type(item) in _LEAVES:
+                continue
+            found = json_problem(item, _key_path(field, name), depth + 1)
             if found is not None:
                 return found
     elif isinstance(value, dict):
         for key, item in value.items():
             if isinstance(key, str) and "\x00" in key:
                 return field or "body", f"keys {NUL_REASON}"
+            if type(item) in _LEAVES:
+                continue
             found = json_problem(item, _key_path(field, str(key)), depth + 1)
             if found is not None:
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
+            if type(item) in _LEAVES:
+                continue
             found = json_problem(item, f"{field}[{index}]", depth + 1)
             if found is not None:
                 return found

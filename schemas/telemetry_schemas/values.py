@@ -85,6 +85,15 @@ def point_problem(point: Point) -> tuple[str, str] | None:
         found = depth_problem(point.metadata, "metadata")
         if found is not None:
             return found
+    # Plain numbers first, by exact type (most points; bool is not int here): no classification needed.
+    if type(value) is float:
+        return None if math.isfinite(value) else ("value", "must be a finite number")
+    if type(value) is int:
+        return (
+            None
+            if abs(value) <= MAX_SAFE_INT
+            else ("value", f"integer magnitude must not exceed 2**53 ({MAX_SAFE_INT})")
+        )
     kind = value_type(value)
     if kind is ValueType.INTEGER and abs(value) > MAX_SAFE_INT:  # type: ignore[arg-type]
         return "value", f"integer magnitude must not exceed 2**53 ({MAX_SAFE_INT})"

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 from psycopg import AsyncConnection, sql
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 DEFAULT_STATEMENT_TIMEOUT_S = 30.0
@@ -23,11 +23,24 @@ def json_loads(data: bytes | bytearray | memoryview | str) -> Any:
         return json.loads(bytes(data) if isinstance(data, memoryview) else data)
 
 
+def json_dumps(value: Any) -> bytes:
+    """Encode json / jsonb parameters with msgspec, several times faster than ``json.dumps``.
+
+    The standard library's encoder was a fifth of the ingest worker's CPU (the tags and metadata of every row it
+    COPYs; py-spy during make bench-peers' load). It still encodes what msgspec refuses.
+    """
+    try:
+        return msgspec.json.encode(value)
+    except (TypeError, OverflowError):
+        return json.dumps(value).encode()
+
+
 def _configure_with(statement_timeout_s: float) -> Callable[[AsyncConnection], Awaitable[None]]:
     ms = max(1, int(statement_timeout_s * 1000))
 
     async def configure(conn: AsyncConnection) -> None:
         set_json_loads(json_loads, conn)
+        set_json_dumps(json_dumps, conn)
         # Every statement of ours names schema telemetry explicitly; the timeout bounds a stuck query, so one
         # slow statement cannot hold a pooled connection for longer than this.
         await conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(ms)))
