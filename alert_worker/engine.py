@@ -13,7 +13,7 @@ runtime calls the handler and the tick one at a time, so machines are never touc
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 import structlog
 from nats.aio.msg import Msg
@@ -37,15 +37,22 @@ HOOK_S = 0.2
 YIELD_EVERY = 16
 
 
-def _points(msg: Msg, validator: PointsValidator) -> list[Point]:
-    """The points of a POINTS message that the ingest worker stores too: those of signed (admitted) messages.
+def _points(msg: Msg, validator: PointsValidator, watched: Container[str]) -> tuple[int, list[Point]]:
+    """(points in the message, the points to evaluate) of a POINTS message that the ingest worker stores too.
 
-    A directly published message counts once the ingest worker has admitted it and re-published its
-    good points signed; its unsigned original is never evaluated, and an unreadable one is the ingest
-    worker's to dead-letter (points_validator explains why one verdict serves every consumer).
+    Only signed (admitted) messages count: a directly published message counts once the ingest worker has
+    admitted it and re-published its good points signed; its unsigned original is never evaluated, and an
+    unreadable one is the ingest worker's to dead-letter (points_validator explains why one verdict serves
+    every consumer). A message none of whose metrics a rule watches is only skimmed (its metric names): the
+    evaluator would skip each of its points anyway, and the full read was half of the engine's CPU per point.
     """
-    accepted = validator.accepted(msg)
-    return [] if accepted is None else accepted.points
+    names = validator.metric_names(msg)
+    if names is None:
+        return 0, []
+    if not any(name in watched for name in names):
+        return len(names), []
+    accepted = validator.accepted(msg, signature_checked=True)
+    return (0, []) if accepted is None else (len(accepted.points), accepted.points)
 
 
 class Engine:
@@ -70,10 +77,12 @@ class Engine:
     async def _evaluate(self, msgs: list[Msg], now: float) -> tuple[list[Emitted], int]:
         out: list[Emitted] = []
         last = self.checkpoint
+        watched = self.evaluator.watched_metrics()
         for n, msg in enumerate(msgs, 1):
             if n % YIELD_EVERY == 0:
                 # Let rule events and a gateway's "applied yet?" request in between (a batch can take long).
                 await asyncio.sleep(0)
+                watched = self.evaluator.watched_metrics()  # a rule applied meanwhile counts from here on
             seq = msg.metadata.sequence.stream
             last = max(last, seq)
             if seq <= self.checkpoint:
@@ -83,10 +92,11 @@ class Engine:
             if not owns(msg.subject, self.partition, self.partitions):
                 continue
             device_id = device_of_points_subject(msg.subject)
-            points = _points(msg, self.validator)
-            self.points_evaluated += len(points)
-            ALERT_EVALUATIONS.inc(len(points))
-            out.extend(self.evaluator.points(device_id, ((f"{seq}:{i}", p) for i, p in enumerate(points)), now))
+            seen, points = _points(msg, self.validator, watched)
+            self.points_evaluated += seen
+            ALERT_EVALUATIONS.inc(seen)
+            if points:
+                out.extend(self.evaluator.points(device_id, ((f"{seq}:{i}", p) for i, p in enumerate(points)), now))
         return out, last
 
     async def _commit(self) -> None:

@@ -2,7 +2,7 @@
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 import msgspec
 import structlog
@@ -219,6 +219,11 @@ class Evaluator:
         self._schedule.drop(key)
 
     # -- points ------------------------------------------------------------------------------------------
+
+    def watched_metrics(self) -> Container[str]:
+        """The metrics some enabled rule watches: ``points`` skips every point of any other metric."""
+        self._refresh()
+        return self._indexes.keys()
 
     def points(self, device_id: str, points: Iterable[tuple[str, Point]], now: float) -> list[Emitted]:
         """Evaluate ``(key, point)`` pairs of one device; key is unique per point (stream seq and index)."""

@@ -30,6 +30,19 @@ MetricName = Annotated[
         examples=["temperature"],
     ),
 ]
+# A point's metric name: the same rule as MetricName, documented as its pattern but run by values.point_problem
+# against the names already found valid (msgspec runs a pattern as a Python regex per string: 1.7 of the 2.5 µs
+# it took to decode a point). Every point is decoded through codecs.decode_points, which calls point_problem.
+PointMetricName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        extra_json_schema={"pattern": SUBJECT_SAFE},
+        description="Metric name: 1-128 characters from A-Z a-z 0-9 _ - :",
+        examples=["temperature"],
+    ),
+]
 # Point fields: NUL is found by one scan of the request (codecs.decode_points), not a regex per string.
 Unit = Annotated[str, text_meta(32, description="Unit of the value, e.g. celsius", nul_checked_by_scan=True)]
 TagKey = Annotated[str, text_meta(64, min_length=1, nul_checked_by_scan=True)]

@@ -1,13 +1,23 @@
 """A telemetry point and its typed value, plus the checks msgspec cannot express in a type."""
 
 import math
+import re
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
 import msgspec
 
-from telemetry_schemas.fields import Metadata, MetricName, PointTimestamp, Tags, TextValue, Unit
+from telemetry_schemas.fields import (
+    SUBJECT_SAFE,
+    Metadata,
+    MetricName,
+    PointMetricName,
+    PointTimestamp,
+    Tags,
+    TextValue,
+    Unit,
+)
 from telemetry_schemas.text import depth_problem, json_problem
 
 # JSON numbers, text, booleans and objects. A geolocation is an object {lat, lon, alt?}.
@@ -36,7 +46,7 @@ class Point(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """One measurement of one metric at one instant (the E1-US1 request body)."""
 
     timestamp: PointTimestamp
-    metric_name: MetricName
+    metric_name: PointMetricName
     value: Value
     unit: Unit | None = None
     tags: Tags = {}
@@ -76,8 +86,33 @@ def point_text_problem(point: Point) -> tuple[str, str] | None:
     return None
 
 
+_SUBJECT_SAFE = re.compile(SUBJECT_SAFE)
+# Metric names found valid: a device sends the same few names in every batch. Bounded: emptied when full.
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 100_000
+
+
+def metric_name_problem(name: str) -> tuple[str, str] | None:
+    """(field, reason) when ``name`` breaks MetricName's pattern, in msgspec's words; None when it is valid."""
+    if name in _VALID_NAMES:
+        return None
+    if _SUBJECT_SAFE.search(name) is None:  # search, as msgspec runs a pattern
+        try:
+            msgspec.convert(name, MetricName)
+        except msgspec.ValidationError as exc:  # the message msgspec gave when it ran the pattern itself
+            return "metric_name", str(exc)
+        return "metric_name", f"Expected `str` matching regex {SUBJECT_SAFE!r}"  # unreachable: same pattern
+    if len(_VALID_NAMES) >= _VALID_NAMES_MAX:
+        _VALID_NAMES.clear()
+    _VALID_NAMES.add(name)
+    return None
+
+
 def point_problem(point: Point) -> tuple[str, str] | None:
     """Return (field, reason) for what a type cannot check, or None when the point is valid."""
+    found = metric_name_problem(point.metric_name)
+    if found is not None:
+        return found
     if not EARLIEST <= point.timestamp < LATEST:
         return "timestamp", f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
     value = point.value

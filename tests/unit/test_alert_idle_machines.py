@@ -6,10 +6,12 @@ indexed one and checks after every step that both emitted the same transitions a
 (parked ones settled), changed keys and late-point count.
 """
 
+import msgspec
 import pytest
 
 from telemetry_core.alerting.state_machine import Closed, Opened, Phase
-from telemetry_schemas.events import AlertRuleDeleted, AlertRuleEnabled
+from telemetry_schemas.events import AlertRuleCreated, AlertRuleDeleted, AlertRuleEnabled
+from telemetry_schemas.rules import RuleSpec
 from tests.support.alert_pair import T0, WALL0, Pair
 
 
@@ -113,3 +115,15 @@ def test_an_operator_resolve_of_a_parked_alert_moves_its_due_time() -> None:
     pair.points(30, (30, 10))
     pair.points(100, (100, 10))  # past the cooldown (62): the point ends it, as in the naive loop
     assert pair.indexed.snapshot()[("r000", "d0")].phase is Phase.OK
+
+
+def test_watched_metrics_follow_rule_events_without_a_point() -> None:
+    """The engine skims messages of unwatched metrics; the set it asks for must include a rule applied meanwhile."""
+    pair = Pair({})
+    watched = pair.indexed.watched_metrics()
+    assert "temp" in watched and "humidity" not in watched
+    spec = msgspec.convert({"name": "h", "metric_name": "humidity", "condition": ">", "threshold_value": 1}, RuleSpec)
+    pair.book._apply(AlertRuleCreated(rule_id="h1", rule=spec, at=T0, by="t"), 10)
+    assert "humidity" in pair.indexed.watched_metrics()  # no point evaluated in between
+    pair.book._apply(AlertRuleDeleted(rule_id="h1", at=T0, by="t"), 11)
+    assert "humidity" not in pair.indexed.watched_metrics()

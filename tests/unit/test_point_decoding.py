@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given
 
 from telemetry_core.value_columns import from_columns, to_columns
+from telemetry_schemas import values as values_module
 from telemetry_schemas.codecs import decode_points, raw_list_decoder
+from telemetry_schemas.fields import MetricName
 from telemetry_schemas.text import MAX_JSON_DEPTH
 from telemetry_schemas.values import ValueType, value_type
 from tests.support.strategies import values
@@ -117,3 +119,34 @@ def test_an_escaped_backslash_before_u0000_is_not_a_nul() -> None:
     points, errors = decode(b'[{"timestamp": "2025-12-18T10:00:00Z", "metric_name": "t", "value": "C:\\\\u0000x"}]')
     assert errors == []
     assert points[0].value == "C:\\u0000x"
+
+
+def test_metric_names_are_checked_after_decoding_in_msgspec_words() -> None:
+    # The pattern is no longer run by msgspec per point (values.metric_name_problem, with a cache of valid names):
+    # the field and the words of the error are what msgspec said when it ran the pattern itself.
+    with pytest.raises(msgspec.ValidationError) as refused:
+        msgspec.convert("a.b", MetricName)
+    words = str(refused.value)
+    body = b"""[
+      {"timestamp": "2025-12-18T10:00:00Z", "metric_name": "ok:name-1", "value": 1},
+      {"timestamp": "2025-12-18T10:00:00Z", "metric_name": "a.b", "value": 1},
+      {"timestamp": "1970-01-01T00:00:00Z", "metric_name": "a b", "value": 1},
+      {"timestamp": "2025-12-18T10:00:01Z", "metric_name": "ok:name-1", "value": 2},
+      {"timestamp": "2025-12-18T10:00:02Z", "metric_name": "a.b", "value": 3}
+    ]"""
+    for _ in range(2):  # the second pass meets the valid name in the cache; the bad ones were never cached
+        points, errors = decode(body)
+        assert [p.value for p in points] == [1, 2]
+        assert [(e.index, e.field) for e in errors] == [
+            (1, "data_points[1].metric_name"), (2, "data_points[2].metric_name"), (4, "data_points[4].metric_name"),
+        ]  # fmt: skip
+        assert errors[0].error == words and words.startswith("Expected `str` matching regex")
+
+
+def test_the_cache_of_valid_names_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(values_module, "_VALID_NAMES", set())
+    monkeypatch.setattr(values_module, "_VALID_NAMES_MAX", 3)
+    for i in range(10):
+        assert values_module.metric_name_problem(f"m{i}") is None
+        assert len(values_module._VALID_NAMES) <= 3
+    assert values_module.metric_name_problem("m.x") is not None and "m.x" not in values_module._VALID_NAMES

@@ -30,6 +30,16 @@ def values(points: list[Point]) -> list[object]:
     return [p.value for p in points]
 
 
+WATCHED = frozenset({"t"})  # the alert engine's rules watch metric t
+
+
+def evaluated(msg: Msg, validator: PointsValidator) -> list[Point]:
+    """The points the alert engine evaluates from ``msg`` when a rule watches their metric."""
+    seen, points = _points(msg, validator, WATCHED)
+    assert seen == len(points)
+    return points
+
+
 def test_a_signed_message_is_accepted_whole_by_every_consumer() -> None:
     gateway = PointsValidator(KEY)
     body = points_body("dev1", [GOOD, HIGH], "b1", "r1")
@@ -37,7 +47,7 @@ def test_a_signed_message_is_accepted_whole_by_every_consumer() -> None:
     ingest = PointsValidator(KEY, above_100).read(msg)
     assert isinstance(ingest, Accepted)
     assert (ingest.device_id, values(ingest.points)) == ("dev1", [5, 150])
-    assert values(_points(msg, PointsValidator(KEY))) == [5, 150]
+    assert values(evaluated(msg, PointsValidator(KEY))) == [5, 150]
 
 
 def test_the_verdict_ignores_the_definitions_a_consumer_knows() -> None:
@@ -52,7 +62,7 @@ def test_the_verdict_ignores_the_definitions_a_consumer_knows() -> None:
         for check in (None, above_100, lambda _p: ("value", "always rejected")):
             read = PointsValidator(KEY, check).read(msg)
             stored = values(read.points) if isinstance(read, Accepted) else []
-            verdicts.append((stored, values(_points(msg, PointsValidator(KEY, check)))))
+            verdicts.append((stored, values(evaluated(msg, PointsValidator(KEY, check)))))
         assert len(set(map(repr, verdicts))) == 1, verdicts
         assert verdicts[0][0] == verdicts[0][1]
 
@@ -65,7 +75,7 @@ def test_a_forged_signature_is_not_trusted_and_the_points_are_checked() -> None:
         message(body, signature="1"),
         message(body, **{"X-Telemetry-Validated": "1"}),
     ):
-        assert _points(msg, PointsValidator(KEY)) == []
+        assert _points(msg, PointsValidator(KEY), WATCHED) == (0, [])
         read = PointsValidator(KEY, above_100).read(msg)
         assert isinstance(read, Unadmitted)
         assert values(read.points) == [5]
@@ -76,7 +86,7 @@ def test_a_signed_body_replayed_on_another_device_is_not_accepted() -> None:
     signer = PointsValidator(KEY)
     body = points_body("dev1", [GOOD], None, None)
     msg = message(body, device="dev2", signature=signer.signature(body))
-    assert _points(msg, signer) == []
+    assert _points(msg, signer, WATCHED) == (0, [])
     assert signer.read(msg) == "device_id 'dev1' does not match subject 'telemetry.points.7.dev2'"
 
 
@@ -86,3 +96,18 @@ def test_points_body_is_a_record_points_message() -> None:
         "device_id": "dev1", "points": [msgspec.json.decode(GOOD)], "batch_id": "b1", "request_id": "r1",
     }  # fmt: skip
     assert points_subject("dev1") == "telemetry.points.dev1"
+
+
+def test_the_engine_only_skims_a_message_whose_metrics_no_rule_watches() -> None:
+    signer = PointsValidator(KEY)
+    other = b'{"timestamp":"2025-12-18T10:00:03Z","metric_name":"u","value":7}'
+    body = points_body("dev1", [GOOD, HIGH, other], None, None)
+    msg = message(body, signature=signer.signature(body))
+    assert signer.metric_names(msg) == ["t", "t", "u"]
+    assert _points(msg, signer, frozenset({"x"})) == (3, [])  # counted, not read: no rule would look at them
+    seen, points = _points(msg, signer, frozenset({"u"}))  # one watched metric: the whole verdict, as before
+    assert (seen, values(points)) == (3, [5, 150, 7])
+    # Not signed, forged, or signed for another device: nothing to count either, skimmed or not.
+    for bad in (message(body), message(body, signature="0" * 64), message(body, "dev2", signer.signature(body))):
+        assert signer.metric_names(bad) is None
+        assert _points(bad, signer, frozenset()) == (0, [])
