@@ -5,6 +5,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -56,27 +57,48 @@ def run_env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 def start_run(data_dir: Path, port: int, **extra_env: str) -> Run:
+    """Start `telemetry run`; return once it printed its URL and key. If it does not, stop it before failing.
+
+    Its output is read by a thread from the start (``Run.drain``), so a run that hangs silently fails at the
+    deadline instead of blocking the test, and a failed start never leaves servers behind for later tests.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "telemetry_core.cli", "run"],
         env=run_env(data_dir, port, **extra_env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + 90
-    url = key = ""
-    for line in proc.stdout:
-        seen.append(line)
-        if m := re.match(r"Telemetry service is running at (\S+)", line):
-            url = m[1]
-        if m := re.match(r"API key: (\S+)", line):
-            key = m[1]
-            break
-        assert time.monotonic() < deadline, "".join(seen)
-    assert url, "".join(seen)
-    assert key, "".join(seen)
-    run = Run(proc, url, key, seen)
-    threading.Thread(target=run.drain, daemon=True).start()
+    run = Run(proc, "", "")
+    reader = threading.Thread(target=run.drain, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 90
+        while not (run.url and run.key):
+            for line in list(run.lines):
+                if m := re.match(r"Telemetry service is running at (\S+)", line):
+                    run.url = m[1]
+                if m := re.match(r"API key: (\S+)", line):
+                    run.key = m[1]
+            if run.url and run.key:
+                break
+            if proc.poll() is not None:
+                reader.join(10)  # the rest of its output, up to the end of the pipe
+                raise AssertionError(f"`telemetry run` exited with {proc.returncode}:\n{''.join(run.lines)}")
+            assert time.monotonic() < deadline, f"no URL and key within 90 s:\n{''.join(run.lines)}"
+            time.sleep(0.05)
+    except BaseException:
+        _stop_quietly(proc)
+        raise
     return run
+
+
+def _stop_quietly(proc: subprocess.Popen[str]) -> None:
+    """SIGINT (the run stops its children), then SIGKILL if it does not exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def stop_run(run: Run) -> list[int]:
@@ -264,3 +286,16 @@ def test_killed_servers_come_back_and_a_killed_run_leaves_no_child(tmp_path: Pat
         assert f"another `telemetry run` (pid {run.proc.pid}) is using {data_dir}" in second.stdout
     finally:
         stop_run(run)
+
+
+def test_a_run_that_cannot_start_fails_the_test_clearly_and_leaves_nothing(tmp_path: Path) -> None:
+    # The port is taken by a plain listener: the gateway cannot bind it, so the run never prints its URL.
+    data_dir = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(AssertionError) as failed:
+            start_run(data_dir, taken.getsockname()[1])
+    assert "address already in use" in str(failed.value).lower()  # the run's own output, in the failure
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(data_dir) in " ".join(p.info["cmdline"] or [])]
+    eventually(lambda: not running(leftovers), timeout=30, what="no server of the failed run left")
