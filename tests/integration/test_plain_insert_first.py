@@ -8,7 +8,6 @@ alone gives: later stream sequence wins, rollups equal raw, counts of inserted p
 """
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
@@ -18,6 +17,7 @@ from ingest_worker.rows import RowSet
 from ingest_worker.writer import Inserted, PartitionCache, write_rows
 from telemetry_schemas.values import Point
 from tests.support.ids import unique
+from tests.support.pg_locks import waiting_on_lock
 from tests.support.read_models import rollup_mismatches
 
 T0 = datetime(2031, 9, 10, 11, 59, tzinfo=UTC)  # a minute before an hour boundary
@@ -103,18 +103,6 @@ async def test_a_redelivered_batch_takes_the_upsert_and_counts_once(pool: AsyncC
         assert await cur.fetchone() == (len(points),)
 
 
-async def _waiting_on_lock(pool: AsyncConnectionPool, pid: int, deadline_s: float = 30.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    async with pool.connection() as conn:
-        while True:
-            cur = await conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,))
-            row = await cur.fetchone()
-            if row is not None and row[0] == "Lock":
-                return
-            assert time.monotonic() < deadline, "the second writer never waited for the first one's insert"
-            await asyncio.sleep(0.02)
-
-
 async def test_a_concurrent_insert_of_the_same_key_sends_the_waiting_writer_to_the_upsert(
     pool: AsyncConnectionPool,
 ) -> None:
@@ -131,7 +119,7 @@ async def test_a_concurrent_insert_of_the_same_key_sends_the_waiting_writer_to_t
         async with first.transaction():
             await write_rows(first, newer.rows())  # a savepoint inside the open transaction: not committed yet
             waiting = asyncio.create_task(write_on(second, older))
-            await _waiting_on_lock(pool, pid_row[0])
+            await waiting_on_lock(pool, pid_row[0], "the second writer")
         inserted, path = await waiting
     assert path == "upsert"
     assert inserted == {(19, "m"): [(T0.replace(minute=0), 1)]}  # only its point at 5 s is new

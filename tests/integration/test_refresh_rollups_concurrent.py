@@ -8,7 +8,6 @@ open until the second is seen waiting on a lock, so the interleaving is the racy
 """
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,22 +17,11 @@ from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_schemas.values import Point
 from tests.support.ids import unique
+from tests.support.pg_locks import waiting_on_lock
 from tests.support.read_models import rollup_mismatches
 
 MINUTE = datetime(2031, 11, 12, 13, 14, tzinfo=UTC)
 REFRESH = "SELECT telemetry.refresh_rollups(%s::text[], %s::text[], %s::timestamptz[])"
-
-
-async def _waiting_on_lock(pool: AsyncConnectionPool, pid: int, deadline_s: float = 30.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    async with pool.connection() as conn:
-        while True:
-            cur = await conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,))
-            row = await cur.fetchone()
-            if row is not None and row[0] == "Lock":
-                return
-            assert time.monotonic() < deadline, "the second refresh never waited for the first one's locks"
-            await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("buckets_exist", [True, False], ids=["replacing-rows", "creating-rows"])
@@ -61,7 +49,7 @@ async def test_concurrent_refreshes_of_one_minute_both_commit_exactly(
         async with first.transaction():
             await first.execute(REFRESH, args)
             waiting = asyncio.create_task(second.execute(REFRESH, args))
-            await _waiting_on_lock(pool, pid_row[0])
+            await waiting_on_lock(pool, pid_row[0], "the second refresh")
         await waiting  # raised UniqueViolation before 0019
         await second.commit()
     assert rollup_mismatches(str(pool.conninfo), [device]) == []
