@@ -28,6 +28,7 @@ _TAGS = ["real-time streaming"]
 _BASE = "/api/v1/telemetry/subscribe"
 _WS = "/ws/telemetry"
 # KV keys and NATS tokens: anything else cannot name a subscription, so it is unknown without a lookup.
+# Checked with fullmatch: `$` alone would also let a trailing newline through (it would reach a KV subject).
 _ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 CLOSE_BAD_REQUEST = 4400
@@ -78,7 +79,7 @@ async def subscribe(data: SubscribeRequest, live: LiveHub, ctx: CommandContext) 
       "404 when the subscription is unknown, cancelled or expired.")  # fmt: skip
 async def connect_token(subscription_id: str, live: LiveHub) -> ConnectTokenResponse:
     """Mint a token for an existing subscription."""
-    if not _ID.match(subscription_id) or await live.store.get(subscription_id) is None:
+    if not _ID.fullmatch(subscription_id) or await live.store.get(subscription_id) is None:
         raise not_found(f"subscription {subscription_id!r} not found")
     token, expiry = live.tokens.mint(subscription_id)
     return ConnectTokenResponse(
@@ -93,7 +94,7 @@ async def connect_token(subscription_id: str, live: LiveHub) -> ConnectTokenResp
         "or expired.")  # fmt: skip
 async def cancel(subscription_id: str, live: LiveHub) -> CancelResponse:
     """Delete the subscription; every copy's watcher closes its sockets."""
-    if not _ID.match(subscription_id) or not await live.store.cancel(subscription_id):
+    if not _ID.fullmatch(subscription_id) or not await live.store.cancel(subscription_id):
         raise not_found(f"subscription {subscription_id!r} not found")
     return CancelResponse(subscription_id=subscription_id, status="cancelled", message="Subscription cancelled")
 
@@ -111,7 +112,7 @@ async def stream_socket(socket: WebSocket[Any, Any, Any], subscription_id: str, 
     A refused socket is accepted and then closed with a code, which a browser can read (a refused handshake
     tells it nothing); an admitted one is accepted once its consumer exists (LiveHub.serve).
     """
-    stored = await live.store.get(subscription_id) if _ID.match(subscription_id) else None
+    stored = await live.store.get(subscription_id) if _ID.fullmatch(subscription_id) else None
     if stored is None:
         await _refuse(socket, CLOSE_NOT_FOUND, "subscription not found (unknown, cancelled or expired)")
         return

@@ -7,8 +7,11 @@ import msgspec
 
 from telemetry_schemas.text import text_meta
 
-# NATS subject tokens may not contain '.', '*', '>' or whitespace; we allow a safe subset.
-SUBJECT_SAFE = r"^[A-Za-z0-9_\-:]+$"
+# NATS subject tokens may not contain '.', '*', '>' or whitespace; we allow a safe subset. `(?!\n)`: in Python's
+# re (msgspec's patterns, the gateway's path check) `$` also matches before a final newline, so without it
+# "device\n" passed, and a newline in a NATS subject breaks the protocol line it is sent on. In the ECMA-262
+# regexes of JSON Schema and OpenAPI `$` is the end of the string already, and the lookahead changes nothing.
+SUBJECT_SAFE = r"^[A-Za-z0-9_\-:]+$(?!\n)"
 
 DeviceId = Annotated[
     str,

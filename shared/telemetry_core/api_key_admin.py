@@ -127,7 +127,7 @@ def create(settings: Settings, name: str, scope: ApiKeyScope, devices: list[str]
 
 def revoke(settings: Settings, key_id: str) -> bool:
     """Revoke ``key_id``; False when it was revoked already. Unknown ids are a ConfigurationError."""
-    if not _KEY_ID.match(key_id):
+    if not _KEY_ID.fullmatch(key_id):
         raise ConfigurationError(f"{key_id!r} is not a key id (key_ followed by 12 hex digits; see `apikey list`)")
     last = asyncio.run(_last_event(settings, key_id))
     if last is None:

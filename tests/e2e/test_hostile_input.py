@@ -318,3 +318,13 @@ def test_query_timestamps_must_be_rfc3339_with_a_zone(client: httpx.Client, path
         400,
         "start_time: must be RFC 3339 with a zone, e.g. 2025-12-18T00:00:00Z",
     )
+
+
+@pytest.mark.parametrize("device", ["dev%0A", "dev%0D%0A", "a%0Ab"])
+def test_a_line_break_in_a_device_id_is_400_and_never_reaches_a_subject(client: httpx.Client, device: str) -> None:
+    # Python's `$` matches before a final newline: the identifier rule let "dev\n" through into a NATS subject.
+    r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point())
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"].startswith("device_id ") and "is invalid" in r.json()["detail"]
+    r = client.post("/api/v1/telemetry/devices/dev_ok/telemetry", json=point(metric="temp\n"))
+    assert r.status_code == 422 and r.json()["detail"].startswith("metric_name: Expected `str` matching regex"), r.text

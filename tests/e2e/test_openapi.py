@@ -5,6 +5,7 @@ import pytest
 
 from gateway.app import create_app
 from telemetry_core.settings import Settings
+from telemetry_schemas.fields import SUBJECT_SAFE
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +122,7 @@ def test_every_error_answer_is_documented_with_the_body_actually_sent(client: ht
 def test_ids_bounds_and_the_time_range_rule_are_documented(client: httpx.Client) -> None:
     doc = client.get("/schema/openapi.json").json()
     params = {p["name"]: p for p in doc["paths"]["/api/v1/telemetry/alerts/rules/{rule_id}"]["get"]["parameters"]}
-    assert params["rule_id"]["schema"]["pattern"] == "^[A-Za-z0-9_\\-:]+$"
+    assert params["rule_id"]["schema"]["pattern"] == SUBJECT_SAFE == "^[A-Za-z0-9_\\-:]+$(?!\\n)"
     assert (params["rule_id"]["schema"]["minLength"], params["rule_id"]["schema"]["maxLength"]) == (1, 128)
     listed = {p["name"]: p for p in doc["paths"]["/api/v1/telemetry/alerts"]["get"]["parameters"]}
     assert listed["offset"]["schema"]["maximum"] == 1_000_000_000
