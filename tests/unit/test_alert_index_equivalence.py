@@ -14,15 +14,16 @@ import msgspec
 import structlog
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from alert_worker.breach_index import compile_metric
 from alert_worker.emitter import Emitted
 from alert_worker.evaluator import Evaluator
 from alert_worker.rules import Rule, RuleBook
-from telemetry_schemas.events import AlertRuleCreated, AlertRuleDeleted, AlertRuleEnabled, AlertRuleUpdated
+from telemetry_schemas.events import AlertRuleCreated, AlertRuleUpdated
 from telemetry_schemas.rules import RuleSpec
 from telemetry_schemas.values import Point
+from tests.support.alert_rule_steps import rule_event_steps
 from tests.support.naive_evaluator import NaiveEvaluator
 
 LOG = structlog.get_logger().bind(test="index-equivalence")
@@ -71,43 +72,10 @@ def _view(emitted: list[Emitted]) -> list[tuple[str, str, object]]:
     return [(e.rule.rule_id, e.device_id, e.transition) for e in emitted]
 
 
-class SameAsNaive(RuleBasedStateMachine):
+class SameAsNaive(rule_event_steps(specs(), LOG)):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
-        self.book = RuleBook()
-        self.indexed = Evaluator(self.book, {}, 120.0, LOG)
-        self.naive = NaiveEvaluator(self.book, {}, 120.0, LOG)
-        self.seq, self.wall, self.event, self.serial = 0, 1_000_000.0, 1_000_000.0, 0
         self.emitted = 0  # transitions seen, so a run that never fires shows up as such in statistics
-
-    def _rule_event(self, event: Any) -> None:
-        self.seq += 1
-        self.book._apply(event, self.seq)
-
-    @property
-    def ids(self) -> list[str]:
-        return sorted(self.book.rules)
-
-    @rule(spec=specs())
-    def create(self, spec: RuleSpec) -> None:
-        self.serial += 1
-        self._rule_event(AlertRuleCreated(rule_id=f"rule{self.serial:03d}", rule=spec, at=T0, by="t"))
-
-    @precondition(lambda self: self.book.rules)
-    @rule(data=st.data(), spec=specs())
-    def update(self, data: st.DataObject, spec: RuleSpec) -> None:
-        self._rule_event(AlertRuleUpdated(rule_id=data.draw(st.sampled_from(self.ids)), rule=spec, at=T0, by="t"))
-
-    @precondition(lambda self: self.book.rules)
-    @rule(data=st.data(), enabled=st.booleans())
-    def enable(self, data: st.DataObject, enabled: bool) -> None:
-        rule_id = data.draw(st.sampled_from(self.ids))
-        self._rule_event(AlertRuleEnabled(rule_id=rule_id, enabled=enabled, at=T0, by="t"))
-
-    @precondition(lambda self: self.book.rules)
-    @rule(data=st.data())
-    def delete(self, data: st.DataObject) -> None:
-        self._rule_event(AlertRuleDeleted(rule_id=data.draw(st.sampled_from(self.ids)), at=T0, by="t"))
 
     @rule(device=st.sampled_from(DEVICES), batch=points_of, dw=st.integers(0, 200))
     def points(self, device: str, batch: list[tuple[str, Any, int, dict[str, str]]], dw: int) -> None:

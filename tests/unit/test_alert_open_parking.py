@@ -18,18 +18,16 @@ import pytest
 import structlog
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 import alert_worker.evaluator as evaluator_module
 from alert_worker.emitter import Emitted
-from alert_worker.evaluator import Evaluator
-from alert_worker.rules import RuleBook
 from telemetry_core.alerting.state_machine import Closed, Opened, Phase
-from telemetry_schemas.events import AlertRuleCreated, AlertRuleDeleted, AlertRuleEnabled, AlertRuleUpdated
+from telemetry_schemas.events import AlertRuleDeleted, AlertRuleEnabled
 from telemetry_schemas.rules import RuleSpec
 from telemetry_schemas.values import Point
 from tests.support.alert_pair import Pair
-from tests.support.naive_evaluator import NaiveEvaluator
+from tests.support.alert_rule_steps import rule_event_steps
 
 LOG = structlog.get_logger().bind(test="open-parking")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -60,47 +58,14 @@ def specs(draw: st.DrawFn) -> RuleSpec:
     return msgspec.convert(spec, RuleSpec, strict=False)
 
 
-class OpenParkingSameAsNaive(RuleBasedStateMachine):
+class OpenParkingSameAsNaive(rule_event_steps(specs(), LOG)):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
-        self.book = RuleBook()
-        self.indexed = Evaluator(self.book, {}, 120.0, LOG)
-        self.naive = NaiveEvaluator(self.book, {}, 120.0, LOG)
-        self.seq, self.wall, self.event, self.serial = 0, 1_000_000.0, 1_000_000.0, 0
         # Small stacks, so that a run also settles open machines when its stacks fill up (STACK_CAP).
         self.cap, evaluator_module.STACK_CAP = evaluator_module.STACK_CAP, 6
 
     def teardown(self) -> None:
         evaluator_module.STACK_CAP = self.cap
-
-    def _rule_event(self, event_: Any) -> None:
-        self.seq += 1
-        self.book._apply(event_, self.seq)
-
-    @property
-    def ids(self) -> list[str]:
-        return sorted(self.book.rules)
-
-    @rule(spec=specs())
-    def create(self, spec: RuleSpec) -> None:
-        self.serial += 1
-        self._rule_event(AlertRuleCreated(rule_id=f"rule{self.serial:03d}", rule=spec, at=T0, by="t"))
-
-    @precondition(lambda self: self.book.rules)
-    @rule(data=st.data(), spec=specs())
-    def update(self, data: st.DataObject, spec: RuleSpec) -> None:
-        self._rule_event(AlertRuleUpdated(rule_id=data.draw(st.sampled_from(self.ids)), rule=spec, at=T0, by="t"))
-
-    @precondition(lambda self: self.book.rules)
-    @rule(data=st.data(), enabled=st.booleans())
-    def enable(self, data: st.DataObject, enabled: bool) -> None:
-        rule_id = data.draw(st.sampled_from(self.ids))
-        self._rule_event(AlertRuleEnabled(rule_id=rule_id, enabled=enabled, at=T0, by="t"))
-
-    @precondition(lambda self: self.book.rules)
-    @rule(data=st.data())
-    def delete(self, data: st.DataObject) -> None:
-        self._rule_event(AlertRuleDeleted(rule_id=data.draw(st.sampled_from(self.ids)), at=T0, by="t"))
 
     @rule(device=st.sampled_from(DEVICES), dw=st.sampled_from([0, 1, 5, 60, 150, 301]),
           batch=st.lists(st.tuples(VALUES, st.sampled_from([1, 1, 1, 0, -3, -200])), min_size=1, max_size=8))  # fmt: skip
