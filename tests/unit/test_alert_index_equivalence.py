@@ -14,7 +14,7 @@ import msgspec
 import structlog
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import invariant, precondition, rule
+from hypothesis.stateful import rule
 
 from alert_worker.breach_index import compile_metric
 from alert_worker.emitter import Emitted
@@ -68,10 +68,6 @@ points_of = st.lists(
 )  # fmt: skip
 
 
-def _view(emitted: list[Emitted]) -> list[tuple[str, str, object]]:
-    return [(e.rule.rule_id, e.device_id, e.transition) for e in emitted]
-
-
 class SameAsNaive(rule_event_steps(specs(), LOG)):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
@@ -92,37 +88,9 @@ class SameAsNaive(rule_event_steps(specs(), LOG)):  # type: ignore[misc]
         self.wall += dw
         self._same(self.indexed.tick(self.wall), self.naive.tick(self.wall))
 
-    @precondition(lambda self: any(m.alert_id or m.nodata_alert_id for m in self.naive.machines.values()))
-    @rule(data=st.data())
-    def operator_resolves(self, data: st.DataObject) -> None:
-        open_ = sorted((m.alert_id or m.nodata_alert_id, r, d) for (r, d), m in self.naive.machines.items()
-                       if m.alert_id or m.nodata_alert_id)  # fmt: skip
-        alert_id, rule_id, device_id = data.draw(st.sampled_from(open_))
-        assert alert_id is not None
-        self.indexed.operator_resolved(alert_id, rule_id, device_id, self.wall)
-        self.naive.operator_resolved(alert_id, rule_id, device_id, self.wall)
-
     def _same(self, indexed: list[Emitted], naive: list[Emitted]) -> None:
-        assert _view(indexed) == _view(naive)
+        super()._same(indexed, naive)
         self.emitted += len(naive)
-
-    @rule()
-    def save(self) -> None:
-        """What the engine does before saving the changed machines: they are written as the naive ones are."""
-        self.indexed.settle(self.indexed.changed)
-        assert {k: self.indexed.machines.get(k) for k in self.indexed.changed} == {
-            k: self.naive.machines.get(k) for k in self.naive.changed
-        }
-        self.indexed.changed.clear()
-        self.naive.changed.clear()
-
-    @invariant()
-    def same_state(self) -> None:
-        # Parked (idle) machines hold their bookkeeping on their series until settled: compare them settled.
-        assert self.indexed.snapshot() == self.naive.machines
-        assert self.indexed.changed == self.naive.changed
-        assert self.indexed.rule_errors == self.naive.rule_errors
-        assert self.indexed.late_points == self.naive.late_points
 
 
 TestSameAsNaive = SameAsNaive.TestCase

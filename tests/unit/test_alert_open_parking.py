@@ -18,10 +18,9 @@ import pytest
 import structlog
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import invariant, precondition, rule
+from hypothesis.stateful import rule
 
 import alert_worker.evaluator as evaluator_module
-from alert_worker.emitter import Emitted
 from telemetry_core.alerting.state_machine import Closed, Opened, Phase
 from telemetry_schemas.events import AlertRuleDeleted, AlertRuleEnabled
 from telemetry_schemas.rules import RuleSpec
@@ -86,38 +85,6 @@ class OpenParkingSameAsNaive(rule_event_steps(specs(), LOG)):  # type: ignore[mi
     def tick(self, dw: int) -> None:
         self.wall += dw
         self._same(self.indexed.tick(self.wall), self.naive.tick(self.wall))
-
-    @rule()
-    def save(self) -> None:
-        """A commit: the changed machines are written as the naive ones are, then ``changed`` is cleared."""
-        self.indexed.settle(self.indexed.changed)
-        assert {k: self.indexed.machines.get(k) for k in self.indexed.changed} == {
-            k: self.naive.machines.get(k) for k in self.naive.changed
-        }
-        self.indexed.changed.clear()
-        self.naive.changed.clear()
-
-    @precondition(lambda self: any(m.alert_id or m.nodata_alert_id for m in self.naive.machines.values()))
-    @rule(data=st.data())
-    def operator_resolves(self, data: st.DataObject) -> None:
-        open_ = sorted((m.alert_id or m.nodata_alert_id, r, d) for (r, d), m in self.naive.machines.items()
-                       if m.alert_id or m.nodata_alert_id)  # fmt: skip
-        alert_id, rule_id, device_id = data.draw(st.sampled_from(open_))
-        assert alert_id is not None
-        self.indexed.operator_resolved(alert_id, rule_id, device_id, self.wall)
-        self.naive.operator_resolved(alert_id, rule_id, device_id, self.wall)
-
-    def _same(self, indexed: list[Emitted], naive: list[Emitted]) -> None:
-        assert [(e.rule.rule_id, e.device_id, e.transition) for e in indexed] == [
-            (e.rule.rule_id, e.device_id, e.transition) for e in naive
-        ]
-
-    @invariant()
-    def same_state(self) -> None:
-        assert self.indexed.snapshot() == self.naive.machines
-        assert self.indexed.changed == self.naive.changed
-        assert self.indexed.rule_errors == self.naive.rule_errors
-        assert self.indexed.late_points == self.naive.late_points
 
 
 TestOpenParkingSameAsNaive = OpenParkingSameAsNaive.TestCase
