@@ -23,10 +23,8 @@ docs/benchmarks-alerts.md). Two parts:
 import asyncio
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import types
 from collections.abc import Sequence
@@ -236,19 +234,11 @@ async def rule_writes(url: str, headers: dict[str, str], n: int) -> dict[str, li
 
 
 def run_writes(n: int) -> dict[str, list[float]]:
-    from tests.support.servers import start_servers
-    from tests.support.stack import Stack
+    from tests.bench.bench_stack import bench_stack  # imported here: the in-process part needs no servers
 
-    root = Path(tempfile.mkdtemp(prefix="telemetry-alert-bench-"))
-    servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs")
-    try:
+    with bench_stack("telemetry-alert-bench-") as (_root, _servers, stack):
         stack.start_all()
         return asyncio.run(rule_writes(stack.url, stack.headers, n))
-    finally:
-        stack.stop_all()
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- report ---------------------------------------------------------------------------------------------

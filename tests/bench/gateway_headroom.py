@@ -20,12 +20,10 @@ import asyncio
 import json
 import os
 import pstats
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,10 +34,10 @@ import httpx
 
 from gateway.views.latest import latest_value
 from telemetry_core.pg_pool import make_pool
+from tests.bench.bench_stack import bench_stack
 from tests.bench.client import Poster, make_client
 from tests.bench.config import env_int
 from tests.bench.latency import run_latency
-from tests.support.servers import Servers, start_servers
 from tests.support.stack import Stack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-gateway.md"
@@ -391,11 +389,8 @@ def main() -> None:
         env_int("BENCH_GW_CONC_PER_CLIENT", 60),
         env_int("BENCH_GW_POSTS", 4000),
     )
-    root = Path(tempfile.mkdtemp(prefix="telemetry-gw-bench-"))
-    servers: Servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs")
-    load = os.getloadavg()[0]
-    try:
+    with bench_stack("telemetry-gw-bench-") as (root, servers, stack):
+        load = os.getloadavg()[0]
         for worker in ("ingest-worker", "projection-worker", "alert-worker"):
             stack.start(worker)
         start_gateways(stack, 1)
@@ -424,10 +419,6 @@ def main() -> None:
         base_name = os.environ.get("BENCH_BASE_NAME", str(base_tree))
         DOC.write_text(report(base, many, copies, profile, load, checkout, paths, before, base_name))
         say(f"wrote {DOC}")
-    finally:
-        stack.stop_all()
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,14 @@ The ``cache on`` gateway's hit/miss counters (/metrics) show the cache answered.
 import asyncio
 import os
 import re
-import shutil
 import statistics
 import subprocess
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
+from tests.bench.bench_stack import bench_stack
 from tests.bench.client import make_client
 from tests.bench.config import env_int
 from tests.bench.gateway_headroom import (
@@ -38,7 +37,6 @@ from tests.bench.gateway_headroom import (
     start_gateways,
     stop_gateways,
 )
-from tests.support.servers import Servers, start_servers
 from tests.support.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,13 +143,10 @@ def report(runs: dict[str, list[dict[str, float]]], loads: list[float], base_nam
 def main() -> None:
     seq_n, per_client = env_int("BENCH_LATEST_SEQ", 2000), env_int("BENCH_LATEST_CONC_PER_CLIENT", 60)
     rounds = env_int("BENCH_LATEST_ROUNDS", 3)
-    root = Path(tempfile.mkdtemp(prefix="telemetry-latest-bench-"))
-    servers: Servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs")
-    runs: dict[str, list[dict[str, float]]] = {b: [] for b in BUILDS}
-    loads: list[float] = []
-    counters: dict[str, float] = {}
-    try:
+    with bench_stack("telemetry-latest-bench-") as (root, _servers, stack):
+        runs: dict[str, list[dict[str, float]]] = {b: [] for b in BUILDS}
+        loads: list[float] = []
+        counters: dict[str, float] = {}
         tree, base_name = base_tree(root)
         for worker in ("ingest-worker", "projection-worker", "alert-worker"):
             stack.start(worker)
@@ -171,10 +166,6 @@ def main() -> None:
                     f"50 concurrent {figures['rate']:,.0f} req/s p99 {figures['conc_p99']:.1f} ms")  # fmt: skip
         DOC.write_text(report(runs, loads, base_name, counters, seq_n, per_client))
         say(f"wrote {DOC}")
-    finally:
-        stack.stop_all()
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ which the project must not depend on.
 import asyncio
 import os
 import random
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,8 +31,8 @@ from gateway.line_points import PRECISIONS, to_device_points
 from gateway.line_protocol import parse
 from telemetry_core.topology import INGEST
 from tests.bench.backlog import Backlog
+from tests.bench.bench_stack import bench_stack
 from tests.bench.client import Poster, make_client
-from tests.support.servers import start_servers
 from tests.support.stack import Stack
 
 FIELDS = 10
@@ -176,17 +174,10 @@ def _write(lines: list[str], total: int) -> None:
 
 def main() -> None:
     total = _env_int("BENCH_LP_POINTS", 100_000)
-    root = Path(tempfile.mkdtemp(prefix="telemetry-lp-bench-"))
-    servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs")
-    try:
+    with bench_stack("telemetry-lp-bench-") as (_root, _servers, stack):
         stack.start_all()
         lines = asyncio.run(bench(stack))
         _write(lines, total)
-    finally:
-        stack.stop_all()
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

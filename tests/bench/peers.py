@@ -23,7 +23,6 @@ The side-by-side table, with this service's figures as ratios to the best peer, 
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,8 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.support.servers import start_servers
-from tests.support.stack import Stack
+from tests.bench.bench_stack import bench_stack
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "benchmarks.md"
@@ -78,10 +76,7 @@ def harness(peers: Path, run_dir: Path, args: list[str]) -> None:
 
 def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = False) -> None:
     """A fresh stack, then the JSON target (and the queries) or, with ``line_protocol``, InfluxDB's bodies."""
-    root = Path(tempfile.mkdtemp(prefix="telemetry-peers-"))
-    servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs")
-    try:
+    with bench_stack("telemetry-peers-") as (_root, servers, stack):
         stack.start_all()
         stack.wait_healthy()
         pids = [p.pid for p in stack.procs.values()]
@@ -96,10 +91,6 @@ def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = 
                "--base-url", stack.url, "--header", key, *args]  # fmt: skip
         say("InfluxDB's line-protocol bodies to our /write")
         subprocess.run(cmd, env=dict(os.environ, BENCH_RESULTS=str(run_dir / "results.jsonl")), check=True)
-    finally:
-        stack.stop_all()
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

@@ -22,10 +22,8 @@ ingestion writes them), vacuumed until all-visible; the 150-1,000 devices where 
 import asyncio
 import os
 import re
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +35,7 @@ import psycopg
 
 from gateway.query_plan import Plan, Source
 from gateway.views.aggregates import Filter, _query
+from tests.bench.bench_stack import bench_stack
 from tests.bench.client import make_client
 from tests.bench.config import env_int
 from tests.bench.gateway_headroom import (
@@ -47,7 +46,6 @@ from tests.bench.gateway_headroom import (
     stop_gateways,
 )
 from tests.bench.request_path import DEVICE, METRIC
-from tests.support.servers import start_servers
 from tests.support.stack import Stack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-q2-prepare.md"
@@ -342,12 +340,9 @@ def main() -> None:
     devices = env_int("BENCH_Q2_DEVICES", 200)
     rounds = env_int("BENCH_Q2_ROUNDS", 3)
     base_tree = Path(os.environ["BENCH_BASE_TREE"]) if os.environ.get("BENCH_BASE_TREE") else None
-    root = Path(tempfile.mkdtemp(prefix="telemetry-q2-bench-"))
-    load_before = os.getloadavg()[0]
-    servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs")
-    stack.log_dir.mkdir(parents=True, exist_ok=True)
-    try:
+    with bench_stack("telemetry-q2-bench-") as (_root, servers, stack):
+        load_before = os.getloadavg()[0]
+        stack.log_dir.mkdir(parents=True, exist_ok=True)
         say(f"loading {devices} devices x {METRICS} metrics x {DAYS} days of hours")
         load(servers.database_url, devices)
         forms = asyncio.run(statements(servers.database_url, devices, env_int("BENCH_Q2_STATEMENTS", 2000)))
@@ -363,10 +358,6 @@ def main() -> None:
         base_name = os.environ.get("BENCH_BASE_NAME", str(base_tree))
         DOC.write_text(report(forms, plans, results, paths, devices, base_name, load_before))
         say(f"wrote {DOC}")
-    finally:
-        stack.stop_all()
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ docs/benchmarks-stats.md). Steps:
 import asyncio
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,10 +27,10 @@ from pathlib import Path
 
 from telemetry_core.topology import INGEST
 from tests.bench.backlog import Backlog
+from tests.bench.bench_stack import bench_stack
 from tests.bench.client import Poster, make_client
 from tests.bench.e2e import build_batches, post_batches
 from tests.bench.stats import percentile
-from tests.support.servers import start_servers
 from tests.support.stack import Stack
 
 _WITHOUT_STATS = (
@@ -179,16 +177,9 @@ def _write(lines: list[str], devices: int, metrics: int) -> None:
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="telemetry-stats-bench-"))
-    servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs")
-    try:
+    with bench_stack("telemetry-stats-bench-") as (_root, _servers, stack):
         stack.start_all()
         asyncio.run(bench(stack))
-    finally:
-        stack.stop_all()
-        servers.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
