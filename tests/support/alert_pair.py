@@ -25,6 +25,14 @@ WALL0 = 2_000_000.0
 LATENESS = 120.0
 
 
+def save_both(indexed: Evaluator, naive: NaiveEvaluator) -> None:
+    """A commit of both evaluators: the indexed one's changed machines, settled, are written as the naive ones are."""
+    indexed.settle(indexed.changed)
+    assert {k: indexed.machines.get(k) for k in indexed.changed} == {k: naive.machines.get(k) for k in naive.changed}
+    indexed.changed.clear()
+    naive.changed.clear()
+
+
 class Pair:
     """The indexed and the naive evaluator over one RuleBook, fed alike and compared after every step."""
 
@@ -55,12 +63,7 @@ class Pair:
 
     def save(self) -> None:
         """What the engine does at a commit: settle the changed machines, write them, clear ``changed``."""
-        self.indexed.settle(self.indexed.changed)
-        assert {k: self.indexed.machines.get(k) for k in self.indexed.changed} == {
-            k: self.naive.machines.get(k) for k in self.naive.changed
-        }
-        self.indexed.changed.clear()
-        self.naive.changed.clear()
+        save_both(self.indexed, self.naive)
 
     def _same(self, indexed: list[Emitted], naive: list[Emitted]) -> list[object]:
         def view(emitted: list[Emitted]) -> list[tuple[str, str, object]]:

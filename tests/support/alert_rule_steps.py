@@ -16,7 +16,7 @@ from alert_worker.evaluator import Evaluator
 from alert_worker.rules import RuleBook
 from telemetry_schemas.events import AlertRuleCreated, AlertRuleDeleted, AlertRuleEnabled, AlertRuleUpdated
 from telemetry_schemas.rules import RuleSpec
-from tests.support.alert_pair import T0
+from tests.support.alert_pair import T0, save_both
 from tests.support.naive_evaluator import NaiveEvaluator
 
 LATENESS_S = 120.0
@@ -77,12 +77,7 @@ def rule_event_steps(specs: st.SearchStrategy[RuleSpec], log: Any = None) -> typ
         @rule()
         def save(self) -> None:
             """What the engine does before saving the changed machines: they are written as the naive ones are."""
-            self.indexed.settle(self.indexed.changed)
-            assert {k: self.indexed.machines.get(k) for k in self.indexed.changed} == {
-                k: self.naive.machines.get(k) for k in self.naive.changed
-            }
-            self.indexed.changed.clear()
-            self.naive.changed.clear()
+            save_both(self.indexed, self.naive)
 
         def _same(self, indexed: list[Emitted], naive: list[Emitted]) -> None:
             """Both evaluators emitted the same transitions, in the same order."""
