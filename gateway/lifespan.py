@@ -10,6 +10,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.key_cache import ApiKeyCache
 from gateway.auth.remote_verifier import RemoteVerifier
 from gateway.backlog import BacklogMonitor
+from gateway.bounded_shutdown import Step, run_steps
 from gateway.commands.wiring import build_commands
 from gateway.heavy_queries import HeavyQueries, heavy_concurrency
 from gateway.integration_events import IntegrationEvents
@@ -83,17 +84,20 @@ def make_lifespan(settings: Settings) -> "object":
         try:
             yield
         finally:
-            await backlog.stop()
-            await stop_latest_reads(app.state.gw.latest_reads)
-            await live.stop()
-            await off_loop.shutdown()
-            await app.state.gw.reports.stop()
-            await definitions.stop()
-            await api_keys.stop()
-            if remote is not None:
-                await remote.aclose()
-            await close_read_pool(read_pool, pool)
-            await pool.close()
-            await close_nats(nc)
+            gw = app.state.gw
+            steps: list[Step] = [] if remote is None else [("remote_verifier", remote.aclose)]
+            await run_steps([
+                ("backlog", backlog.stop),
+                ("latest_reads", lambda: stop_latest_reads(gw.latest_reads)),
+                ("live", live.stop),
+                ("off_loop", off_loop.shutdown),
+                ("reports", gw.reports.stop),
+                ("definitions", definitions.stop),
+                ("api_keys", api_keys.stop),
+                *steps,
+                ("read_pool", lambda: close_read_pool(read_pool, pool)),
+                ("pool", pool.close),
+                ("nats", lambda: close_nats(nc)),
+            ])  # fmt: skip
 
     return lifespan
