@@ -1,5 +1,6 @@
 """Async PostgreSQL pool with fail-fast start and bounded waits."""
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,6 +11,13 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 DEFAULT_STATEMENT_TIMEOUT_S = 30.0
+# psycopg_pool retries a failed connect with a doubling delay (1 s, 2 s, ...) for ``reconnect_timeout`` seconds,
+# then gives up on that connection: the pool shrinks and a caller already waiting for a connection waits out its
+# whole timeout (30 s in the workers) with nobody connecting. So each give-up is followed, this long after, by a
+# new attempt (``_reconnect_later``): while PostgreSQL is down the pool tries about every 1-3 s, forever, and a
+# waiting caller gets a connection within seconds of PostgreSQL answering again.
+RECONNECT_TRY_S = 2.0
+RECONNECT_PAUSE_S = 1.0
 
 
 def json_loads(data: bytes | bytearray | memoryview | str) -> Any:
@@ -49,6 +57,24 @@ def _configure_with(statement_timeout_s: float) -> Callable[[AsyncConnection], A
     return configure
 
 
+_retrying: set["asyncio.Task[None]"] = set()  # strong references: a pending task must not be collected
+
+
+async def _check_later(pool: AsyncConnectionPool) -> None:
+    await asyncio.sleep(RECONNECT_PAUSE_S)
+    if not pool.closed:
+        await pool.check()  # grows the pool by one connection when it has room: a new attempt with back-off
+
+
+def _reconnect_later(pool: AsyncConnectionPool) -> None:
+    """psycopg_pool's ``reconnect_failed`` callback: start a new connection attempt after a short pause."""
+    if pool.closed:
+        return
+    task = asyncio.get_running_loop().create_task(_check_later(pool))
+    _retrying.add(task)
+    task.add_done_callback(_retrying.discard)
+
+
 def make_pool(
     database_url: str,
     *,
@@ -71,7 +97,8 @@ def make_pool(
         open=False,
         configure=_configure_with(statement_timeout_s),
         kwargs={"autocommit": autocommit, "connect_timeout": max(1, int(timeout_s))},
-        reconnect_timeout=0,  # keep trying to reconnect forever while PostgreSQL is down
+        reconnect_timeout=RECONNECT_TRY_S,  # then _reconnect_later starts again: retried forever, never > ~3 s apart
+        reconnect_failed=_reconnect_later,
     )
 
 

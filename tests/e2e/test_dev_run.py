@@ -260,7 +260,7 @@ def test_killed_servers_come_back_and_a_killed_run_leaves_no_child(tmp_path: Pat
             kill_and_recover(run, sender, data_dir / "postgres" / "pgdata" / "postmaster.pid", "postgres")
             acked = set(sender.acked)
             # A point not acknowledged (503 or timeout while a server was down) may be stored or not.
-            eventually(lambda: acked <= set(stored_values(data_dir, sender.device)), timeout=30,
+            eventually(lambda: acked <= set(stored_values(data_dir, sender.device)), timeout=15,
                        what=f"all {len(acked)} acknowledged points stored")  # fmt: skip
             assert len(acked) >= 15
             assert set(stored_values(data_dir, sender.device)) <= set(range(sender.sent))
