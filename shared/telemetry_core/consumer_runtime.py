@@ -10,6 +10,11 @@ a server is away (``errors.is_transient``). From that, the runtime decides:
   progress; never dead-letter (PostgreSQL being down for an hour loses nothing);
 * ``PermanentError``: a batch goes one message at a time (so the good ones land), the culprit is
   dead-lettered at once;
+* redelivered messages (after a failure, a stop, or a process that died mid-batch) are handled one at a
+  time, each named in the crash journal (``crash_journal.py``) while it is handled: a message the process
+  died on ``Policy.crash_limit`` times, alone, is dead-lettered instead of handled again, so a message that
+  kills the worker cannot stop the consumer for ever (its delivery count cannot tell: the messages fetched
+  with it or behind it are redelivered as often);
 * any other failure —
   unordered: nak with a growing delay; a batch failing again goes one message at a time; a message
   failing ``max_deliveries`` deliveries is dead-lettered with the last error;
@@ -40,6 +45,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
+from telemetry_core.crash_journal import CrashJournal
 from telemetry_core.dead_letter import publish_dead_letter
 from telemetry_core.errors import PermanentError, is_transient
 from telemetry_core.headers import REQUEST_ID
@@ -97,6 +103,10 @@ class Policy:
     # On stop, how long a handler already running may take to finish before it is cancelled.
     grace_s: float = 1.0
 
+    # Deaths of the process while it handled one message alone (telemetry_core/crash_journal.py) before that
+    # message is dead-lettered instead of handled again.
+    crash_limit: int = 3
+
     def retry_delay(self, failures: int) -> float:
         """Back-off before in-place retry number ``failures`` (1-based)."""
         return float(min(self.retry_base_s * 2 ** (failures - 1), self.retry_max_s))
@@ -128,6 +138,7 @@ class ConsumerRuntime:
         durable = spec.durable
         self._settled = {how: CONSUMER_MESSAGES.labels(durable, how) for how in ("ack", "term", "nak")}
         self._dead_letters = DEAD_LETTERS.labels(durable)
+        self._journal = CrashJournal(js, durable, log)
         self._batch_seconds = BATCH_SECONDS.labels(durable)
 
     async def run(self) -> None:
@@ -175,7 +186,9 @@ class ConsumerRuntime:
         """Handle one fetched batch; False when the stop signal interrupted it (unsettled messages are nak'ed)."""
         self._unsettled = {id(m): m for m in msgs}
         try:
-            if self._policy.ordered:
+            if any(_delivered(m) > 1 for m in msgs):
+                await self._one_at_a_time(msgs)
+            elif self._policy.ordered:
                 await self._ordered(msgs)
             else:
                 await self._unordered(msgs)
@@ -266,6 +279,33 @@ class ConsumerRuntime:
                 await self._in_progress(msgs)
                 if await sleep_or_stop(self._stop, delay):
                     raise Stopped from exc
+
+    async def _one_at_a_time(self, msgs: list[Msg]) -> None:
+        """Redelivered messages, each alone and in order, each named in the crash journal while it is handled.
+
+        A redelivery follows a failure, a stop, or a process that died mid-batch. Alone, the message that kills
+        the worker is the one the journal names when the process comes back; after ``crash_limit`` such deaths it
+        is dead-lettered, and the messages behind it (whose delivery counts grew with it) are handled.
+        """
+        handle = self._ordered if self._policy.ordered else self._unordered
+        try:
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                died = await self._journal.begin(seq)
+                if died >= self._policy.crash_limit:
+                    await self._dead_letter(
+                        msg,
+                        f"the worker died {died} times while handling this message alone (delivery "
+                        f"{_delivered(msg)}); dead-lettered instead of handled again",
+                    )  # fmt: skip
+                    continue
+                await handle([msg])
+        except asyncio.CancelledError:
+            raise  # torn down mid-message, as by a crash: the entry stays and counts against the message
+        except BaseException:
+            await self._journal.end()  # a clean stop (Stopped) or a halt: no death to count
+            raise
+        await self._journal.end()
 
     # -- the two retry disciplines ---------------------------------------------------------------------
 

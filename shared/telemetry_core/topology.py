@@ -18,6 +18,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from telemetry_core.crash_journal import ensure_bucket
 from telemetry_core.replicas import cluster_size, resolve_replicas
 from telemetry_core.settings import Settings, ack_wait_from_env
 
@@ -279,6 +280,7 @@ async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
     for spec in (*CONSUMERS, platform_consumer(settings)):
         await ensure_consumer(js, spec)
     await ensure_subscriptions_bucket(js, settings, replicas)
+    await ensure_crash_journal(js, replicas)
 
 
 async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
@@ -299,6 +301,11 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
             "consumer_ack_wait_changed", consumer=spec.durable, stream=spec.stream, was_s=before,
             now_s=spec.ack_wait_s, hint="every process must run with the same TELEMETRY_ACK_WAIT",
         )  # fmt: skip
+
+
+async def ensure_crash_journal(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the consumers' crash journal bucket (telemetry_core/crash_journal.py) when it is missing."""
+    await ensure_bucket(js, replicas)
 
 
 async def ensure_subscriptions_bucket(js: JetStreamContext, settings: Settings, replicas: int = 1) -> None:

@@ -10,7 +10,7 @@ from nats.aio.msg import Msg
 
 from telemetry_core.consumer_runtime import Policy, Rejected
 from telemetry_core.errors import PermanentError, TransientError
-from tests.integration.runtime_support import lane, running, until
+from tests.integration.runtime_support import Lane, lane, running, until
 
 FAST = {"retry_base_s": 0.05, "retry_max_s": 0.2, "nak_base_s": 0.05, "nak_max_s": 0.2}
 
@@ -202,3 +202,76 @@ async def test_the_tick_hook_runs_without_messages(nc: Client) -> None:
         assert handler.calls == []
         gaps = [b - a for a, b in itertools.pairwise(ticks)]
         assert min(gaps) >= 0.09 and max(gaps) < 1.0, gaps
+
+
+async def _crash_on(ln: Lane, poison: bytes, policy: Policy, applied: list[bytes], batches: list[list[bytes]]) -> bool:
+    """One worker process's life: it dies (no ack, no nak) if it gets to ``poison``; True when it died."""
+    entered, stop = asyncio.Event(), asyncio.Event()
+
+    async def handler(msgs: list[Msg]) -> list[Rejected]:
+        batches.append([m.data for m in msgs])
+        if poison in batches[-1]:
+            entered.set()
+            await asyncio.Event().wait()  # the process dies in here
+        applied.extend(m.data for m in msgs)
+        return []
+
+    task = asyncio.create_task(ln.runtime(handler, stop, policy).run())
+    died = await until(lambda: "died" if entered.is_set() else "lived" if len(applied) == 2 else None,
+                       timeout=10, what="a death on the poison or the others applied")  # fmt: skip
+    if died == "died":
+        task.cancel()  # a crash: no ack, no nak, no clean-up
+        await asyncio.gather(task, return_exceptions=True)
+        return True
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    return False
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_message_the_worker_dies_on_is_dead_lettered_and_those_behind_it_are_handled(
+    nc: Client, ordered: bool
+) -> None:
+    async with lane(nc, ack_wait_s=1.0) as ln:
+        seqs = await ln.publish(b"a", b"poison", b"c")
+        policy = Policy(batch=10, ordered=ordered, crash_limit=2, **FAST)
+        applied: list[bytes] = []
+        batches: list[list[bytes]] = []
+        deaths = 0
+        while await _crash_on(ln, b"poison", policy, applied, batches):
+            deaths += 1
+            assert deaths <= 5, f"still dying after {deaths} restarts: {batches}"
+        (letter,) = await ln.dead_letters()
+        assert (letter.stream_seq, letter.payload) == (seqs[1], "poison")
+        assert "the worker died 2 times while handling this message alone" in letter.reason
+        # The batch it came in, then twice alone: c was redelivered with it every time but never blamed.
+        assert deaths == 3
+        assert batches[0] == [b"a", b"poison", b"c"]
+        assert [b for b in batches[1:] if b"poison" in b] == [[b"poison"], [b"poison"]]
+        assert sorted(applied) == [b"a", b"c"]
+        if ordered:
+            assert applied == [b"a", b"c"]
+
+
+async def test_a_clean_stop_while_handling_a_redelivered_message_is_not_counted_as_a_death(nc: Client) -> None:
+    async with lane(nc, ack_wait_s=1.0) as ln:
+        await ln.publish(b"slow")
+        policy = Policy(batch=1, crash_limit=1, grace_s=0.2, **FAST)
+        assert await _crash_on(ln, b"slow", policy, [], [])  # delivery 1 dies: redelivered later
+        entered, stop = asyncio.Event(), asyncio.Event()
+
+        async def stuck(msgs: list[Msg]) -> list[Rejected]:
+            entered.set()
+            await asyncio.Event().wait()
+            return []
+
+        task = asyncio.create_task(ln.runtime(stuck, stop, policy).run())
+        await until(entered.is_set, timeout=10, what="the redelivery handled alone")
+        stop.set()  # SIGTERM: the handler is cancelled after grace_s and the message released
+        await asyncio.wait_for(task, 5)
+        recorder, stop_b = Recorder(), asyncio.Event()
+        async with running(ln.runtime(recorder, stop_b, policy), stop_b):
+            await until(lambda: recorder.applied, timeout=10, what="handled after the stop")
+        # crash_limit=1: had the stop left its journal entry, this delivery would have been dead-lettered.
+        assert recorder.applied == [b"slow"]
+        assert await ln.dead_letters() == []
