@@ -3,7 +3,8 @@
 from typing import Annotated
 
 from litestar import Response, delete, get, post, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, Parameter
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.commands.aggregate import CommandContext
@@ -56,7 +57,9 @@ _RULE_DOC = (
       dto=JsonBody[RuleSpec], return_dto=None,
       description="201 with the rule, its generated rule_id (rule_<hex>) and its statistics. " + _RULE_DOC +
       " " + _APPLIED_DOC)  # fmt: skip
-async def create_rule(data: RuleSpec, rule_commands: AlertRuleCommands, ctx: CommandContext) -> AlertRuleResponse:
+async def create_rule(
+    data: JSONBody[RuleSpec], rule_commands: NamedDependency[AlertRuleCommands], ctx: NamedDependency[CommandContext]
+) -> AlertRuleResponse:
     """Create a rule."""
     event = await rule_commands.create(data, ctx)
     return rule_response(event.rule_id, data, created_at=event.at, updated_at=event.at, created_by=event.by)
@@ -66,9 +69,9 @@ async def create_rule(data: RuleSpec, rule_commands: AlertRuleCommands, ctx: Com
      description="Ordered by name, then rule_id. `count` is the number on this page, `total` the number "
      "matching the filters (enabled, level, metric_name), which are echoed in `filters`.")  # fmt: skip
 async def list_alert_rules(
-    pool: AsyncConnectionPool,
-    enabled: bool | None = None,
-    level: AlertLevel | None = None,
+    pool: NamedDependency[AsyncConnectionPool],
+    enabled: FromQuery[bool | None] = None,
+    level: FromQuery[AlertLevel | None] = None,
     metric_name: OptionalIdentifier = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
@@ -96,7 +99,7 @@ async def list_alert_rules(
 
 @get(f"{_BASE}/{{rule_id:str}}", tags=_TAGS, responses=errors(404), summary="Get an alert rule (E4-US3)",
      description="404 when there is no such rule (or it was deleted).")  # fmt: skip
-async def get_alert_rule(rule_id: Identifier, pool: AsyncConnectionPool) -> AlertRuleResponse:
+async def get_alert_rule(rule_id: Identifier, pool: NamedDependency[AsyncConnectionPool]) -> AlertRuleResponse:
     """Read one rule; 404 when absent."""
     checked_name(rule_id, "rule_id")
     found = await get_rule(pool, rule_id)
@@ -112,10 +115,10 @@ async def get_alert_rule(rule_id: Identifier, pool: AsyncConnectionPool) -> Aler
      "level and message they opened with. " + _APPLIED_DOC)  # fmt: skip
 async def update_rule(
     rule_id: Identifier,
-    data: RuleSpec,
-    rule_commands: AlertRuleCommands,
-    ctx: CommandContext,
-    pool: AsyncConnectionPool,
+    data: JSONBody[RuleSpec],
+    rule_commands: NamedDependency[AlertRuleCommands],
+    ctx: NamedDependency[CommandContext],
+    pool: NamedDependency[AsyncConnectionPool],
 ) -> AlertRuleResponse:
     """Replace the rule, conditional on the state it was read in."""
     checked_name(rule_id, "rule_id")
@@ -140,7 +143,10 @@ async def update_rule(
      "Asking for the state the rule is already in changes nothing and says so in `message`. 404 when there is "
      "no such rule; 409 when it changed concurrently. " + _APPLIED_DOC)  # fmt: skip
 async def enable_rule(
-    rule_id: Identifier, data: EnableRequest, rule_commands: AlertRuleCommands, ctx: CommandContext
+    rule_id: Identifier,
+    data: JSONBody[EnableRequest],
+    rule_commands: NamedDependency[AlertRuleCommands],
+    ctx: NamedDependency[CommandContext],
 ) -> RuleEnabledResponse:
     """Enable or disable the rule unless it is already in the asked-for state."""
     checked_name(rule_id, "rule_id")
@@ -155,7 +161,7 @@ async def enable_rule(
         description="The rule's open alerts are resolved by the alert engine; past alerts are kept. 404 when "
         "there is no such rule; 409 when it changed concurrently. " + _APPLIED_DOC)  # fmt: skip
 async def delete_rule(
-    rule_id: Identifier, rule_commands: AlertRuleCommands, ctx: CommandContext
+    rule_id: Identifier, rule_commands: NamedDependency[AlertRuleCommands], ctx: NamedDependency[CommandContext]
 ) -> Response[RuleDeletedResponse]:
     """Delete the rule, conditional on the state it was read in."""
     checked_name(rule_id, "rule_id")
@@ -175,7 +181,9 @@ async def delete_rule(
       "between. Device groups and tags are read from each point's tags (tag `group` names the group). Answers "
       "which alerts would have opened and when they would have closed (resolved_at null: still open at "
       f"end_time). Publishes nothing. 422 when the range holds more than {MAX_POINTS} points (narrow it).")  # fmt: skip
-async def backtest_rule(data: BacktestRequest, off_loop: OffLoop, settings: Settings) -> BacktestResponse:
+async def backtest_rule(
+    data: JSONBody[BacktestRequest], off_loop: NamedDependency[OffLoop], settings: NamedDependency[Settings]
+) -> BacktestResponse:
     """Run the pure state machine over stored points, in a worker process (it may take seconds)."""
     check_rule(data.rule, "rule.")
     if data.end_time <= data.start_time:

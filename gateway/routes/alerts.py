@@ -4,7 +4,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request, get, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, Parameter
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.commands.aggregate import CommandContext
@@ -47,12 +48,12 @@ def _response(h: AlertHistory) -> AlertResponse:
      "i.e. the severe alerts that still need attention.")  # fmt: skip
 async def list_all_alerts(
     request: Request[Any, Any, Any],
-    pool: AsyncConnectionPool,
-    status: AlertStatus | None = None,
-    level: AlertLevel | None = None,
+    pool: NamedDependency[AsyncConnectionPool],
+    status: FromQuery[AlertStatus | None] = None,
+    level: FromQuery[AlertLevel | None] = None,
     device_id: OptionalIdentifier = None,
     rule_id: OptionalIdentifier = None,
-    start_time: datetime | None = None,
+    start_time: FromQuery[datetime | None] = None,
     end_time: OptionalEndTime = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
@@ -82,7 +83,7 @@ async def list_all_alerts(
 
 @get(f"{_BASE}/{{alert_id:str}}", tags=_TAGS, responses=errors(404), summary="Get an alert (E4-US5)",
      description="404 when there is no such alert.")  # fmt: skip
-async def get_one_alert(alert_id: Identifier, pool: AsyncConnectionPool) -> AlertResponse:
+async def get_one_alert(alert_id: Identifier, pool: NamedDependency[AsyncConnectionPool]) -> AlertResponse:
     """Read one alert; 404 when absent."""
     checked_name(alert_id, "alert_id")
     found = await get_alert(pool, alert_id)
@@ -98,7 +99,10 @@ async def get_one_alert(alert_id: Identifier, pool: AsyncConnectionPool) -> Aler
      "acknowledged or resolved, or when it changed concurrently (e.g. the engine resolved it). 404 for an "
      "unknown alert. Returns the updated alert once it is readable.")  # fmt: skip
 async def acknowledge_alert(
-    alert_id: Identifier, alert_commands: AlertCommands, ctx: CommandContext, data: NoteRequest | None = None
+    alert_id: Identifier,
+    alert_commands: NamedDependency[AlertCommands],
+    ctx: NamedDependency[CommandContext],
+    data: JSONBody[NoteRequest | None] = None,
 ) -> AlertResponse:
     """Acknowledge the alert, conditional on it still being active."""
     checked_name(alert_id, "alert_id")
@@ -112,7 +116,10 @@ async def acknowledge_alert(
      "concurrently; 404 for an unknown alert. Publishes the platform event `alert.resolved`. Returns the "
      "updated alert once it is readable.")  # fmt: skip
 async def resolve_alert(
-    alert_id: Identifier, alert_commands: AlertCommands, ctx: CommandContext, data: NoteRequest | None = None
+    alert_id: Identifier,
+    alert_commands: NamedDependency[AlertCommands],
+    ctx: NamedDependency[CommandContext],
+    data: JSONBody[NoteRequest | None] = None,
 ) -> AlertResponse:
     """Resolve the alert, conditional on it not being resolved."""
     checked_name(alert_id, "alert_id")

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from litestar import Response, get
 from litestar.exceptions import NotFoundException
-from litestar.params import HeaderParameter
+from litestar.params import FromPath, HeaderParameter
 
 _ROOT = Path(__file__).resolve().parent.parent / "console"
 _TYPES = {
@@ -79,7 +79,7 @@ def console_page(accept_encoding: Annotated[str | None, _ENCODING] = None) -> Re
 
 
 @get("/console/{name:path}", opt=_OPT, include_in_schema=False, sync_to_thread=False)
-def console_file(name: str, accept_encoding: Annotated[str | None, _ENCODING] = None) -> Response[bytes]:
+def console_file(name: FromPath[str], accept_encoding: Annotated[str | None, _ENCODING] = None) -> Response[bytes]:
     """A script, style sheet or vendored file of the console."""
     return _serve(name.lstrip("/"), accept_encoding)
 

@@ -4,7 +4,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request, get
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, Parameter
 from litestar.response import Stream
 from psycopg_pool import AsyncConnectionPool
 
@@ -30,10 +31,10 @@ def _names(values: list[str], what: str) -> list[str]:
      "JSON-encoded cells.")  # fmt: skip
 async def export_csv(
     request: Request[Any, Any, Any],
-    pool: AsyncConnectionPool,
+    pool: NamedDependency[AsyncConnectionPool],
     device_ids: Annotated[list[str], Parameter(min_items=1)],
     metric_names: Annotated[list[str], Parameter(min_items=1)],
-    start_time: datetime,
+    start_time: FromQuery[datetime],
     end_time: EndTime,
 ) -> Stream:
     """Answer E7-US1."""

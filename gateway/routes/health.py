@@ -10,6 +10,7 @@ import os
 import time
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 
 from gateway.cluster_health import check_cluster
 from gateway.health import (
@@ -41,7 +42,7 @@ _TAGS = ["health"]
      responses=errors(503, model=HealthResponse, description=_DOWN),
      description="No authentication. 200 when NATS and PostgreSQL answer, else 503 with a detail naming what is "
      "down (no error text).")  # fmt: skip
-async def health(gw: GatewayState) -> Response[HealthResponse]:
+async def health(gw: NamedDependency[GatewayState]) -> Response[HealthResponse]:
     """Check NATS and PostgreSQL."""
     nats_ok, db_ok = await asyncio.gather(check_nats(gw), check_db(gw))
     problems = [_NAMES[name] for name, c in (("nats", nats_ok), ("db", db_ok)) if c.status != "healthy"]
@@ -77,7 +78,7 @@ async def health(gw: GatewayState) -> Response[HealthResponse]:
      "state), wal_receiver) "
      "and performance figures. "
      "503 when NATS or PostgreSQL is down.")  # fmt: skip
-async def health_detailed(gw: GatewayState) -> Response[DetailedHealthResponse]:
+async def health_detailed(gw: NamedDependency[GatewayState]) -> Response[DetailedHealthResponse]:
     """Check every component and report consumer lag."""
     nats_c, db_c = await asyncio.gather(check_nats(gw), check_db(gw))
     lags = await consumer_lag(gw) if nats_c.status == "healthy" else {}

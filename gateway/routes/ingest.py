@@ -5,6 +5,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
+from litestar.di import NamedDependency
+from litestar.params import RequestBody
 
 from gateway.auth.guard import charge_points, require_devices
 from gateway.batch_validation import CheckedBatch, check_points, summarize
@@ -41,7 +43,7 @@ _TAGS = ["ingestion"]
       "422 with the field at fault; 503 when NATS did not acknowledge, or with Retry-After while the service is "
       "shedding load (storage more than TELEMETRY_MAX_INGEST_BACKLOG seconds behind).")  # fmt: skip
 async def ingest_single(
-    device_id: Identifier, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
+    device_id: Identifier, data: RequestBody[bytes], gw: NamedDependency[GatewayState], request: Request[Any, Any, Any]
 ) -> SingleIngestResponse:
     """Validate and publish one point."""
     gw.backlog.admit()
@@ -72,7 +74,7 @@ def _result_status(checked: CheckedBatch) -> int:
       "none). More than 1000 points: 400. Re-sending the same batch_id with the same points stores them once. "
       "Content-Encoding gzip, zstd and lz4 are accepted.")  # fmt: skip
 async def ingest_batch(
-    device_id: Identifier, data: bytes, gw: GatewayState, request: Request[Any, Any, Any]
+    device_id: Identifier, data: RequestBody[bytes], gw: NamedDependency[GatewayState], request: Request[Any, Any, Any]
 ) -> Response[BatchIngestResponse]:
     """Validate each point, publish the valid ones as one message, report the rest by index."""
     gw.backlog.admit()
@@ -113,7 +115,9 @@ def _device_failure(device_id: str, total: int, detail: str, field: str) -> Devi
       description="Body: {device_id: [points...], ...}. Each device is validated and published on its own: one "
       "device failing never fails the others. Up to 1000 points per device and 10,000 per request. "
       "200 if any point was stored, else 422; per-device results in `results`.")  # fmt: skip
-async def ingest_bulk(data: bytes, gw: GatewayState, request: Request[Any, Any, Any]) -> Response[BulkIngestResponse]:
+async def ingest_bulk(
+    data: RequestBody[bytes], gw: NamedDependency[GatewayState], request: Request[Any, Any, Any]
+) -> Response[BulkIngestResponse]:
     """Validate every device's points, publish each device's valid points concurrently."""
     gw.backlog.admit()
     body = data  # decompressed by RawBody, within the size cap

@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 from litestar import Request, Response, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import Parameter, RequestBody
 
 from gateway.auth.guard import charge_points, require_devices
 from gateway.batch_validation import check_points
@@ -158,8 +159,8 @@ _V1_ERRORS = {
       dto=RawBody[LineProtocolText], return_dto=None, responses=_V2_ERRORS, operation_class=LineProtocolOperation,
       description=_DOC + " `org` and `bucket` are accepted and ignored.")  # fmt: skip
 async def write_v2(
-    data: bytes,
-    gw: GatewayState,
+    data: RequestBody[bytes],
+    gw: NamedDependency[GatewayState],
     request: Request[Any, Any, Any],
     precision: str = Parameter(default="ns", description="Timestamp unit: ns, us, ms or s"),
 ) -> Response[None]:
@@ -171,8 +172,8 @@ async def write_v2(
       dto=RawBody[LineProtocolText], return_dto=None, responses=_V1_ERRORS, operation_class=LineProtocolOperation,
       description=_DOC + " `db` and `rp` are accepted and ignored.")  # fmt: skip
 async def write_v1(
-    data: bytes,
-    gw: GatewayState,
+    data: RequestBody[bytes],
+    gw: NamedDependency[GatewayState],
     request: Request[Any, Any, Any],
     precision: str = Parameter(default="ns", description="Timestamp unit: n/ns, u/us, ms, s, m or h"),
 ) -> Response[None]:

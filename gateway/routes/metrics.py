@@ -3,7 +3,8 @@
 from typing import Annotated
 
 from litestar import Response, delete, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, Parameter
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.commands.aggregate import CommandContext
@@ -39,7 +40,9 @@ def _as_response(event: MetricDefined) -> MetricDefinitionResponse:
       "gateways race: exactly one wins); 422 with the field at fault. Returns once the definition is readable "
       "and enforced at ingestion.")  # fmt: skip
 async def create_metric(
-    data: MetricDefinitionRequest, metric_commands: MetricDefinitionCommands, ctx: CommandContext
+    data: JSONBody[MetricDefinitionRequest],
+    metric_commands: NamedDependency[MetricDefinitionCommands],
+    ctx: NamedDependency[CommandContext],
 ) -> MetricDefinitionResponse:
     """Define a metric name (once)."""
     return _as_response(await metric_commands.create(data, ctx))
@@ -48,9 +51,9 @@ async def create_metric(
 @get("/api/v1/telemetry/metrics", tags=_TAGS, summary="List metric definitions (E2-US2)",
      description="Ordered by name. `count` is the number on this page, `total` the number matching.")  # fmt: skip
 async def list_metrics(
-    pool: AsyncConnectionPool,
-    data_type: DataType | None = None,
-    metric_type: MetricType | None = None,
+    pool: NamedDependency[AsyncConnectionPool],
+    data_type: FromQuery[DataType | None] = None,
+    metric_type: FromQuery[MetricType | None] = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     offset: Annotated[int, Parameter(ge=0, le=MAX_OFFSET)] = 0,
 ) -> MetricDefinitionList:
@@ -74,7 +77,7 @@ async def list_metrics(
     responses=errors(404),
     summary="Get a metric definition (E2-US3)",
 )
-async def get_metric(metric_name: Identifier, gw: GatewayState) -> MetricDefinitionResponse:
+async def get_metric(metric_name: Identifier, gw: NamedDependency[GatewayState]) -> MetricDefinitionResponse:
     """Read one definition; 404 when absent."""
     checked_name(metric_name, "metric_name")
     # Served from the gateway's in-memory cache (complete since start-up, and every create/delete here
@@ -93,7 +96,9 @@ async def get_metric(metric_name: Identifier, gw: GatewayState) -> MetricDefinit
         summary="Delete a metric definition (E2-US4)",
         description="Data points of the metric are kept. 404 when there is no such definition.")  # fmt: skip
 async def delete_metric(
-    metric_name: Identifier, metric_commands: MetricDefinitionCommands, ctx: CommandContext
+    metric_name: Identifier,
+    metric_commands: NamedDependency[MetricDefinitionCommands],
+    ctx: NamedDependency[CommandContext],
 ) -> Response[MetricDeletedResponse]:
     """Delete the definition, conditional on it being the current state."""
     checked_name(metric_name, "metric_name")

@@ -1,6 +1,7 @@
 """GET /metrics: Prometheus text format, the gateway's figures and every live worker's (gateway/metrics.py)."""
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.metrics import exposition, refresh_stream_figures
@@ -17,7 +18,7 @@ _MEDIA = "; ".join(p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.st
      "DLQ counts, worker heartbeat ages) and the figures each worker reports over NATS every second, labelled "
      "process and instance (alert evaluations and state changes, points written, dead letters, batch "
      "latency).")  # fmt: skip
-async def metrics(gw: GatewayState) -> Response[bytes]:
+async def metrics(gw: NamedDependency[GatewayState]) -> Response[bytes]:
     """Refresh the JetStream figures, then render everything."""
     await refresh_stream_figures(gw.js)
     return Response(exposition(gw.reports), media_type=_MEDIA)

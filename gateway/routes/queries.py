@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Request, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, Parameter
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.deps import checked_name
@@ -40,8 +41,8 @@ MAX_LOOKBACK = timedelta(days=36_500)
 async def get_latest(
     device_id: Identifier,
     metric_name: Identifier,
-    latest_reads: LatestReads,
-    lookback: str = "24h",
+    latest_reads: NamedDependency[LatestReads],
+    lookback: FromQuery[str] = "24h",
 ) -> LatestValueResponse:
     """Read the latest_values read model (one dependency: gateway/views/latest.py LatestReads says why)."""
     checked_name(device_id, "device_id")
@@ -66,7 +67,7 @@ async def get_latest(
 @get("/api/v1/telemetry/devices/{device_id:str}/metrics", tags=_TAGS,
      summary="Metric names a device has reported (E3-US3)",
      description="A JSON array of unique metric names, sorted; empty when the device has no data.")  # fmt: skip
-async def get_device_metrics(device_id: Identifier, pool: AsyncConnectionPool) -> list[str]:
+async def get_device_metrics(device_id: Identifier, pool: NamedDependency[AsyncConnectionPool]) -> list[str]:
     """Read the device's metric names."""
     checked_name(device_id, "device_id")
     return await device_metrics(pool, device_id)
@@ -91,7 +92,7 @@ def _tag_filters(filters: dict[str, Any] | None) -> dict[str, str] | None:
       "bucket start, numeric points only; `source` tells raw/rollup_minute/rollup_hour, and percentiles from "
       "rollups carry `relative_error`. `series` groups the same points per (device, metric). `filters` are tag "
       "equalities. limit <= 10000 (default 1000); more buckets per series than `limit` is a 422.")  # fmt: skip
-async def query(data: QueryRequest, gw: GatewayState) -> TelemetryDataResponse:
+async def query(data: JSONBody[QueryRequest], gw: NamedDependency[GatewayState]) -> TelemetryDataResponse:
     """Answer E3-US1."""
     body = data
     return await run_series_query(
@@ -124,9 +125,9 @@ def _ceil_to(t: datetime, seconds: int) -> datetime:
 async def get_range(
     device_id: Identifier,
     metric_name: Identifier,
-    gw: GatewayState,
-    time_range: TimeRange = "24h",
-    aggregation: Aggregation | None = None,
+    gw: NamedDependency[GatewayState],
+    time_range: FromQuery[TimeRange] = "24h",
+    aggregation: FromQuery[Aggregation | None] = None,
     interval: Annotated[int | None, Parameter(ge=1, le=31_536_000)] = None,
 ) -> TelemetryDataResponse:
     """Answer E3-US4."""
@@ -158,11 +159,11 @@ async def get_range(
      "hours (`source`).")  # fmt: skip
 async def get_aggregated(
     request: Request[Any, Any, Any],
-    gw: GatewayState,
+    gw: NamedDependency[GatewayState],
     metric_name: Identifier,
-    aggregation_type: Aggregation,
+    aggregation_type: FromQuery[Aggregation],
     interval: Annotated[int, Parameter(ge=1, le=31_536_000)],
-    start_time: datetime,
+    start_time: FromQuery[datetime],
     end_time: EndTime,
     device_id: OptionalIdentifier = None,
 ) -> AggregatedDataResponse:

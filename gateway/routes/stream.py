@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import WebSocket, delete, post, websocket
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
+from litestar.params import FromPath, JSONBody
 
 from gateway.auth.authenticator import authenticate
 from gateway.auth.guard import require_credentials
@@ -54,7 +56,9 @@ def _expires_at(expiry: int) -> datetime:
       "TELEMETRY_CONNECT_TOKEN_TTL seconds (default 120); POST .../subscribe/{subscription_id}/token gives a new "
       "one. 422 names the field at fault: max_frequency outside 100..10000 ms, a bad device id or metric name, "
       "or filter_condition syntax (with the position).")  # fmt: skip
-async def subscribe(data: SubscribeRequest, live: LiveHub, ctx: CommandContext) -> SubscribeResponse:
+async def subscribe(
+    data: JSONBody[SubscribeRequest], live: NamedDependency[LiveHub], ctx: NamedDependency[CommandContext]
+) -> SubscribeResponse:
     """Store a subscription and hand out its socket address and connect token."""
     if data.filter_condition is not None:
         try:
@@ -77,7 +81,7 @@ async def subscribe(data: SubscribeRequest, live: LiveHub, ctx: CommandContext) 
       summary="A new connect token for a subscription",
       description="200 with a fresh connect_token (e.g. to reconnect a browser after the first expired); "
       "404 when the subscription is unknown, cancelled or expired.")  # fmt: skip
-async def connect_token(subscription_id: str, live: LiveHub) -> ConnectTokenResponse:
+async def connect_token(subscription_id: FromPath[str], live: NamedDependency[LiveHub]) -> ConnectTokenResponse:
     """Mint a token for an existing subscription."""
     if not _ID.fullmatch(subscription_id) or await live.store.get(subscription_id) is None:
         raise not_found(f"subscription {subscription_id!r} not found")
@@ -92,7 +96,7 @@ async def connect_token(subscription_id: str, live: LiveHub) -> ConnectTokenResp
         description="200 with a confirmation; the socket open on it, on whichever gateway copy, is closed with "
         "code 1000 and reason 'subscription cancelled'. 404 when the subscription is unknown, already cancelled "
         "or expired.")  # fmt: skip
-async def cancel(subscription_id: str, live: LiveHub) -> CancelResponse:
+async def cancel(subscription_id: FromPath[str], live: NamedDependency[LiveHub]) -> CancelResponse:
     """Delete the subscription; every copy's watcher closes its sockets."""
     if not _ID.fullmatch(subscription_id) or not await live.store.cancel(subscription_id):
         raise not_found(f"subscription {subscription_id!r} not found")
@@ -106,7 +110,9 @@ async def cancel(subscription_id: str, live: LiveHub) -> CancelResponse:
            + _MESSAGE_DOC + " Close codes: 4004 unknown, cancelled or expired subscription (checked first); 4001 "
            "no valid token or credentials; 4003 credentials without the read scope; 4400 bad since; 1000 cancelled "
            "by DELETE; 1001 gateway stopping; 1011 server error (reconnect with since).")  # fmt: skip
-async def stream_socket(socket: WebSocket[Any, Any, Any], subscription_id: str, live: LiveHub) -> None:
+async def stream_socket(
+    socket: WebSocket[Any, Any, Any], subscription_id: FromPath[str], live: NamedDependency[LiveHub]
+) -> None:
     """Check the subscription, then the credentials, then stream (the guard is skipped: it would answer first).
 
     A refused socket is accepted and then closed with a code, which a browser can read (a refused handshake
