@@ -6,6 +6,7 @@ import socket
 import uvicorn
 
 from gateway.app import create_app
+from gateway.fast_latest import fast_latest
 from telemetry_core.logging import configure_logging
 from telemetry_core.settings import Settings
 
@@ -29,8 +30,9 @@ def main() -> None:
     settings = Settings.from_env(os.environ)
     settings.require_servers()
     configure_logging(settings, "gateway")
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        fast_latest(app) if settings.fast_latest else app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

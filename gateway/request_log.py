@@ -29,7 +29,8 @@ _COUNTS: dict[tuple[str, str, int], Any] = {}
 _SECONDS: dict[tuple[str, str], Any] = {}
 
 
-def _record(route: str, method: str, status: int, elapsed: float) -> None:
+def record(route: str, method: str, status: int, elapsed: float) -> None:
+    """Count the request and observe its duration under its route template, method (and status)."""
     counter = _COUNTS.get((route, method, status))
     if counter is None:
         counter = _COUNTS[(route, method, status)] = HTTP_REQUESTS.labels(route, method, str(status))
@@ -40,7 +41,7 @@ def _record(route: str, method: str, status: int, elapsed: float) -> None:
     histogram.observe(elapsed)
 
 
-def _take_request_id(scope: Scope) -> tuple[str, bool]:
+def take_request_id(scope: Scope) -> tuple[str, bool]:
     """The client's id when valid, else a new one; put back into the scope so route handlers read the same id."""
     headers = [(k, v) for k, v in scope.get("headers") or [] if k != _REQUEST_ID]
     given = next((v for k, v in scope.get("headers") or [] if k == _REQUEST_ID), None)
@@ -59,7 +60,7 @@ def request_logging(app: ASGIApp) -> ASGIApp:
             return
         start = time.perf_counter()
         status = 500
-        rid, supplied = _take_request_id(scope)
+        rid, supplied = take_request_id(scope)
         tokens = structlog.contextvars.bind_contextvars(request_id=rid)
 
         async def capture(message: Any) -> None:
@@ -75,7 +76,7 @@ def request_logging(app: ASGIApp) -> ASGIApp:
             elapsed = time.perf_counter() - start
             route = scope.get("path_template") or "unmatched"
             method = scope.get("method") or "?"
-            _record(route, str(method), status, elapsed)
+            record(route, str(method), status, elapsed)
             if status >= 400 or elapsed > SLOW_S or supplied:
                 fields = {
                     "method": method,

@@ -13,7 +13,7 @@ from gateway.auth.principal import Principal
 from gateway.auth.scopes import required_scope
 from telemetry_schemas.enums import ApiKeyScope
 
-_SCOPE_KEY = "auth"  # the ASGI scope key Litestar itself reserves for authentication results
+SCOPE_KEY = "auth"  # the ASGI scope key Litestar itself reserves for authentication results
 
 
 async def require_credentials(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -27,7 +27,7 @@ async def require_credentials(connection: ASGIConnection[Any, Any, Any, Any], ha
     if handler.opt.get("public") or (switch and getattr(connection.app.state.gw.settings, switch)):
         return
     principal = await authenticate(connection)
-    connection.scope[_SCOPE_KEY] = principal  # type: ignore[literal-required]
+    connection.scope[SCOPE_KEY] = principal  # type: ignore[literal-required]
     authenticator_of(connection).requests.charge(principal.limit_key)
     needed = required_scope(connection)
     if not principal.may(needed):
@@ -58,7 +58,7 @@ require_api_key = require_credentials
 
 def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     """The caller the guard authenticated for this connection (None on public routes)."""
-    found = connection.scope.get(_SCOPE_KEY)
+    found = connection.scope.get(SCOPE_KEY)
     return found if isinstance(found, Principal) else None
 
 

@@ -9,7 +9,7 @@ from litestar.params import FromQuery, JSONBody, Parameter
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.deps import checked_name
-from gateway.errors import bad_request, not_found, unprocessable
+from gateway.errors import ApiError, bad_request, not_found, unprocessable
 from gateway.openapi import errors
 from gateway.params import EndTime, Identifier, OptionalIdentifier, check_timestamps
 from gateway.query_plan import Source, bucket_count, choose_source
@@ -57,11 +57,16 @@ async def get_latest(
     # Through the latest-value cache when it is on (gateway/latest_cache.py): the same answer as the database's.
     found = await latest_reads.latest(device_id, metric_name, since)
     if found is None:
-        raise not_found(
-            f"no data for metric {metric_name!r} of device {device_id!r} in the last {lookback} "
-            "(use ?lookback= to look further back)"
-        )
+        raise no_latest(device_id, metric_name, lookback)
     return found
+
+
+def no_latest(device_id: str, metric_name: str, lookback: str) -> ApiError:
+    """The 404 of /latest (also raised by gateway/fast_latest.py, which answers the same requests)."""
+    return not_found(
+        f"no data for metric {metric_name!r} of device {device_id!r} in the last {lookback} "
+        "(use ?lookback= to look further back)"
+    )
 
 
 @get("/api/v1/telemetry/devices/{device_id:str}/metrics", tags=_TAGS,

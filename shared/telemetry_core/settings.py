@@ -35,9 +35,11 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     value = env.get(name, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
+    if value == "":
+        return default
+    if value in ("0", "false", "no", "off"):
         return False
     if value in ("1", "true", "yes", "on"):
         return True
@@ -255,6 +257,8 @@ class Settings:
     # cluster (several NATS_URL servers) or DATABASE_READ_URL. An entry is re-read after latest_cache_ttl_s.
     latest_cache_size: int = 100_000
     latest_cache_ttl_s: float = 60.0
+    # GET …/latest answered in front of Litestar when the request is plainly valid (gateway/fast_latest.py).
+    fast_latest: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -337,6 +341,7 @@ class Settings:
             # --- the gateway's latest-value cache ---
             latest_cache_size=_number(env, "TELEMETRY_LATEST_CACHE_SIZE", 100_000, int, 0, 10**8),
             latest_cache_ttl_s=_number(env, "TELEMETRY_LATEST_CACHE_TTL", 60.0, float, 0.1, 86_400.0),
+            fast_latest=_flag(env, "TELEMETRY_FAST_LATEST", default=True),
         )
 
     def require_signing_key(self) -> bytes:
