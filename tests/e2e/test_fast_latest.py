@@ -6,8 +6,8 @@ and the fast path's own counter shows which of them it answered itself.
 """
 
 import re
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
