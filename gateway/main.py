@@ -6,7 +6,7 @@ import socket
 import uvicorn
 
 from gateway.app import create_app
-from gateway.fast_latest import fast_latest
+from gateway.fast_reads import fast_reads
 from telemetry_core.logging import configure_logging
 from telemetry_core.settings import Settings
 
@@ -32,7 +32,7 @@ def main() -> None:
     configure_logging(settings, "gateway")
     app = create_app(settings)
     config = uvicorn.Config(
-        fast_latest(app) if settings.fast_latest else app,
+        fast_reads(app) if settings.fast_reads else app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

@@ -93,11 +93,12 @@ INGEST_SHEDDING = Gauge(
     registry=GATEWAY_REGISTRY,
 )  # fmt: skip
 # --- the latest-value cache (gateway/latest_cache.py) ---
-FAST_LATEST_ANSWERS = Counter(
-    "telemetry_latest_fast_path_answers",
-    "/latest requests this gateway process answered in front of Litestar (gateway/fast_latest.py), by status; "
-    "the others went through Litestar's routing (bad input, refused credentials, other query parameters).",
-    ["status"], registry=GATEWAY_REGISTRY,
+FAST_READ_ANSWERS = Counter(
+    "telemetry_fast_read_answers",
+    "/latest and /query requests this gateway process answered in front of Litestar (gateway/fast_reads.py), by "
+    "route and status; the others went through Litestar's routing (bad input, refused credentials, other query "
+    "parameters, compressed bodies).",
+    ["route", "status"], registry=GATEWAY_REGISTRY,
 )  # fmt: skip
 LATEST_CACHE_ANSWERS = Counter(
     "telemetry_latest_cache_answers",

@@ -62,7 +62,7 @@ async def get_latest(
 
 
 def no_latest(device_id: str, metric_name: str, lookback: str) -> ApiError:
-    """The 404 of /latest (also raised by gateway/fast_latest.py, which answers the same requests)."""
+    """The 404 of /latest (also raised by gateway/fast_reads.py, which answers the same requests)."""
     return not_found(
         f"no data for metric {metric_name!r} of device {device_id!r} in the last {lookback} "
         "(use ?lookback= to look further back)"
@@ -99,7 +99,11 @@ def _tag_filters(filters: dict[str, Any] | None) -> dict[str, str] | None:
       "equalities. limit <= 10000 (default 1000); more buckets per series than `limit` is a 422.")  # fmt: skip
 async def query(data: JSONBody[QueryRequest], gw: NamedDependency[GatewayState]) -> TelemetryDataResponse:
     """Answer E3-US1."""
-    body = data
+    return await answer_query(data, gw)
+
+
+async def answer_query(body: QueryRequest, gw: GatewayState) -> TelemetryDataResponse:
+    """E3-US1's answer to a decoded body (also called by gateway/fast_reads.py, which answers the same requests)."""
     return await run_series_query(
         gw.read_pool,
         SeriesQuery(

@@ -257,8 +257,8 @@ class Settings:
     # cluster (several NATS_URL servers) or DATABASE_READ_URL. An entry is re-read after latest_cache_ttl_s.
     latest_cache_size: int = 100_000
     latest_cache_ttl_s: float = 60.0
-    # GET …/latest answered in front of Litestar when the request is plainly valid (gateway/fast_latest.py).
-    fast_latest: bool = True
+    # GET …/latest and POST /query answered in front of Litestar when plainly valid (gateway/fast_reads.py).
+    fast_reads: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -341,7 +341,7 @@ class Settings:
             # --- the gateway's latest-value cache ---
             latest_cache_size=_number(env, "TELEMETRY_LATEST_CACHE_SIZE", 100_000, int, 0, 10**8),
             latest_cache_ttl_s=_number(env, "TELEMETRY_LATEST_CACHE_TTL", 60.0, float, 0.1, 86_400.0),
-            fast_latest=_flag(env, "TELEMETRY_FAST_LATEST", default=True),
+            fast_reads=_flag(env, "TELEMETRY_FAST_READS", default=True),
         )
 
     def require_signing_key(self) -> bytes:
