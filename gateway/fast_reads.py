@@ -61,12 +61,12 @@ def fast_reads(app: Litestar) -> ASGIApp:
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            method = scope.get("method")
+            method, start = scope.get("method"), time.perf_counter()
             if method == "GET" and (matched := _LATEST_PATH.fullmatch(scope["path"])) is not None:
-                if await _latest(app, scope, receive, send, *matched.groups()):
+                if await _latest(app, scope, receive, send, start, *matched.groups()):
                     return
             elif method == "POST" and scope["path"] == _QUERY_PATH:
-                answered, receive = await _query(app, scope, receive, send)
+                answered, receive = await _query(app, scope, receive, send, start)
                 if answered:
                     return
         await app(scope, receive, send)
@@ -84,7 +84,9 @@ def _lookback(query_string: bytes) -> str | None:
     return pairs[0][1]
 
 
-async def _latest(app: Litestar, scope: Scope, receive: Receive, send: Send, device_id: str, metric: str) -> bool:
+async def _latest(
+    app: Litestar, scope: Scope, receive: Receive, send: Send, start: float, device_id: str, metric: str
+) -> bool:
     """Answer GET …/latest and return True, or return False (nothing sent, nothing charged) for Litestar."""
     if not (_SAFE.match(device_id) and _SAFE.match(metric)):
         return False
@@ -109,11 +111,11 @@ async def _latest(app: Litestar, scope: Scope, receive: Receive, send: Send, dev
             raise no_latest(device_id, metric, lookback)
         return found
 
-    await _respond(app, scope, receive, send, request, LATEST_ROUTE, work)
+    await _respond(app, scope, receive, send, request, LATEST_ROUTE, work, start)
     return True
 
 
-async def _query(app: Litestar, scope: Scope, receive: Receive, send: Send) -> tuple[bool, Receive]:
+async def _query(app: Litestar, scope: Scope, receive: Receive, send: Send, start: float) -> tuple[bool, Receive]:
     """Answer POST /query: (True, _) when answered; else (False, a receive that replays the body read)."""
     headers = dict(scope["headers"])
     kind = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
@@ -130,7 +132,7 @@ async def _query(app: Litestar, scope: Scope, receive: Receive, send: Send) -> t
     request = await _guard(app, scope, replay, send, QUERY_ROUTE)
     if request is None:
         return False, replay
-    await _respond(app, scope, replay, send, request, QUERY_ROUTE, lambda: answer_query(data, app.state.gw))
+    await _respond(app, scope, replay, send, request, QUERY_ROUTE, lambda: answer_query(data, app.state.gw), start)
     return True, replay
 
 
@@ -182,10 +184,19 @@ async def _guard(
 
 
 async def _respond(
-    app: Litestar, scope: Scope, receive: Receive, send: Send, request: Request[Any, Any, Any], route: str, work: Work
+    app: Litestar,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    request: Request[Any, Any, Any],
+    route: str,
+    work: Work,
+    start: float,
 ) -> None:
-    """Run ``work`` and send its answer as JSON, or its exception as the app's error mapping words it."""
-    start = time.perf_counter()
+    """Run ``work`` and send its answer as JSON, or its exception as the app's error mapping words it.
+
+    ``start``: when the request reached the gateway's app (metrics and the slow-request log count from there).
+    """
     rid, supplied = take_request_id(scope)
     tokens = structlog.contextvars.bind_contextvars(request_id=rid)
     status = 500
