@@ -122,9 +122,9 @@ def report(base: Figures, fast: Figures, rounds: int, load: float) -> str:
 
 def main() -> None:
     rounds, seq_n, per_client = (
-        env_int("BENCH_FL_ROUNDS", 3),
-        env_int("BENCH_FL_SEQ", 1500),
-        env_int("BENCH_FL_CONC", 60),
+        env_int("BENCH_FR_ROUNDS", 3),
+        env_int("BENCH_FR_SEQ", 1500),
+        env_int("BENCH_FR_CONC", 60),
     )
     with bench_stack("telemetry-fast-reads-") as (_, _servers, stack):
         load = os.getloadavg()[0]
