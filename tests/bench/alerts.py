@@ -80,6 +80,17 @@ def quiet_rules(n: int, metrics: Sequence[str]) -> list[dict[str, Any]]:
     return rules
 
 
+async def set_all_enabled(client: Poster, rule_ids: Sequence[str], enabled: bool) -> None:
+    """PUT …/enable for every rule, RULE_CONCURRENCY at a time (each returns once every engine applied it)."""
+    todo = iter(rule_ids)
+
+    async def worker() -> None:
+        for rule_id in todo:
+            await set_enabled(client, rule_id, enabled)
+
+    await asyncio.gather(*(worker() for _ in range(RULE_CONCURRENCY)))
+
+
 async def set_enabled(client: Poster, rule_id: str, enabled: bool) -> None:
     body = _encoder.encode({"enabled": enabled})
     status, data = await client.put(f"{RULES_PATH}/{rule_id}/enable", body)
@@ -161,6 +172,9 @@ class AlertLoadResult:
     create_latencies: list[float] = field(default_factory=list)
     none: SustainedResult | None = None
     with_rules: SustainedResult | None = None
+    # The same load without rules again after the rules were disabled: the baseline is the mean of the runs
+    # before and after, so the machine's drift over the run (tables grow, autovacuum) does not count as rule cost.
+    none_after: SustainedResult | None = None
     pending_at_end: int = 0  # alert consumer: messages pending + unacked when the load was queryable
     pending_max: int = 0  # largest alert consumer backlog seen while sending
     drain_s: float | None = None  # from queryable until the alert consumer had nothing pending (None: gave up)
@@ -169,15 +183,29 @@ class AlertLoadResult:
     points_per_message: int = 0
     in_process_us: dict[str, float] = field(default_factory=dict)  # "none" / "rules" → µs of engine CPU per point
 
+    def _without(self, acked: bool) -> float:
+        """Ingestion without rules: the mean of the runs before and after the one with rules (where both ran)."""
+        runs = [r for r in (self.none, self.none_after) if r is not None]
+        return sum(r.acked_rate if acked else r.rate for r in runs) / len(runs)
+
     @property
     def ratio(self) -> float:
         assert self.none is not None and self.with_rules is not None
-        return self.with_rules.rate / self.none.rate
+        return self.with_rules.rate / self._without(acked=False)
 
     @property
     def acked_ratio(self) -> float:
         assert self.none is not None and self.with_rules is not None
-        return self.with_rules.acked_rate / self.none.acked_rate
+        return self.with_rules.acked_rate / self._without(acked=True)
+
+    def without_text(self, acked: bool = False) -> str:
+        """The baseline as the report shows it: one run, or before and after."""
+        assert self.none is not None
+        first = self.none.acked_rate if acked else self.none.rate
+        if self.none_after is None:
+            return f"{first:,.0f}"
+        second = self.none_after.acked_rate if acked else self.none_after.rate
+        return f"mean({first:,.0f} before, {second:,.0f} after)"
 
 
 async def evaluation_cost(

@@ -10,7 +10,7 @@ from tests.bench.queries import QUERIES, Agreement, QueriesResult, QueryRun
 from tests.bench.stats import ms, percentile
 
 TARGET_ALERT_P99_S = 1.0
-TARGET_ALERT_RATIO = 0.9
+TARGET_ALERT_RATIO = 0.95  # issue 13: ingestion with 1,000 rules >= 0.95x ingestion without
 KEEPS_UP_S = 1.0  # the engine "keeps up" when its backlog is gone within this long after the load is queryable
 
 Row = tuple[str, str, str, str]
@@ -147,7 +147,7 @@ def alert_rows(lag: AlertLagResult | None, load: AlertLoadResult | None, phases:
     rows.append(
         (
             f"Ingestion with {n:,} enabled rules / none, queryable ({load.none.points_acked:,} points each)",
-            f"{load.with_rules.rate:,.0f} / {load.none.rate:,.0f} points/s = {load.ratio:.2f}x",
+            f"{load.with_rules.rate:,.0f} / {load.without_text()} points/s = {load.ratio:.2f}x",
             f">= {TARGET_ALERT_RATIO}x",
             verdict(load.ratio, TARGET_ALERT_RATIO),
         )
@@ -155,7 +155,7 @@ def alert_rows(lag: AlertLagResult | None, load: AlertLoadResult | None, phases:
     rows.append(
         (
             "  same, accepted by the gateway (HTTP 200 rate)",
-            f"{load.with_rules.acked_rate:,.0f} / {load.none.acked_rate:,.0f} points/s = {load.acked_ratio:.2f}x",
+            f"{load.with_rules.acked_rate:,.0f} / {load.without_text(acked=True)} points/s = {load.acked_ratio:.2f}x",
             "-",
             "info",
         )
