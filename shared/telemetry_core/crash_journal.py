@@ -9,7 +9,9 @@ process died while handling exactly that message; after ``Policy.crash_limit`` s
 instead of handled again, and the consumer gets past it.
 
 Best effort: when NATS cannot answer, the runtime handles the message without a journal entry (nothing is
-dead-lettered on a guess).
+dead-lettered on a guess). One key per durable consumer: where several processes share one (e.g.
+TELEMETRY_INGEST_WORKERS=2), one's entry may overwrite another's, and the count of the overwritten message starts
+again: a crash loop can then last longer before the dead letter, but no message is blamed for another's death.
 """
 
 import msgspec
