@@ -9,7 +9,7 @@ from nats.aio.msg import Msg
 
 from gateway.live.condition import Predicate, parse_condition
 from telemetry_core.points_validator import PointsValidator
-from telemetry_core.topology import POINTS_ALL, device_of_points_subject, slot_of
+from telemetry_core.topology import POINTS_ALL, slot_of
 from telemetry_schemas.api.stream import StreamedPoint
 
 
@@ -53,13 +53,8 @@ def streamable(validator: PointsValidator, msg: Msg) -> Admitted | None:
     The rule is PointsValidator.accepted's (a valid signature; the body's device is the subject's), with the
     lighter decode; tests/unit/test_stream_buffers.py checks that both agree.
     """
-    if not validator.signed(msg):
-        return None
-    try:
-        batch = _batch_decoder.decode(msg.data)
-    except msgspec.DecodeError:
-        return None
-    if device_of_points_subject(msg.subject) != batch.device_id:
+    batch = validator.signed_body(msg, _batch_decoder)
+    if batch is None:
         return None
     return Admitted(batch.device_id, batch.points, plain=not _has_own_keys(msg.data))
 

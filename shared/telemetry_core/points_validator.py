@@ -16,7 +16,7 @@ stored and evaluated like any other admitted points.
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, TypeVar, cast
 
 import msgspec
 from nats.aio.msg import Msg
@@ -26,11 +26,12 @@ from telemetry_core.topology import device_of_points_subject
 from telemetry_schemas.codecs import (
     PointCheck,
     PointError,
+    ValidatedPoints,
     decode_points,
     record_points_decoder,
     validated_points_decoder,
 )
-from telemetry_schemas.signed import signed_points_decoder
+from telemetry_schemas.signed import SignedPoints, signed_points_decoder
 from telemetry_schemas.values import Point, metric_name_problem
 
 # The RecordPoints body is assembled from the already-validated raw JSON of each point: no
@@ -69,6 +70,14 @@ class _Skim(msgspec.Struct):
 _skim_decoder = msgspec.json.Decoder(_Skim)
 
 
+class _OfDevice(Protocol):
+    @property
+    def device_id(self) -> str: ...  # read-only: the bodies are frozen Structs
+
+
+D = TypeVar("D", bound=_OfDevice)
+
+
 @dataclass(frozen=True)
 class Accepted:
     """A signed message: every point is stored and evaluated."""
@@ -98,7 +107,10 @@ class PointsValidator:
         """
         self._key = key
         self._check = check
-        self._signed_decoder = signed_points_decoder if trust_signed else validated_points_decoder
+        # The full read of a signed message: trusting its points' types, or checking them (ValidatedPoints).
+        self._signed_decoder: msgspec.json.Decoder[SignedPoints | ValidatedPoints] = (
+            signed_points_decoder if trust_signed else validated_points_decoder  # type: ignore[assignment]
+        )
         self._trust_signed = trust_signed
 
     def signature(self, body: bytes) -> str:
@@ -110,6 +122,21 @@ class PointsValidator:
         claimed = msg.headers.get(SIGNATURE) if msg.headers else None
         return claimed is not None and hmac.compare_digest(claimed, self.signature(msg.data))
 
+    def signed_body(self, msg: Msg, decoder: "msgspec.json.Decoder[D]", *, signature_checked: bool = False) -> D | None:
+        """``msg``'s body as ``decoder`` reads it when it is signed and names its subject's device, else None.
+
+        The rule every consumer applies to a signed message, whichever part of the body it decodes (the alert
+        engine's skim, the full read, the live streams' raw points). Signed but unreadable cannot happen unless
+        the key leaked; the careful path (``read``) says why.
+        """
+        if not signature_checked and not self.signed(msg):
+            return None
+        try:
+            body = decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return None
+        return body if device_of_points_subject(msg.subject) == body.device_id else None
+
     def metric_names(self, msg: Msg) -> list[str] | None:
         """The metric of each point of a signed message, without decoding the points; None when not signed.
 
@@ -117,15 +144,8 @@ class PointsValidator:
         only (the alert engine) reads the whole message only when one of its metrics is wanted, then with
         ``accepted(msg, signature_checked=True)``, which is still the verdict.
         """
-        if not self.signed(msg):
-            return None
-        try:
-            skim = _skim_decoder.decode(msg.data)
-        except msgspec.DecodeError:
-            return None
-        if device_of_points_subject(msg.subject) != skim.device_id:
-            return None
-        return [p.metric_name for p in skim.points]
+        skim = self.signed_body(msg, _skim_decoder)
+        return None if skim is None else [p.metric_name for p in skim.points]
 
     def accepted(self, msg: Msg, *, signature_checked: bool = False) -> Accepted | None:
         """The points every consumer stores/evaluates from ``msg``; None when it is not an admitted message.
@@ -133,13 +153,8 @@ class PointsValidator:
         Depends on the message's bytes and the key only, so it is the same in every consumer.
         ``signature_checked``: the caller verified the signature of this very message (``metric_names``).
         """
-        if not signature_checked and not self.signed(msg):
-            return None
-        try:
-            typed = self._signed_decoder.decode(msg.data)
-        except msgspec.DecodeError:
-            return None  # signed but unreadable: cannot happen unless the key leaked; the careful path says why
-        if device_of_points_subject(msg.subject) != typed.device_id:
+        typed = self.signed_body(msg, self._signed_decoder, signature_checked=signature_checked)
+        if typed is None:
             return None
         if not self._trust_signed and any(metric_name_problem(p.metric_name) for p in typed.points):
             return None  # the strict read: the one rule Point's type documents but point_problem runs
