@@ -29,11 +29,10 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.auth.authenticator import authenticate, authenticator_of
 from gateway.auth.guard import SCOPE_KEY
 from gateway.body import decode
-from gateway.errors import handle_exception
+from gateway.errors import ApiError, handle_exception
 from gateway.metrics import FAST_READ_ANSWERS
-from gateway.request_log import SLOW_S, record, take_request_id
-from gateway.routes.queries import MAX_LOOKBACK, answer_query, get_latest, no_latest, query
-from telemetry_core.timebuckets import parse_duration
+from gateway.request_log import finished, take_request_id
+from gateway.routes.queries import answer_query, get_latest, lookback_window, no_latest, query
 from telemetry_schemas.api.queries import QueryRequest
 from telemetry_schemas.enums import ApiKeyScope
 from telemetry_schemas.fields import SUBJECT_SAFE
@@ -44,7 +43,6 @@ _SAFE = re.compile(SUBJECT_SAFE)
 _JSON = (b"content-type", b"application/json")
 _encode = msgspec.json.Encoder().encode
 _query_body = msgspec.json.Decoder(QueryRequest)
-log = structlog.get_logger()
 
 
 def _template(handler: Any) -> str:
@@ -94,11 +92,9 @@ async def _latest(
     if lookback is None:
         return False
     try:
-        window = parse_duration(lookback)
-    except ValueError:
-        return False
-    if window > MAX_LOOKBACK:
-        return False
+        window = lookback_window(lookback)
+    except ApiError:
+        return False  # 400: the route words it
     scope["path_params"] = {"device_id": device_id, "metric_name": metric}
     request = await _guard(app, scope, receive, send, LATEST_ROUTE)
     if request is None:
@@ -214,11 +210,6 @@ async def _respond(
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
     finally:
-        elapsed = time.perf_counter() - start
-        method = str(scope.get("method"))
-        record(route, method, status, elapsed)
+        finished(route, str(scope.get("method")), scope["path"], status, time.perf_counter() - start, supplied)
         FAST_READ_ANSWERS.labels(route, str(status)).inc()
-        if status >= 400 or elapsed > SLOW_S or supplied:
-            fields = {"method": method, "path": scope["path"], "status": status, "ms": round(elapsed * 1000, 1)}
-            (log.warning if status >= 500 else log.info)("request", **fields)
         structlog.contextvars.reset_contextvars(**tokens)

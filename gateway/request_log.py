@@ -41,6 +41,14 @@ def record(route: str, method: str, status: int, elapsed: float) -> None:
     histogram.observe(elapsed)
 
 
+def finished(route: str, method: str, path: str | None, status: int, elapsed: float, supplied: bool) -> None:
+    """A request is answered: its metrics, and its log line when it failed, was slow or asked to be traced."""
+    record(route, method, status, elapsed)
+    if status >= 400 or elapsed > SLOW_S or supplied:
+        fields = {"method": method, "path": path, "status": status, "ms": round(elapsed * 1000, 1)}
+        (log.warning if status >= 500 else log.info)("request", **fields)
+
+
 def take_request_id(scope: Scope) -> tuple[str, bool]:
     """The client's id when valid, else a new one; put back into the scope so route handlers read the same id."""
     headers = [(k, v) for k, v in scope.get("headers") or [] if k != _REQUEST_ID]
@@ -73,18 +81,9 @@ def request_logging(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, capture)
         finally:
-            elapsed = time.perf_counter() - start
             route = scope.get("path_template") or "unmatched"
-            method = scope.get("method") or "?"
-            record(route, str(method), status, elapsed)
-            if status >= 400 or elapsed > SLOW_S or supplied:
-                fields = {
-                    "method": method,
-                    "path": scope.get("path"),
-                    "status": status,
-                    "ms": round(elapsed * 1000, 1),
-                }
-                (log.warning if status >= 500 else log.info)("request", **fields)
+            finished(route, str(scope.get("method") or "?"), scope.get("path"), status, time.perf_counter() - start,
+                     supplied)  # fmt: skip
             structlog.contextvars.reset_contextvars(**tokens)
 
     return middleware

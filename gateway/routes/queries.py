@@ -47,18 +47,23 @@ async def get_latest(
     """Read the latest_values read model (one dependency: gateway/views/latest.py LatestReads says why)."""
     checked_name(device_id, "device_id")
     checked_name(metric_name, "metric_name")
+    since = datetime.now(UTC) - lookback_window(lookback)
+    # Through the latest-value cache when it is on (gateway/latest_cache.py): the same answer as the database's.
+    found = await latest_reads.latest(device_id, metric_name, since)
+    if found is None:
+        raise no_latest(device_id, metric_name, lookback)
+    return found
+
+
+def lookback_window(lookback: str) -> timedelta:
+    """/latest's ``lookback`` as a duration; 400 when it is none or over 100 years (also gateway/fast_reads.py)."""
     try:
         window = parse_duration(lookback)
     except ValueError as exc:
         raise bad_request(f"lookback: {exc}") from None
     if window > MAX_LOOKBACK:
         raise bad_request("lookback: must be at most 36500d (100 years)")
-    since = datetime.now(UTC) - window
-    # Through the latest-value cache when it is on (gateway/latest_cache.py): the same answer as the database's.
-    found = await latest_reads.latest(device_id, metric_name, since)
-    if found is None:
-        raise no_latest(device_id, metric_name, lookback)
-    return found
+    return window
 
 
 def no_latest(device_id: str, metric_name: str, lookback: str) -> ApiError:
