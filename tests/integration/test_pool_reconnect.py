@@ -7,7 +7,6 @@ refused), so the server itself and the other tests carry on.
 
 import asyncio
 import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import psycopg
@@ -15,14 +14,8 @@ import pytest
 
 from telemetry_core import pg_pool
 from telemetry_core.settings import Settings
+from tests.integration.runtime_support import until
 from tests.support.tcp_cut import TcpCut
-
-
-async def _until(check: Callable[[], bool], within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_waiting_caller_gets_a_connection_soon_after_postgres_is_back(
@@ -44,7 +37,9 @@ async def test_a_waiting_caller_gets_a_connection_soon_after_postgres_is_back(
             async with pool.connection() as conn:
                 await conn.execute("SELECT 1")
         # Every attempt to replace it fails, and the pool gives up on it (psycopg_pool's reconnect_timeout).
-        await _until(lambda: pool.get_stats().get("pool_size", 0) == 0, 10, "the pool to give up reconnecting")
+        await until(
+            lambda: pool.get_stats().get("pool_size", 0) == 0, timeout=10, what="the pool to give up reconnecting"
+        )
 
         async def wait_for_a_connection() -> float:
             async with pool.connection() as conn:
@@ -53,7 +48,7 @@ async def test_a_waiting_caller_gets_a_connection_soon_after_postgres_is_back(
 
         waiter = asyncio.create_task(wait_for_a_connection())
         # The waiter grows the pool by one attempt, which gives up too while PostgreSQL is still away.
-        await _until(lambda: pool.get_stats().get("connections_errors", 0) >= 2, 10, "failed attempts")
+        await until(lambda: pool.get_stats().get("connections_errors", 0) >= 2, timeout=10, what="failed attempts")
         await asyncio.sleep(1.5)  # past a give-up: without a new attempt after it, nobody would connect
         assert not waiter.done()
         cut.restore()
