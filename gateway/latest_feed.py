@@ -16,6 +16,7 @@ notice may reach this process's server after the projection's (the lifespan leav
 
 import asyncio
 import contextlib
+import time
 from datetime import datetime
 
 import msgspec
@@ -27,6 +28,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import SlowConsumerError
 
 from gateway.latest_cache import LatestCache
+from gateway.query_cache import QueryCache
 from telemetry_core.topology import stored_subject
 
 SUBJECT = stored_subject(">")  # the NOTICES stream's own filter (device ids hold no dots today)
@@ -42,6 +44,8 @@ class _Latest(msgspec.Struct):
 
 class _Metric(msgspec.Struct):
     metric_name: str
+    first_time: datetime
+    last_time: datetime
     latest: _Latest
 
 
@@ -51,18 +55,28 @@ class _Notice(msgspec.Struct):
     device_id: str
     points_seq: int
     metrics: list[_Metric]
+    rollups_applied: bool = False
 
 
 _decoder = msgspec.json.Decoder(_Notice)
 
 
 class LatestFeed:
-    """The stored-notice subscription of one gateway process, and the read barrier of its cache."""
+    """The stored-notice subscription of one gateway process, and the read barrier of its caches.
+
+    ``cache``: the latest-value cache; ``queries``: the query cache (gateway/query_cache.py), fed the same notices.
+    """
 
     def __init__(
-        self, cache: LatestCache, url: list[str], log: structlog.stdlib.BoundLogger, subject: str = SUBJECT
+        self,
+        cache: LatestCache,
+        url: list[str],
+        log: structlog.stdlib.BoundLogger,
+        subject: str = SUBJECT,
+        queries: QueryCache | None = None,
     ) -> None:
         self.cache = cache
+        self.queries = queries
         self._subject = subject  # tests give their own, outside the NOTICES stream
         self._url = url
         self._log = log
@@ -82,11 +96,11 @@ class LatestFeed:
         )  # fmt: skip
         self._sub = await self._nc.subscribe(self._subject, cb=self._on_notice, pending_msgs_limit=pending_msgs_limit)
         await self._nc.flush()
-        self.cache.enable()
+        self._each("enable")
 
     async def stop(self) -> None:
         """Stop answering and close the connection (bounded: the server may be gone)."""
-        self.cache.disable()
+        self._each("disable")
         if self._nc is not None:
             with contextlib.suppress(Exception):  # already closed, or the server is gone
                 await asyncio.wait_for(self._nc.close(), 2.0)
@@ -98,24 +112,36 @@ class LatestFeed:
         except msgspec.DecodeError as exc:
             # Not knowing what it announced, no entry can be trusted.
             self._log.warning("latest_cache_bad_notice", subject=msg.subject, error=str(exc))
-            self.cache.drop_all()
+            self._each("drop_all")
             return
         self.notices += 1
+        queries = self.queries
         for metric in notice.metrics:
-            self.cache.notice((notice.device_id, metric.metric_name), (metric.latest.timestamp, notice.points_seq))
+            series = (notice.device_id, metric.metric_name)
+            self.cache.notice(series, (metric.latest.timestamp, notice.points_seq))
+            if queries is not None:
+                queries.notice(series, metric.first_time, metric.last_time)
+        if queries is not None and not notice.rollups_applied:
+            queries.hold(time.monotonic())
+
+    def _each(self, action: str) -> None:
+        """enable, disable or drop_all on every cache this feed feeds."""
+        for cache in (self.cache, self.queries):
+            if cache is not None:
+                getattr(cache, action)()
 
     async def _on_disconnected(self) -> None:
-        self.cache.disable()  # notices published until we are back are lost to us
+        self._each("disable")  # notices published until we are back are lost to us
         self._log.warning("latest_cache_off", reason="nats disconnected")
 
     async def _on_reconnected(self) -> None:
         # nats-py has re-sent the subscription and flushed before calling this: the server has it.
-        self.cache.enable()
+        self._each("enable")
         self._log.info("latest_cache_on", reason="nats reconnected")
 
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError) and exc.sub is self._sub:
-            self.cache.drop_all()  # a notice was dropped: every entry might be the one it concerned
+            self._each("drop_all")  # a notice was dropped: every entry might be the one it concerned
             self._log.warning("latest_cache_dropped", reason="slow consumer: notices dropped")
         else:
             self._log.warning("latest_cache_nats_error", error=str(exc))

@@ -1,24 +1,34 @@
-"""Whether this gateway runs the latest-value cache, and starting / stopping it with the lifespan."""
+"""Whether this gateway runs its read caches (latest values, one-series queries), and starting / stopping them."""
+
+from dataclasses import dataclass
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.latest_cache import LatestCache
 from gateway.latest_feed import LatestFeed
+from gateway.query_cache import QueryCache
+from gateway.views.cached_queries import QueryReads
 from gateway.views.latest import LatestReads
 from telemetry_core.nats_conn import server_urls
 from telemetry_core.settings import Settings
 
 
-def cache_off_reason(settings: Settings, nats_url: str) -> str | None:
-    """Why the cache must stay off here, or None.
+@dataclass(frozen=True)
+class CachedReads:
+    """/latest's reader (through the latest-value cache, if on) and the query cache's reader (None when off)."""
 
-    Its ordering argument (gateway/latest_feed.py) needs the notice and the projection's fetch to pass through one
-    nats-server, and the rows it keeps to come from the database every view reads: with a replica, a fill from the
-    primary could be ahead of another process's replica read.
+    latest: LatestReads
+    queries: QueryReads | None
+
+
+def cache_off_reason(settings: Settings, nats_url: str) -> str | None:
+    """Why the caches must stay off here, or None.
+
+    Their ordering argument (gateway/latest_feed.py) needs the notice and the projection's fetch to pass through one
+    nats-server, and the rows they keep to come from the database every view reads: with a replica, a fill from the
+    primary could be ahead of another process's replica read (and a replica read behind a notice).
     """
-    if settings.latest_cache_size == 0:
-        return "TELEMETRY_LATEST_CACHE_SIZE=0"
     if len(server_urls(nats_url)) > 1:
         return "NATS_URL names a cluster (several servers)"
     if settings.database_read_url is not None:
@@ -26,21 +36,28 @@ def cache_off_reason(settings: Settings, nats_url: str) -> str | None:
     return None
 
 
-async def start_latest_reads(
+async def start_cached_reads(
     settings: Settings, nats_url: str, pool: AsyncConnectionPool, log: structlog.stdlib.BoundLogger
-) -> LatestReads:
-    """/latest's reader over ``pool``: with the cache and its notice subscription started, unless it is off."""
+) -> CachedReads:
+    """The readers over ``pool``: with the caches and their notice subscription started, unless they are off."""
     reason = cache_off_reason(settings, nats_url)
+    if reason is None and settings.latest_cache_size == 0 and settings.query_cache_size == 0:
+        reason = "TELEMETRY_LATEST_CACHE_SIZE=0 and TELEMETRY_QUERY_CACHE_SIZE=0"
     if reason is not None:
-        log.info("latest_cache_off", reason=reason)
-        return LatestReads(pool)
-    cache = LatestCache(settings.latest_cache_size, settings.latest_cache_ttl_s)
-    feed = LatestFeed(cache, server_urls(nats_url), log)
+        log.info("read_caches_off", reason=reason)
+        return CachedReads(LatestReads(pool), None)
+    latest = LatestCache(settings.latest_cache_size, settings.latest_cache_ttl_s)
+    queries = QueryCache(settings.query_cache_size, settings.query_cache_ttl_s) if settings.query_cache_size else None
+    feed = LatestFeed(latest, server_urls(nats_url), log, queries=queries)
     await feed.start()
-    return LatestReads(pool, cache, feed)
+    log.info("read_caches_on", latest=settings.latest_cache_size, queries=settings.query_cache_size)
+    return CachedReads(
+        LatestReads(pool, latest, feed) if settings.latest_cache_size else LatestReads(pool, None, feed),
+        QueryReads(queries, feed) if queries is not None else None,
+    )
 
 
-async def stop_latest_reads(reads: LatestReads | None) -> None:
-    """Close the cache's subscription (if it runs)."""
-    if reads is not None and reads.feed is not None:
-        await reads.feed.stop()
+async def stop_cached_reads(reads: CachedReads | None) -> None:
+    """Close the caches' subscription (if it runs)."""
+    if reads is not None and reads.latest.feed is not None:
+        await reads.latest.feed.stop()

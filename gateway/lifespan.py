@@ -14,7 +14,7 @@ from gateway.bounded_shutdown import Step, run_steps
 from gateway.commands.wiring import build_commands
 from gateway.heavy_queries import HeavyQueries, heavy_concurrency
 from gateway.integration_events import IntegrationEvents
-from gateway.latest_wiring import start_latest_reads, stop_latest_reads
+from gateway.latest_wiring import start_cached_reads, stop_cached_reads
 from gateway.live.connect_token import ConnectTokens
 from gateway.live.hub import LiveHub
 from gateway.live.subscriptions_kv import SubscriptionStore
@@ -75,7 +75,7 @@ def make_lifespan(settings: Settings) -> "object":
             live=live,
             backlog=backlog,
             heavy=heavy,
-            latest_reads=await start_latest_reads(settings, nats_url, read_pool, log),
+            reads=await start_cached_reads(settings, nats_url, read_pool, log),
         )
         await app.state.gw.reports.start(nc)
         if not settings.api_keys:
@@ -88,7 +88,7 @@ def make_lifespan(settings: Settings) -> "object":
             steps: list[Step] = [] if remote is None else [("remote_verifier", remote.aclose)]
             await run_steps([
                 ("backlog", backlog.stop),
-                ("latest_reads", lambda: stop_latest_reads(gw.latest_reads)),
+                ("cached_reads", lambda: stop_cached_reads(gw.reads)),
                 ("live", live.stop),
                 ("off_loop", off_loop.shutdown),
                 ("reports", gw.reports.stop),

@@ -106,6 +106,12 @@ LATEST_CACHE_ANSWERS = Counter(
     "PostgreSQL round trip) or miss (read from latest_values).",
     ["result"], registry=GATEWAY_REGISTRY,
 )  # fmt: skip
+QUERY_CACHE_ANSWERS = Counter(
+    "telemetry_query_cache_answers",
+    "One-series POST /query answers of this gateway process while its query cache is on: hit (kept from an "
+    "earlier read no stored notice has made stale, no PostgreSQL round trip) or miss (computed).",
+    ["result"], registry=GATEWAY_REGISTRY,
+)  # fmt: skip
 
 
 @dataclass

@@ -11,10 +11,12 @@ from gateway.auth.authenticator import Authenticator
 from gateway.backlog import BacklogMonitor
 from gateway.commands.wiring import Commands
 from gateway.heavy_queries import HeavyQueries
+from gateway.latest_wiring import CachedReads
 from gateway.live.hub import LiveHub
 from gateway.metrics import WorkerReports
 from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
+from gateway.views.cached_queries import QueryReads
 from gateway.views.latest import LatestReads
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.settings import Settings
@@ -42,5 +44,16 @@ class GatewayState:
     started_at: float = field(default_factory=time.monotonic)
     # Workers' figures and heartbeats, reported over NATS (gateway/metrics.py).
     reports: WorkerReports = field(default_factory=WorkerReports)
-    # /latest's reader: through the latest-value cache, when it is on (gateway/latest_wiring.py says when).
-    latest_reads: LatestReads | None = None
+    # /latest's and POST /query's readers: through the caches, when they are on (gateway/latest_wiring.py).
+    reads: CachedReads | None = None
+
+    @property
+    def latest_reads(self) -> LatestReads:
+        """/latest's reader (the lifespan sets ``reads`` before any request)."""
+        assert self.reads is not None
+        return self.reads.latest
+
+    @property
+    def query_reads(self) -> QueryReads | None:
+        """POST /query's cache reader, or None when the query cache is off."""
+        return None if self.reads is None else self.reads.queries

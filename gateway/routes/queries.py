@@ -108,17 +108,25 @@ async def query(data: JSONBody[QueryRequest], gw: NamedDependency[GatewayState])
 
 
 async def answer_query(body: QueryRequest, gw: GatewayState) -> TelemetryDataResponse:
-    """E3-US1's answer to a decoded body (also called by gateway/fast_reads.py, which answers the same requests)."""
-    return await run_series_query(
-        gw.read_pool,
-        SeriesQuery(
-            metrics=body.metrics, devices=body.devices, start=body.start_time, end=body.end_time,
-            aggregation=body.aggregation, interval=body.interval, tags=_tag_filters(body.filters),
-            limit=body.limit, offset=body.offset,
-        ),
-        gw.settings.exact_percentile_points,
-        gw.heavy,
-    )  # fmt: skip
+    """E3-US1's answer to a decoded body (also called by gateway/fast_reads.py, which answers the same requests).
+
+    Through the query cache (gateway/query_cache.py) when it is on.
+    """
+
+    async def compute() -> TelemetryDataResponse:
+        return await run_series_query(
+            gw.read_pool,
+            SeriesQuery(
+                metrics=body.metrics, devices=body.devices, start=body.start_time, end=body.end_time,
+                aggregation=body.aggregation, interval=body.interval, tags=_tag_filters(body.filters),
+                limit=body.limit, offset=body.offset,
+            ),
+            gw.settings.exact_percentile_points,
+            gw.heavy,
+        )  # fmt: skip
+
+    cached = gw.query_reads
+    return await compute() if cached is None else await cached.answer(body, compute)
 
 
 TIME_RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400, "90d": 90 * 86_400}

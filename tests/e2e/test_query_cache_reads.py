@@ -1,0 +1,94 @@
+"""POST /query through the gateway's query cache answers what the database holds, after overwrites and late points.
+
+The session stack's gateway runs with the cache on (the default); its /metrics counters show the cache answered.
+Every answer is compared with the same aggregate computed here from telemetry.points.
+"""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+import pytest
+
+from tests.e2e.conftest import point
+from tests.support.eventually import eventually
+from tests.support.ids import unique
+from tests.support.servers import Servers
+
+pytestmark = pytest.mark.e2e
+
+END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+START = END - timedelta(hours=6)
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def hits(client: httpx.Client) -> float:
+    text = client.get("/metrics").text
+    found = re.search(r'^telemetry_query_cache_answers_total\{result="hit"\} ([0-9.e+]+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def asked(client: httpx.Client, device: str, aggregation: str | None = "avg") -> list[tuple[str, float]]:
+    body = {"devices": [device], "metrics": ["temperature"], "start_time": iso(START), "end_time": iso(END),
+            "aggregation": aggregation, "interval": 3600}  # fmt: skip
+    r = client.post("/api/v1/telemetry/query", json=body)
+    assert r.status_code == 200, r.text
+    return [(p["timestamp"].replace("+00:00", "Z"), p["value"]) for p in r.json()["data_points"]]
+
+
+def stored(servers: Servers, device: str) -> list[tuple[str, float]]:
+    """The hourly averages of the device's points, from the raw table (what the rollups must equal)."""
+    with psycopg.connect(servers.database_url) as conn:
+        rows = conn.execute(
+            "SELECT date_trunc('hour', time), avg(value_num) FROM telemetry.points WHERE device_id = %s "
+            "AND metric_name = 'temperature' AND time >= %s AND time < %s GROUP BY 1 ORDER BY 1",
+            (device, START, END),
+        ).fetchall()
+    return [(iso(t.astimezone(UTC)), v) for t, v in rows]
+
+
+def settled(client: httpx.Client, servers: Servers, device: str, expected: list[tuple[str, float]]) -> None:
+    """Wait until the database and the endpoint both hold ``expected``; then every answer is the same."""
+    eventually(lambda: stored(servers, device) == expected, timeout=15, what="stored")
+    eventually(lambda: asked(client, device) == expected, timeout=15, what=f"/query shows {expected}")
+    for _ in range(20):  # never an older answer once the newer one was seen
+        assert asked(client, device) == expected
+
+
+def test_the_cache_answers_what_the_database_holds_after_overwrites_and_late_points(
+    client: httpx.Client, servers: Servers
+) -> None:
+    device = unique("dev")
+    url = f"/api/v1/telemetry/devices/{device}/telemetry"
+    hour = START + timedelta(hours=2)
+    before = hits(client)
+    assert client.post(url, json=point(value=10.0, ts=iso(hour + timedelta(minutes=5)))).status_code == 200
+    settled(client, servers, device, [(iso(hour), 10.0)])
+    assert hits(client) - before >= 15, "the cache answered the repeated queries"
+
+    # The same instant again: the later write wins, in the raw table, the rollup and the answer.
+    assert client.post(url, json=point(value=20.0, ts=iso(hour + timedelta(minutes=5)))).status_code == 200
+    settled(client, servers, device, [(iso(hour), 20.0)])
+
+    # A late point in an earlier hour, then one more in the same hour.
+    assert client.post(url, json=point(value=4.0, ts=iso(START + timedelta(minutes=1)))).status_code == 200
+    settled(client, servers, device, [(iso(START), 4.0), (iso(hour), 20.0)])
+    assert client.post(url, json=point(value=30.0, ts=iso(hour + timedelta(minutes=50)))).status_code == 200
+    settled(client, servers, device, [(iso(START), 4.0), (iso(hour), 25.0)])
+
+
+def test_raw_answers_of_one_series_are_kept_and_dropped_alike(client: httpx.Client, servers: Servers) -> None:
+    device = unique("dev")
+    url = f"/api/v1/telemetry/devices/{device}/telemetry"
+    at = iso(START + timedelta(minutes=30))
+    assert client.post(url, json=point(value=1.5, ts=at)).status_code == 200
+    eventually(lambda: asked(client, device, None) == [(at, 1.5)], timeout=15, what="the raw point")
+    before = hits(client)
+    assert asked(client, device, None) == [(at, 1.5)]
+    assert hits(client) - before >= 1
+    assert client.post(url, json=point(value=2.5, ts=at)).status_code == 200
+    eventually(lambda: asked(client, device, None) == [(at, 2.5)], timeout=15, what="the overwrite")

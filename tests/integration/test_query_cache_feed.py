@@ -1,0 +1,147 @@
+"""The query cache fed by real stored notices over a real NATS (gateway/latest_feed.py, gateway/query_cache.py),
+and its reader (gateway/views/cached_queries.py) around a counted computation.
+
+Notices go to a subject of this test's own (outside the NOTICES stream); they are built by the ingest worker's own
+build_notice, as the real ones are.
+"""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import nats
+import pytest
+import structlog
+from nats.aio.client import Client
+
+from gateway.latest_cache import LatestCache
+from gateway.latest_feed import LatestFeed
+from gateway.query_cache import QueryCache
+from gateway.views.cached_queries import QueryReads
+from ingest_worker.notices import build_notice
+from telemetry_schemas.api.queries import DataPoint, QueryRequest, TelemetryDataResponse
+from telemetry_schemas.codecs import json_encoder
+from telemetry_schemas.values import Point
+from tests.integration.runtime_support import until
+from tests.support.ids import unique
+from tests.support.servers import Servers
+from tests.support.tcp_cut import TcpCut
+
+T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=24)
+T1 = T0 + timedelta(hours=24)
+
+
+def notice(device: str, at: datetime, *, rollups_applied: bool = True) -> bytes:
+    point = Point(timestamp=at, metric_name="temperature", value=1.0)
+    return json_encoder.encode(build_notice(device, 7, [point], rollups_applied=rollups_applied))
+
+
+def request(*devices: str) -> QueryRequest:
+    return QueryRequest(metrics=["temperature"], devices=list(devices), start_time=T0, end_time=T1,
+                        aggregation="avg", interval=3600)  # fmt: skip
+
+
+class Counted:
+    """The computation QueryReads falls back on: answers with a new value each time, and counts the calls."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.calls = device, 0
+
+    async def __call__(self) -> TelemetryDataResponse:
+        self.calls += 1
+        point = DataPoint(timestamp=T0, device_id=self.device, metric_name="temperature", value=float(self.calls))
+        return TelemetryDataResponse(device_id=self.device, metric_name="temperature", data_points=[point], count=1,
+                                     aggregation="avg", interval=3600, start_time=T0, end_time=T1, limit=1000,
+                                     offset=0)  # fmt: skip
+
+
+@pytest.fixture
+async def publisher(servers: Servers) -> AsyncIterator[Client]:
+    nc = await nats.connect(servers.nats_url)
+    yield nc
+    await nc.close()
+
+
+async def start(url: str, prefix: str) -> QueryReads:
+    queries = QueryCache(1000, 60.0)
+    feed = LatestFeed(LatestCache(1000, 60.0), [url], structlog.get_logger(), subject=f"{prefix}.*", queries=queries)
+    await feed.start()
+    return QueryReads(queries, feed)
+
+
+async def test_a_notice_in_the_range_makes_the_next_query_compute_again(publisher: Client, servers: Servers) -> None:
+    prefix, device = unique("query-feed"), unique("dev")
+    reads = await start(servers.nats_url, prefix)
+    compute = Counted(device)
+    try:
+        first = await reads.answer(request(device), compute)
+        assert (await reads.answer(request(device), compute)) == first
+        assert compute.calls == 1, "the second was answered from the cache"
+        # A point after the range: nothing asked for changed.
+        await publisher.publish(f"{prefix}.{device}", notice(device, T1 + timedelta(minutes=5)))
+        await publisher.flush()
+        assert (await reads.answer(request(device), compute)) == first
+        assert compute.calls == 1
+        # Inside the range: no polling here: once the barrier returns, the notice must have been applied.
+        await publisher.publish(f"{prefix}.{device}", notice(device, T0 + timedelta(hours=3)))
+        await publisher.flush()
+        second = await reads.answer(request(device), compute)
+        assert compute.calls == 2
+        assert second.data_points[0].value == 2.0
+        assert (await reads.answer(request(device), compute)) == second
+        assert compute.calls == 2
+    finally:
+        await reads.feed.stop()
+
+
+async def test_queries_over_several_series_are_always_computed(servers: Servers) -> None:
+    reads = await start(servers.nats_url, unique("query-feed"))
+    compute = Counted("multiple")
+    try:
+        for _ in range(3):
+            await reads.answer(request(unique("dev"), unique("dev")), compute)
+            await reads.answer(request("a", "b"), compute)
+        assert compute.calls == 6
+        assert len(reads.cache) == 0
+    finally:
+        await reads.feed.stop()
+
+
+async def test_an_old_writers_notice_keeps_reads_out_of_the_cache(publisher: Client, servers: Servers) -> None:
+    """A notice without rollups_applied: the rollups projection recomputes its minutes after it was published."""
+    prefix, device = unique("query-feed"), unique("dev")
+    reads = await start(servers.nats_url, prefix)
+    compute = Counted(device)
+    try:
+        await reads.answer(request(device), compute)
+        await publisher.publish(f"{prefix}.other", notice("other", T1 + timedelta(days=3), rollups_applied=False))
+        await publisher.flush()
+        assert await reads.feed.synced()
+        for _ in range(3):
+            await reads.answer(request(device), compute)
+        assert compute.calls == 4, "nothing answered from, nor kept in, the cache while it holds"
+    finally:
+        await reads.feed.stop()
+
+
+async def test_a_dropped_connection_turns_the_query_cache_off_until_resubscribed(servers: Servers) -> None:
+    prefix, device = unique("query-feed"), unique("dev")
+    relay = TcpCut(servers.nats_url)
+    await relay.start()
+    reads = await start(relay.url, prefix)
+    compute = Counted(device)
+    try:
+        await reads.answer(request(device), compute)
+        relay.cut()  # notices published now never reach this process
+        await until(lambda: not reads.cache.enabled, timeout=15, what="the query cache turned off")
+        assert len(reads.cache) == 0
+        await reads.answer(request(device), compute)
+        await reads.answer(request(device), compute)
+        assert compute.calls == 3, "computed every time while off, and nothing kept"
+        relay.restore()
+        await until(lambda: reads.cache.enabled, timeout=15, what="the query cache back on after the reconnect")
+        await reads.answer(request(device), compute)
+        await reads.answer(request(device), compute)
+        assert compute.calls == 4
+    finally:
+        await reads.feed.stop()
+        await relay.stop()
