@@ -260,7 +260,7 @@ class Settings:
     # -- the gateway's query cache (gateway/query_cache.py): one-series POST /query answers, dropped by the same
     # notices; off (0) in the same cases. At most query_cache_size answers, re-read after query_cache_ttl_s. --
     query_cache_size: int = 10_000
-    query_cache_ttl_s: float = 60.0
+    query_cache_ttl_s: float = 30.0
     # GET …/latest and POST /query answered in front of Litestar when plainly valid (gateway/fast_reads.py).
     fast_reads: bool = True
 
@@ -346,7 +346,7 @@ class Settings:
             latest_cache_size=_number(env, "TELEMETRY_LATEST_CACHE_SIZE", 100_000, int, 0, 10**8),
             latest_cache_ttl_s=_number(env, "TELEMETRY_LATEST_CACHE_TTL", 60.0, float, 0.1, 86_400.0),
             query_cache_size=_number(env, "TELEMETRY_QUERY_CACHE_SIZE", 10_000, int, 0, 10**7),
-            query_cache_ttl_s=_number(env, "TELEMETRY_QUERY_CACHE_TTL", 60.0, float, 0.1, 86_400.0),
+            query_cache_ttl_s=_number(env, "TELEMETRY_QUERY_CACHE_TTL", 30.0, float, 0.1, 86_400.0),
             fast_reads=_flag(env, "TELEMETRY_FAST_READS", default=True),
         )
 

@@ -1,11 +1,13 @@
-"""/latest and /query with the fast path (gateway/fast_reads.py) against the same gateway without it, in one run.
+"""/latest and /query: the Litestar route, the fast path (gateway/fast_reads.py) and the query cache, in one run.
 
-`python -m tests.bench.fast_reads` (part of `make bench`) writes docs/benchmarks-fast-reads.md. Two gateway
-processes of this tree on the same servers and workers, one with TELEMETRY_FAST_READS=off (the baseline), each
-on its own port; rounds alternate between them (the machine's load drifts), and each round measures q1 (latest
-value of one series, answered from the latest-value cache) and q2 (POST /query: one series over 24 h in 1 h
-buckets, from the hourly rollup) sequentially and at 50 concurrent clients, plus the gateway's CPU per request
-(from /proc, user + system). Medians over rounds; ratios fast / baseline.
+`python -m tests.bench.fast_reads` (part of `make bench`) writes docs/benchmarks-fast-reads.md. Three gateway
+processes of this tree on the same servers and workers, each on its own port: "route" (TELEMETRY_FAST_READS=off and
+no query cache: every request through Litestar's routing, parameters, dependencies and response objects), "fast"
+(the fast path, no query cache) and "cached" (the defaults: the fast path and the query cache,
+gateway/query_cache.py). Rounds alternate between them (the machine's load drifts); each round measures q1 (latest
+value of one series, answered from the latest-value cache), q2 (POST /query: one series over 24 h in 1 h buckets,
+from the hourly rollup, as the peers harness sends it) and q2 rotating over 100 series, sequentially and at 50
+concurrent clients, plus the gateway's CPU per request (from /proc, user + system). Medians over rounds.
 """
 
 import asyncio
@@ -17,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import psutil
 
 from telemetry_core.embedded import free_port
@@ -36,11 +39,46 @@ def say(message: str) -> None:
     print(f"[fast-reads] {message}", flush=True)
 
 
-def q2_body() -> bytes:
+ROTATED = [f"fr-dev-{i:03d}" for i in range(100)]
+
+
+def q2_body(device: str = DEVICE) -> bytes:
     """POST /query as the peers harness's q2 sends it: one series over 24 h in 1 h buckets (the hourly rollup)."""
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return json.dumps({"devices": [DEVICE], "metrics": [METRIC], "start_time": (end - timedelta(hours=24)).isoformat(),
+    return json.dumps({"devices": [device], "metrics": [METRIC], "start_time": (end - timedelta(hours=24)).isoformat(),
                        "end_time": end.isoformat(), "aggregation": "avg", "interval": 3600}).encode()  # fmt: skip
+
+
+def seed_rotated(stack: Stack) -> None:
+    """24 hourly points of each ROTATED series; wait until every series' rollup answers all 24."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    points = [{"timestamp": (now - timedelta(hours=h)).isoformat(), "metric_name": METRIC, "value": float(h)}
+              for h in range(24)]  # fmt: skip
+    with httpx.Client(base_url=stack.url, headers=stack.headers, timeout=15) as c:
+        for device in ROTATED:
+            r = c.post(f"/api/v1/telemetry/devices/{device}/telemetry/batch", json={"data_points": points})
+            assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 60
+        waiting = list(ROTATED)
+        while waiting and time.monotonic() < deadline:
+            r = c.post(QUERY, content=q2_body(waiting[-1]), headers={"content-type": "application/json"})
+            if r.status_code == 200 and r.json()["count"] >= 24:
+                waiting.pop()
+            else:
+                time.sleep(0.2)
+    if waiting:
+        raise RuntimeError(f"{len(waiting)} seeded series not queryable within 60 s")
+
+
+class Rotating:
+    """Hands out the q2 bodies of the ROTATED series in turn (one counter for all clients)."""
+
+    def __init__(self) -> None:
+        self.bodies, self.i = [q2_body(d) for d in ROTATED], 0
+
+    def next(self) -> bytes:
+        self.i += 1
+        return self.bodies[self.i % len(self.bodies)]
 
 
 async def _timed(call: Call, n: int) -> list[float]:
@@ -65,12 +103,17 @@ async def _round(url: str, headers: dict[str, str], pid: int, seq_n: int, per_cl
     proc = psutil.Process(pid)
     cpu = lambda: sum(proc.cpu_times()[:2])  # noqa: E731
     seq_client, conc_client = make_client("raw", url, headers, 1), make_client("raw", url, headers, 50)
-    body = q2_body()
+    body, rotating = q2_body(), Rotating()
     out: Figures = {}
     try:
         for name, seq_call, conc_call in (
             ("q1", lambda: seq_client.get(Q1), lambda: conc_client.get(Q1)),
             ("q2", lambda: seq_client.post(QUERY, body), lambda: conc_client.post(QUERY, body)),
+            (
+                "q2 over 100 series",
+                lambda: seq_client.post(QUERY, rotating.next()),
+                lambda: conc_client.post(QUERY, rotating.next()),
+            ),
         ):
             await _timed(seq_call, 100)  # warm-up
             before = cpu()
@@ -92,29 +135,46 @@ def _median(rounds: list[Figures]) -> Figures:
     return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
 
 
-def report(base: Figures, fast: Figures, rounds: int, load: float) -> str:
+CONFIGS: dict[str, dict[str, str]] = {
+    "route": {"TELEMETRY_FAST_READS": "off", "TELEMETRY_QUERY_CACHE_SIZE": "0"},
+    "fast": {"TELEMETRY_QUERY_CACHE_SIZE": "0"},
+    "cached": {},  # the defaults
+}
+
+
+def report(figures: dict[str, Figures], rounds: int, load: float) -> str:
+    route, fast, cached = figures["route"], figures["fast"], figures["cached"]
     lines = [
-        "# /latest and /query fast path: the same gateway with and without it",
+        "# /latest and /query: the Litestar route, the fast path and the query cache",
         "",
         f"Written by `python -m tests.bench.fast_reads` (part of `make bench`) on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, load average before the run "
-        f"{load:.1f}. Two gateway processes of this tree on the same servers and workers, one started with "
-        "`TELEMETRY_FAST_READS=off` (the baseline: every request through Litestar's routing, parameters, "
-        "dependencies and response objects); q1 = latest value of one series, answered from the latest-value "
-        "cache; q2 = POST /query, one series over 24 h in 1 h buckets (the hourly rollup), as the peers harness "
-        f"sends it; the benchmark's raw keep-alive client; {rounds} rounds alternating between the two, medians. "
-        "CPU is the gateway process's user + system time per request.",
+        f"{load:.1f}. Three gateway processes of this tree on the same servers and workers: **route** "
+        "(`TELEMETRY_FAST_READS=off`, `TELEMETRY_QUERY_CACHE_SIZE=0`: every request through Litestar's routing, "
+        "parameters, dependencies and response objects), **fast** (the fast path of gateway/fast_reads.py, no query "
+        "cache) and **cached** (the defaults: the fast path and the query cache of gateway/query_cache.py). q1 = "
+        "latest value of one series, answered from the latest-value cache; q2 = POST /query, one series over 24 h in "
+        '1 h buckets (the hourly rollup), as the peers harness sends it; "q2 over 100 series" = the same query '
+        "rotating over 100 seeded series (a dashboard's panels). The benchmark's raw keep-alive client; "
+        f"{rounds} rounds alternating between the three, medians. CPU is the gateway process's user + system time "
+        "per request. Nothing is written during the measurement, so a cached answer stays valid: this is the "
+        "cache's best case, a dashboard's steady state; a notice for a series drops its answers (docs/architecture.md "
+        '"Query cache").',
         "",
-        "| figure | Litestar route (baseline) | fast path | fast / baseline |",
-        "|---|---|---|---|",
+        "| figure | route | fast | cached | fast / route | cached / fast |",
+        "|---|---|---|---|---|---|",
     ]
-    for key in base:
-        lines.append(f"| {key} | {base[key]:,.2f} | {fast[key]:,.2f} | {fast[key] / base[key]:.2f}x |")
+    for key in route:
+        lines.append(
+            f"| {key} | {route[key]:,.2f} | {fast[key]:,.2f} | {cached[key]:,.2f} | {fast[key] / route[key]:.2f}x "
+            f"| {cached[key] / fast[key]:.2f}x |"
+        )
     lines += [
         "",
         "The fast path answers only plainly valid requests with credentials that may read (everything else goes "
         "to the Litestar route, so errors are the route's own); `tests/e2e/test_fast_reads.py` checks that both "
-        "ways give the same status, body and headers.",
+        'ways give the same status, body and headers. q1 does not use the query cache (its "cached" column '
+        "is the fast path again: a measure of the noise).",
         "",
     ]
     return "\n".join(lines)
@@ -130,20 +190,29 @@ def main() -> None:
         load = os.getloadavg()[0]
         stack.start_all()
         seed(stack)
-        base = Stack(stack.servers, stack.log_dir, port=free_port(), extra_env={"TELEMETRY_FAST_READS": "off"})
-        base.start_all(("gateway",))
+        seed_rotated(stack)
+        others = {
+            name: Stack(stack.servers, stack.log_dir, port=free_port(), extra_env=env)
+            for name, env in CONFIGS.items()
+            if env
+        }
+        for other in others.values():
+            other.start_all(("gateway",))
         try:
-            pids = {"fast": stack.procs["gateway"].pid, "base": base.procs["gateway"].pid}
-            urls = {"fast": stack.url, "base": base.url}
-            results: dict[str, list[Figures]] = {"base": [], "fast": []}
+            pids = {name: other.procs["gateway"].pid for name, other in others.items()}
+            urls = {name: other.url for name, other in others.items()}
+            pids["cached"], urls["cached"] = stack.procs["gateway"].pid, stack.url
+            results: dict[str, list[Figures]] = {name: [] for name in CONFIGS}
+            order = list(CONFIGS)
             for i in range(rounds):
-                for name in ("base", "fast") if i % 2 == 0 else ("fast", "base"):
+                for name in order if i % 2 == 0 else order[::-1]:
                     figures = asyncio.run(_round(urls[name], stack.headers, pids[name], seq_n, per_client))
                     results[name].append(figures)
                     say(f"round {i + 1} {name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in figures.items()))
         finally:
-            base.stop_all()
-        DOC.write_text(report(_median(results["base"]), _median(results["fast"]), rounds, load))
+            for other in others.values():
+                other.stop_all()
+        DOC.write_text(report({name: _median(r) for name, r in results.items()}, rounds, load))
         say(f"wrote {DOC}")
 
 

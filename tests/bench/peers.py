@@ -11,7 +11,9 @@ One run, in this order, with the same workload arguments and a pinned base time:
 2. a fresh stack of this service (private NATS with fsync always + PostgreSQL, every worker) and
    ``run_peers.sh --target``: the same bodies from the same client, then the same three queries;
 3. another fresh stack, sent the bodies InfluxDB got, byte for byte, on ``POST /write?precision=s``
-   (tests/bench/peers_line.py, run with the harness's Python).
+   (tests/bench/peers_line.py, run with the harness's Python); this stack runs without the query cache
+   (TELEMETRY_QUERY_CACHE_SIZE=0), and once the line protocol is measured ``run_peers.sh --target`` sends it the
+   JSON workload again (the same points: upserts) and the three queries: q2 without the cache, beside q2 with it.
 
 The side-by-side table, with this service's figures as ratios to the best peer, replaces the
 "## Side by side with InfluxDB and VictoriaMetrics" section of docs/benchmarks.md (kept by tests.bench.run).
@@ -36,6 +38,7 @@ from tests.bench.bench_stack import bench_stack
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "benchmarks.md"
 HEADING = "## Side by side with InfluxDB and VictoriaMetrics"
+NO_CACHE = "target without query cache"
 PEERS = {"influx": "influxdb /write (line protocol, precision=s)", "vm": "victoria-metrics /api/v1/import"}
 
 
@@ -77,6 +80,8 @@ def harness(peers: Path, run_dir: Path, args: list[str]) -> None:
 def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = False) -> None:
     """A fresh stack, then the JSON target (and the queries) or, with ``line_protocol``, InfluxDB's bodies."""
     with bench_stack("telemetry-peers-") as (_root, servers, stack):
+        if line_protocol:
+            stack.extra_env["TELEMETRY_QUERY_CACHE_SIZE"] = "0"
         stack.start_all()
         stack.wait_healthy()
         pids = [p.pid for p in stack.procs.values()]
@@ -91,6 +96,8 @@ def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = 
                "--base-url", stack.url, "--header", key, *args]  # fmt: skip
         say("InfluxDB's line-protocol bodies to our /write")
         subprocess.run(cmd, env=dict(os.environ, BENCH_RESULTS=str(run_dir / "results.jsonl")), check=True)
+        say("the JSON workload and the queries again, without the query cache")
+        harness(peers, run_dir, ["--target", stack.url, "--header", key, "--label", NO_CACHE, *pid_args, *args])
 
 
 @dataclass
@@ -160,6 +167,7 @@ def table(rows: list[dict], args: list[str]) -> str:
     line = figures(rows, "target", "target line protocol ingest", "-")
     lines.append(f"| line protocol (InfluxDB's `/write` bodies), visible points/s | {_num(influx.visible)} | - | "
                  f"{_num(line.visible)} | {_ratio(line.visible, influx.visible)} of InfluxDB |")  # fmt: skip
+    uncached = figures(rows, "target", f"{NO_CACHE} ingest", NO_CACHE + " {q} {kind}")
     for q in ("q1", "q2", "q3"):
         cells = [p.seq.get(q) for p in (influx, vm, ours)]
         text = [f"{_num(c[0])} / {_num(c[1])}" if c else "-" for c in cells]
@@ -171,11 +179,21 @@ def table(rows: list[dict], args: list[str]) -> str:
         best_rate = max((c[0] for c in cells[:2] if c and c[0]), default=None)
         lines.append(f"| {q} at 50 concurrent: req/s (p99 ms) | {text[0]} | {text[1]} | {text[2]} | "
                      f"{_ratio(cells[2][0] if cells[2] else None, best_rate)} |")  # fmt: skip
+        if q == "q2" and "q2" in uncached.conc:
+            seq, conc = uncached.seq.get("q2"), uncached.conc["q2"]
+            lines.append(f"| q2 without the query cache: sequential p50 / p99 ms; at 50 concurrent req/s (p99 ms) "
+                         f"| - | - | {_num(seq[0]) if seq else '-'} / {_num(seq[1]) if seq else '-'}; "
+                         f"{_num(conc[0], 0)} ({_num(conc[1], 1)}) | {_ratio(conc[0], best_rate)} |")  # fmt: skip
     lines += [
         "",
         "q1 = latest value of one series; q2 = one series in 1 h buckets; q3 = avg over all devices of one metric "
         "in 1 min buckets. The peers' VictoriaMetrics visible rate waits for its 10 s flush (the harness also "
-        "records a run with a forced flush). Raw figures: the harness's results.jsonl of the run.",
+        "records a run with a forced flush). This service runs with its defaults, the query cache included "
+        "(gateway/query_cache.py: one-series POST /query answers kept until a stored notice of that series and range; "
+        "the harness's q2 rotates over 1,000 series, so its first 1,000 requests compute and later ones repeat); the "
+        'row "without the query cache" is a second stack with TELEMETRY_QUERY_CACHE_SIZE=0, same client, same '
+        "data. VictoriaMetrics caches query results too (its rollup result cache, on by default). Raw figures: the "
+        "harness's results.jsonl of the run.",
         "",
     ]
     return "\n".join(lines)
