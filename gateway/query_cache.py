@@ -1,4 +1,4 @@
-"""The gateway's cache of one-series query answers (POST /query), dropped by the stored notices (no I/O).
+"""The gateway's cache of one-series query answers, dropped by the stored notices (no I/O).
 
 Dashboards ask the same questions again and again (every viewer, every refresh): one device's metric over a
 fixed range, in buckets. Such an answer depends only on that series' points inside the range, and every write
@@ -6,7 +6,8 @@ of them is announced by a stored notice (telemetry.stored.<device>) published af
 rollup_minute / rollup_hour are written by that same transaction (migration 0013). The rules, which mirror the
 latest-value cache's (gateway/latest_cache.py; the feed and its read barrier are gateway/latest_feed.py):
 
-* It only holds answers **computed from the database**, for queries over exactly one device and one metric.
+* It only holds answers **computed from the database**, for reads of exactly one device and one metric over a
+  fixed range (POST /query, GET …/range aggregated, GET /aggregated?device_id=…: gateway/views/cached_queries.py).
 * A notice for a series drops every entry of that series whose range [start, end) overlaps the notice's
   [first_time, last_time], and makes every read of that series in flight over such a range not count: a read
   that began before the notice may have missed its points. A read that begins after the notice arrived began
@@ -23,10 +24,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from telemetry_schemas.api.queries import TelemetryDataResponse
+from telemetry_schemas.api.queries import AggregatedDataResponse, TelemetryDataResponse
 
 Series = tuple[str, str]  # (device_id, metric_name)
 Range = tuple[datetime, datetime]  # [start, end)
+Answer = TelemetryDataResponse | AggregatedDataResponse
 # The data points all entries may hold together (a point is ~150 bytes in memory): ~30 MB.
 MAX_POINTS = 200_000
 
@@ -45,7 +47,7 @@ class Fill:
 class _Entry:
     series: Series
     span: Range
-    answer: TelemetryDataResponse
+    answer: Answer
     points: int
     filled_at: float
 
@@ -68,7 +70,7 @@ class QueryCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: bytes, now: float) -> TelemetryDataResponse | None:
+    def get(self, key: bytes, now: float) -> Answer | None:
         """The kept answer if it may be given (enabled, younger than the TTL), else None (ask the database)."""
         if not self.enabled:
             return None
@@ -86,7 +88,7 @@ class QueryCache:
         self._fills.setdefault(series, set()).add(fill)
         return fill
 
-    def finish_fill(self, fill: Fill, key: bytes, answer: TelemetryDataResponse | None, now: float) -> bool:
+    def finish_fill(self, fill: Fill, key: bytes, answer: Answer | None, now: float) -> bool:
         """Keep ``answer`` (None: the read failed) under ``key`` if it is safe to give later; True if kept."""
         fills = self._fills.get(fill.series)
         if fills is not None:

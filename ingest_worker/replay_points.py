@@ -140,7 +140,8 @@ async def replay_points(settings: Settings, since: str, *, js: JetStreamContext 
                     result.inserted += len(batch) - int(existing)
                     # Without new-point counts: the statistics are left as they are (the upsert cannot tell a
                     # replayed point from a new one); `telemetry replay device_stats` recounts from NOTICES.
-                    notices = [build_notice(d, s, pts) for d, s, pts in stored]
+                    # write_rows merged the rollups in that transaction, as the ingest worker's does.
+                    notices = [build_notice(d, s, pts, rollups_applied=True) for d, s, pts in stored]
                     await asyncio.gather(*(
                         js.publish(stored_subject(n.device_id), json_encoder.encode(n), timeout=5.0,
                                    headers={MSG_ID: f"replayed:{run}:{n.points_seq}"})

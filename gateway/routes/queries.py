@@ -17,6 +17,7 @@ from gateway.series_query import SeriesQuery, default_interval, run_series_query
 from gateway.state import GatewayState
 from gateway.typed_body import JsonBody
 from gateway.views.aggregates import aggregate, prefer_exact
+from gateway.views.cached_queries import query_key, read_key
 from gateway.views.device_metrics import device_metrics
 from gateway.views.latest import LatestReads
 from telemetry_core.timebuckets import parse_duration
@@ -30,6 +31,11 @@ from telemetry_schemas.api.queries import (
 )
 
 _TAGS = ["queries"]
+CACHED = (
+    "A read of one device and one metric may be answered from the gateway's query cache: never an answer older "
+    "than the database held when the request arrived, as far as stored writes go (a deletion by retention shows "
+    "within TELEMETRY_QUERY_CACHE_TTL)."
+)
 MAX_LOOKBACK = timedelta(days=36_500)
 
 
@@ -101,7 +107,8 @@ def _tag_filters(filters: dict[str, Any] | None) -> dict[str, str] | None:
       "and `interval` seconds (default by range length): one value per bucket per (device, metric), timestamp = "
       "bucket start, numeric points only; `source` tells raw/rollup_minute/rollup_hour, and percentiles from "
       "rollups carry `relative_error`. `series` groups the same points per (device, metric). `filters` are tag "
-      "equalities. limit <= 10000 (default 1000); more buckets per series than `limit` is a 422.")  # fmt: skip
+      "equalities. limit <= 10000 (default 1000); more buckets per series than `limit` is a 422. "
+      + CACHED)  # fmt: skip
 async def query(data: JSONBody[QueryRequest], gw: NamedDependency[GatewayState]) -> TelemetryDataResponse:
     """Answer E3-US1."""
     return await answer_query(data, gw)
@@ -125,8 +132,11 @@ async def answer_query(body: QueryRequest, gw: GatewayState) -> TelemetryDataRes
             gw.heavy,
         )  # fmt: skip
 
-    cached = gw.query_reads
-    return await compute() if cached is None else await cached.answer(body, compute)
+    cached, keyed = gw.query_reads, query_key(body)
+    if cached is None or keyed is None:
+        return await compute()
+    key, series = keyed
+    return await cached.answer(key, series, (body.start_time, body.end_time), compute)
 
 
 TIME_RANGES = {"1h": 3600, "6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400, "90d": 90 * 86_400}
@@ -143,7 +153,8 @@ def _ceil_to(t: datetime, seconds: int) -> datetime:
      summary="A metric over a predefined range ending now (E3-US4)",
      description="time_range 1h, 6h or 24h returns raw points unless `aggregation` is given; 7d, 30d and 90d "
      "return `avg` per bucket by default (intervals 1h, 6h, 1d) so a long range never returns raw points by "
-     "surprise. Aggregated ranges end at the next bucket boundary, so buckets line up with rollups.")  # fmt: skip
+     "surprise. Aggregated ranges end at the next bucket boundary, so buckets line up with rollups. "
+     + CACHED)  # fmt: skip
 async def get_range(
     device_id: Identifier,
     metric_name: Identifier,
@@ -164,21 +175,30 @@ async def get_range(
     else:
         interval = interval or default_interval(span)
         end, limit = _ceil_to(now, 3600 if interval % 3600 == 0 else 60 if interval % 60 == 0 else 1), 10_000
-    return await run_series_query(
-        gw.read_pool,
-        SeriesQuery(
-            metrics=[metric_name], devices=[device_id], start=end - timedelta(seconds=span), end=end,
-            aggregation=aggregation, interval=interval, tags=None, limit=limit, offset=0,
-        ),
-        gw.settings.exact_percentile_points,
-        gw.heavy,
-    )  # fmt: skip
+    start = end - timedelta(seconds=span)
+
+    async def compute() -> TelemetryDataResponse:
+        return await run_series_query(
+            gw.read_pool,
+            SeriesQuery(
+                metrics=[metric_name], devices=[device_id], start=start, end=end,
+                aggregation=aggregation, interval=interval, tags=None, limit=limit, offset=0,
+            ),
+            gw.settings.exact_percentile_points,
+            gw.heavy,
+        )  # fmt: skip
+
+    cached = gw.query_reads
+    if cached is None or aggregation is None:  # raw ranges end now: never asked twice
+        return await compute()
+    key = read_key("range", device_id, metric_name, start, end, aggregation, interval)
+    return await cached.answer(key, (device_id, metric_name), (start, end), compute)
 
 
 @get("/api/v1/telemetry/aggregated", tags=_TAGS, summary="Aggregated data of one metric (E3-US5)",
      description="One value per `interval` bucket over [start_time, end_time). Without device_id the "
      "aggregate is across all devices. Served from rollups when the interval and range align with minutes or "
-     "hours (`source`).")  # fmt: skip
+     "hours (`source`). " + CACHED)  # fmt: skip
 async def get_aggregated(
     request: Request[Any, Any, Any],
     gw: NamedDependency[GatewayState],
@@ -203,21 +223,28 @@ async def get_aggregated(
             f"interval: {interval}s over this range gives {buckets} buckets, more than {MAX_QUERY_LIMIT}"
         )
     devices = [device_id] if device_id else None
-    plan = choose_source(start, end, interval, aggregation_type)
-    plan = await prefer_exact(
-        gw.read_pool, plan, aggregation_type, [metric_name], devices, start, end, gw.settings.exact_percentile_points
-    )
-    async with gw.heavy.slot(heavy=plan.source is Source.RAW):  # raw reads queue instead of draining the pool
-        rows = await aggregate(
-            gw.read_pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
-            devices=[device_id] if device_id else None, start=start, end=end, per_device=device_id is not None,
+
+    async def compute() -> AggregatedDataResponse:
+        plan = choose_source(start, end, interval, aggregation_type)
+        plan = await prefer_exact(gw.read_pool, plan, aggregation_type, [metric_name], devices, start, end,
+                                  gw.settings.exact_percentile_points)  # fmt: skip
+        async with gw.heavy.slot(heavy=plan.source is Source.RAW):  # raw reads queue instead of draining the pool
+            rows = await aggregate(
+                gw.read_pool, plan, aggregation=aggregation_type, interval=interval, metrics=[metric_name],
+                devices=devices, start=start, end=end, per_device=device_id is not None,
+            )  # fmt: skip
+        points = [AggregatedPoint(timestamp=b.timestamp, value=b.value, count=b.count) for b in rows]
+        return AggregatedDataResponse(
+            metric_name=metric_name, device_id=device_id, aggregation_type=aggregation_type, interval=interval,
+            start_time=start, end_time=end, data_points=points, count=len(points), source=plan.source.value,
+            relative_error=plan.relative_error,
         )  # fmt: skip
-    points = [AggregatedPoint(timestamp=b.timestamp, value=b.value, count=b.count) for b in rows]
-    return AggregatedDataResponse(
-        metric_name=metric_name, device_id=device_id, aggregation_type=aggregation_type, interval=interval,
-        start_time=start, end_time=end, data_points=points, count=len(points), source=plan.source.value,
-        relative_error=plan.relative_error,
-    )  # fmt: skip
+
+    cached = gw.query_reads
+    if cached is None or device_id is None:  # across devices: rollup_metric_hour is written after the notices
+        return await compute()
+    key = read_key("aggregated", device_id, metric_name, aggregation_type, interval, start, end)
+    return await cached.answer(key, (device_id, metric_name), (start, end), compute)
 
 
 ROUTES = [get_latest, get_device_metrics, query, get_range, get_aggregated]

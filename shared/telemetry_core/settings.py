@@ -257,7 +257,7 @@ class Settings:
     # cluster (several NATS_URL servers) or DATABASE_READ_URL. An entry is re-read after latest_cache_ttl_s.
     latest_cache_size: int = 100_000
     latest_cache_ttl_s: float = 60.0
-    # -- the gateway's query cache (gateway/query_cache.py): one-series POST /query answers, dropped by the same
+    # -- the gateway's query cache (gateway/query_cache.py): one-series read answers, dropped by the same
     # notices; off (0) in the same cases. At most query_cache_size answers, re-read after query_cache_ttl_s. --
     query_cache_size: int = 10_000
     query_cache_ttl_s: float = 30.0

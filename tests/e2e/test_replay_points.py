@@ -5,11 +5,15 @@ import subprocess
 import sys
 
 import httpx
+import nats
 import psycopg
 import pytest
 
 from ingest_worker.replay_points import replay_points as run_replay_points
 from telemetry_core.settings import Settings
+from telemetry_core.topology import NOTICES_STREAM, stored_subject
+from telemetry_schemas.codecs import points_stored_decoder
+from telemetry_schemas.notices import PointsStored
 from tests.e2e.conftest import point, wait_rows
 from tests.support.ids import unique
 from tests.support.servers import Servers
@@ -47,6 +51,21 @@ def test_replay_points_restores_lost_rows_later_write_winning(stack: Stack, serv
     again = asyncio.run(run_replay_points(settings, str(since[0]), out=None))
     assert (again.points, again.inserted) == (2, 0)
     assert [r[3] for r in wait_rows(servers, device, 2)] == [9.0, 2.0]
+    # Its notices say the rollups were written with the points (write_rows does): no projection recomputes them
+    # after the notice, and the gateways' query caches need not stop keeping answers (gateway/query_cache.py).
+    notice = asyncio.run(last_notice(servers, device))
+    assert notice.rollups_applied
+    assert [m.count for m in notice.metrics] == [1]  # the later message: its one point
+
+
+async def last_notice(servers: Servers, device: str) -> PointsStored:
+    nc = await nats.connect(servers.nats_url)
+    try:
+        msg = await nc.jetstream().get_last_msg(NOTICES_STREAM, stored_subject(device))
+    finally:
+        await nc.close()
+    assert msg.headers is not None and msg.headers.get("Nats-Msg-Id", "").startswith("replayed:")
+    return points_stored_decoder.decode(msg.data)
 
 
 def eventually_value(servers: Servers, device: str) -> list[float]:
