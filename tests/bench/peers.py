@@ -11,9 +11,11 @@ One run, in this order, with the same workload arguments and a pinned base time:
 2. a fresh stack of this service (private NATS with fsync always + PostgreSQL, every worker) and
    ``run_peers.sh --target``: the same bodies from the same client, then the same three queries;
 3. another fresh stack, sent the bodies InfluxDB got, byte for byte, on ``POST /write?precision=s``
-   (tests/bench/peers_line.py, run with the harness's Python); this stack runs without the query cache
-   (TELEMETRY_QUERY_CACHE_SIZE=0), and once the line protocol is measured ``run_peers.sh --target`` sends it the
-   JSON workload again (the same points: upserts) and the three queries: q2 without the cache, beside q2 with it.
+   (tests/bench/peers_line.py, run with the harness's Python).
+
+Between 2 and 3, a second gateway with the query cache off (TELEMETRY_QUERY_CACHE_SIZE=0) joins the stack of 2,
+which holds the data, and the harness's query loop runs against it alone (tests/bench/peers_queries.py): q2
+without the cache, beside q2 with it, on the same data.
 
 The side-by-side table, with this service's figures as ratios to the best peer, replaces the
 "## Side by side with InfluxDB and VictoriaMetrics" section of docs/benchmarks.md (kept by tests.bench.run).
@@ -33,7 +35,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from telemetry_core.embedded import free_port
 from tests.bench.bench_stack import bench_stack
+from tests.support.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "benchmarks.md"
@@ -80,24 +84,33 @@ def harness(peers: Path, run_dir: Path, args: list[str]) -> None:
 def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = False) -> None:
     """A fresh stack, then the JSON target (and the queries) or, with ``line_protocol``, InfluxDB's bodies."""
     with bench_stack("telemetry-peers-") as (_root, servers, stack):
-        if line_protocol:
-            stack.extra_env["TELEMETRY_QUERY_CACHE_SIZE"] = "0"
         stack.start_all()
         stack.wait_healthy()
         pids = [p.pid for p in stack.procs.values()]
         pids += [s.proc.pid for s in (servers.nats, servers.postgres) if hasattr(s, "proc")]
         key = f"{next(iter(stack.headers))}: {next(iter(stack.headers.values()))}"
         pid_args = [a for pid in pids for a in ("--server-pid", str(pid))]
+        python = Path(os.environ.get("BENCH_VENV", "/tmp/bench-venv")) / "bin" / "python"
+        results = dict(os.environ, BENCH_RESULTS=str(run_dir / "results.jsonl"))
         if not line_protocol:
             harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
+            uncached = Stack(servers, stack.log_dir, port=free_port(), extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"})
+            uncached.start_all(("gateway",))
+            try:
+                say("the queries again, from a second gateway without the query cache")
+                # CPU accounted to the servers, the workers and this gateway (not the first one, idle meanwhile).
+                queried = [p for p in pids if p != stack.procs["gateway"].pid] + [uncached.procs["gateway"].pid]
+                pid_args = [a for pid in queried for a in ("--server-pid", str(pid))]
+                cmd = [str(python), str(Path(__file__).with_name("peers_queries.py")), "--peers-dir", str(peers),
+                       "--base-url", uncached.url, "--header", key, "--label", NO_CACHE, *pid_args, *args]  # fmt: skip
+                subprocess.run(cmd, env=results, check=True)
+            finally:
+                uncached.stop_all()
             return
-        python = Path(os.environ.get("BENCH_VENV", "/tmp/bench-venv")) / "bin" / "python"
         cmd = [str(python), str(Path(__file__).with_name("peers_line.py")), "--peers-dir", str(peers),
                "--base-url", stack.url, "--header", key, *args]  # fmt: skip
         say("InfluxDB's line-protocol bodies to our /write")
-        subprocess.run(cmd, env=dict(os.environ, BENCH_RESULTS=str(run_dir / "results.jsonl")), check=True)
-        say("the JSON workload and the queries again, without the query cache")
-        harness(peers, run_dir, ["--target", stack.url, "--header", key, "--label", NO_CACHE, *pid_args, *args])
+        subprocess.run(cmd, env=results, check=True)
 
 
 @dataclass
@@ -191,8 +204,8 @@ def table(rows: list[dict], args: list[str]) -> str:
         "records a run with a forced flush). This service runs with its defaults, the query cache included "
         "(gateway/query_cache.py: one-series POST /query answers kept until a stored notice of that series and range; "
         "the harness's q2 rotates over 1,000 series, so its first 1,000 requests compute and later ones repeat); the "
-        'row "without the query cache" is a second stack with TELEMETRY_QUERY_CACHE_SIZE=0, same client, same '
-        "data. VictoriaMetrics caches query results too (its rollup result cache, on by default). Raw figures: the "
+        'row "without the query cache" is a second gateway with TELEMETRY_QUERY_CACHE_SIZE=0 on the same stack, '
+        "asked the same queries by the same client after the first. VictoriaMetrics caches query results too (its rollup result cache, on by default). Raw figures: the "
         "harness's results.jsonl of the run.",
         "",
     ]
