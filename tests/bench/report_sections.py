@@ -288,7 +288,9 @@ def method_text(c: BenchConfig, q: QueriesResult | None) -> str:
         else f"about {c.query_points:,} points"
     )
     return f"""9. **Queries** (`BENCH_QUERY_POINTS`={c.query_points:,}, 0 skips it). After phase 8, with the stack's
-   ingest worker restarted with default settings. The data set: {size}, i.e. devices x {c.query_metrics} metrics
+   ingest worker restarted with default settings. The gateways of this run have the query cache off
+   (`TELEMETRY_QUERY_CACHE_SIZE=0`): these figures are the database's; the cache (on by default) is measured in
+   docs/benchmarks-fast-reads.md and in the side-by-side table. The data set: {size}, i.e. devices x {c.query_metrics} metrics
    (`bq0000`…, `bench-q-m00`…), one point every {c.query_step_min} min over the 7 days before the current hour
    ({per_series:,} per series), always on a whole minute and never in the week's first or last minute, float
    values in [-50, 150]. The spec's size is 10 M points (1,000 devices x 10 metrics):

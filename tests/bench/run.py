@@ -494,7 +494,8 @@ def main() -> None:
         postgres = start_postgres(root / "postgres", durable=True)
         migrate(postgres.url)
         servers = Servers(nats, postgres)
-        stack = Stack(servers, root / "logs", extra_env=GATEWAY_ENV)
+        # The query cache off: the query phases measure the database (the cache: tests/bench/fast_reads.py).
+        stack = Stack(servers, root / "logs", extra_env={**GATEWAY_ENV, "TELEMETRY_QUERY_CACHE_SIZE": "0"})
         stack.start_all()
         watched = [Watched(name, stack.procs[name].pid) for name in PROCESSES]
         watched += [Watched("nats-server", nats.proc.pid), Watched("postgres", postgres.proc.pid, tree=True)]
