@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 from gateway.state import GatewayState
+from telemetry_core.crash_journal import BUCKET as CRASHES_BUCKET
 from telemetry_core.replicas import cluster_size
 from telemetry_core.topology import (
     DLQ_STREAM,
@@ -20,7 +21,10 @@ from telemetry_core.topology import (
 )
 from telemetry_schemas.api.health import ComponentHealth
 
-STREAMS = (POINTS_STREAM, EVENTS_STREAM, NOTICES_STREAM, DLQ_STREAM, PLATFORM_STREAM, f"KV_{SUBSCRIPTIONS_BUCKET}")
+STREAMS = (
+    POINTS_STREAM, EVENTS_STREAM, NOTICES_STREAM, DLQ_STREAM, PLATFORM_STREAM, f"KV_{SUBSCRIPTIONS_BUCKET}",
+    f"KV_{CRASHES_BUCKET}",  # the consumers' crash journal: without a leader a crash-looping message is not counted
+)  # fmt: skip
 CHECK_TIMEOUT_S = 1.0
 
 

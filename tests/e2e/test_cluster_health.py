@@ -16,7 +16,7 @@ def test_a_single_server_shows_itself_as_every_leader(client: httpx.Client) -> N
     assert cluster["metrics"]["servers"]["size"] == 1
     assert cluster["metrics"]["servers"]["cluster"] is None
     streams = cluster["metrics"]["streams"]
-    assert {POINTS_STREAM, EVENTS_STREAM} <= set(streams)
+    assert {POINTS_STREAM, EVENTS_STREAM, "KV_SUBSCRIPTIONS", "KV_CONSUMER_CRASHES"} <= set(streams)
     for placement in streams.values():
         assert placement["replicas"] == 1 and placement["current"] == [] and placement["lagging"] == {}
         assert placement["leader"], placement  # a single server leads every stream
