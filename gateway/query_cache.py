@@ -12,12 +12,23 @@ latest-value cache's (gateway/latest_cache.py; the feed and its read barrier are
   [first_time, last_time], and makes every read of that series in flight over such a range not count: a read
   that began before the notice may have missed its points. A read that begins after the notice arrived began
   after the commit it announces, so it sees the points.
-* A read is kept only if nothing dropped the cache meanwhile (``epoch``).
+* A read is kept only if nothing dropped the cache meanwhile (``epoch``), and never in place of the answer of a read
+  that began after it (reads are numbered as they begin).
+
+Hence what an answer given after the read barrier reflects: every write whose notice reached this process before
+the request arrived (a read kept began after such a notice, or the notice dropped it).
 * A notice from an ingest worker older than migration 0013 (``rollups_applied`` false) leaves the rollups to be
   recomputed *after* it: no read is kept for ``ttl_s`` after one.
 * While the notice subscription is down the cache is emptied and does not answer.
 * Entries are kept at most ``max_entries`` and ``max_points`` data points in all (least recently used out), and
   re-read after ``ttl_s``: the bound on changes made without a notice (retention deleting expired points).
+
+What it does **not** give, unlike the latest-value cache: latest_values is written *after* its notice was
+published, so a client can only have seen a newer row once the notice is on its way to every gateway; the points
+and rollups answered here are committed *before* their notice. Between the ingest worker's commit and its notice
+reaching this process (milliseconds: the worker publishes right after committing), a client reading the database
+directly or through another process may see points this cache does not answer yet. If the worker dies between the
+two, the notice comes with the POINTS message's redelivery (the consumer's ack wait) or the entry expires (``ttl_s``).
 """
 
 from collections import OrderedDict
@@ -40,6 +51,7 @@ class Fill:
     series: Series
     span: Range
     epoch: int
+    number: int  # reads are numbered as they begin: one that began earlier never replaces a later one's answer
     valid: bool = True
 
 
@@ -50,6 +62,7 @@ class _Entry:
     answer: Answer
     points: int
     filled_at: float
+    number: int
 
 
 @dataclass
@@ -66,6 +79,7 @@ class QueryCache:
     _fills: dict[Series, set[Fill]] = field(default_factory=dict)
     _points: int = 0
     _hold_until: float = float("-inf")
+    _begun: int = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -84,7 +98,8 @@ class QueryCache:
         """Before a database read of ``series`` over ``span``: None when its answer is not to be kept."""
         if not self.enabled or now < self._hold_until:
             return None
-        fill = Fill(series, span, self.epoch)
+        self._begun += 1
+        fill = Fill(series, span, self.epoch, self._begun)
         self._fills.setdefault(series, set()).add(fill)
         return fill
 
@@ -100,8 +115,11 @@ class QueryCache:
         points = len(answer.data_points)
         if points > self.max_points // 10:
             return False  # one large answer would push out many small ones
+        held = self._entries.get(key)
+        if held is not None and held.number > fill.number:
+            return False  # a read that began later (so saw at least as much) already kept its answer
         self._remove(key)
-        self._entries[key] = _Entry(fill.series, fill.span, answer, points, now)
+        self._entries[key] = _Entry(fill.series, fill.span, answer, points, now, fill.number)
         self._by_series.setdefault(fill.series, set()).add(key)
         self._points += points
         while len(self._entries) > self.max_entries or self._points > self.max_points:

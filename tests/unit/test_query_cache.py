@@ -124,3 +124,18 @@ def test_least_recently_used_answers_go_first_by_count_and_by_points() -> None:
     assert c._points == sum(len(e.answer.data_points) for e in c._entries.values())
     # The index by series follows evictions: a notice for an evicted entry's series finds nothing to drop.
     assert set(c._by_series) == {e.series for e in c._entries.values()}
+
+
+def test_a_read_that_began_earlier_never_replaces_the_answer_of_one_that_began_later() -> None:
+    """The earlier read may have missed a commit the later one saw (its notice still on its way)."""
+    c = cache()
+    earlier = c.begin_fill(SERIES, DAY, 0.0)
+    later = c.begin_fill(SERIES, DAY, 0.0)
+    assert earlier is not None and later is not None
+    assert c.finish_fill(later, b"q", answer(2.0), 1.0)
+    assert not c.finish_fill(earlier, b"q", answer(1.0), 1.0)
+    assert c.get(b"q", 1.0) == answer(2.0)
+    newest = c.begin_fill(SERIES, DAY, 2.0)
+    assert newest is not None
+    assert c.finish_fill(newest, b"q", answer(3.0), 2.0)  # a read that began later still replaces it
+    assert c.get(b"q", 2.0) == answer(3.0)
