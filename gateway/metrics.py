@@ -106,6 +106,12 @@ LATEST_CACHE_ANSWERS = Counter(
     "PostgreSQL round trip) or miss (read from latest_values).",
     ["result"], registry=GATEWAY_REGISTRY,
 )  # fmt: skip
+QUERY_CACHE_HELD = Gauge(
+    "telemetry_query_cache_held",
+    "What this gateway process's query cache holds now: answers, and data points in them (bounded by "
+    "TELEMETRY_QUERY_CACHE_SIZE and 200,000 points).",
+    ["what"], registry=GATEWAY_REGISTRY,
+)  # fmt: skip
 QUERY_CACHE_ANSWERS = Counter(
     "telemetry_query_cache_answers",
     "One-series POST /query answers of this gateway process while its query cache is on: hit (kept from an "

@@ -84,6 +84,11 @@ class QueryCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def points(self) -> int:
+        """Data points in the answers held."""
+        return self._points
+
     def get(self, key: bytes, now: float) -> Answer | None:
         """The kept answer if it may be given (enabled, younger than the TTL), else None (ask the database)."""
         if not self.enabled:

@@ -4,7 +4,7 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.metrics import exposition, refresh_stream_figures
+from gateway.metrics import QUERY_CACHE_HELD, exposition, refresh_stream_figures
 from gateway.state import GatewayState
 
 # Litestar adds "; charset=utf-8" to text/* itself: without this, the header carried it twice.
@@ -21,6 +21,9 @@ _MEDIA = "; ".join(p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.st
 async def metrics(gw: NamedDependency[GatewayState]) -> Response[bytes]:
     """Refresh the JetStream figures, then render everything."""
     await refresh_stream_figures(gw.js)
+    if gw.query_reads is not None:
+        QUERY_CACHE_HELD.labels("answers").set(len(gw.query_reads.cache))
+        QUERY_CACHE_HELD.labels("points").set(gw.query_reads.cache.points)
     return Response(exposition(gw.reports), media_type=_MEDIA)
 
 

@@ -69,6 +69,8 @@ def test_the_cache_answers_what_the_database_holds_after_overwrites_and_late_poi
     assert client.post(url, json=point(value=10.0, ts=iso(hour + timedelta(minutes=5)))).status_code == 200
     settled(client, servers, device, [(iso(hour), 10.0)])
     assert hits(client) - before >= 15, "the cache answered the repeated queries"
+    held = re.search(r'^telemetry_query_cache_held\{what="points"\} ([0-9.e+]+)$', client.get("/metrics").text, re.M)
+    assert held is not None and float(held.group(1)) >= 1, "/metrics shows what the cache holds"
 
     # The same instant again: the later write wins, in the raw table, the rollup and the answer.
     assert client.post(url, json=point(value=20.0, ts=iso(hour + timedelta(minutes=5)))).status_code == 200
