@@ -54,8 +54,17 @@ class Follower:
         return self._task is not None and not self._task.done() and self.last_error is None
 
     async def start(self) -> None:
-        """Subscribe and follow in the background."""
-        self._sub = await self._subscribe()
+        """Subscribe and follow in the background.
+
+        A first subscription that fails (JetStream's API times out while a cluster elects its leaders, the stream
+        is not there yet) is retried by the supervisor like any later one: the caller's ``wait_caught_up`` bounds
+        how long it may take. An alert engine taking over a partition crashed on such a timeout, leaving no engine.
+        """
+        try:
+            self._sub = await self._subscribe()
+        except Exception as exc:
+            self.last_error = repr(exc)
+            self._log.warning("follower_subscribe_failed_retrying", error=self.last_error)
         self._task = asyncio.create_task(self._supervise())
 
     async def _subscribe(self) -> Any:
@@ -64,7 +73,11 @@ class Follower:
         if self.last_seq:
             config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.last_seq + 1)
         sub = await self._js.subscribe(self._subject, stream=self._stream, ordered_consumer=True, config=config)
-        info = await sub.consumer_info()
+        try:
+            info = await sub.consumer_info()
+        except Exception:
+            await bounded(sub.unsubscribe, 1.0, "follower_unsubscribe", self._log)  # not left delivering to nobody
+            raise
         if info.num_pending == 0:
             self.caught_up.set()
             self._recovered(self.last_seq)  # nothing left to fail on

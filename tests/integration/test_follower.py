@@ -96,3 +96,25 @@ async def test_a_subscription_that_ends_under_the_follower_is_resubscribed(nc: C
             assert follower.restarts == 1
         finally:
             await follower.stop()
+
+
+async def test_a_first_subscription_that_fails_is_retried_until_it_works(nc: Client) -> None:
+    """The stream is not there when the follower starts (as JetStream's API timing out during a cluster's leader
+    election): start() returns, the follower is unhealthy, and it follows once the stream exists."""
+    js, uid = nc.jetstream(), unique("fol")
+    name, prefix = f"FOL_{uid}", f"fol.{uid}"
+    cache = Cache(fail_once=set())
+    follower = Follower(js, name, f"{prefix}.>", bytes.decode, cache.apply, structlog.get_logger())
+    with structlog.testing.capture_logs() as logs:
+        await follower.start()
+    try:
+        assert not follower.healthy and follower.last_error is not None
+        assert any(e["event"] == "follower_subscribe_failed_retrying" for e in logs)
+        await until(lambda: follower.restarts >= 1, what="a retry")
+        await js.add_stream(StreamConfig(name=name, subjects=[f"{prefix}.>"], storage=StorageType.FILE))
+        await js.publish(f"{prefix}.x", b"a")
+        await follower.wait_caught_up(15.0)
+        await until(lambda: cache.values == ["a"] and follower.healthy, timeout=15, what="following once it exists")
+    finally:
+        await follower.stop()
+        await js.delete_stream(name)
