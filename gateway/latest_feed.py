@@ -28,8 +28,9 @@ from nats.aio.subscription import Subscription
 from nats.errors import SlowConsumerError
 
 from gateway.latest_cache import LatestCache
-from gateway.query_cache import QueryCache
-from telemetry_core.topology import stored_subject
+from gateway.query_cache import PENDING_S, QueryCache
+from telemetry_core.topology import STORING_SUBJECT, stored_subject
+from telemetry_schemas.notices import PointsStoring
 
 SUBJECT = stored_subject(">")  # the NOTICES stream's own filter (device ids hold no dots today)
 # A PONG slower than this: answer from the database (the wait is counted in the request's latency).
@@ -59,6 +60,7 @@ class _Notice(msgspec.Struct):
 
 
 _decoder = msgspec.json.Decoder(_Notice)
+_storing_decoder = msgspec.json.Decoder(PointsStoring)
 
 
 class LatestFeed:
@@ -74,9 +76,12 @@ class LatestFeed:
         log: structlog.stdlib.BoundLogger,
         subject: str = SUBJECT,
         queries: QueryCache | None = None,
+        storing_subject: str = STORING_SUBJECT,
     ) -> None:
         self.cache = cache
         self.queries = queries
+        self._storing_subject = storing_subject  # tests give their own
+        self._storing_sub: Subscription | None = None
         self._subject = subject  # tests give their own, outside the NOTICES stream
         self._url = url
         self._log = log
@@ -95,6 +100,10 @@ class LatestFeed:
             disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
         )  # fmt: skip
         self._sub = await self._nc.subscribe(self._subject, cb=self._on_notice, pending_msgs_limit=pending_msgs_limit)
+        if self.queries is not None:  # on the same connection: the read barrier orders it too
+            self._storing_sub = await self._nc.subscribe(
+                self._storing_subject, cb=self._on_storing, pending_msgs_limit=pending_msgs_limit
+            )
         await self._nc.flush()
         self._each("enable")
 
@@ -120,15 +129,30 @@ class LatestFeed:
             series = (notice.device_id, metric.metric_name)
             self.cache.notice(series, (metric.latest.timestamp, notice.points_seq))
             if queries is not None:
-                queries.notice(series, metric.first_time, metric.last_time)
+                queries.notice(series, metric.first_time, metric.last_time, notice.points_seq)
         if queries is not None and not notice.rollups_applied:
             queries.hold(time.monotonic())
 
+    async def _on_storing(self, msg: Msg) -> None:
+        # No await in here either: the same loop-turn argument as _on_notice.
+        queries = self.queries
+        if queries is None:
+            return
+        now = time.monotonic()
+        try:
+            storing = _storing_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            self._log.warning("query_cache_bad_announcement", error=str(exc))
+            queries.hold(now, PENDING_S)  # not knowing which ranges are about to change, keep nothing for a while
+            return
+        for s in storing.series:
+            queries.storing((s.device_id, s.metric_name), s.first_time, s.last_time, s.points_seq, now)
+
     def _each(self, action: str) -> None:
         """enable, disable or drop_all on every cache this feed feeds."""
-        for cache in (self.cache, self.queries):
-            if cache is not None:
-                getattr(cache, action)()
+        self.cache.enable() if action == "enable" else getattr(self.cache, action)()
+        if self.queries is not None:
+            self.queries.enable(time.monotonic()) if action == "enable" else getattr(self.queries, action)()
 
     async def _on_disconnected(self) -> None:
         self._each("disable")  # notices published until we are back are lost to us
@@ -140,7 +164,11 @@ class LatestFeed:
         self._log.info("latest_cache_on", reason="nats reconnected")
 
     async def _on_error(self, exc: Exception) -> None:
-        if isinstance(exc, SlowConsumerError) and exc.sub is self._sub:
+        if isinstance(exc, SlowConsumerError) and exc.sub is self._storing_sub and self.queries is not None:
+            # An announcement was dropped: any range may be about to change, so keep nothing for a while.
+            self.queries.hold(time.monotonic(), PENDING_S)
+            self._log.warning("query_cache_held", reason="slow consumer: announcements dropped")
+        elif isinstance(exc, SlowConsumerError) and exc.sub is self._sub:
             self._each("drop_all")  # a notice was dropped: every entry might be the one it concerned
             self._log.warning("latest_cache_dropped", reason="slow consumer: notices dropped")
         else:
@@ -160,10 +188,15 @@ class LatestFeed:
         if not await asyncio.shield(round_):
             return False
         for _ in range(_SETTLE_TURNS):
-            if self._sub.pending_msgs == 0:
+            if self._queued() == 0:
                 break
             await asyncio.sleep(0)
-        return self._sub.pending_msgs == 0 and self.cache.enabled and self.cache.epoch == epoch
+        return self._queued() == 0 and self.cache.enabled and self.cache.epoch == epoch
+
+    def _queued(self) -> int:
+        """Messages received but not yet applied, on both subscriptions (notices, announcements)."""
+        subs = (self._sub, self._storing_sub)
+        return sum(sub.pending_msgs for sub in subs if sub is not None)
 
     async def _ping_rounds(self) -> None:
         """One PING per round; requests arriving during a round wait for the next (their PING is sent after them)."""

@@ -5,12 +5,14 @@ from datetime import datetime
 import psycopg
 import psycopg.errors
 import structlog
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
 from ingest_worker.notices import build_notice, publish_data_received, publish_notices
 from ingest_worker.rows import RowSet
+from ingest_worker.storing import announce_storing
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.consumer_runtime import Rejected
 from telemetry_core.errors import PermanentError, TransientError
@@ -43,7 +45,10 @@ class IngestHandler:
         events: EventsOut,
         log: structlog.stdlib.BoundLogger,
         validator: PointsValidator,
+        nc: Client,
     ) -> None:
+        """``nc``: where the transaction's series are announced before it commits (ingest_worker/storing.py)."""
+        self._nc = nc
         self._pool = pool
         self._events = events
         self._js = js
@@ -76,6 +81,10 @@ class IngestHandler:
             if msg.headers and msg.headers.get(REQUEST_ID):
                 request_ids[seq] = msg.headers[REQUEST_ID]
         if len(rows):
+            try:
+                await announce_storing(self._nc, [(d, seq, pts) for d, seq, pts, _ in stored])
+            except Exception as exc:  # NATS away: the acks would fail too; the batch is retried
+                raise TransientError(f"could not announce the batch to the gateways: {exc!r}") from exc
             try:
                 async with self._pool.connection() as conn:
                     await self.partitions.ensure(conn, rows.days())

@@ -47,7 +47,7 @@ async def consume(rt: WorkerRuntime, settings: Settings) -> None:
     await rt.until_stopped(definitions.start())
     # Signed messages were validated by their signer: read them without re-checking each point (trust_signed).
     validator = consumer_validator(settings.require_signing_key(), definitions.check)
-    handler = IngestHandler(pool, rt.js, events_out(rt.nc, settings.event_prefix, rt.log), rt.log, validator)
+    handler = IngestHandler(pool, rt.js, events_out(rt.nc, settings.event_prefix, rt.log), rt.log, validator, rt.nc)
     policy = Policy(batch=settings.ingest_fetch_batch, max_deliveries=settings.max_deliveries)
     try:
         async with asyncio.TaskGroup() as tg:

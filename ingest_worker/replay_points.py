@@ -28,11 +28,11 @@ from typing import TextIO
 
 import psycopg
 import structlog
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from ingest_worker.notices import build_notice
 from ingest_worker.rows import RowSet
+from ingest_worker.storing import announce_storing
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.errors import ConfigurationError
 from telemetry_core.headers import MSG_ID
@@ -84,15 +84,12 @@ def parse_since(text: str) -> tuple[int | None, datetime | None]:
     return None, at
 
 
-async def replay_points(settings: Settings, since: str, *, js: JetStreamContext | None = None,
-                        out: TextIO | None = sys.stderr) -> PointsReplay:  # fmt: skip
+async def replay_points(settings: Settings, since: str, *, out: TextIO | None = sys.stderr) -> PointsReplay:
     """Re-persist POINTS from ``since`` up to the stream's end as it was when this started."""
     nats_url, database_url = settings.require_servers()
     seq, at = parse_since(since)
-    nc = None
-    if js is None:
-        nc = await connect(nats_url, "telemetry-replay-points", structlog.get_logger(), max_wait_s=5)
-        js = nc.jetstream()
+    nc = await connect(nats_url, "telemetry-replay-points", structlog.get_logger(), max_wait_s=5)
+    js = nc.jetstream()
     result, started, last_report = PointsReplay(), time.monotonic(), time.monotonic()
     validator = consumer_validator(settings.require_signing_key())
     run = secrets.token_hex(4)
@@ -132,6 +129,7 @@ async def replay_points(settings: Settings, since: str, *, js: JetStreamContext 
                 if len(rows):
                     await partitions.ensure(conn, rows.days())
                     batch = rows.rows()
+                    await announce_storing(nc, stored)  # the gateways' query caches, before the commit
                     async with conn.transaction():
                         cur = await conn.execute(_EXISTING, [list(c) for c in list(zip(*batch, strict=True))[:3]])
                         existing = (await cur.fetchone() or (0,))[0]
@@ -155,8 +153,7 @@ async def replay_points(settings: Settings, since: str, *, js: JetStreamContext 
         await sub.unsubscribe()
         await js.delete_consumer(POINTS_STREAM, name)
     finally:
-        if nc is not None:
-            await nc.close()
+        await nc.close()
     result.seconds = time.monotonic() - started
     return result
 

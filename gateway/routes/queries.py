@@ -32,9 +32,9 @@ from telemetry_schemas.api.queries import (
 
 _TAGS = ["queries"]
 CACHED = (
-    "A read of one device and one metric may be answered from the gateway's query cache, kept until a write of "
-    "that series in that range is stored: points become visible here a few milliseconds after they are queryable "
-    "in the database (the stored notice's delay), a deletion by retention within TELEMETRY_QUERY_CACHE_TTL."
+    "A read of one device and one metric may be answered from the gateway's query cache: never older than the "
+    "database when the request arrived (writes are announced to the gateways before they commit); a deletion by "
+    "retention shows within TELEMETRY_QUERY_CACHE_TTL."
 )
 MAX_LOOKBACK = timedelta(days=36_500)
 

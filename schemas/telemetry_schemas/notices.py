@@ -2,6 +2,8 @@
 
 from datetime import datetime
 
+import msgspec
+
 from telemetry_schemas.base import StreamMessage
 from telemetry_schemas.values import Point
 
@@ -19,6 +21,26 @@ class MetricStored(StreamMessage, frozen=True):
     # (UTC hour floor, points of this metric in that hour that this message inserted): overwrites are not
     # in it, so the stats read model counts each distinct point once. None in notices from before it existed.
     new_points: list[tuple[datetime, int]] | None = None
+
+
+class SeriesStoring(msgspec.Struct, frozen=True, array_like=True):
+    """One series of a transaction about to commit: device, metric, its first and last instant, POINTS sequence."""
+
+    device_id: str
+    metric_name: str
+    first_time: datetime
+    last_time: datetime
+    points_seq: int
+
+
+class PointsStoring(msgspec.Struct, frozen=True):
+    """Core NATS, before an ingest transaction commits (not stored): the series and ranges it writes.
+
+    Each is followed by a PointsStored notice of the same POINTS sequence once committed, or by nothing (the
+    transaction failed; the message is redelivered and announced again).
+    """
+
+    series: list[SeriesStoring]
 
 
 class PointsStored(StreamMessage, frozen=True):

@@ -95,6 +95,11 @@ def stored_subject(device_id: str) -> str:
     return f"telemetry.stored.{device_id}"
 
 
+# Core NATS only (no stream holds it): what an ingest transaction is about to write, announced before its commit
+# to the gateways' query caches (ingest_worker/storing.py, gateway/query_cache.py).
+STORING_SUBJECT = "telemetry.storing"
+
+
 def event_subject(kind: str, key: str) -> str:
     """Subject of a domain event; kind "metric" and key "temperature" give telemetry.events.metric.temperature."""
     return f"telemetry.events.{kind}.{key}"

@@ -33,7 +33,7 @@ async def test_a_redelivered_direct_message_is_re_published_once(
 ) -> None:
     js, device = nc.jetstream(), unique("dev")
     validator = PointsValidator(KEY)
-    handler = IngestHandler(pool, js, EventsOut(nc, settings.event_prefix), structlog.get_logger(), validator)
+    handler = IngestHandler(pool, js, EventsOut(nc, settings.event_prefix), structlog.get_logger(), validator, nc)
     await js.publish(points_subject(device), msgspec.json.encode({"device_id": device, "points": [GOOD, BAD]}))
     # The stack's ingest worker, when running, may admit it too: its copy is the same message (same id, key).
     (original,) = await messages_of(nc, device, at_most=1)

@@ -26,7 +26,7 @@ async def test_a_failing_event_publish_does_not_stop_ingestion(
     events = EventsOut(broken, settings.event_prefix, on_failure=lambda name: EVENTS_OUT_FAILED.labels(name).inc())
     before = EVENTS_OUT_FAILED.labels("data.received")._value.get()
     validator = PointsValidator(KEY)
-    handler = IngestHandler(pool, nc.jetstream(), events, structlog.get_logger(), validator)
+    handler = IngestHandler(pool, nc.jetstream(), events, structlog.get_logger(), validator, nc)
     device = unique("dev")
     body = msgspec.json.encode(
         {"device_id": device, "points": [{"timestamp": "2031-02-01T00:00:00Z", "metric_name": "t", "value": 4.5}]}

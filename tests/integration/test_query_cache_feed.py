@@ -8,6 +8,7 @@ build_notice, as the real ones are.
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import nats
 import pytest
 import structlog
@@ -18,6 +19,7 @@ from gateway.latest_feed import LatestFeed
 from gateway.query_cache import QueryCache
 from gateway.views.cached_queries import QueryReads, query_key
 from ingest_worker.notices import build_notice
+from ingest_worker.storing import storing
 from telemetry_schemas.api.queries import DataPoint, QueryRequest, TelemetryDataResponse
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.values import Point
@@ -30,9 +32,14 @@ T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(ho
 T1 = T0 + timedelta(hours=24)
 
 
-def notice(device: str, at: datetime, *, rollups_applied: bool = True) -> bytes:
+def notice(device: str, at: datetime, *, rollups_applied: bool = True, seq: int = 7) -> bytes:
     point = Point(timestamp=at, metric_name="temperature", value=1.0)
-    return json_encoder.encode(build_notice(device, 7, [point], rollups_applied=rollups_applied))
+    return json_encoder.encode(build_notice(device, seq, [point], rollups_applied=rollups_applied))
+
+
+def announcement(device: str, at: datetime, seq: int) -> bytes:
+    """What the ingest worker publishes before its commit, built by its own function."""
+    return msgspec.json.encode(storing([(device, seq, [Point(timestamp=at, metric_name="temperature", value=1.0)])]))
 
 
 def request(*devices: str) -> QueryRequest:
@@ -70,8 +77,9 @@ async def publisher(servers: Servers) -> AsyncIterator[Client]:
 
 
 async def start(url: str, prefix: str) -> QueryReads:
-    queries = QueryCache(1000, 60.0)
-    feed = LatestFeed(LatestCache(1000, 60.0), [url], structlog.get_logger(), subject=f"{prefix}.*", queries=queries)
+    queries = QueryCache(1000, 60.0, startup_hold_s=0.0)  # the hold itself: tests/unit/test_query_cache.py
+    feed = LatestFeed(LatestCache(1000, 60.0), [url], structlog.get_logger(), subject=f"{prefix}.*", queries=queries,
+                      storing_subject=f"{prefix}-storing")  # fmt: skip
     await feed.start()
     return QueryReads(queries, feed)
 
@@ -153,3 +161,27 @@ async def test_a_dropped_connection_turns_the_query_cache_off_until_resubscribed
     finally:
         await reads.feed.stop()
         await relay.stop()
+
+
+async def test_an_announced_write_keeps_the_cache_out_of_its_range_until_stored(
+    publisher: Client, servers: Servers
+) -> None:
+    """Announced before the commit: from the barrier on, answers are computed until the stored notice."""
+    prefix, device = unique("query-feed"), unique("dev")
+    reads = await start(servers.nats_url, prefix)
+    compute = Counted(device)
+    try:
+        await ask(reads, request(device), compute)
+        await publisher.publish(f"{prefix}-storing", announcement(device, T0 + timedelta(hours=2), 41))
+        await publisher.flush()
+        for _ in range(3):  # the transaction may commit any moment: every answer comes from the database
+            await ask(reads, request(device), compute)
+        assert compute.calls == 4
+        await publisher.publish(f"{prefix}.{device}", notice(device, T0 + timedelta(hours=2), seq=41))
+        await publisher.flush()
+        assert await reads.feed.synced()  # a miss does not wait for the barrier: here the notice is applied
+        await ask(reads, request(device), compute)  # computed (nothing was kept meanwhile), and kept now
+        await ask(reads, request(device), compute)
+        assert compute.calls == 5
+    finally:
+        await reads.feed.stop()

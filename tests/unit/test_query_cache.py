@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.query_cache import QueryCache
+from gateway.query_cache import PENDING_S, QueryCache
 from telemetry_schemas.api.queries import DataPoint, TelemetryDataResponse
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -20,8 +20,8 @@ def answer(*values: float) -> TelemetryDataResponse:
 
 def cache(**options: float) -> QueryCache:
     made = QueryCache(max_entries=int(options.pop("max_entries", 10)), ttl_s=options.pop("ttl_s", 60.0),
-                      max_points=int(options.pop("max_points", 1000)))  # fmt: skip
-    made.enable()
+                      max_points=int(options.pop("max_points", 1000)), startup_hold_s=0.0)  # fmt: skip
+    made.enable(0.0)
     return made
 
 
@@ -90,7 +90,7 @@ def test_off_it_neither_answers_nor_keeps() -> None:
     c.disable()
     assert c.get(b"q", 1.0) is None
     assert c.begin_fill(SERIES, DAY, 1.0) is None
-    c.enable()
+    c.enable(1.0)
     assert c.get(b"q", 1.0) is None, "nothing from before answers after it is back on"
 
 
@@ -139,3 +139,38 @@ def test_a_read_that_began_earlier_never_replaces_the_answer_of_one_that_began_l
     assert newest is not None
     assert c.finish_fill(newest, b"q", answer(3.0), 2.0)  # a read that began later still replaces it
     assert c.get(b"q", 2.0) == answer(3.0)
+
+
+def test_an_announced_write_holds_its_range_out_until_its_stored_notice() -> None:
+    """Announced before its commit: a read begun now may miss it, an answer kept before would not show it."""
+    c = cache()
+    assert keep(c, b"q", answer(1.0))
+    c.storing(SERIES, T0 + timedelta(hours=1), T0 + timedelta(hours=1), 7, now=1.0)
+    assert c.get(b"q", 1.0) is None, "dropped at once, before the commit"
+    assert c.begin_fill(SERIES, DAY, 1.5) is None, "nothing over the range is kept while it is pending"
+    other = c.begin_fill(SERIES, (DAY[1], DAY[1] + timedelta(days=1)), 1.5)
+    assert other is not None, "another range of the series is not held"
+    c.notice(SERIES, T0 + timedelta(hours=1), T0 + timedelta(hours=1), seq=6)  # another message's notice
+    assert c.begin_fill(SERIES, DAY, 2.0) is None
+    c.notice(SERIES, T0 + timedelta(hours=1), T0 + timedelta(hours=1), seq=7)  # its own: committed
+    assert keep(c, b"q", answer(2.0), now=2.0)
+    assert c.get(b"q", 2.0) == answer(2.0)
+
+
+def test_an_announcement_never_followed_by_its_notice_expires() -> None:
+    """The transaction failed and the message was not redelivered in time: the range is cached again later."""
+    c = cache()
+    c.storing(SERIES, T0, T0, 7, now=0.0)
+    assert c.begin_fill(SERIES, DAY, PENDING_S - 0.1) is None
+    assert keep(c, b"q", answer(1.0), now=PENDING_S)
+    c.expire(PENDING_S)
+    assert c._pending == {}
+
+
+def test_after_subscribing_nothing_is_kept_for_the_startup_hold() -> None:
+    """A transaction announced before the subscription existed may still commit."""
+    c = QueryCache(max_entries=10, ttl_s=60.0, startup_hold_s=5.0)
+    c.enable(100.0)
+    assert c.holding(104.9) and c.begin_fill(SERIES, DAY, 104.9) is None
+    assert not c.holding(105.0)
+    assert keep(c, b"q", answer(1.0), now=105.0)

@@ -1,0 +1,39 @@
+"""Before an ingest transaction commits: tell the gateways which series and ranges it is about to write.
+
+The gateways' query caches (gateway/query_cache.py) keep answers computed from the points and rollups this
+transaction writes. Its stored notice comes after the commit, so without this a client could read the new points
+through one gateway while another still answers from its cache. Announced here first, on core NATS, and flushed:
+once the flush returns, nats-server has routed the announcement to every gateway's subscription, before the commit
+can be seen. A gateway holds those ranges out of its cache until the stored notice of the same POINTS sequence (or
+an expiry, if this transaction never commits and is not redelivered).
+"""
+
+from datetime import datetime
+
+import msgspec
+from nats.aio.client import Client
+
+from telemetry_core.topology import STORING_SUBJECT
+from telemetry_schemas.notices import PointsStoring, SeriesStoring
+from telemetry_schemas.values import Point
+
+FLUSH_TIMEOUT_S = 5.0
+_encode = msgspec.json.Encoder().encode
+
+
+def storing(batches: list[tuple[str, int, list[Point]]]) -> PointsStoring:
+    """Per (device, POINTS sequence) of the transaction, each metric's first and last instant."""
+    series: list[SeriesStoring] = []
+    for device_id, seq, points in batches:
+        spans: dict[str, tuple[datetime, datetime]] = {}
+        for point in points:
+            at, span = point.timestamp, spans.get(point.metric_name)
+            spans[point.metric_name] = (at, at) if span is None else (min(span[0], at), max(span[1], at))
+        series.extend(SeriesStoring(device_id, m, first, last, seq) for m, (first, last) in spans.items())
+    return PointsStoring(series)
+
+
+async def announce_storing(nc: Client, batches: list[tuple[str, int, list[Point]]]) -> None:
+    """Publish what the transaction writes and wait until nats-server has it (raises if NATS is away)."""
+    await nc.publish(STORING_SUBJECT, _encode(storing(batches)))
+    await nc.flush(timeout=FLUSH_TIMEOUT_S)  # type: ignore[arg-type]  # nats-py annotates it as int
