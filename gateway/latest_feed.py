@@ -145,8 +145,9 @@ class LatestFeed:
             self._log.warning("query_cache_bad_announcement", error=str(exc))
             queries.hold(now, PENDING_S)  # not knowing which ranges are about to change, keep nothing for a while
             return
-        for s in storing.series:
-            queries.storing((s.device_id, s.metric_name), s.first_time, s.last_time, s.points_seq, now)
+        for m in storing.messages:
+            for metric in m.metric_names:
+                queries.storing((m.device_id, metric), m.first_time, m.last_time, m.points_seq, now)
 
     def _each(self, action: str) -> None:
         """enable, disable or drop_all on every cache this feed feeds."""

@@ -8,13 +8,11 @@ can be seen. A gateway holds those ranges out of its cache until the stored noti
 an expiry, if this transaction never commits and is not redelivered).
 """
 
-from datetime import datetime
-
 import msgspec
 from nats.aio.client import Client
 
 from telemetry_core.topology import STORING_SUBJECT
-from telemetry_schemas.notices import PointsStoring, SeriesStoring
+from telemetry_schemas.notices import MessageStoring, PointsStoring
 from telemetry_schemas.values import Point
 
 FLUSH_TIMEOUT_S = 5.0
@@ -22,15 +20,13 @@ _encode = msgspec.json.Encoder().encode
 
 
 def storing(batches: list[tuple[str, int, list[Point]]]) -> PointsStoring:
-    """Per (device, POINTS sequence) of the transaction, each metric's first and last instant."""
-    series: list[SeriesStoring] = []
+    """Per POINTS message of the transaction: its device, metrics and span (the builtins loop, not Python)."""
+    messages: list[MessageStoring] = []
     for device_id, seq, points in batches:
-        spans: dict[str, tuple[datetime, datetime]] = {}
-        for point in points:
-            at, span = point.timestamp, spans.get(point.metric_name)
-            spans[point.metric_name] = (at, at) if span is None else (min(span[0], at), max(span[1], at))
-        series.extend(SeriesStoring(device_id, m, first, last, seq) for m, (first, last) in spans.items())
-    return PointsStoring(series)
+        times = [p.timestamp for p in points]
+        metrics = list({p.metric_name for p in points})
+        messages.append(MessageStoring(device_id, metrics, min(times), max(times), seq))
+    return PointsStoring(messages)
 
 
 async def announce_storing(nc: Client, batches: list[tuple[str, int, list[Point]]]) -> None:

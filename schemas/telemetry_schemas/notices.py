@@ -23,11 +23,14 @@ class MetricStored(StreamMessage, frozen=True):
     new_points: list[tuple[datetime, int]] | None = None
 
 
-class SeriesStoring(msgspec.Struct, frozen=True, array_like=True):
-    """One series of a transaction about to commit: device, metric, its first and last instant, POINTS sequence."""
+class MessageStoring(msgspec.Struct, frozen=True, array_like=True):
+    """One POINTS message of a transaction about to commit: its device, metrics, first and last instant, sequence.
+
+    The span covers all its metrics (a superset for each): computing it per metric cost the worker ~1 µs a point.
+    """
 
     device_id: str
-    metric_name: str
+    metric_names: list[str]
     first_time: datetime
     last_time: datetime
     points_seq: int
@@ -36,11 +39,11 @@ class SeriesStoring(msgspec.Struct, frozen=True, array_like=True):
 class PointsStoring(msgspec.Struct, frozen=True):
     """Core NATS, before an ingest transaction commits (not stored): the series and ranges it writes.
 
-    Each is followed by a PointsStored notice of the same POINTS sequence once committed, or by nothing (the
-    transaction failed; the message is redelivered and announced again).
+    Each message is followed by a PointsStored notice of the same POINTS sequence once committed, or by nothing
+    (the transaction failed; the message is redelivered and announced again).
     """
 
-    series: list[SeriesStoring]
+    messages: list[MessageStoring]
 
 
 class PointsStored(StreamMessage, frozen=True):
