@@ -1,5 +1,6 @@
 """One fetched batch of POINTS messages: signed ones → rows → notices; direct ones admitted; rejects reported."""
 
+import asyncio
 from datetime import datetime
 
 import psycopg
@@ -81,14 +82,15 @@ class IngestHandler:
             if msg.headers and msg.headers.get(REQUEST_ID):
                 request_ids[seq] = msg.headers[REQUEST_ID]
         if len(rows):
-            try:
-                await announce_storing(self._nc, [(d, seq, pts) for d, seq, pts, _ in stored])
-            except Exception as exc:  # NATS away: the acks would fail too; the batch is retried
-                raise TransientError(f"could not announce the batch to the gateways: {exc!r}") from exc
+            # Announced while the rows are copied; awaited before COMMIT (ingest_worker/storing.py).
+            announced = asyncio.get_running_loop().create_task(
+                self._announce([(d, seq, pts) for d, seq, pts, _ in stored])
+            )
+            announced.add_done_callback(_retrieved)
             try:
                 async with self._pool.connection() as conn:
                     await self.partitions.ensure(conn, rows.days())
-                    inserted = await write_rows(conn, rows.rows())
+                    inserted = await write_rows(conn, rows.rows(), before_commit=announced)
             except psycopg.errors.CheckViolation as exc:
                 # "no partition of relation points found for row": a partition we cached as existing is gone
                 # (dropped by retention, or lost in a database crash). Forget the cache and retry the batch.
@@ -109,6 +111,12 @@ class IngestHandler:
             if bad_points is not None:
                 rejected.append(bad_points)
         return rejected
+
+    async def _announce(self, batches: list[tuple[str, int, list[Point]]]) -> None:
+        try:
+            await announce_storing(self._nc, batches)
+        except Exception as exc:  # NATS away: the acks would fail too; the transaction rolls back, the batch retries
+            raise TransientError(f"could not announce the batch to the gateways: {exc!r}") from exc
 
     async def _admit(self, msg: Msg, unadmitted: Unadmitted) -> Rejected | None:
         """A directly published message: its good points come back signed; its bad ones are returned for the DLQ.
@@ -132,3 +140,9 @@ class IngestHandler:
         bad = json_encoder.encode([raws[e.index] for e in errors])
         # The runtime dead-letters the bad points and acks the message: its good points were re-published above.
         return Rejected(msg, reason, payload=bad, rest_applied=True)
+
+
+def _retrieved(task: "asyncio.Future[None]") -> None:
+    """An announcement whose transaction failed first is never awaited: take its outcome so asyncio keeps quiet."""
+    if not task.cancelled():
+        task.exception()

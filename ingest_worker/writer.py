@@ -7,6 +7,7 @@ COPY + upsert (the benchmarks' baseline, no rollups).
 """
 
 import weakref
+from collections.abc import Awaitable
 from datetime import date, datetime
 
 from psycopg import AsyncConnection
@@ -63,12 +64,16 @@ class PartitionCache:
         self.known.update(missing)
 
 
-async def write_rows(conn: AsyncConnection, rows: list[Row]) -> Inserted:
+async def write_rows(
+    conn: AsyncConnection, rows: list[Row], before_commit: Awaitable[object] | None = None
+) -> Inserted:
     """Upsert ``rows`` (already de-duplicated) and their rollups in one transaction; the caller acks after.
 
     Returns how many rows each message inserted, per metric and hour (overwrites are not counted).
+    ``before_commit`` is awaited after the statement, before COMMIT (its failure rolls the transaction back): the
+    announcement to the gateways (ingest_worker/storing.py) overlaps the COPY instead of preceding it.
     """
-    return await _write(conn, rows, _WRITE_WITH_ROLLUPS)
+    return await _write(conn, rows, _WRITE_WITH_ROLLUPS, before_commit)
 
 
 async def write_points_only(conn: AsyncConnection, rows: list[Row]) -> Inserted:
@@ -89,7 +94,9 @@ async def prepare_stage(conn: AsyncConnection) -> None:
         _staged.add(conn)
 
 
-async def _write(conn: AsyncConnection, rows: list[Row], statement: str) -> Inserted:
+async def _write(
+    conn: AsyncConnection, rows: list[Row], statement: str, before_commit: Awaitable[object] | None = None
+) -> Inserted:
     await prepare_stage(conn)
     async with conn.transaction(), conn.cursor() as cur:
         async with cur.copy(_COPY) as copy:
@@ -105,4 +112,6 @@ async def _write(conn: AsyncConnection, rows: list[Row], statement: str) -> Inse
         inserted: Inserted = {}
         for seq, metric, hour, count in await cur.fetchall():
             inserted.setdefault((seq, metric), []).append((hour, count))
+        if before_commit is not None:
+            await before_commit
     return inserted

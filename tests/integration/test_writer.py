@@ -1,5 +1,6 @@
 """COPY + upsert against the real points table: later value wins, partitions appear on demand."""
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -117,3 +118,27 @@ async def test_a_batch_many_copy_buffers_long_arrives_whole(pool: AsyncConnectio
         )
         assert (t, back, type(back), unit, tags or {}) == (point.timestamp, v, type(v) if type(v) is not int else float,
                                                            point.unit, point.tags)  # fmt: skip
+
+
+async def test_a_failing_before_commit_rolls_the_transaction_back(pool: AsyncConnectionPool) -> None:
+    """The ingest worker awaits its announcement to the gateways there (ingest_worker/storing.py): undelivered, the
+    points must not be visible, or a gateway's query cache could answer older points than the database shows."""
+    device, cache = unique("dev"), PartitionCache()
+    rows = RowSet()
+    rows.add(device, Point(timestamp=T0, metric_name="t", value=1.0), 1)
+
+    async def undelivered() -> None:
+        raise ConnectionError("NATS is away")
+
+    async with pool.connection() as conn:
+        await cache.ensure(conn, rows.days())
+        try:
+            await write_rows(conn, rows.rows(), before_commit=undelivered())
+        except ConnectionError:
+            pass
+        else:
+            raise AssertionError("the failure did not reach the caller")
+    assert await stored(pool, device) == []
+    async with pool.connection() as conn:  # the same rows commit once the hook succeeds
+        await write_rows(conn, rows.rows(), before_commit=asyncio.sleep(0))
+    assert [r[2] for r in await stored(pool, device)] == [1.0]
