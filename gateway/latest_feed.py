@@ -151,9 +151,14 @@ class LatestFeed:
 
     def _each(self, action: str) -> None:
         """enable, disable or drop_all on every cache this feed feeds."""
-        self.cache.enable() if action == "enable" else getattr(self.cache, action)()
+        if action == "enable":
+            self.cache.enable()
+            if self.queries is not None:
+                self.queries.enable(time.monotonic())  # the query cache also starts its start-up hold
+            return
+        getattr(self.cache, action)()
         if self.queries is not None:
-            self.queries.enable(time.monotonic()) if action == "enable" else getattr(self.queries, action)()
+            getattr(self.queries, action)()
 
     async def _on_disconnected(self) -> None:
         self._each("disable")  # notices published until we are back are lost to us
