@@ -3,15 +3,15 @@
 Its own NATS connection, so that its callbacks (disconnect, reconnect, slow consumer) concern only this
 subscription, and so that a PING on it orders after every notice the server had routed to it.
 
-Why a request waits for one PING/PONG before answering from the cache (``synced``): the ingest worker publishes
-a notice (telemetry.stored.<device>) only after its points committed; nats-server hands a published message to
-the core subscribers' outbound buffers while processing the publish, before JetStream stores it, so before the
-latest_values projection can fetch it and commit its row. A client that saw a value (from the database or another
-gateway's cache, itself a database row) and then asks here has this process's PING written after that notice
-on the same connection, so when the PONG is back the notice has been handled (the subscription's queue is empty
-and its callback runs without awaiting): the entry it concerns is pending, and the request reads the database.
-Concurrent requests share one PING sent after they all arrived. One nats-server only: in a NATS cluster the
-notice may reach this process's server after the projection's (the lifespan leaves the cache off).
+Why a request waits for one PING/PONG before answering from the cache (``synced``): the ingest worker publishes its
+notices (telemetry_schemas.notices.StoredNotices) only after their points committed; nats-server hands a published
+message to the core subscribers' outbound buffers while processing the publish, before JetStream stores it, so
+before the latest_values projection can fetch it and commit its row. A client that saw a value (from the database
+or another gateway's cache, itself a database row) and then asks here has this process's PING written after that
+notice on the same connection, so when the PONG is back the notice has been handled (the subscription's queue is
+empty and its callback runs without awaiting): the entry it concerns is pending, and the request reads the
+database. Concurrent requests share one PING sent after they all arrived. One nats-server only: in a NATS cluster
+the notice may reach this process's server after the projection's (the lifespan leaves the cache off).
 """
 
 import asyncio
@@ -59,7 +59,14 @@ class _Notice(msgspec.Struct):
     rollups_applied: bool = False
 
 
+class _Notices(msgspec.Struct):
+    """telemetry_schemas.notices.StoredNotices, as far as the cache reads it (empty: a lone notice, the old shape)."""
+
+    notices: list[_Notice] = []
+
+
 _decoder = msgspec.json.Decoder(_Notice)
+_batch_decoder = msgspec.json.Decoder(_Notices)
 _storing_decoder = msgspec.json.Decoder(PointsStoring)
 
 
@@ -117,21 +124,22 @@ class LatestFeed:
     async def _on_notice(self, msg: Msg) -> None:
         # No await in here: the subscription's task handles every queued message in one loop turn (see synced).
         try:
-            notice = _decoder.decode(msg.data)
+            notices = _batch_decoder.decode(msg.data).notices or [_decoder.decode(msg.data)]
         except msgspec.DecodeError as exc:
             # Not knowing what it announced, no entry can be trusted.
             self._log.warning("latest_cache_bad_notice", subject=msg.subject, error=str(exc))
             self._each("drop_all")
             return
-        self.notices += 1
         queries = self.queries
-        for metric in notice.metrics:
-            series = (notice.device_id, metric.metric_name)
-            self.cache.notice(series, (metric.latest.timestamp, notice.points_seq))
-            if queries is not None:
-                queries.notice(series, metric.first_time, metric.last_time, notice.points_seq)
-        if queries is not None and not notice.rollups_applied:
-            queries.hold(time.monotonic())
+        for notice in notices:
+            self.notices += 1
+            for metric in notice.metrics:
+                series = (notice.device_id, metric.metric_name)
+                self.cache.notice(series, (metric.latest.timestamp, notice.points_seq))
+                if queries is not None:
+                    queries.notice(series, metric.first_time, metric.last_time, notice.points_seq)
+            if queries is not None and not notice.rollups_applied:
+                queries.hold(time.monotonic())
 
     async def _on_storing(self, msg: Msg) -> None:
         # No await in here either: the same loop-turn argument as _on_notice.

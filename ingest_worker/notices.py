@@ -1,6 +1,7 @@
-"""After commit: a PointsStored notice per POINTS message, and the platform's data.received event."""
+"""After commit: a PointsStored notice per POINTS message, sent together as StoredNotices; data.received events."""
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
@@ -8,11 +9,19 @@ from nats.js import JetStreamContext
 from ingest_worker.writer import Inserted
 from telemetry_core.events_out import EventsOut
 from telemetry_core.headers import MSG_ID, REQUEST_ID
-from telemetry_core.topology import stored_subject
+from telemetry_core.topology import STORED_BATCH_SUBJECT
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.integration import DATA_RECEIVED, DataReceived
 from telemetry_schemas.notices import MetricStored, PointsStored
 from telemetry_schemas.values import Point
+
+# Largest StoredNotices message built: well under nats-server's default max_payload (1 MiB). One notice is at
+# most a few tens of kB (a 1000-point message: per metric its latest point and the minutes it touched), so a
+# transaction's notices take one message unless it is very large; a larger one is split into several.
+MAX_NOTICES_BYTES = 256 * 1024
+# Request ids carried on one message's header (comma-separated, for the projections' log lines): a bound on its size.
+MAX_REQUEST_IDS = 64
+_OPEN, _CLOSE = b'{"notices":[', b"]}"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE = timedelta(minutes=1)
@@ -79,29 +88,63 @@ def build_notice(
     )
 
 
-async def publish_notices(
-    js: JetStreamContext, notices: list[PointsStored], request_ids: dict[int, str] | None = None, timeout_s: float = 5.0
-) -> None:
-    """Publish and await every PubAck; the msg id makes a re-publish after a crash a no-op.
+def notice_messages(
+    notices: list[PointsStored],
+    request_ids: dict[int, str] | None = None,
+    *,
+    id_prefix: str = "stored",
+    max_bytes: int = MAX_NOTICES_BYTES,
+) -> list[tuple[bytes, dict[str, str]]]:
+    """(body, headers) of the StoredNotices messages carrying ``notices``, in order, each under ``max_bytes``.
 
-    ``request_ids`` (POINTS sequence -> X-Request-Id) go on the notices' headers, so the projections log them.
+    The message id is ``id_prefix`` and the POINTS sequences the message covers, so publishing the same notices
+    again (a retry, a redelivered batch after a crash) is de-duplicated by JetStream. A redelivered batch that is
+    grouped differently publishes its notices again under another id; every projection takes that calmly: the
+    re-run upsert counts no point as new, and latest values and rollups are recomputed to the same rows.
+    ``request_ids`` (POINTS sequence -> X-Request-Id) go on the header, comma-separated, for the projections' logs.
     """
     ids = request_ids or {}
+    messages: list[tuple[bytes, dict[str, str]]] = []
+    parts: list[bytes] = []
+    seqs: list[int] = []
+    size = len(_OPEN) + len(_CLOSE)
+
+    def close() -> None:
+        digest = hashlib.blake2b(",".join(map(str, seqs)).encode(), digest_size=8).hexdigest()
+        headers = {MSG_ID: f"{id_prefix}:{seqs[0]}-{seqs[-1]}:{len(seqs)}:{digest}"}
+        rids = [ids[s] for s in seqs if s in ids][:MAX_REQUEST_IDS]
+        if rids:
+            headers[REQUEST_ID] = ",".join(rids)
+        messages.append((_OPEN + b",".join(parts) + _CLOSE, headers))
+
+    for notice in notices:
+        part = json_encoder.encode(notice)
+        if parts and size + len(part) + 1 > max_bytes:
+            close()
+            parts, seqs, size = [], [], len(_OPEN) + len(_CLOSE)
+        parts.append(part)
+        seqs.append(notice.points_seq)
+        size += len(part) + 1
+    if parts:
+        close()
+    return messages
+
+
+async def publish_notices(
+    js: JetStreamContext,
+    notices: list[PointsStored],
+    request_ids: dict[int, str] | None = None,
+    timeout_s: float = 5.0,
+    *,
+    id_prefix: str = "stored",
+) -> None:
+    """Publish the notices as StoredNotices messages (usually one) and await every PubAck."""
     await asyncio.gather(
         *(
-            js.publish(
-                stored_subject(n.device_id),
-                json_encoder.encode(n),
-                timeout=timeout_s,
-                headers={MSG_ID: f"stored:{n.points_seq}", **_request_header(ids.get(n.points_seq))},
-            )
-            for n in notices
+            js.publish(STORED_BATCH_SUBJECT, body, timeout=timeout_s, headers=headers)
+            for body, headers in notice_messages(notices, request_ids, id_prefix=id_prefix)
         )
     )
-
-
-def _request_header(request_id: str | None) -> dict[str, str]:
-    return {REQUEST_ID: request_id} if request_id else {}
 
 
 def data_received(notice: PointsStored) -> DataReceived:

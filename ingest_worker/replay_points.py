@@ -30,17 +30,15 @@ import psycopg
 import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from ingest_worker.notices import build_notice
+from ingest_worker.notices import build_notice, publish_notices
 from ingest_worker.rows import RowSet
 from ingest_worker.storing import announce_storing
 from ingest_worker.writer import PartitionCache, write_rows
 from telemetry_core.errors import ConfigurationError
-from telemetry_core.headers import MSG_ID
 from telemetry_core.nats_conn import connect
 from telemetry_core.points_validator import Accepted, consumer_validator
 from telemetry_core.settings import Settings
-from telemetry_core.topology import POINTS_ALL, POINTS_STREAM, stored_subject
-from telemetry_schemas.codecs import json_encoder
+from telemetry_core.topology import POINTS_ALL, POINTS_STREAM
 
 FETCH = 500
 # How many of a batch's (device, metric, time) keys the database already has (the rest were missing).
@@ -140,11 +138,7 @@ async def replay_points(settings: Settings, since: str, *, out: TextIO | None = 
                     # replayed point from a new one); `telemetry replay device_stats` recounts from NOTICES.
                     # write_rows merged the rollups in that transaction, as the ingest worker's does.
                     notices = [build_notice(d, s, pts, rollups_applied=True) for d, s, pts in stored]
-                    await asyncio.gather(*(
-                        js.publish(stored_subject(n.device_id), json_encoder.encode(n), timeout=5.0,
-                                   headers={MSG_ID: f"replayed:{run}:{n.points_seq}"})
-                        for n in notices
-                    ))  # fmt: skip
+                    await publish_notices(js, notices, id_prefix=f"replayed:{run}")
                 if out is not None and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                     last_report = time.monotonic()
                     out.write(f"replay points: {result.messages} message(s), {result.points} point(s) …\n")

@@ -6,12 +6,13 @@ added to the hour of its timestamp. The checkpoint (written with the rows) makes
 """
 
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from psycopg import AsyncCursor
 
 from telemetry_core.topology import DEVICE_STATS_PROJECTION, ConsumerSpec
-from telemetry_schemas.codecs import points_stored_decoder
+from telemetry_schemas.codecs import decode_notices
 from telemetry_schemas.notices import PointsStored
 
 NAME = "device_stats"
@@ -48,16 +49,16 @@ ON CONFLICT (minute) DO UPDATE SET messages = m.messages + EXCLUDED.messages, po
 """
 
 
-def decode(data: bytes) -> PointsStored:
-    """Decode a stored notice."""
-    return points_stored_decoder.decode(data)
+def decode(data: bytes) -> list[PointsStored]:
+    """The notices of one NOTICES message (usually one ingest transaction's)."""
+    return decode_notices(data)
 
 
 def _minute(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
+async def apply(cur: AsyncCursor[Any], messages: list[list[PointsStored]]) -> None:
     """Add the batch's new points per series and hour, and its messages per minute of storing.
 
     The batch is summed in memory first, so each row is written once per batch (in key order: two
@@ -67,7 +68,7 @@ async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
     hours: dict[tuple[str, str, datetime], int] = {}
     service_hours: dict[datetime, int] = {}
     minutes: dict[datetime, list[Any]] = {}
-    for notice in messages:
+    for notice in chain.from_iterable(messages):
         for metric in notice.metrics:
             key = (notice.device_id, metric.metric_name)
             new = 0

@@ -1,5 +1,6 @@
 """Read model: the newest point per (device, metric) — answers /latest and a device's metric list."""
 
+from itertools import chain
 from typing import Any
 
 from psycopg import AsyncCursor
@@ -7,7 +8,7 @@ from psycopg.types.json import Json, Jsonb
 
 from telemetry_core.topology import LATEST_PROJECTION, ConsumerSpec
 from telemetry_core.value_columns import to_columns
-from telemetry_schemas.codecs import points_stored_decoder
+from telemetry_schemas.codecs import decode_notices
 from telemetry_schemas.notices import PointsStored
 
 NAME = "latest_values"
@@ -29,15 +30,15 @@ WHERE (EXCLUDED.time, EXCLUDED.src_seq) >= (l.time, l.src_seq)
 """
 
 
-def decode(data: bytes) -> PointsStored:
-    """Decode a stored notice."""
-    return points_stored_decoder.decode(data)
+def decode(data: bytes) -> list[PointsStored]:
+    """The notices of one NOTICES message (usually one ingest transaction's)."""
+    return decode_notices(data)
 
 
-async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
+async def apply(cur: AsyncCursor[Any], messages: list[list[PointsStored]]) -> None:
     """Upsert the newest point of each (device, metric) the notices mention, in stream order."""
     params = []
-    for notice in messages:
+    for notice in chain.from_iterable(messages):
         for metric in notice.metrics:
             p = metric.latest
             kind, num, text, flag, obj = to_columns(p.value)

@@ -11,12 +11,13 @@ raw only overwritten minutes: migration 0013). What is left here:
 """
 
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from psycopg import AsyncCursor
 
 from telemetry_core.topology import ROLLUP_PROJECTION, ConsumerSpec
-from telemetry_schemas.codecs import points_stored_decoder
+from telemetry_schemas.codecs import decode_notices
 from telemetry_schemas.notices import PointsStored
 
 NAME = "rollups"
@@ -32,20 +33,20 @@ BATCH = 512
 CHUNK = 20_000
 
 
-def decode(data: bytes) -> PointsStored:
-    """Decode a stored notice."""
-    return points_stored_decoder.decode(data)
+def decode(data: bytes) -> list[PointsStored]:
+    """The notices of one NOTICES message (usually one ingest transaction's)."""
+    return decode_notices(data)
 
 
 def _hour(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-async def apply(cur: AsyncCursor[Any], messages: list[PointsStored]) -> None:
+async def apply(cur: AsyncCursor[Any], messages: list[list[PointsStored]]) -> None:
     """Recompute the legacy notices' minutes from raw, then every touched (metric, hour) from rollup_hour."""
     legacy: set[tuple[str, str, Any]] = set()
     hours: set[tuple[str, datetime]] = set()
-    for notice in messages:
+    for notice in chain.from_iterable(messages):
         for metric in notice.metrics:
             hours.update((metric.metric_name, _hour(minute)) for minute in metric.minutes)
             if not notice.rollups_applied:

@@ -8,7 +8,7 @@ import msgspec
 from telemetry_schemas.commands import RecordPoints, ValidatedPoints
 from telemetry_schemas.dead_letter import DeadLetter
 from telemetry_schemas.events import AlertEvent, ApiKeyEvent, MetricEvent, RuleEvent
-from telemetry_schemas.notices import PointsStored
+from telemetry_schemas.notices import PointsStored, StoredNotices
 from telemetry_schemas.text import DEPTH_REASON, NO_NUL_PATTERN, NUL_REASON
 from telemetry_schemas.values import Point, point_problem, point_text_problem
 
@@ -17,6 +17,7 @@ point_decoder = msgspec.json.Decoder(Point)
 record_points_decoder = msgspec.json.Decoder(RecordPoints)
 validated_points_decoder = msgspec.json.Decoder(ValidatedPoints)
 points_stored_decoder = msgspec.json.Decoder(PointsStored)
+stored_notices_decoder = msgspec.json.Decoder(StoredNotices)
 dead_letter_decoder = msgspec.json.Decoder(DeadLetter)
 metric_event_decoder = msgspec.json.Decoder(MetricEvent)
 rule_event_decoder = msgspec.json.Decoder(RuleEvent)
@@ -30,6 +31,16 @@ PointCheck = Callable[[Point], tuple[str, str] | None]
 
 # msgspec ends an error with "- at `$.path`", or "- at `key` in `$.path`" when a key of that object is at fault.
 _AT_PATH = re.compile(r"^(?P<msg>.*?) - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`$", re.DOTALL)
+
+
+def decode_notices(data: bytes) -> list[PointsStored]:
+    """The notices of one NOTICES message: a StoredNotices' list, or a lone PointsStored (written before batching).
+
+    A StoredNotices message is never empty, so an empty list means the other shape (its fields are ignored by the
+    first decode: unknown fields are allowed). Raises msgspec.DecodeError when it is neither.
+    """
+    notices = stored_notices_decoder.decode(data).notices
+    return notices if notices else [points_stored_decoder.decode(data)]
 
 
 class PointError(msgspec.Struct, kw_only=True):

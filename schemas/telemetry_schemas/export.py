@@ -17,7 +17,7 @@ from telemetry_schemas.api.ingest import BatchRequest
 from telemetry_schemas.dead_letter import DeadLetter
 from telemetry_schemas.events import AlertResolved, AlertRuleCreated, AlertTriggered, DomainEvent, MetricDefined
 from telemetry_schemas.integration import DataReceived, DeviceDeleted, UserDeleted
-from telemetry_schemas.notices import PointsStored
+from telemetry_schemas.notices import PointsStored, StoredNotices
 from telemetry_schemas.values import Point
 
 
@@ -39,6 +39,7 @@ CONTRACTS: dict[str, Any] = {
     "point": Point,
     "domain_event": DomainEvent,
     "points_stored": PointsStored,
+    "stored_notices": StoredNotices,
     "dead_letter": DeadLetter,
     "batch_request": BatchRequest,
     # Platform events on core NATS, <prefix>.<name> (FR-019): one file per subject.

@@ -47,7 +47,11 @@ class PointsStoring(msgspec.Struct, frozen=True):
 
 
 class PointsStored(StreamMessage, frozen=True):
-    """A batch from POINTS is committed to PostgreSQL (one notice per POINTS message)."""
+    """A batch from POINTS is committed to PostgreSQL (one notice per POINTS message).
+
+    Published inside a StoredNotices message (one per ingest transaction); a message of this shape alone is a
+    notice from a writer before StoredNotices existed, still read (``decode_notices``).
+    """
 
     device_id: str
     points_seq: int
@@ -59,3 +63,17 @@ class PointsStored(StreamMessage, frozen=True):
     # True: the ingest transaction already merged these points into rollup_minute / rollup_hour (migration
     # 0013). False in notices from writers before that: the rollups projection recomputes their minutes.
     rollups_applied: bool = False
+
+
+class StoredNotices(StreamMessage, frozen=True):
+    """One ingest transaction's notices, in POINTS order: one NOTICES message instead of one per POINTS message.
+
+    Each message a consumer fetches costs a delivery, a decode and an acknowledgement in every consumer of
+    NOTICES (three projections, every gateway's cache feed) and a store and an fsync in nats-server: per POINTS
+    message, that was about a third of the CPU a single-point request costs the whole system
+    (docs/benchmarks-single-point.md). One transaction's notices are stored together, so they travel together.
+    Published on ``topology.STORED_BATCH_SUBJECT``; large transactions are split into several such messages
+    (``ingest_worker/notices.py``, under the broker's payload limit).
+    """
+
+    notices: list[PointsStored] = []

@@ -62,8 +62,8 @@ def request_ids(msgs: list[Msg]) -> list[str]:
         headers = msg.headers
         if headers:
             rid = headers.get(REQUEST_ID)
-            if rid:
-                seen[rid] = None
+            if rid:  # a message of several requests (StoredNotices) carries their ids comma-separated
+                seen.update(dict.fromkeys(rid.split(",")))
     return list(seen)
 
 

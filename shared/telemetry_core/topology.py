@@ -91,8 +91,13 @@ def partition_slots(partition: int, partitions: int) -> list[int]:
 
 
 def stored_subject(device_id: str) -> str:
-    """Subject of the notices that a device's batch is committed."""
+    """Subject of a lone notice that a device's batch is committed (writers before StoredNotices; tests)."""
     return f"telemetry.stored.{device_id}"
+
+
+# The subject of StoredNotices (one ingest transaction's notices): two tokens after telemetry.stored, so no
+# device's subject (device ids hold no dots) is ever this one; telemetry.stored.> still covers it.
+STORED_BATCH_SUBJECT = "telemetry.stored.batch.notices"
 
 
 # Core NATS only (no stream holds it): what an ingest transaction is about to write, announced before its commit

@@ -11,8 +11,8 @@ import pytest
 
 from ingest_worker.replay_points import replay_points as run_replay_points
 from telemetry_core.settings import Settings
-from telemetry_core.topology import NOTICES_STREAM, stored_subject
-from telemetry_schemas.codecs import points_stored_decoder
+from telemetry_core.topology import NOTICES_STREAM, STORED_BATCH_SUBJECT
+from telemetry_schemas.codecs import decode_notices
 from telemetry_schemas.notices import PointsStored
 from tests.e2e.conftest import point, wait_rows
 from tests.support.ids import unique
@@ -61,11 +61,13 @@ def test_replay_points_restores_lost_rows_later_write_winning(stack: Stack, serv
 async def last_notice(servers: Servers, device: str) -> PointsStored:
     nc = await nats.connect(servers.nats_url)
     try:
-        msg = await nc.jetstream().get_last_msg(NOTICES_STREAM, stored_subject(device))
+        msg = await nc.jetstream().get_last_msg(NOTICES_STREAM, STORED_BATCH_SUBJECT)
     finally:
         await nc.close()
     assert msg.headers is not None and msg.headers.get("Nats-Msg-Id", "").startswith("replayed:")
-    return points_stored_decoder.decode(msg.data)
+    notices = [n for n in decode_notices(msg.data) if n.device_id == device]
+    assert notices, f"the last notices message names no notice of {device}"
+    return notices[-1]
 
 
 def eventually_value(servers: Servers, device: str) -> list[float]:

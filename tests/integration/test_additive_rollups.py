@@ -122,7 +122,7 @@ async def test_metric_hour_rollup_sums_every_device(pool: AsyncConnectionPool, r
         notices.append(build_notice(device, i + 1, points, {}, rollups_applied=True))
     for _ in range(2 if replayed else 1):  # a recompute: applying the notices again changes nothing
         async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await rollups.apply(cur, notices)
+            await rollups.apply(cur, [notices])
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT bucket, count, sum, min, max, devices FROM telemetry.rollup_metric_hour WHERE metric_name = %s "

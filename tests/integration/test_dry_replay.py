@@ -63,7 +63,7 @@ async def ingest_and_project(nats_url: str, database_url: str, device: str, seq:
             if live:
                 async with conn.transaction(), conn.cursor() as cur:
                     for projection in (latest_values, rollups):
-                        await projection.apply(cur, [notice])
+                        await projection.apply(cur, [[notice]])  # one NOTICES message: this notice
                         await advance_checkpoint(conn, projection.NAME, NOTICES_STREAM, ack.seq)
     finally:
         await nc.close()

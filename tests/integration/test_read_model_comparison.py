@@ -36,7 +36,7 @@ async def stored(pool: AsyncConnectionPool, device: str) -> None:
             await write_rows(conn, rows.rows())
         notices.append(build_notice(device, seq, points, rollups_applied=True))
     async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        await latest_values.apply(cur, notices)
+        await latest_values.apply(cur, [notices])
 
 
 async def test_each_corrupted_rollup_or_latest_row_is_named(pool: AsyncConnectionPool, settings: Settings) -> None:

@@ -36,7 +36,7 @@ async def test_one_hour_split_across_chunks_is_recomputed_exactly(
     notice = PointsStored(device_id=device, points_seq=1, stored_at=HOUR, metrics=[stored])
     monkeypatch.setattr(rollups, "CHUNK", 2)  # 6 minutes of one hour -> 3 calls in one transaction
     async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        await rollups.apply(cur, [notice])
+        await rollups.apply(cur, [[notice]])
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT count, sum, min, max FROM telemetry.rollup_hour WHERE device_id = %s AND metric_name = %s",

@@ -62,7 +62,7 @@ async def store(pool: AsyncConnectionPool, messages: list[tuple[int, str, list[P
     # JetStream accepted each message 50 ms before its commit (build_notice stamps stored_at).
     notices = [msgspec.structs.replace(n, accepted_at=n.stored_at - timedelta(milliseconds=50)) for n in notices]
     async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-        await device_stats.apply(cur, notices)
+        await device_stats.apply(cur, [notices])
     return inserted
 
 
