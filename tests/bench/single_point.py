@@ -6,9 +6,9 @@
   before every acknowledgement) against ``1s``, one and 16 publishers, alternating rounds: what the fsync costs
   the broker alone, and whether concurrent publishes share an fsync (they do not: see the document);
 * **the whole stack** (durable PostgreSQL, NATS ``always``, every worker): single-point POSTs at 16 concurrent
-  clients through this tree's gateway and, when BENCH_BASE_TREE names a checkout of an older commit (e.g.
-  `git worktree add --detach /tmp/base a0f5922`), through that tree's gateway on the same servers and workers,
-  alternating which goes first; per run p50/p99, requests/s, the gateway's mean publish → PubAck wait (its
+  clients through this tree's processes and, when BENCH_BASE_TREE names a checkout of an older commit (e.g.
+  `git worktree add --detach /tmp/base a0f5922`), through that tree's gateway and workers on servers of their own
+  (idle while the other is measured), alternating which goes first; per run p50/p99, requests/s, the gateway's mean publish → PubAck wait (its
   /metrics histogram) and the CPU per request of every process (gateway, NATS, each worker, PostgreSQL);
 * **the same stack with NATS at ``sync_interval: 1s``** (a second set of servers and workers, idle while the
   first is measured), alternating with the above: what the fsync costs inside the whole system.
@@ -24,8 +24,6 @@ compare figures of one run with each other (ratios), never with another sitting.
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -42,7 +40,7 @@ from telemetry_core.embedded import start_nats, start_postgres
 from telemetry_core.migrate import migrate
 from tests.bench.client import make_client
 from tests.bench.config import env_int
-from tests.bench.gateway_headroom import pct, request_path, seed, tree_env
+from tests.bench.gateway_headroom import pct, request_path, seed
 from tests.bench.latency import run_latency
 from tests.bench.procs import cpu_seconds
 from tests.support.servers import Servers
@@ -182,29 +180,16 @@ async def _measure(v: Variant, requests: int) -> Run:
     return Run(pct(res.latencies, 0.5), pct(res.latencies, 0.99), res.rps, publish, cpu, load)
 
 
-def _stack(root: Path, name: str, sync: str) -> tuple[Stack, Servers, int, int]:
+def _stack(root: Path, name: str, sync: str, tree: Path | None = None) -> tuple[Stack, Servers, int, int]:
+    """Servers of their own and every process, running this tree's code or ``tree``'s."""
     nats_server = start_nats(root / name / "nats", sync_interval=sync)
     postgres = start_postgres(root / name / "postgres", durable=True)
     migrate(postgres.url)
     servers = Servers(nats_server, postgres)
-    stack = Stack(servers, root / name / "logs", extra_env=GATEWAY_ENV)
+    stack = Stack(servers, root / name / "logs", extra_env=GATEWAY_ENV, tree=tree)
     stack.start_all()
+    stack.wait_healthy(timeout=300)
     return stack, servers, nats_server.proc.pid, postgres.proc.pid
-
-
-def _base_gateway(stack: Stack, tree: Path) -> Stack:
-    """A gateway of ``tree`` on its own port, against ``stack``'s servers and workers (a Stack of its own)."""
-    base = Stack(stack.servers, stack.log_dir, extra_env=GATEWAY_ENV)
-    log = (stack.log_dir / "gateway-base.log").open("ab")
-    base.procs["gateway"] = subprocess.Popen(
-        [sys.executable, "-m", "telemetry_core.cli", "gateway"], env={**base.env(), **tree_env(tree)}, cwd=tree,
-        stdout=log, stderr=log,
-    )  # fmt: skip
-    log.close()
-    base.wait_healthy(timeout=300)
-    for name in WORKERS:  # the same workers: their pids are read from this Stack too
-        base.procs[name] = stack.procs[name]
-    return base
 
 
 Probe = dict[str, dict[str, dict[str, Any]]]
@@ -219,10 +204,10 @@ def whole_stack(
         stack, servers, nats_pid, pg_pid = _stack(root, "always", "always")
         stacks.append((stack, servers))
         variants = [Variant("now", stack, servers, "gateway", nats_pid, pg_pid)]
-        if base_tree is not None:
-            base = _base_gateway(stack, base_tree)
-            stacks.append((base, servers))
-            variants.append(Variant("before", base, servers, "gateway", nats_pid, pg_pid))
+        if base_tree is not None:  # gateway and workers of the older commit, on servers of their own
+            base, base_servers, nats_b, pg_b = _stack(root, "before", "always", base_tree)
+            stacks.append((base, base_servers))
+            variants.append(Variant("before", base, base_servers, "gateway", nats_b, pg_b))
         relaxed, relaxed_servers, nats_1s, pg_1s = _stack(root, "sync-1s", "1s")
         stacks.append((relaxed, relaxed_servers))
         variants.append(Variant("now, NATS sync 1s", relaxed, relaxed_servers, "gateway", nats_1s, pg_1s))
@@ -329,8 +314,8 @@ def render(bare: Bare, variants: list[Variant], probe: Probe, base: str) -> str:
         "",
         "## The whole stack: single-point POST at 16 concurrent clients",
         "",
-        f"Durable PostgreSQL, every worker. `now` = this tree's gateway; `before` = {base} (same servers and "
-        "workers, another port); `now, NATS sync 1s` = a second set of servers and workers with "
+        f"Durable PostgreSQL, every worker. `now` = this tree's gateway and workers; `before` = the gateway and "
+        f"workers of {base}, on servers of their own (same settings); `now, NATS sync 1s` = a second set of servers and workers with "
         "`sync_interval: 1s`. CPU is µs of CPU per request (user + system, psutil) of each process; PostgreSQL "
         "includes every backend. `publish` is the gateway's mean publish → PubAck wait (its histogram).",
         "",
@@ -357,7 +342,8 @@ def render(bare: Bare, variants: list[Variant], probe: Probe, base: str) -> str:
             f"{_med([n.p50 / b.p50 for n, b in zip(now.runs, before.runs, strict=False)]):.2f}, p99 "
             f"{_med([n.p99 / b.p99 for n, b in zip(now.runs, before.runs, strict=False)]):.2f}, requests/s "
             f"{_med([n.rps / b.rps for n, b in zip(now.runs, before.runs, strict=False)]):.2f}, gateway CPU per "
-            f"request {_med([n.cpu_us['gateway'] / b.cpu_us['gateway'] for n, b in zip(now.runs, before.runs, strict=False)]):.2f}.",
+            f"request {_med([n.cpu_us['gateway'] / b.cpu_us['gateway'] for n, b in zip(now.runs, before.runs, strict=False)]):.2f}, "
+            f"whole-system CPU per request {_med([sum(n.cpu_us.values()) / sum(b.cpu_us.values()) for n, b in zip(now.runs, before.runs, strict=False)]):.2f}.",
         ]
     if "now, NATS sync 1s" in by:
         now, relaxed = by["now"], by["now, NATS sync 1s"]

@@ -30,6 +30,8 @@ class Stack:
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # A checkout of another commit whose code the processes run (benchmarks comparing builds); None: this tree.
+    tree: Path | None = None
 
     @property
     def url(self) -> str:
@@ -53,6 +55,8 @@ class Stack:
             TELEMETRY_RETENTION_INTERVAL="0",
             **self.extra_env,
         )
+        if self.tree is not None:  # import the project from there (its own directory as cwd: see start)
+            env["PYTHONPATH"] = os.pathsep.join(str(self.tree / p) for p in ("", "schemas", "shared"))
         return env
 
     def start(self, name: str, label: str | None = None, **env: str) -> None:
@@ -61,7 +65,11 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{label}.log").open("ab")
         self.procs[label] = subprocess.Popen(
-            [sys.executable, "-m", "telemetry_core.cli", name], env={**self.env(), **env}, stdout=log, stderr=log
+            [sys.executable, "-m", "telemetry_core.cli", name],
+            env={**self.env(), **env},
+            stdout=log,
+            stderr=log,
+            cwd=self.tree,
         )
         log.close()
 
