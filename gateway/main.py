@@ -32,7 +32,9 @@ def main() -> None:
     configure_logging(settings, "gateway")
     app = create_app(settings)
     config = uvicorn.Config(
-        fast_reads(app) if settings.fast_reads else app,
+        fast_reads(app, reads=settings.fast_reads, ingest=settings.fast_ingest)
+        if settings.fast_reads or settings.fast_ingest
+        else app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

@@ -100,6 +100,13 @@ FAST_READ_ANSWERS = Counter(
     "parameters, compressed bodies).",
     ["route", "status"], registry=GATEWAY_REGISTRY,
 )  # fmt: skip
+FAST_INGEST_ANSWERS = Counter(
+    "telemetry_fast_ingest_answers",
+    "Single-point POSTs this gateway process answered in front of Litestar (gateway/fast_ingest.py), by route and "
+    "status; the others went through Litestar's routing (compressed or non-JSON bodies, bad device ids, refused "
+    "credentials).",
+    ["route", "status"], registry=GATEWAY_REGISTRY,
+)  # fmt: skip
 LATEST_CACHE_ANSWERS = Counter(
     "telemetry_latest_cache_answers",
     "/latest answers of this gateway process while its latest-value cache is on: hit (from the cache, no "

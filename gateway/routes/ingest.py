@@ -46,17 +46,27 @@ async def ingest_single(
     device_id: Identifier, data: RequestBody[bytes], gw: NamedDependency[GatewayState], request: Request[Any, Any, Any]
 ) -> SingleIngestResponse:
     """Validate and publish one point."""
+    # decompressed by RawBody, within the size cap
+    return await accept_single(gw, request, device_id, data, request_id(request))
+
+
+async def accept_single(
+    gw: GatewayState, request: Request[Any, Any, Any], device_id: str, body: bytes, rid: str
+) -> SingleIngestResponse:
+    """E1-US1's answer to a request (also called by gateway/fast_ingest.py, which answers the same requests).
+
+    ``body``: the request's JSON, decompressed; ``rid``: its request id (carried on the message's headers).
+    """
     gw.backlog.admit()
     checked_name(device_id, "device_id")
     charge_points(request, 1)
-    body = data  # decompressed by RawBody, within the size cap
     raw = decode(body, _raw_decoder)
     checked = check_points([raw], "", gw.definitions.check, body)
     if checked.errors:
         error = checked.errors[0]
         raise unprocessable(f"{error.field.removeprefix('[0]').lstrip('.') or 'body'}: {error.error}")
     point = checked.points[0]
-    await gw.publisher.publish_points(device_id, checked.raw_points, None, request_id(request))
+    await gw.publisher.publish_points(device_id, checked.raw_points, None, rid)
     return SingleIngestResponse(
         success=True, message="Data point ingested successfully", device_id=device_id, metric_name=point.metric_name
     )

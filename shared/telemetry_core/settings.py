@@ -263,6 +263,8 @@ class Settings:
     query_cache_ttl_s: float = 30.0
     # GET …/latest and POST /query answered in front of Litestar when plainly valid (gateway/fast_reads.py).
     fast_reads: bool = True
+    # The single-point POST answered in front of Litestar when plainly valid (gateway/fast_ingest.py).
+    fast_ingest: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -348,6 +350,7 @@ class Settings:
             query_cache_size=_number(env, "TELEMETRY_QUERY_CACHE_SIZE", 10_000, int, 0, 10**7),
             query_cache_ttl_s=_number(env, "TELEMETRY_QUERY_CACHE_TTL", 30.0, float, 0.1, 86_400.0),
             fast_reads=_flag(env, "TELEMETRY_FAST_READS", default=True),
+            fast_ingest=_flag(env, "TELEMETRY_FAST_INGEST", default=True),
         )
 
     def require_signing_key(self) -> bytes:
