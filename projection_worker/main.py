@@ -73,7 +73,12 @@ async def _apply_all(rt: WorkerRuntime, settings: Settings) -> None:
     pool = await rt.open_pool(min_size=1, max_size=len(PROJECTIONS) + 2)
     async with asyncio.TaskGroup() as tg:
         for p in PROJECTIONS:
-            policy = Policy(batch=getattr(p, "BATCH", 256), max_deliveries=settings.max_deliveries, ordered=True)
+            policy = Policy(
+                batch=getattr(p, "BATCH", 256),
+                max_deliveries=settings.max_deliveries,
+                ordered=True,
+                linger_s=getattr(p, "LINGER_S", 0.0),
+            )
             log = rt.log.bind(projection=p.NAME)
             fix = f"run `telemetry replay {p.NAME}`; this worker resumes by itself once it has run"
             guard = StreamGuard(rt.nc, rt.js, pool, consumer=p.NAME, stream=p.SPEC.stream, log=log, fix=fix)

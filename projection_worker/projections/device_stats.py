@@ -24,6 +24,8 @@ TABLES: tuple[str, ...] = (
     "telemetry.stats_ingest_minute",
 )
 BATCH = 512
+# Fewer, larger transactions under a steady trickle of notices: statistics may be this much later.
+LINGER_S = 0.1
 
 _SERIES = """
 INSERT INTO telemetry.stats_series AS s (device_id, metric_name, points, last_time, last_stored_at)

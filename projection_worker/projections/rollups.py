@@ -30,6 +30,9 @@ _REFRESH_METRIC_HOURS = "SELECT telemetry.refresh_metric_hours(%s::text[], %s::t
 # Larger batches coalesce more (a bucket touched by many notices is recomputed once per batch), but
 # one call must stay well inside the statement timeout: buckets go to PostgreSQL in chunks.
 BATCH = 512
+# Fewer, larger transactions under a steady trickle of notices (each batch is one transaction and one recompute per
+# touched hour); an across-device hourly answer may be this much later. Measured: docs/benchmarks-single-point.md.
+LINGER_S = 0.1
 CHUNK = 20_000
 
 

@@ -83,6 +83,10 @@ Handler = Callable[[list[Msg]], Awaitable[list[Rejected]]]
 Tick = Callable[[], Awaitable[None]]
 
 
+# How long the fetch after a linger may wait when nothing arrived meanwhile (it asks with no_wait first).
+_LINGER_FETCH_S = 0.02
+
+
 @dataclass(frozen=True)
 class Policy:
     """How a runtime fetches and retries."""
@@ -100,6 +104,9 @@ class Policy:
     nak_base_s: float = 0.5
     nak_max_s: float = 30.0
     fetch_timeout_s: float = 0.5
+    # After a fetch that returned fewer than ``batch`` messages, wait this long and take what arrived meanwhile:
+    # fewer, larger batches (a transaction each) for consumers whose readers can wait that long. 0: no wait.
+    linger_s: float = 0.0
     # On stop, how long a handler already running may take to finish before it is cancelled.
     grace_s: float = 1.0
 
@@ -158,6 +165,8 @@ class ConsumerRuntime:
                 if self._guard is not None and self._guard.due():
                     await self._check_stream()
                 msgs = await self._fetch(sub, timeout)
+                if msgs and self._policy.linger_s > 0 and len(msgs) < self._policy.batch:
+                    msgs += await self._linger(sub, self._policy.batch - len(msgs))
                 if msgs and not await self._process(msgs):
                     break
                 if self._tick is not None and time.monotonic() >= next_tick and not self._stop.is_set():
@@ -170,9 +179,18 @@ class ConsumerRuntime:
         finally:
             await bounded(sub.unsubscribe, 0.5, "unsubscribe", self._log)
 
-    async def _fetch(self, sub: Any, wait_s: float) -> list[Msg]:
+    async def _linger(self, sub: Any, room: int) -> list[Msg]:
+        """Up to ``room`` more messages, those that arrived within ``linger_s``; none when stopping meanwhile.
+
+        The messages in hand are not settled yet: the wait counts against ack_wait (keep linger_s far below it).
+        """
+        if await sleep_or_stop(self._stop, self._policy.linger_s):
+            return []
+        return await self._fetch(sub, _LINGER_FETCH_S, room)
+
+    async def _fetch(self, sub: Any, wait_s: float, at_most: int | None = None) -> list[Msg]:
         try:
-            return list(await sub.fetch(self._policy.batch, timeout=wait_s))
+            return list(await sub.fetch(at_most or self._policy.batch, timeout=wait_s))
         except (NatsTimeoutError, TimeoutError):
             return []
         except Exception as exc:  # NATS away: its client reconnects; try again shortly

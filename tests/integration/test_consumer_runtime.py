@@ -275,3 +275,20 @@ async def test_a_clean_stop_while_handling_a_redelivered_message_is_not_counted_
         # crash_limit=1: had the stop left its journal entry, this delivery would have been dead-lettered.
         assert recorder.applied == [b"slow"]
         assert await ln.dead_letters() == []
+
+
+@pytest.mark.parametrize("linger_s", [0.0, 0.6])
+async def test_a_short_fetch_lingers_for_the_messages_that_follow(nc: Client, linger_s: float) -> None:
+    """Policy.linger_s: one batch (one transaction) for messages arriving close together; none without it."""
+    async with lane(nc) as ln:
+        handler, stop = Recorder(), asyncio.Event()
+        async with running(ln.runtime(handler, stop, Policy(batch=10, ordered=True, linger_s=linger_s)), stop):
+            await ln.publish(b"1")
+            await asyncio.sleep(0.15)  # the scenario: the next messages come a little later
+            await ln.publish(b"2", b"3")
+            await until(lambda: len(handler.applied) == 3, what="all applied")
+        batches = [batch for _, batch, _ in handler.calls]
+        if linger_s:
+            assert batches == [[b"1", b"2", b"3"]]
+        else:
+            assert batches[0] == [b"1"]
