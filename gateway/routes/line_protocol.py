@@ -61,14 +61,20 @@ def _refused_detail(refused: list[LineError], lines: int, stored: int) -> str:
     return f"partial write: {bad} of {lines} lines refused, {stored} points stored: {shown}{more}"
 
 
-def _check_device(device: str, found: DevicePoints, check: Any) -> tuple[list[bytes], list[LineError]]:
-    """The device's valid raw points, and its refused points as line errors (device id, shape, definitions)."""
+def _check_device(
+    device: str, found: DevicePoints, check: Any, source: bytes | None
+) -> tuple[list[bytes], list[LineError]]:
+    """The device's valid raw points, and its refused points as line errors (device id, shape, definitions).
+
+    ``source``: the body the points were built from when it holds no NUL character (else None): check_points
+    then skips its per-point NUL check unless the body holds the escape itself (see the call).
+    """
     try:
         checked_name(device, "device id")
     except Exception as exc:
         reason = str(getattr(exc, "detail", exc))
         return [], [LineError(line, reason) for line in sorted(set(found.lines))]
-    checked = check_points(found.raws, "", check, None)
+    checked = check_points(found.raws, "", check, source)
     refused = []
     for e in checked.errors:
         field = e.field.split("]", 1)[1].lstrip(".") or "point"
@@ -123,8 +129,11 @@ async def _write(
     check = gw.definitions.check
     rid = request_id(request)
     messages: list[tuple[str, list[bytes]]] = []
+    # The points' JSON is built from this body: a NUL escape can be in it only if the body holds a NUL character
+    # (encoded as the escape) or the escape's text itself (check_points looks for that in ``source``).
+    source = body if b"\x00" not in body else None
     for device, found in devices.items():
-        valid, bad = _check_device(device, found, check)
+        valid, bad = _check_device(device, found, check, source)
         refused += bad
         # One message per device; a device with more points than a batch holds is split, so that no
         # message outgrows the broker's max_payload (the JSON API's per-device limit).

@@ -146,6 +146,26 @@ def test_a_mixed_body_stores_good_lines_and_names_bad_ones(stack: Stack, client:
     ]  # fmt: skip
 
 
+def test_a_nul_character_is_refused_and_the_escapes_text_is_stored_as_written(stack: Stack, servers: Servers) -> None:
+    """The route skips the per-point NUL check only for a body without a NUL character (routes/line_protocol.py).
+
+    Two requests: the escape's text in the first would make the check run anyway (it looks for that text).
+    """
+    host = unique("nul")
+    nul = f'note,host={host} text="a\x00b" {T0}\ncpu,host={host} usage_idle=90 {T0 + 2}'  # line 1: a NUL character
+    r = httpx.post(f"{stack.url}/write", params={"precision": "s"}, content=nul.encode(), headers=token(stack))
+    assert r.status_code == 400, r.text
+    (error,) = r.json()["errors"]
+    assert error["line"] == 1 and "NUL" in error["error"], error
+    escape = f'note,host={host} text="a\\u0000b" {T0 + 1}'  # the six characters \u0000, not a NUL
+    r = httpx.post(f"{stack.url}/write", params={"precision": "s"}, content=escape.encode(), headers=token(stack))
+    assert r.status_code == 204, r.text
+    rows = wait_rows(servers, host, 2)
+    assert [(m, v_num, v_text) for m, _, _, v_num, v_text in rows] == [
+        ("note_text", None, "a\\u0000b"), ("cpu_usage_idle", 90.0, None),
+    ]  # fmt: skip
+
+
 def test_v2_errors_have_influx_shape(stack: Stack) -> None:
     r = httpx.post(f"{stack.url}/api/v2/write", content="just garbage", headers=token(stack))
     assert r.status_code == 400
