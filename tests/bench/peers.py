@@ -13,6 +13,7 @@ One run, in this order, with the same workload arguments and a pinned base time:
 3. another fresh stack, sent the bodies InfluxDB got, byte for byte, on ``POST /write?precision=s``
    (tests/bench/peers_line.py, run with the harness's Python).
 
+The stacks run their gateway as `telemetry run` does: one process per core on one port (BENCH_PEERS_GATEWAYS).
 Between 2 and 3, a second gateway with the query cache off (TELEMETRY_QUERY_CACHE_SIZE=0) joins the stack of 2,
 which holds the data, and the harness's query loop (tests/bench/peers_queries.py) runs against it, then against
 the first gateway again: q2 without the cache and with it, on the same data and the same quiet stack.
@@ -37,7 +38,23 @@ from pathlib import Path
 
 from telemetry_core.embedded import free_port
 from tests.bench.bench_stack import bench_stack
-from tests.support.stack import Stack
+from tests.support.stack import PROCESSES, Stack
+
+# As `telemetry run` starts the gateway (TELEMETRY_GATEWAY_PROCESSES, default: cores): that many processes on one
+# port (SO_REUSEPORT). BENCH_PEERS_GATEWAYS overrides it (1: one process, as runs before 2026-12-04 had).
+GATEWAYS = int(os.environ.get("BENCH_PEERS_GATEWAYS", "0")) or os.cpu_count() or 1
+
+
+def start_with_gateways(stack: Stack, workers: bool = True) -> None:
+    """The stack's gateway as GATEWAYS processes on its port, and (``workers``) every worker."""
+    if workers:
+        for name in PROCESSES:
+            if name != "gateway":
+                stack.start(name)
+    for i in range(GATEWAYS):
+        stack.start("gateway", label=f"gateway-{i}", TELEMETRY_GATEWAY_REUSE_PORT="on")
+    stack.wait_healthy(timeout=300)
+
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "benchmarks.md"
@@ -85,8 +102,7 @@ def harness(peers: Path, run_dir: Path, args: list[str]) -> None:
 def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = False) -> None:
     """A fresh stack, then the JSON target (and the queries) or, with ``line_protocol``, InfluxDB's bodies."""
     with bench_stack("telemetry-peers-") as (_root, servers, stack):
-        stack.start_all()
-        stack.wait_healthy()
+        start_with_gateways(stack)
         pids = [p.pid for p in stack.procs.values()]
         pids += [s.proc.pid for s in (servers.nats, servers.postgres) if hasattr(s, "proc")]
         key = f"{next(iter(stack.headers))}: {next(iter(stack.headers.values()))}"
@@ -96,12 +112,12 @@ def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = 
         if not line_protocol:
             harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
             uncached = Stack(servers, stack.log_dir, port=free_port(), extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"})
-            uncached.start_all(("gateway",))
+            start_with_gateways(uncached, workers=False)
             try:
                 # The harness's queries ran right after its ingestion, while projections may still be working:
                 # the two gateways are compared on the quiet stack, without the cache, then with it again.
                 say("the queries again, from a second gateway without the query cache, then from the first again")
-                queried = [*pids, uncached.procs["gateway"].pid]
+                queried = [*pids, *(p.pid for p in uncached.procs.values())]
                 pid_args = [a for pid in queried for a in ("--server-pid", str(pid))]
                 for url, label in ((uncached.url, NO_CACHE), (stack.url, CACHE_AGAIN)):
                     cmd = [str(python), str(Path(__file__).with_name("peers_queries.py")), "--peers-dir", str(peers),
@@ -167,8 +183,9 @@ def table(rows: list[dict], args: list[str]) -> str:
         f"workload ({workload.get('devices', '?')} devices x {workload.get('metrics', '?')} metrics x "
         f"{workload.get('timestamps', '?')} timestamps = {workload.get('total_points', '?'):,} points in batches of "
         f"one device, 16 connections; arguments `{' '.join(args)}`) sent by the same aiohttp client to InfluxDB, "
-        "VictoriaMetrics and this service (private NATS with fsync always, PostgreSQL, one copy of every "
-        "process). Visible = until a count query returns every point. Ratio = this service against the best "
+        f"VictoriaMetrics and this service (private NATS with fsync always, PostgreSQL, one copy of every worker, "
+        f"{GATEWAYS} gateway process{'es' if GATEWAYS > 1 else ''} on one port as `telemetry run` starts them; "
+        "before 2026-12-04 one). Visible = until a count query returns every point. Ratio = this service against the best "
         "peer (above 1 = ahead; for latencies, best peer's ms / ours).",
         "",
         "| figure | InfluxDB | VictoriaMetrics | this service | vs the best |",
