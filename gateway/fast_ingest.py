@@ -18,7 +18,7 @@ import msgspec
 from litestar import Litestar
 from litestar.types import Receive, Scope, Send
 
-from gateway.fast_path import guard, plain_json, read_body, respond
+from gateway.fast_path import guard, plain_json, read_body, respond, route_template
 from gateway.metrics import FAST_INGEST_ANSWERS
 from gateway.routes.ingest import accept_single, ingest_single
 from telemetry_schemas.enums import ApiKeyScope
@@ -26,11 +26,10 @@ from telemetry_schemas.fields import SUBJECT_SAFE
 
 SINGLE_PATH = re.compile(r"/api/v1/telemetry/devices/([^/]{1,128})/telemetry")
 _SAFE = re.compile(SUBJECT_SAFE)
-# The route's template as Litestar puts it in the scope (parameter types left out): metrics label by it.
-SINGLE_ROUTE = re.sub(r":\w+}", "}", next(iter(ingest_single.paths)))
+SINGLE_ROUTE = route_template(ingest_single)
 
 
-async def single(
+async def fast_single(
     app: Litestar, scope: Scope, receive: Receive, send: Send, start: float, device_id: str
 ) -> tuple[bool, Receive]:
     """Answer one single-point POST: (True, _) when answered; else (False, a receive that replays the body read)."""

@@ -15,66 +15,29 @@ and requires the same status, body and headers.
 """
 
 import re
-import time
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Litestar
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import Receive, Scope, Send
 
 from gateway.body import decode
 from gateway.errors import ApiError
-from gateway.fast_ingest import SINGLE_PATH, single
-from gateway.fast_path import guard, plain_json, read_body, respond
+from gateway.fast_path import guard, plain_json, read_body, respond, route_template
 from gateway.metrics import FAST_READ_ANSWERS
 from gateway.routes.queries import answer_query, get_latest, lookback_window, no_latest, query
 from telemetry_schemas.api.queries import QueryRequest
 from telemetry_schemas.enums import ApiKeyScope
 from telemetry_schemas.fields import SUBJECT_SAFE
 
-_LATEST_PATH = re.compile(r"/api/v1/telemetry/devices/([^/]{1,128})/metrics/([^/]{1,128})/latest")
-_QUERY_PATH = "/api/v1/telemetry/query"
+LATEST_PATH = re.compile(r"/api/v1/telemetry/devices/([^/]{1,128})/metrics/([^/]{1,128})/latest")
+QUERY_PATH = "/api/v1/telemetry/query"
 _SAFE = re.compile(SUBJECT_SAFE)
 _query_body = msgspec.json.Decoder(QueryRequest)
 
 
-def _template(handler: Any) -> str:
-    """The route's template as Litestar puts it in the scope (parameter types left out): metrics label by it."""
-    return re.sub(r":\w+}", "}", next(iter(handler.paths)))
-
-
-LATEST_ROUTE, QUERY_ROUTE = _template(get_latest), _template(query)
-
-
-def fast_reads(app: Litestar, *, reads: bool = True, ingest: bool = False) -> ASGIApp:
-    """The ASGI app the server runs: ``app`` itself, with the plain requests answered first.
-
-    ``reads``: /latest and /query (this module); ``ingest``: the single-point POST (gateway/fast_ingest.py).
-    """
-
-    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            answered, receive = await answer(scope, receive, send)
-            if answered:
-                return
-        await app(scope, receive, send)
-
-    async def answer(scope: Scope, receive: Receive, send: Send) -> tuple[bool, Receive]:
-        """(True, _) when answered here; else (False, the receive Litestar reads the request with)."""
-        method, path, start = scope.get("method"), scope["path"], time.perf_counter()
-        if method == "GET":
-            if reads and (latest := _LATEST_PATH.fullmatch(path)) is not None:
-                return await _latest(app, scope, receive, send, start, *latest.groups()), receive
-        elif method == "POST":
-            if reads and path == _QUERY_PATH:
-                return await _query(app, scope, receive, send, start)
-            if ingest and (device := SINGLE_PATH.fullmatch(path)) is not None:
-                return await single(app, scope, receive, send, start, device[1])
-        return False, receive
-
-    return asgi
+LATEST_ROUTE, QUERY_ROUTE = route_template(get_latest), route_template(query)
 
 
 def _lookback(query_string: bytes) -> str | None:
@@ -87,7 +50,7 @@ def _lookback(query_string: bytes) -> str | None:
     return pairs[0][1]
 
 
-async def _latest(
+async def fast_latest(
     app: Litestar, scope: Scope, receive: Receive, send: Send, start: float, device_id: str, metric: str
 ) -> bool:
     """Answer GET …/latest and return True, or return False (nothing sent, nothing charged) for Litestar."""
@@ -116,7 +79,7 @@ async def _latest(
     return True
 
 
-async def _query(app: Litestar, scope: Scope, receive: Receive, send: Send, start: float) -> tuple[bool, Receive]:
+async def fast_query(app: Litestar, scope: Scope, receive: Receive, send: Send, start: float) -> tuple[bool, Receive]:
     """Answer POST /query: (True, _) when answered; else (False, a receive that replays the body read)."""
     if not plain_json(scope):
         return False, receive

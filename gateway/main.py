@@ -6,7 +6,7 @@ import socket
 import uvicorn
 
 from gateway.app import create_app
-from gateway.fast_reads import fast_reads
+from gateway.fast_app import fast_paths
 from telemetry_core.logging import configure_logging
 from telemetry_core.settings import Settings
 
@@ -32,7 +32,7 @@ def main() -> None:
     configure_logging(settings, "gateway")
     app = create_app(settings)
     config = uvicorn.Config(
-        fast_reads(app, reads=settings.fast_reads, ingest=settings.fast_ingest)
+        fast_paths(app, reads=settings.fast_reads, ingest=settings.fast_ingest)
         if settings.fast_reads or settings.fast_ingest
         else app,
         host=settings.host,
