@@ -98,9 +98,11 @@ def notice_messages(
     """(body, headers) of the StoredNotices messages carrying ``notices``, in order, each under ``max_bytes``.
 
     The message id is ``id_prefix`` and the POINTS sequences the message covers, so publishing the same notices
-    again (a retry, a redelivered batch after a crash) is de-duplicated by JetStream. A redelivered batch that is
-    grouped differently publishes its notices again under another id; every projection takes that calmly: the
-    re-run upsert counts no point as new, and latest values and rollups are recomputed to the same rows.
+    again (a retry, a redelivered batch after a crash) is de-duplicated by JetStream. A redelivered batch grouped
+    differently (after a crash the runtime handles redelivered messages one at a time) publishes its notices
+    again under another id: latest values and rollups come out the same, series and hourly statistics too (the
+    re-run upsert counts no point as new), but the per-minute ingest statistics (stats_ingest_minute: messages,
+    points, latency) count those messages twice. One notice per message, each with its own id, did not.
     ``request_ids`` (POINTS sequence -> X-Request-Id) go on the header, comma-separated, for the projections' logs.
     """
     ids = request_ids or {}
