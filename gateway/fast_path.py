@@ -26,6 +26,9 @@ _JSON = (b"content-type", b"application/json")
 _encode = msgspec.json.Encoder().encode
 # The work of a request, given its request id (the route's answer function, or what raises its error).
 Work = Callable[[str], Awaitable[msgspec.Struct]]
+# prometheus_client's labels() validates and locks on every call: children kept per (counter, route, status),
+# as gateway/request_log.py keeps its own (bounded: two counters, a few routes and statuses).
+_ANSWERED: dict[tuple[int, str, int], Any] = {}
 
 
 def route_template(handler: Any) -> str:
@@ -132,5 +135,8 @@ async def respond(
         await send({"type": "http.response.body", "body": body, "more_body": False})
     finally:
         finished(route, str(scope.get("method")), scope["path"], status, time.perf_counter() - start, supplied)
-        answers.labels(route, str(status)).inc()
+        child = _ANSWERED.get((id(answers), route, status))
+        if child is None:
+            child = _ANSWERED[(id(answers), route, status)] = answers.labels(route, str(status))
+        child.inc()
         structlog.contextvars.reset_contextvars(**tokens)

@@ -38,7 +38,7 @@ from tests.bench.bench_stack import bench_stack
 from tests.bench.client import Poster, make_client
 from tests.bench.config import env_int
 from tests.bench.latency import run_latency
-from tests.support.stack import Stack
+from tests.support.stack import Stack, tree_env
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-gateway.md"
 DEVICE, METRIC = "bench-gw-dev", "temperature"
@@ -143,11 +143,6 @@ def start_gateways(stack: Stack, count: int) -> None:
     for i in range(count):
         stack.start("gateway", label=f"gateway-{i}", TELEMETRY_GATEWAY_REUSE_PORT="on")
     stack.wait_healthy(timeout=300)  # a shared, loaded machine can take minutes to start a Python process
-
-
-def tree_env(tree: Path) -> dict[str, str]:
-    """Environment that makes a Python process import the project from ``tree`` (a checkout of another commit)."""
-    return {"PYTHONPATH": os.pathsep.join(str(tree / p) for p in ("", "schemas", "shared"))}
 
 
 def start_base_gateway(stack: Stack, tree: Path) -> None:

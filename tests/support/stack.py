@@ -15,6 +15,13 @@ from telemetry_core.embedded import free_port
 from tests.support.servers import Servers
 
 PROCESSES = ("gateway", "ingest-worker", "projection-worker", "alert-worker")
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """Environment that makes a Python process import the project from ``tree`` (a checkout of another commit)."""
+    return {"PYTHONPATH": os.pathsep.join(str(tree / p) for p in ("", "schemas", "shared"))}
+
+
 SIGNING_KEY = secrets.token_urlsafe(32)
 
 
@@ -56,7 +63,7 @@ class Stack:
             **self.extra_env,
         )
         if self.tree is not None:  # import the project from there (its own directory as cwd: see start)
-            env["PYTHONPATH"] = os.pathsep.join(str(self.tree / p) for p in ("", "schemas", "shared"))
+            env.update(tree_env(self.tree))
         return env
 
     def start(self, name: str, label: str | None = None, **env: str) -> None:
