@@ -15,6 +15,7 @@ from projection_worker.projections import (
     rollups,
 )
 from projection_worker.runner import Projection, ProjectionRunner
+from projection_worker.stats_guard import prune_until_stopped
 from telemetry_core import event_loop
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.logging import configure_logging
@@ -85,6 +86,8 @@ async def _apply_all(rt: WorkerRuntime, settings: Settings) -> None:
             runner = ProjectionRunner(pool, p, guard)
             runtime = ConsumerRuntime(rt.js, p.SPEC, f"projection.{p.NAME}", runner, rt.stop, log, policy, guard=guard)
             tg.create_task(run_until_stopped(rt, runtime))
+        # device_stats' record of counted POINTS messages forgets those the ingest consumer acknowledged.
+        tg.create_task(prune_until_stopped(pool, rt.js, rt.stop, rt.log.bind(projection=device_stats.NAME)))
         # Platform events in (FR-020): deletions from other services, in order, one message at a time.
         platform = PlatformEventsHandler(pool, rt.js, settings, rt.log.bind(consumer="platform_events"))
         policy = Policy(batch=1, max_deliveries=settings.max_deliveries, ordered=True)

@@ -2,7 +2,8 @@
 
 Counts are added, never recomputed: each notice says how many of its points were *inserted* (the ingest
 worker's upsert knows, see ``ingest_worker/writer.py``), so an overwrite adds nothing and a late point is
-added to the hour of its timestamp. The checkpoint (written with the rows) makes a redelivered notice a no-op.
+added to the hour of its timestamp. The checkpoint (written with the rows) makes a redelivered notice a no-op,
+and ``stats_guard`` a notice published again after an ingest worker's crash (under another message id).
 """
 
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Any
 
 from psycopg import AsyncCursor
 
+from projection_worker import stats_guard
 from telemetry_core.topology import DEVICE_STATS_PROJECTION, ConsumerSpec
 from telemetry_schemas.codecs import decode_notices
 from telemetry_schemas.notices import PointsStored
@@ -22,6 +24,7 @@ TABLES: tuple[str, ...] = (
     "telemetry.stats_hour",
     "telemetry.stats_service_hour",
     "telemetry.stats_ingest_minute",
+    stats_guard.TABLE,
 )
 BATCH = 512
 # Fewer, larger transactions under a steady trickle of notices: statistics may be this much later.
@@ -70,7 +73,7 @@ async def apply(cur: AsyncCursor[Any], messages: list[list[PointsStored]]) -> No
     hours: dict[tuple[str, str, datetime], int] = {}
     service_hours: dict[datetime, int] = {}
     minutes: dict[datetime, list[Any]] = {}
-    for notice in chain.from_iterable(messages):
+    for notice in await stats_guard.first_counted(cur, list(chain.from_iterable(messages))):
         for metric in notice.metrics:
             key = (notice.device_id, metric.metric_name)
             new = 0

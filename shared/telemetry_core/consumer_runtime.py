@@ -10,7 +10,8 @@ a server is away (``errors.is_transient``). From that, the runtime decides:
   progress; never dead-letter (PostgreSQL being down for an hour loses nothing);
 * ``PermanentError``: a batch goes one message at a time (so the good ones land), the culprit is
   dead-lettered at once;
-* redelivered messages (after a failure, a stop, or a process that died mid-batch) are handled one at a
+* redelivered messages (after a failure, a stop, or a process that died mid-batch; for an ordered consumer
+  also those a predecessor held when it died, delivered again first by ``consumer_reset``) are handled one at a
   time, each named in the crash journal (``crash_journal.py``) while it is handled: a message the process
   died on ``Policy.crash_limit`` times, alone, is dead-lettered instead of handled again, so a message that
   kills the worker cannot stop the consumer for ever (its delivery count cannot tell: the messages fetched
@@ -45,6 +46,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
+from telemetry_core.consumer_reset import restart_at_ack_floor
 from telemetry_core.crash_journal import CrashJournal
 from telemetry_core.dead_letter import publish_dead_letter
 from telemetry_core.errors import PermanentError, is_transient
@@ -147,6 +149,8 @@ class ConsumerRuntime:
         self._dead_letters = DEAD_LETTERS.labels(durable)
         self._journal = CrashJournal(js, durable, log)
         self._batch_seconds = BATCH_SECONDS.labels(durable)
+        # Ordered: messages up to this stream sequence were in flight in a predecessor (consumer_reset.py).
+        self._in_flight_to = 0
 
     async def run(self) -> None:
         """Fetch and handle until stopped; the batch in hand is settled or released before returning.
@@ -154,6 +158,8 @@ class ConsumerRuntime:
         Raises StreamChanged when the guard finds the checkpoint is no longer a position in the stream.
         """
         await self._check_stream()
+        if self._policy.ordered:
+            self._in_flight_to = await restart_at_ack_floor(self._js, self._spec, self._log)
         sub = await self._js.pull_subscribe_bind(self._spec.durable, self._spec.stream)
         self._log.info("consuming", stream=self._spec.stream, durable=self._spec.durable)
         next_tick, tick_failures = 0.0, 0
@@ -204,7 +210,7 @@ class ConsumerRuntime:
         """Handle one fetched batch; False when the stop signal interrupted it (unsettled messages are nak'ed)."""
         self._unsettled = {id(m): m for m in msgs}
         try:
-            if any(_delivered(m) > 1 for m in msgs):
+            if any(_delivered(m) > 1 or m.metadata.sequence.stream <= self._in_flight_to for m in msgs):
                 await self._one_at_a_time(msgs)
             elif self._policy.ordered:
                 await self._ordered(msgs)
