@@ -15,38 +15,42 @@ before the reset as redeliveries (one at a time, named in the crash journal), as
 import json
 
 import structlog
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
+from telemetry_core.errors import TransientError
 from telemetry_core.topology import ConsumerSpec
 
 _RESET_TIMEOUT_S = 5.0
+# The server release that added $JS.API.CONSUMER.RESET.
+_RESET_SINCE = (2, 14)
 
 
 async def restart_at_ack_floor(js: JetStreamContext, spec: ConsumerSpec, log: structlog.stdlib.BoundLogger) -> int:
     """Reset ``spec``'s consumer to its ack floor when messages are pending; the last stream sequence it had delivered.
 
-    Returns 0 when nothing was pending (no reset needed) or the server cannot reset (logged: older than 2.14).
+    Returns 0 when nothing was pending (no reset needed) or the server is older than 2.14 (logged). NATS errors
+    and timeouts go up (a cluster electing a consumer leader answers nothing for a moment): the caller retries.
     """
     info = await js.consumer_info(spec.stream, spec.durable)
     if not info.num_ack_pending:
         return 0
-    delivered = info.delivered.stream_seq if info.delivered and info.delivered.stream_seq else 0
-    prefix = getattr(js, "_prefix", "$JS.API")  # the JetStream API prefix (a domain changes it)
-    subject = f"{prefix}.CONSUMER.RESET.{spec.stream}.{spec.durable}"
-    try:
-        reply = await js._nc.request(subject, b'{"seq":0}', timeout=_RESET_TIMEOUT_S)
-        answer = json.loads(reply.data)
-    except (NatsError, TimeoutError, ValueError) as exc:
-        answer = {"error": {"description": repr(exc)}}
-    if "error" in answer:
+    nc = js._nc  # the JetStream context's own connection (nats-py has no call for this API yet)
+    version = nc.connected_server_version
+    if (version.major, version.minor) < _RESET_SINCE:
         log.error(
             "consumer_reset_unavailable", durable=spec.durable, pending=info.num_ack_pending,
-            error=answer["error"].get("description"),
+            server=f"{version.major}.{version.minor}",
             consequence="messages a dead predecessor held may be applied after newer ones, or skipped by a "
                         "checkpoint; nats-server 2.14 or later resets the consumer instead",
         )  # fmt: skip
         return 0
+    delivered = info.delivered.stream_seq if info.delivered and info.delivered.stream_seq else 0
+    prefix = getattr(js, "_prefix", "$JS.API")  # the JetStream API prefix (a domain changes it)
+    reply = await nc.request(f"{prefix}.CONSUMER.RESET.{spec.stream}.{spec.durable}", b'{"seq":0}',
+                             timeout=_RESET_TIMEOUT_S)  # fmt: skip
+    answer = json.loads(reply.data)
+    if "error" in answer:  # e.g. no consumer leader yet in a cluster
+        raise TransientError(f"resetting consumer {spec.durable}: {answer['error'].get('description')}")
     log.info("consumer_restarted_at_ack_floor", durable=spec.durable, pending=info.num_ack_pending,
              ack_floor=info.ack_floor.stream_seq if info.ack_floor else 0, delivered=delivered)  # fmt: skip
     return delivered

@@ -159,7 +159,7 @@ class ConsumerRuntime:
         """
         await self._check_stream()
         if self._policy.ordered:
-            self._in_flight_to = await restart_at_ack_floor(self._js, self._spec, self._log)
+            await self._restart_at_ack_floor()
         sub = await self._js.pull_subscribe_bind(self._spec.durable, self._spec.stream)
         self._log.info("consuming", stream=self._spec.stream, durable=self._spec.durable)
         next_tick, tick_failures = 0.0, 0
@@ -230,6 +230,22 @@ class ConsumerRuntime:
                 await self._settle_one(msg, "nak")
             self._log.info("stopped_mid_batch", released=len(released))
             return False
+
+    async def _restart_at_ack_floor(self) -> None:
+        """Ordered: have a dead predecessor's messages delivered again first (consumer_reset.py); retried until stop.
+
+        Fetching before it succeeded could commit newer messages first: a checkpoint would then skip the older ones.
+        """
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._in_flight_to = await restart_at_ack_floor(self._js, self._spec, self._log)
+                return
+            except Exception as exc:  # NATS away, or a cluster without a consumer leader for a moment
+                failures += 1
+                delay = self._policy.retry_delay(failures)
+                self._log.warning("consumer_reset_failed_retrying", error=repr(exc), attempt=failures, retry_in_s=delay)
+                await sleep_or_stop(self._stop, delay)
 
     async def _check_stream(self) -> None:
         """Run the guard's check, retrying while NATS or PostgreSQL is away (until stop); StreamChanged goes up."""

@@ -332,3 +332,16 @@ async def test_what_a_dead_process_held_comes_before_newer_messages_for_an_order
             assert [batch for _, batch, _ in handler.calls][:3] == [[b"1"], [b"2"], [b"3"]]
         else:  # no checkpoint to protect: an unordered consumer (ingest) takes what is new and is not reset
             assert handler.applied[:2] == [b"4", b"5"]
+
+
+async def test_the_reset_at_start_is_retried_until_the_consumer_answers(nc: Client) -> None:
+    # As in a cluster electing a consumer leader after a node restart: at first, the consumer does not answer.
+    async with lane(nc) as ln:
+        await ln.js.delete_consumer(ln.stream, ln.spec.durable)
+        handler, stop = Recorder(), asyncio.Event()
+        async with running(ln.runtime(handler, stop, Policy(batch=10, ordered=True, **FAST)), stop) as task:
+            await asyncio.sleep(0.5)  # a few failed attempts (FAST: 0.05-0.2 s apart)
+            assert not task.done()  # still trying, not crashed
+            await ln.js.add_consumer(ln.stream, ln.spec.config())
+            await ln.publish(b"after")
+            await until(lambda: handler.applied == [b"after"], timeout=10, what="consumed once the consumer answered")
