@@ -8,6 +8,7 @@ from litestar import Litestar
 
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.key_cache import ApiKeyCache
+from gateway.auth.rate_share import RateShare
 from gateway.auth.remote_verifier import RemoteVerifier
 from gateway.backlog import BacklogMonitor
 from gateway.bounded_shutdown import Step, run_steps
@@ -78,6 +79,8 @@ def make_lifespan(settings: Settings) -> "object":
             reads=await start_cached_reads(settings, nats_url, read_pool, log),
         )
         await app.state.gw.reports.start(nc)
+        rate_share = RateShare(nc, app.state.gw.auth.requests, app.state.gw.auth.points, log)
+        await rate_share.start()
         if not settings.api_keys:
             log.warning("no_bootstrap_api_keys", hint="set TELEMETRY_API_KEYS to administer the service")
         log.info("gateway_ready", port=settings.port)
@@ -88,6 +91,7 @@ def make_lifespan(settings: Settings) -> "object":
             steps: list[Step] = [] if remote is None else [("remote_verifier", remote.aclose)]
             await run_steps([
                 ("backlog", backlog.stop),
+                ("rate_share", rate_share.stop),
                 ("cached_reads", lambda: stop_cached_reads(gw.reads)),
                 ("live", live.stop),
                 ("off_loop", off_loop.shutdown),

@@ -54,6 +54,10 @@ PUBLISH_RETRIES = Counter(
     "telemetry_publish_retries_total", "Point publishes sent again within the publish timeout (node loss, election).",
     registry=GATEWAY_REGISTRY,
 )  # fmt: skip
+RATE_LIMIT_SPENDS_HEARD = Counter(
+    "telemetry_rate_limit_spends_heard", "Reports of rate-limit spending taken from other gateway copies.",
+    registry=GATEWAY_REGISTRY,
+)  # fmt: skip
 CONSUMER_PENDING = Gauge(
     "telemetry_consumer_pending", "Messages of the stream not yet delivered to the durable consumer (at scrape).",
     ["stream", "consumer"], registry=GATEWAY_REGISTRY,

@@ -1,8 +1,10 @@
-"""Per-caller token buckets: requests per second and points per second, per gateway copy.
+"""Per-caller token buckets: requests per second and points per second, across the gateway copies.
 
 A bucket holds ``rate * burst_s`` tokens and refills continuously. A request that finds enough
 tokens (or a full bucket, for a batch larger than the bucket) spends them and may leave the bucket
 in debt; one that does not is refused with the seconds until it would pass (``Retry-After``).
+What a copy's callers spend is also told to the other copies (``rate_share.py``), which take it from
+their own buckets of the same key (:meth:`TokenBuckets.absorb`): a key's limit holds for the service.
 """
 
 import math
@@ -22,6 +24,8 @@ class TokenBuckets:
         self._capacity = rate * burst_s
         self._what = what
         self._buckets: dict[str, tuple[float, float]] = {}
+        # What this copy's callers spent since the last share, per key; None until rate_share.py shares it.
+        self.spent: dict[str, float] | None = None
 
     def charge(self, key: str, cost: float = 1.0) -> None:
         """Spend ``cost`` from ``key``'s bucket or raise 429 with Retry-After."""
@@ -39,8 +43,26 @@ class TokenBuckets:
                 headers={"Retry-After": str(wait)},
             )
         self._buckets[key] = (tokens - cost, now)
+        if self.spent is not None:
+            self.spent[key] = self.spent.get(key, 0.0) + cost
         if len(self._buckets) > _PRUNE_EVERY:
             self._prune(now)
+
+    def absorb(self, key: str, cost: float) -> None:
+        """Take what ``key`` spent at another gateway copy from its bucket here (it may go into debt)."""
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (self._capacity, now))
+        tokens = min(self._capacity, tokens + (now - last) * self.rate)
+        # At most one bucket of debt: a copy that missed messages (or many copies at once) cannot lock a key
+        # out for longer than a full refill.
+        self._buckets[key] = (max(tokens - cost, -self._capacity), now)
+
+    def take_spent(self) -> dict[str, float]:
+        """What was spent here since the last call (and forget it); from the first call on, spending is recorded."""
+        spent, self.spent = self.spent or {}, {}
+        return spent
 
     def _prune(self, now: float) -> None:
         full_after = self._capacity / self.rate

@@ -7,9 +7,14 @@ import pytest
 
 from tests.e2e.conftest import point
 from tests.support.auth import bearer, gateway_copy, jwt_env, token
+from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import Servers
 from tests.support.stack import Stack
+
+LIMITS = jwt_env(
+    TELEMETRY_RATE_LIMIT_REQUESTS="0.5", TELEMETRY_RATE_LIMIT_POINTS="1.25", TELEMETRY_RATE_LIMIT_BURST="4"
+)
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +23,7 @@ def limited(stack: Stack, servers: Servers, tmp_path_factory: pytest.TempPathFac
     # Slow refills (a token every 2 s, a point every 0.8 s) into buckets of 2 requests and 5 points: the refill
     # between a test's requests stays below one token even when a loaded machine takes a second to answer them
     # (with 2 requests/s and a 1 s burst, a slow first two requests let the third one through).
-    env = jwt_env(
-        TELEMETRY_RATE_LIMIT_REQUESTS="0.5", TELEMETRY_RATE_LIMIT_POINTS="1.25", TELEMETRY_RATE_LIMIT_BURST="4"
-    )
-    with gateway_copy(servers, tmp_path_factory.mktemp("limited"), **env) as copy:
+    with gateway_copy(servers, tmp_path_factory.mktemp("limited"), **LIMITS) as copy:
         yield copy
 
 
@@ -50,6 +52,32 @@ def test_points_past_the_limit_get_429(limited: Stack) -> None:
     assert second.status_code == 429
     assert int(second.headers["retry-after"]) >= 1
     assert second.json()["detail"].startswith("rate limit: at most 1.25 points per second for this key")
+
+
+def spends_heard(copy: Stack) -> float:
+    """How many reports of other copies' spending ``copy`` has taken from its buckets (its /metrics)."""
+    text = httpx.get(f"{copy.url}/metrics", headers=copy.headers).text
+    lines = [line for line in text.splitlines() if line.startswith("telemetry_rate_limit_spends_heard_total ")]
+    return float(lines[0].split()[1]) if lines else 0.0
+
+
+def test_a_keys_budget_holds_across_gateway_copies(
+    limited: Stack, servers: Servers, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # As `telemetry run` starts one gateway per core on one port: a key's connections land on either copy.
+    with gateway_copy(servers, tmp_path_factory.mktemp("limited_too"), **LIMITS) as other:
+        headers = bearer(token(unique("user")))
+        path = "/api/v1/telemetry/metrics"
+        before = spends_heard(other)
+        # The whole bucket (2 requests) spent at the first copy...
+        assert [httpx.get(limited.url + path, headers=headers).status_code for _ in range(2)] == [200, 200]
+        eventually(lambda: spends_heard(other) > before, timeout=10, what="the other copy heard of the spending")
+        # ...is spent at the other one too: without sharing its own full bucket let this request through.
+        refused = httpx.get(other.url + path, headers=headers)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["detail"].startswith("rate limit: at most 0.5 requests per second for this key")
+        # Another key is untouched there.
+        assert httpx.get(other.url + path, headers=bearer(token(unique("user")))).status_code == 200
 
 
 def test_limits_are_off_by_default(stack: Stack) -> None:
