@@ -1,6 +1,8 @@
 """The alert engine as a runtime handler: a failed save is retried without evaluating the points twice."""
 
+import asyncio
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -10,6 +12,7 @@ import structlog
 from nats.aio.client import Client
 from psycopg_pool import AsyncConnectionPool
 
+from alert_worker import engine as engine_module
 from alert_worker.emitter import Emitter
 from alert_worker.engine import Engine
 from alert_worker.evaluator import Evaluator
@@ -74,6 +77,49 @@ async def test_a_failed_save_is_retried_with_the_same_transitions_and_no_second_
             cur = await conn.execute("SELECT last_seq FROM telemetry.projection_checkpoints WHERE projection = %s",
                                      (name,))  # fmt: skip
             assert await cur.fetchall() == [(seq,)]
+    finally:
+        await sub.unsubscribe()
+        await dead.close(timeout=1)
+
+
+async def test_a_batch_that_changes_nothing_saves_its_position_later_not_at_once(
+    nc: Client, pool: AsyncConnectionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "CHECKPOINT_EVERY_S", 0.5)
+    js, device = nc.jetstream(), unique("dev")
+    validator = PointsValidator(SIGNING_KEY.encode())
+    # A point of a metric no rule watches: evaluated (skimmed), no machine changes, nothing to emit.
+    body = {"device_id": device, "points": [{"timestamp": datetime.now(UTC).isoformat(), "metric_name": "quiet",
+                                              "value": 1}]}  # fmt: skip
+    data = json.dumps(body).encode()
+    seq = (await js.publish(points_subject(device), data, headers={SIGNATURE: validator.signature(data)})).seq
+    sub = await js.pull_subscribe(f"telemetry.points.{slot_of(device)}.{device}", stream=POINTS_STREAM)
+    msgs = await sub.fetch(1, timeout=5)
+    name = unique("engine_quiet")
+    # PostgreSQL unreachable: a commit would raise.
+    dead = make_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/telemetry", timeout_s=0.3)
+    await dead.open(wait=False)
+    evaluator = Evaluator(RuleIndex(js, LOG), {}, 60.0, LOG)
+    engine = Engine(js, dead, ConsumerSpec(POINTS_STREAM, name, "telemetry.points.>"), evaluator,
+                    Emitter(js, EventsOut(nc, "test"), LOG), partition=0, partitions=1, checkpoint=0, tick_s=1.0,
+                    rules_seq=lambda: 1, log=LOG, validator=validator)  # fmt: skip
+
+    async def saved() -> list[tuple[int]]:
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT last_seq FROM telemetry.projection_checkpoints WHERE projection = %s",
+                                     (name,))  # fmt: skip
+            return list(await cur.fetchall())
+
+    try:
+        assert await engine.handle(msgs) == []  # no commit: it would have failed on the dead pool
+        assert engine.checkpoint == seq and await saved() == []
+        engine.pool = pool
+        # The tick hook (every 0.2 s in the runtime) saves the position once CHECKPOINT_EVERY_S has passed.
+        deadline = time.monotonic() + 5
+        while await saved() != [(seq,)]:
+            assert time.monotonic() < deadline, "the position was never saved"
+            await engine.tick()
+            await asyncio.sleep(0.05)
     finally:
         await sub.unsubscribe()
         await dead.close(timeout=1)
