@@ -54,9 +54,9 @@ PUBLISH_RETRIES = Counter(
     "telemetry_publish_retries_total", "Point publishes sent again within the publish timeout (node loss, election).",
     registry=GATEWAY_REGISTRY,
 )  # fmt: skip
-RATE_LIMIT_SPENDS_HEARD = Counter(
-    "telemetry_rate_limit_spends_heard", "Reports of rate-limit spending taken from other gateway copies.",
-    registry=GATEWAY_REGISTRY,
+RATE_LIMIT_SHARED = Counter(
+    "telemetry_rate_limit_shared", "Requests and points spent at other gateway copies, taken from this copy's "
+    "buckets (gateway/auth/rate_share.py).", ["kind"], registry=GATEWAY_REGISTRY,
 )  # fmt: skip
 CONSUMER_PENDING = Gauge(
     "telemetry_consumer_pending", "Messages of the stream not yet delivered to the durable consumer (at scrape).",

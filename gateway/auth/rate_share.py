@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from gateway.auth.rate_limit import TokenBuckets
-from gateway.metrics import RATE_LIMIT_SPENDS_HEARD
+from gateway.metrics import RATE_LIMIT_SHARED
 from telemetry_core.stopping import bounded
 
 SUBJECT = "telemetry.ratelimit.spent"
@@ -40,10 +40,15 @@ class RateShare:
     """Publishes this copy's spending and applies the others'; does nothing while both limits are off."""
 
     def __init__(self, nc: Client, requests: TokenBuckets, points: TokenBuckets,
-                 log: structlog.stdlib.BoundLogger) -> None:  # fmt: skip
-        """Share the spending of ``requests`` and ``points`` over ``nc``."""
+                 log: structlog.stdlib.BoundLogger, subject: str = SUBJECT) -> None:  # fmt: skip
+        """Share the spending of ``requests`` and ``points`` over ``nc``, on ``subject``."""
         self._nc, self._requests, self._points, self._log = nc, requests, points, log
+        self._subject = subject
         self._sender = uuid.uuid4().hex
+        self._shared_requests, self._shared_points = (
+            RATE_LIMIT_SHARED.labels("requests"),
+            RATE_LIMIT_SHARED.labels("points"),
+        )
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -57,7 +62,7 @@ class RateShare:
         if not self.active:
             return
         self._requests.take_spent(), self._points.take_spent()  # from now on the buckets record what is spent
-        self._sub = await self._nc.subscribe(SUBJECT, cb=self._heard)
+        self._sub = await self._nc.subscribe(self._subject, cb=self._heard)
         self._task = asyncio.create_task(self._share_until_cancelled())
 
     async def stop(self) -> None:
@@ -81,7 +86,7 @@ class RateShare:
             return
         body = msgspec.json.encode(Spent(sender=self._sender, requests=requests, points=points))
         try:
-            await self._nc.publish(SUBJECT, body)
+            await self._nc.publish(self._subject, body)
         except Exception as exc:  # the client reconnects; the other copies under-count one interval
             self._log.warning("rate_share_publish_failed", error=repr(exc))
 
@@ -93,8 +98,9 @@ class RateShare:
             return
         if spent.sender == self._sender:
             return
-        RATE_LIMIT_SPENDS_HEARD.inc()
         for key, cost in spent.requests.items():
             self._requests.absorb(key, cost)
         for key, cost in spent.points.items():
             self._points.absorb(key, cost)
+        self._shared_requests.inc(sum(spent.requests.values()))
+        self._shared_points.inc(sum(spent.points.values()))
