@@ -60,8 +60,10 @@ class TokenBuckets:
         self._buckets[key] = (max(tokens - cost, -self._capacity), now)
 
     def take_spent(self) -> dict[str, float]:
-        """What was spent here since the last call (and forget it); from the first call on, spending is recorded."""
-        spent, self.spent = self.spent or {}, {}
+        """What was spent here since the last call (and forget it); nothing while spending is not recorded."""
+        if self.spent is None:
+            return {}
+        spent, self.spent = self.spent, {}
         return spent
 
     def _prune(self, now: float) -> None:

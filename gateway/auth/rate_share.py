@@ -61,7 +61,7 @@ class RateShare:
         """Subscribe to the other copies' reports and start publishing this one's."""
         if not self.active:
             return
-        self._requests.take_spent(), self._points.take_spent()  # from now on the buckets record what is spent
+        self._requests.spent, self._points.spent = {}, {}  # from now on the buckets record what is spent
         self._sub = await self._nc.subscribe(self._subject, cb=self._heard)
         self._task = asyncio.create_task(self._share_until_cancelled())
 

@@ -210,7 +210,8 @@ class ConsumerRuntime:
         """Handle one fetched batch; False when the stop signal interrupted it (unsettled messages are nak'ed)."""
         self._unsettled = {id(m): m for m in msgs}
         try:
-            if any(_delivered(m) > 1 or m.metadata.sequence.stream <= self._in_flight_to for m in msgs):
+            held = self._in_flight_to  # 0 unless a predecessor died holding messages (consumer_reset.py)
+            if any(_delivered(m) > 1 or m.metadata.sequence.stream <= held for m in msgs):
                 await self._one_at_a_time(msgs)
             elif self._policy.ordered:
                 await self._ordered(msgs)

@@ -15,9 +15,6 @@ import pytest
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
-from ingest_worker.notices import build_notice
-from ingest_worker.rows import RowSet
-from ingest_worker.writer import PartitionCache, write_rows
 from projection_worker import stats_guard
 from projection_worker.projections import device_stats
 from telemetry_core.embedded import EmbeddedServer, start_nats
@@ -26,6 +23,7 @@ from telemetry_core.settings import Settings
 from telemetry_core.topology import INGEST_CONSUMER, POINTS_STREAM, ensure_topology, points_subject
 from telemetry_schemas.notices import PointsStored
 from telemetry_schemas.values import Point
+from tests.support.ingest_writes import store_messages
 from tests.support.own_database import own_database
 from tests.support.servers import Servers
 
@@ -43,16 +41,12 @@ async def own_pool(servers: Servers) -> AsyncIterator[AsyncConnectionPool]:
 
 async def stored_notices(pool: AsyncConnectionPool, seqs: list[int]) -> list[PointsStored]:
     """Store message ``seq`` (device d<seq>, ``seq`` points of metric m) as the ingest worker does; its notices."""
-    messages = [(seq, f"d{seq}", [Point(timestamp=HOUR + timedelta(seconds=i), metric_name="m", value=float(i)) for i in range(seq)])
-                for seq in seqs]  # fmt: skip
-    rows = RowSet()
-    for seq, device, points in messages:
-        for p in points:
-            rows.add(device, p, seq)
-    async with pool.connection() as conn:
-        await PartitionCache().ensure(conn, rows.days())
-        inserted = await write_rows(conn, rows.rows())
-    return [build_notice(device, seq, points, inserted) for seq, device, points in messages]
+
+    def points(n: int) -> list[Point]:
+        return [Point(timestamp=HOUR + timedelta(seconds=i), metric_name="m", value=float(i)) for i in range(n)]
+
+    messages = [(seq, f"d{seq}", points(seq)) for seq in seqs]
+    return (await store_messages(pool, messages))[1]
 
 
 async def apply(pool: AsyncConnectionPool, messages: list[list[PointsStored]]) -> None:

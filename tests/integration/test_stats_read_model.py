@@ -16,15 +16,13 @@ from psycopg_pool import AsyncConnectionPool
 from gateway.views import stats as stats_view
 from gateway.views.stats import device_stats as read_device_stats
 from gateway.views.stats import service_stats as read_service_stats
-from ingest_worker.notices import build_notice
-from ingest_worker.rows import RowSet
-from ingest_worker.writer import PartitionCache, write_rows
 from projection_worker.projections import dead_letter_stats, device_stats
 from telemetry_core.migrate import migrate
 from telemetry_core.pg_pool import make_pool
 from telemetry_schemas.dead_letter import DeadLetter
 from telemetry_schemas.values import Point
 from tests.support.ids import unique
+from tests.support.ingest_writes import store_messages
 from tests.support.servers import Servers
 
 NOW = datetime.now(UTC)
@@ -51,14 +49,7 @@ def pt(metric: str, ago: timedelta, value: float) -> Point:
 
 async def store(pool: AsyncConnectionPool, messages: list[tuple[int, str, list[Point]]]) -> dict:
     """Write messages (seq, device, points) in one transaction as the ingest worker does; apply their notices."""
-    rows = RowSet()
-    for seq, device, points in messages:
-        for p in points:
-            rows.add(device, p, seq)
-    async with pool.connection() as conn:
-        await PartitionCache().ensure(conn, rows.days())
-        inserted = await write_rows(conn, rows.rows())
-    notices = [build_notice(device, seq, points, inserted) for seq, device, points in messages]
+    inserted, notices = await store_messages(pool, messages)
     # JetStream accepted each message 50 ms before its commit (build_notice stamps stored_at).
     notices = [msgspec.structs.replace(n, accepted_at=n.stored_at - timedelta(milliseconds=50)) for n in notices]
     async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
