@@ -100,9 +100,9 @@ def notice_messages(
     The message id is ``id_prefix`` and the POINTS sequences the message covers, so publishing the same notices
     again (a retry, a redelivered batch after a crash) is de-duplicated by JetStream. A redelivered batch grouped
     differently (after a crash the runtime handles redelivered messages one at a time) publishes its notices
-    again under another id: latest values and rollups come out the same, series and hourly statistics too (the
-    re-run upsert counts no point as new), but the per-minute ingest statistics (stats_ingest_minute: messages,
-    points, latency) count those messages twice. One notice per message, each with its own id, did not.
+    again under another id. Latest values and rollups come out the same (their projections are idempotent); the
+    re-run upsert reports the rows the message owns as its inserts, so the statistics would count those messages
+    twice: the device_stats projection counts each POINTS sequence once (projection_worker/stats_guard.py).
     ``request_ids`` (POINTS sequence -> X-Request-Id) go on the header, comma-separated, for the projections' logs.
     """
     ids = request_ids or {}
