@@ -18,11 +18,10 @@ import structlog
 from nats.js import JetStreamContext
 
 from telemetry_core.errors import TransientError
+from telemetry_core.nats_version import CONSEQUENCE, RESET_SINCE
 from telemetry_core.topology import ConsumerSpec
 
 _RESET_TIMEOUT_S = 5.0
-# The server release that added $JS.API.CONSUMER.RESET.
-_RESET_SINCE = (2, 14)
 
 
 async def restart_at_ack_floor(js: JetStreamContext, spec: ConsumerSpec, log: structlog.stdlib.BoundLogger) -> int:
@@ -36,12 +35,10 @@ async def restart_at_ack_floor(js: JetStreamContext, spec: ConsumerSpec, log: st
         return 0
     nc = js._nc  # the JetStream context's own connection (nats-py has no call for this API yet)
     version = nc.connected_server_version
-    if (version.major, version.minor) < _RESET_SINCE:
+    if (version.major, version.minor) < RESET_SINCE:  # run anyway (TELEMETRY_ALLOW_OLD_NATS)
         log.error(
             "consumer_reset_unavailable", durable=spec.durable, pending=info.num_ack_pending,
-            server=f"{version.major}.{version.minor}",
-            consequence="messages a dead predecessor held may be applied after newer ones, or skipped by a "
-                        "checkpoint; nats-server 2.14 or later resets the consumer instead",
+            server=f"{version.major}.{version.minor}", consequence=CONSEQUENCE,
         )  # fmt: skip
         return 0
     delivered = info.delivered.stream_seq if info.delivered and info.delivered.stream_seq else 0

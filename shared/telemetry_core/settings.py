@@ -161,6 +161,9 @@ class Settings:
     # JetStream replicas of every stream (TELEMETRY_STREAM_REPLICAS); None: as many as the cluster offers, up
     # to 3 (1 on a single node). Asking for more than the cluster has stops the process (topology.py).
     stream_replicas: int | None = None
+    # Run on a nats-server older than 2.14 (TELEMETRY_ALLOW_OLD_NATS): without consumer resets a crashed
+    # projection or alert engine can skip what it held (consumer_reset.py), so the processes refuse it unless asked.
+    allow_old_nats: bool = False
     db_timeout_s: float = 2.0
     db_pool_max: int = 10
     max_body_bytes: int = 16 * 1024 * 1024
@@ -283,6 +286,7 @@ class Settings:
             publish_timeout_s=_number(env, "TELEMETRY_PUBLISH_TIMEOUT", 2.0, float, 0.05, 60.0),
             ack_wait_s=ack_wait_from_env(env),
             stream_replicas=_number(env, "TELEMETRY_STREAM_REPLICAS", 0, int, 0, 5) or None,
+            allow_old_nats=_flag(env, "TELEMETRY_ALLOW_OLD_NATS"),
             db_timeout_s=_number(env, "TELEMETRY_DB_TIMEOUT", 2.0, float, 0.05, 60.0),
             db_pool_max=_number(env, "TELEMETRY_DB_POOL_MAX", 10, int, 1, 500),
             max_body_bytes=_number(env, "TELEMETRY_MAX_BODY_BYTES", 16 * 1024 * 1024, int, 1024, 1 << 30),

@@ -19,6 +19,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from telemetry_core.crash_journal import ensure_bucket
+from telemetry_core.nats_version import require_consumer_reset
 from telemetry_core.replicas import cluster_size, resolve_replicas
 from telemetry_core.settings import Settings, ack_wait_from_env
 
@@ -273,7 +274,10 @@ async def ensure_topology(js: JetStreamContext, settings: Settings) -> None:
     messages already stored keep their telemetry.points.<device> subject and stay where they are; every
     POINTS consumer's filter still matches them (see alert_engine_consumer), and new ones get slots.
     """
-    # Before any change: a cluster too small for the replicas asked stops the process with the reason.
+    # Before any change: a server without consumer resets, or a cluster too small for the replicas asked, stops
+    # the process with the reason.
+    version = js._nc.connected_server_version
+    require_consumer_reset((version.major, version.minor), settings.allow_old_nats, structlog.get_logger())
     try:
         existing = (await js.stream_info(POINTS_STREAM)).config.num_replicas
     except NotFoundError:

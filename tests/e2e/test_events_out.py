@@ -38,6 +38,9 @@ async def test_every_event_appears_on_its_subject_with_its_payload(stack: Stack)
         name: await nc.subscribe(f"{PREFIX}.{name}")
         for name in ("data.received", "metric.defined", "alert.rule.created", "alert.triggered", "alert.resolved")
     }
+    # The server must hold the subscriptions before the first event can happen: a SUB still in the client's
+    # buffer when the gateway publishes misses that event (core NATS keeps nothing for late subscribers).
+    await nc.flush()
     try:
         async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
             r = await client.post("/api/v1/telemetry/metrics", json={"name": metric, "data_type": "numeric"})

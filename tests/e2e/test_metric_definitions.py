@@ -142,6 +142,7 @@ async def test_metric_defined_event_is_published(stack: Stack) -> None:
     name = unique("m")
     nc = await nats.connect(stack.servers.nats_url)
     sub = await nc.subscribe("telemetry_service.metric.defined")
+    await nc.flush()  # subscribed at the server before the event can be published
     try:
         async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
             assert (await client.post(URL, json=definition(name))).status_code == 201
