@@ -109,13 +109,20 @@ async def check_checkpoints(gw: GatewayState) -> ComponentHealth:
 
 
 def check_api_key_cache(gw: GatewayState) -> ComponentHealth:
-    """The gateway's API key cache: while its follower is down, new keys and revocations are not applied."""
+    """The gateway's API key cache and deleted users: while a follower is down, revocations are not applied."""
     follower = gw.auth.keys.follower
     metrics = {"keys": len(gw.auth.keys)}
-    if follower.healthy:
-        return ComponentHealth(status="healthy", metrics=metrics)
-    detail = f"API key cache is resubscribing after: {follower.last_error or 'its follower stopped'}"
-    return ComponentHealth(status="unhealthy", detail=detail, metrics=metrics)
+    deleted = gw.auth.deleted_users
+    if deleted is not None:
+        metrics["deleted_users"] = len(deleted)
+    if not follower.healthy:
+        detail = f"API key cache is resubscribing after: {follower.last_error or 'its follower stopped'}"
+        return ComponentHealth(status="unhealthy", detail=detail, metrics=metrics)
+    if deleted is not None and not deleted.follower.healthy:
+        # Tokens of users deleted meanwhile are still accepted by this copy.
+        detail = f"deleted-users feed is resubscribing after: {deleted.follower.last_error or 'its follower stopped'}"
+        return ComponentHealth(status="unhealthy", detail=detail, metrics=metrics)
+    return ComponentHealth(status="healthy", metrics=metrics)
 
 
 WORKERS = ("ingest-worker", "projection-worker", "alert-worker")

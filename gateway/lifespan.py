@@ -7,6 +7,7 @@ import structlog
 from litestar import Litestar
 
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.deleted_users import DeletedUsers
 from gateway.auth.key_cache import ApiKeyCache
 from gateway.auth.rate_share import RateShare
 from gateway.auth.remote_verifier import RemoteVerifier
@@ -50,6 +51,8 @@ def make_lifespan(settings: Settings) -> "object":
         await definitions.start()
         api_keys = ApiKeyCache(js, log)
         await api_keys.start()
+        deleted_users = DeletedUsers(js, settings.user_deleted_subject, pool, log)
+        await deleted_users.start()
         remote = RemoteVerifier(settings, log) if settings.auth_service_url else None
         validator = PointsValidator(signing_key)
         publisher = CommandPublisher(nc, js, settings.publish_timeout_s, validator)
@@ -69,7 +72,7 @@ def make_lifespan(settings: Settings) -> "object":
             pool=pool,
             read_pool=read_pool,
             publisher=publisher,
-            auth=Authenticator(settings, api_keys, remote),
+            auth=Authenticator(settings, api_keys, remote, deleted_users),
             definitions=definitions,
             commands=build_commands(publisher, pool, read_pool, definitions, announce, nc),
             off_loop=off_loop,
@@ -98,6 +101,7 @@ def make_lifespan(settings: Settings) -> "object":
                 ("reports", gw.reports.stop),
                 ("definitions", definitions.stop),
                 ("api_keys", api_keys.stop),
+                ("deleted_users", deleted_users.stop),
                 *steps,
                 ("read_pool", lambda: close_read_pool(read_pool, pool)),
                 ("pool", pool.close),

@@ -16,6 +16,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 
+from gateway.auth.deleted_users import DeletedUsers
 from gateway.auth.jwt_verifier import JwtVerifier, looks_like_jwt
 from gateway.auth.key_cache import ApiKeyCache
 from gateway.auth.principal import Principal
@@ -26,6 +27,7 @@ from telemetry_core.api_key_material import key_digest
 from telemetry_core.settings import Settings
 from telemetry_schemas.enums import ApiKeyScope
 
+DELETED_USER = "invalid token: its user (sub) was deleted by the account service"
 MISSING = "missing credentials: send the header X-Api-Key: <key> or Authorization: Bearer <key or JWT>"
 _ADMIN = frozenset({ApiKeyScope.ADMIN})
 INTERNAL = Principal(subject="internal", scopes=_ADMIN, kind="internal", limit_key="internal")
@@ -81,7 +83,14 @@ def presented_credentials(connection: ASGIConnection[Any, Any, Any, Any]) -> tup
 class Authenticator:
     """Everything the gateway needs to say who is calling (held on GatewayState as ``auth``)."""
 
-    def __init__(self, settings: Settings, keys: ApiKeyCache, remote: RemoteVerifier | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: ApiKeyCache,
+        remote: RemoteVerifier | None = None,
+        deleted_users: DeletedUsers | None = None,
+    ) -> None:
+        """``deleted_users``: users whose tokens are refused (user.deleted); None refuses none (benchmarks)."""
         # A bootstrap key's name is a short non-reversible id of it (as before keys were data).
         self._bootstrap = tuple(
             (d, Principal(subject=f"apikey:{d.hex()[:12]}", scopes=_ADMIN, kind="bootstrap", limit_key=d.hex()[:12]))
@@ -93,6 +102,13 @@ class Authenticator:
         self.requests = TokenBuckets(settings.rate_limit_requests, settings.rate_limit_burst_s, "requests")
         self.points = TokenBuckets(settings.rate_limit_points, settings.rate_limit_burst_s, "points")
         self.remote = remote
+        self.deleted_users = deleted_users
+
+    def _person(self, principal: Principal) -> Principal:
+        """A token's user, unless the account service deleted them (401: the token outlived its user)."""
+        if self.deleted_users is not None and self.deleted_users.deleted(principal.subject):
+            raise NotAuthorizedException(DELETED_USER)
+        return principal
 
     def _api_key(self, key: str) -> Principal:
         digest = key_digest(key)
@@ -114,7 +130,7 @@ class Authenticator:
             raise NotAuthorizedException(MISSING)
         kind, value = presented
         if kind == "bearer" and looks_like_jwt(value):
-            return self.jwt.verify(value)
+            return self._person(self.jwt.verify(value))
         return self._api_key(value)
 
     async def identify_anywhere(self, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
@@ -129,7 +145,7 @@ class Authenticator:
             vouched = await self.remote.verify("token" if looks_like_jwt(value) else "api_key", value)
             if vouched is None:
                 raise
-            return vouched
+            return self._person(vouched)
 
 
 def authenticator_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Authenticator:

@@ -1,16 +1,20 @@
 """Who may call: every route needs credentials (API key or JWT); the internal-call header only when trusted."""
 
+import asyncio
 import re
 from collections.abc import Callable, Iterator
 
 import httpx
+import msgspec
+import nats
 import pytest
 
 from gateway.app import create_app
-from gateway.auth.authenticator import MISSING
+from gateway.auth.authenticator import DELETED_USER, MISSING
 from telemetry_core.settings import Settings
 from tests.e2e.conftest import point
 from tests.support.auth import JWT_AUDIENCE, JWT_ISSUER, bearer, gateway_copy, jwt_env, token
+from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import Servers
 from tests.support.stack import Stack
@@ -125,6 +129,41 @@ def test_a_good_token_passes_where_bad_ones_fail(jwt_gateway: Stack) -> None:
     # The control for the test above: the same request with a valid token.
     r = httpx.get(f"{jwt_gateway.url}/api/v1/telemetry/metrics", headers=bearer(token()))
     assert r.status_code == 200, r.text
+
+
+def test_a_deleted_users_tokens_are_refused_on_every_path(jwt_gateway: Stack, servers: Servers) -> None:
+    gone, kept = unique("gone-user"), unique("kept-user")
+    device = unique("dev")
+    base = f"{jwt_gateway.url}/api/v1/telemetry"
+    requests = [  # the Litestar route, the fast read path and the fast single-point path
+        ("GET", f"{base}/metrics", None, 200),
+        ("GET", f"{base}/devices/{device}/metrics/cpu/latest", None, 404),
+        ("POST", f"{base}/devices/{device}/telemetry", point(), 200),
+    ]
+
+    def answers(user: str) -> list[tuple[int, str | None]]:
+        headers = bearer(token(user, scope="admin"))
+        out = []
+        for method, url, body, _ in requests:
+            r = httpx.request(method, url, headers=headers, json=body)
+            out.append((r.status_code, r.json().get("detail") if r.status_code == 401 else None))
+        return out
+
+    before = [(status, None) for *_, status in requests]
+    assert answers(gone) == before
+
+    # The account service deletes the user (FR-020): a platform event on its subject.
+    async def publish() -> None:
+        nc = await nats.connect(servers.nats_url)
+        try:
+            await nc.jetstream().publish("account_service.user.deleted", msgspec.json.encode({"user_id": gone}))
+        finally:
+            await nc.close()
+
+    asyncio.run(publish())
+    refused = [(401, DELETED_USER)] * len(requests)
+    eventually(lambda: answers(gone) == refused, timeout=10, what="the deleted user's token refused everywhere")
+    assert answers(kept) == before  # nobody else is affected
 
 
 def test_a_gateway_without_jwt_keys_refuses_tokens(stack: Stack) -> None:
