@@ -95,7 +95,8 @@ async def get_one_alert(alert_id: Identifier, pool: NamedDependency[AsyncConnect
 @put(f"{_BASE}/{{alert_id:str}}/acknowledge", tags=_TAGS, summary="Acknowledge an alert (E4-US6)",
      responses=errors(404),
      dto=JsonBody[NoteRequest], return_dto=None, operation_class=OptionalBodyOperation,
-     description='Optional body {"note": "..."}. Only an active alert can be acknowledged: 409 when it is already '
+     description='Optional body {"note": "..."} (or {"acknowledgement_note": "..."}). Only an active alert can be '
+     "acknowledged: 409 when it is already "
      "acknowledged or resolved, or when it changed concurrently (e.g. the engine resolved it). 404 for an "
      "unknown alert. Returns the updated alert once it is readable.")  # fmt: skip
 async def acknowledge_alert(
@@ -106,12 +107,13 @@ async def acknowledge_alert(
 ) -> AlertResponse:
     """Acknowledge the alert, conditional on it still being active."""
     checked_name(alert_id, "alert_id")
-    return _response(await alert_commands.acknowledge(alert_id, data.note if data else None, ctx))
+    return _response(await alert_commands.acknowledge(alert_id, data.acknowledgement() if data else None, ctx))
 
 
 @put(f"{_BASE}/{{alert_id:str}}/resolve", tags=_TAGS, responses=errors(404), summary="Resolve an alert (E4-US6)",
      dto=JsonBody[NoteRequest], return_dto=None, operation_class=OptionalBodyOperation,
-     description='Optional body {"note": "..."}. An active or acknowledged alert becomes resolved, by the '
+     description='Optional body {"note": "..."} (or {"resolution_note": "..."}). An active or acknowledged alert '
+     "becomes resolved, by the "
      "caller. 409 when it is already resolved or changed "
      "concurrently; 404 for an unknown alert. Publishes the platform event `alert.resolved`. Returns the "
      "updated alert once it is readable.")  # fmt: skip
@@ -123,7 +125,7 @@ async def resolve_alert(
 ) -> AlertResponse:
     """Resolve the alert, conditional on it not being resolved."""
     checked_name(alert_id, "alert_id")
-    return _response(await alert_commands.resolve(alert_id, data.note if data else None, ctx))
+    return _response(await alert_commands.resolve(alert_id, data.resolution() if data else None, ctx))
 
 
 ROUTES = [list_all_alerts, get_one_alert, acknowledge_alert, resolve_alert]

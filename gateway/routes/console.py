@@ -17,9 +17,9 @@ from litestar.params import FromPath, HeaderParameter
 
 _ROOT = Path(__file__).resolve().parent.parent / "console"
 _TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
     ".svg": "image/svg+xml",
 }
 # Only what the page itself loads: scripts and styles from this origin, API calls and the WebSocket stream to it.

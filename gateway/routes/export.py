@@ -52,7 +52,7 @@ async def export_csv(
     filename = f"telemetry_{start_time:%Y%m%dT%H%M%S}_{end_time:%Y%m%dT%H%M%S}.csv"
     return Stream(
         csv_chunks(pool, params),
-        media_type="text/csv; charset=utf-8",
+        media_type="text/csv",  # Litestar adds "; charset=utf-8" to text/* itself (it was sent twice)
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 

@@ -153,7 +153,9 @@ def _ceil_to(t: datetime, seconds: int) -> datetime:
      summary="A metric over a predefined range ending now (E3-US4)",
      description="time_range 1h, 6h or 24h returns raw points unless `aggregation` is given; 7d, 30d and 90d "
      "return `avg` per bucket by default (intervals 1h, 6h, 1d) so a long range never returns raw points by "
-     "surprise. Aggregated ranges end at the next bucket boundary, so buckets line up with rollups. "
+     "surprise. A series with no numeric points in the range (string, boolean or JSON values) has nothing to "
+     "average: without `aggregation` it returns its raw points instead (up to 10,000, `aggregation` null). "
+     "Aggregated ranges end at the next bucket boundary, so buckets line up with rollups. "
      + CACHED)  # fmt: skip
 async def get_range(
     device_id: Identifier,
@@ -167,7 +169,8 @@ async def get_range(
     checked_name(device_id, "device_id")
     checked_name(metric_name, "metric_name")
     span = TIME_RANGES[time_range]
-    if aggregation is None and span > 86_400:
+    defaulted = aggregation is None and span > 86_400
+    if defaulted:
         aggregation = "avg"
     now = datetime.now(UTC)
     if aggregation is None:
@@ -190,9 +193,23 @@ async def get_range(
 
     cached = gw.query_reads
     if cached is None or aggregation is None:  # raw ranges end now: never asked twice
-        return await compute()
-    key = read_key("range", device_id, metric_name, start, end, aggregation, interval)
-    return await cached.answer(key, (device_id, metric_name), (start, end), compute)
+        answer = await compute()
+    else:
+        key = read_key("range", device_id, metric_name, start, end, aggregation, interval)
+        answer = await cached.answer(key, (device_id, metric_name), (start, end), compute)
+    if defaulted and not answer.data_points:
+        # Nothing numeric to average (a string, boolean or JSON metric, or no points): the raw points the client
+        # asked for by giving no aggregation, rather than an empty answer for a series that has data.
+        return await run_series_query(
+            gw.read_pool,
+            SeriesQuery(
+                metrics=[metric_name], devices=[device_id], start=now - timedelta(seconds=span), end=now,
+                aggregation=None, interval=None, tags=None, limit=10_000, offset=0,
+            ),
+            gw.settings.exact_percentile_points,
+            gw.heavy,
+        )  # fmt: skip
+    return answer
 
 
 @get("/api/v1/telemetry/aggregated", tags=_TAGS, summary="Aggregated data of one metric (E3-US5)",

@@ -44,6 +44,8 @@ class Follower:
         self._sub: Any = None
         # Set once everything the stream held at subscription time has been applied.
         self.caught_up = asyncio.Event()
+        # The stream sequence caught_up waits for when the backlog was already delivered at subscription time.
+        self._catch_up_to = 1 << 63
         self.restarts = 0
         self.last_error: str | None = None
         self._failures = 0
@@ -79,8 +81,14 @@ class Follower:
             await bounded(sub.unsubscribe, 1.0, "follower_unsubscribe", self._log)  # not left delivering to nobody
             raise
         if info.num_pending == 0:
-            self.caught_up.set()
-            self._recovered(self.last_seq)  # nothing left to fail on
+            # Nothing left to deliver, but what was delivered may still sit in our buffer unapplied (the server
+            # pushes a small backlog before this answer comes back): caught up once the last of it is applied.
+            delivered = info.delivered.stream_seq if info.delivered and info.delivered.stream_seq else 0
+            if delivered <= self.last_seq:
+                self.caught_up.set()
+                self._recovered(self.last_seq)  # nothing left to fail on
+            else:
+                self._catch_up_to = delivered
         return sub
 
     def _recovered(self, seq: int) -> None:
@@ -119,7 +127,7 @@ class Follower:
                 self.last_seq = seq
                 self._advanced.notify_all()
             self._recovered(seq)
-            if msg.metadata.num_pending == 0:
+            if msg.metadata.num_pending == 0 or seq >= self._catch_up_to:
                 self.caught_up.set()
 
     async def wait_for(self, seq: int, timeout_s: float) -> bool:

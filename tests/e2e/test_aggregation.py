@@ -152,6 +152,24 @@ def test_range_endpoint_defaults(client: httpx.Client, servers: Servers) -> None
     )
 
 
+def test_a_long_range_of_a_non_numeric_metric_returns_its_points(client: httpx.Client, servers: Servers) -> None:
+    # 7d and longer default to avg; a boolean series has nothing to average, and an empty answer would hide it.
+    device = unique("rng_bool")
+    now = datetime.now(UTC).replace(microsecond=0)
+    sent = [(now - timedelta(days=d, hours=1), d % 2 == 0) for d in range(5)]
+    body = {"data_points": [{"timestamp": iso(t), "metric_name": "door", "value": v} for t, v in sent]}
+    r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry/batch", json=body)
+    assert r.status_code == 200, r.text
+    wait_rows(servers, device, len(sent))
+    url = f"/api/v1/telemetry/devices/{device}/metrics/door/range"
+    week = client.get(url, params={"time_range": "7d"}).json()
+    assert (week["aggregation"], week["source"], week["count"]) == (None, "raw", 5)
+    assert [(p["timestamp"], p["value"]) for p in week["data_points"]] == [(iso(t), v) for t, v in sorted(sent)]
+    # Asked for explicitly, avg still answers with buckets of numeric points only: none here.
+    asked = client.get(url, params={"time_range": "7d", "aggregation": "avg"}).json()
+    assert (asked["aggregation"], asked["data_points"]) == ("avg", [])
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     batches=st.lists(

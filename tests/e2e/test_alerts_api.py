@@ -128,6 +128,16 @@ def test_bad_list_parameters(client: httpx.Client, params: dict, status: int) ->
     assert r.json()["detail"].startswith(tuple(params)), r.json()  # names the parameter at fault
 
 
+def test_the_notes_may_be_sent_under_the_names_the_alert_shows_them(client: httpx.Client, stack: Stack) -> None:
+    event = triggered(unique("dev"))
+    open_alerts(client, stack, event)
+    alert = f"{URL}/{event.alert_id}"
+    acked = client.put(f"{alert}/acknowledge", json={"acknowledgement_note": "on it"}).json()
+    assert acked["acknowledgement_note"] == "on it"
+    done = client.put(f"{alert}/resolve", json={"resolution_note": "replaced", "note": None}).json()
+    assert (done["status"], done["resolution_note"]) == ("resolved", "replaced")
+
+
 def test_acknowledge_then_resolve_and_what_is_refused(client: httpx.Client, stack: Stack) -> None:
     event = triggered(unique("dev"))
     open_alerts(client, stack, event)

@@ -63,11 +63,11 @@ def page(browser: Browser) -> Iterator[Page]:
 
 def test_the_console_files_are_public_and_outside_the_api_document(stack: Stack, client: httpx.Client) -> None:
     page = httpx.get(f"{stack.url}/", timeout=10)  # no key
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
     assert "<title>Telemetry console</title>" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]  # no inline or remote scripts
     script = httpx.get(f"{stack.url}/console/app.js", timeout=10)  # httpx asks for gzip, and unpacks it
-    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert script.status_code == 200 and script.headers["content-type"] == "text/javascript; charset=utf-8"
     assert script.headers["content-encoding"] == "gzip" and script.content == CONSOLE.joinpath("app.js").read_bytes()
     plain = httpx.get(f"{stack.url}/console/app.js", headers={"Accept-Encoding": "identity"}, timeout=10)
     assert "content-encoding" not in plain.headers and plain.content == script.content

@@ -40,7 +40,7 @@ def test_export_has_header_rows_and_attachment(client: httpx.Client, servers: Se
     }
     r = client.get(URL, params=params)
     assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/csv")
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"  # once (it was sent twice)
     assert r.headers["content-disposition"] == 'attachment; filename="telemetry_20251101T000000_20251101T010000.csv"'
     assert list(csv.reader(io.StringIO(r.text))) == [
         ["timestamp", "device_id", "metric_name", "value", "unit", "tags"],

@@ -118,3 +118,21 @@ async def test_a_first_subscription_that_fails_is_retried_until_it_works(nc: Cli
     finally:
         await follower.stop()
         await js.delete_stream(name)
+
+
+async def test_caught_up_means_every_message_there_at_start_is_applied(nc: Client) -> None:
+    # The server can push a small backlog into the client's buffer before the follower asks for its consumer
+    # info: num_pending is 0 then, with nothing applied yet. Caught up must still wait for the last message
+    # delivered (seen: a user deletion not yet known when the deleted-users feed said it had caught up).
+    async with stream(nc) as (js, name, prefix):
+        for i in range(3):
+            await js.publish(f"{prefix}.x", str(i).encode())
+        for attempt in range(20):  # fresh followers over the same backlog: each must have it all
+            cache = Cache(fail_once=set())
+            follower = Follower(js, name, f"{prefix}.>", bytes.decode, cache.apply, structlog.get_logger())
+            try:
+                await follower.start()
+                await follower.wait_caught_up(10.0)
+                assert cache.values == ["0", "1", "2"], f"follower {attempt}: caught up with {cache.values}"
+            finally:
+                await follower.stop()

@@ -118,9 +118,23 @@ class AlertList(ApiBody):
 
 
 class NoteRequest(ApiBody):
-    """Optional body of acknowledge and resolve."""
+    """Optional body of acknowledge and resolve: ``note``, or the name the alert shows it under.
+
+    The response calls the notes ``acknowledgement_note`` and ``resolution_note``; a client sending those names
+    back must not see its note dropped as an unknown field.
+    """
 
     note: Annotated[str, text_meta(2000)] | None = None
+    acknowledgement_note: Annotated[str, text_meta(2000)] | None = None
+    resolution_note: Annotated[str, text_meta(2000)] | None = None
+
+    def acknowledgement(self) -> str | None:
+        """The note of an acknowledgement."""
+        return self.note if self.note is not None else self.acknowledgement_note
+
+    def resolution(self) -> str | None:
+        """The note of a resolution."""
+        return self.note if self.note is not None else self.resolution_note
 
 
 class BacktestRequest(ApiBody):
