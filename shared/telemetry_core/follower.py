@@ -44,7 +44,7 @@ class Follower:
         self._sub: Any = None
         # Set once everything the stream held at subscription time has been applied.
         self.caught_up = asyncio.Event()
-        # The stream sequence caught_up waits for when the backlog was already delivered at subscription time.
+        # The consumer sequence caught_up waits for when the backlog was already delivered at subscription time.
         self._catch_up_to = 1 << 63
         self.restarts = 0
         self.last_error: str | None = None
@@ -83,8 +83,10 @@ class Follower:
         if info.num_pending == 0:
             # Nothing left to deliver, but what was delivered may still sit in our buffer unapplied (the server
             # pushes a small backlog before this answer comes back): caught up once the last of it is applied.
-            delivered = info.delivered.stream_seq if info.delivered and info.delivered.stream_seq else 0
-            if delivered <= self.last_seq:
+            # The consumer is new, so its delivered count is what sits in the buffer. (Not the delivered stream
+            # sequence: a filtered consumer moves that past the messages it skips, so no message may ever reach it.)
+            delivered = info.delivered.consumer_seq if info.delivered and info.delivered.consumer_seq else 0
+            if delivered == 0:
                 self.caught_up.set()
                 self._recovered(self.last_seq)  # nothing left to fail on
             else:
@@ -127,7 +129,7 @@ class Follower:
                 self.last_seq = seq
                 self._advanced.notify_all()
             self._recovered(seq)
-            if msg.metadata.num_pending == 0 or seq >= self._catch_up_to:
+            if msg.metadata.num_pending == 0 or msg.metadata.sequence.consumer >= self._catch_up_to:
                 self.caught_up.set()
 
     async def wait_for(self, seq: int, timeout_s: float) -> bool:

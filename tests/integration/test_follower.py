@@ -136,3 +136,39 @@ async def test_caught_up_means_every_message_there_at_start_is_applied(nc: Clien
                 assert cache.values == ["0", "1", "2"], f"follower {attempt}: caught up with {cache.values}"
             finally:
                 await follower.stop()
+
+
+async def test_a_filter_that_matches_nothing_yet_is_caught_up_at_once(nc: Client) -> None:
+    # Other subjects of the stream hold messages, the followed one none (a deployment without API keys yet):
+    # nothing will be delivered, so nothing may be waited for.
+    async with stream(nc) as (js, name, prefix):
+        for i in range(5):
+            await js.publish(f"{prefix}.other", str(i).encode())
+        cache = Cache(fail_once=set())
+        follower = Follower(js, name, f"{prefix}.mine", bytes.decode, cache.apply, structlog.get_logger())
+        try:
+            await follower.start()
+            await follower.wait_caught_up(2.0)
+            await js.publish(f"{prefix}.mine", b"m")
+            await until(lambda: cache.values == ["m"], what="the first message of the subject applied")
+        finally:
+            await follower.stop()
+
+
+async def test_the_last_message_of_the_filter_before_others_ends_the_catch_up(nc: Client) -> None:
+    # The followed subject's backlog is followed by other subjects' messages: the consumer's stream position
+    # moves past them, but caught up is reached when the followed messages are applied.
+    async with stream(nc) as (js, name, prefix):
+        for i in range(3):
+            await js.publish(f"{prefix}.mine", str(i).encode())
+        for i in range(50):
+            await js.publish(f"{prefix}.other", str(i).encode())
+        for attempt in range(10):
+            cache = Cache(fail_once=set())
+            follower = Follower(js, name, f"{prefix}.mine", bytes.decode, cache.apply, structlog.get_logger())
+            try:
+                await follower.start()
+                await follower.wait_caught_up(5.0)
+                assert cache.values == ["0", "1", "2"], f"follower {attempt}: caught up with {cache.values}"
+            finally:
+                await follower.stop()
