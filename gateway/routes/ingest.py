@@ -32,7 +32,9 @@ MAX_BULK_POINTS = 10_000
 
 _batch_decoder = msgspec.json.Decoder(BatchRequest)
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
-_bulk_decoder = msgspec.json.Decoder(dict[str, list[msgspec.Raw]])
+# Devices first, each device's points apart: one device's malformed entry fails that device, not the request.
+_bulk_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_device_points = msgspec.json.Decoder(list[msgspec.Raw])
 
 _TAGS = ["ingestion"]
 
@@ -131,22 +133,32 @@ async def ingest_bulk(
     """Validate every device's points, publish each device's valid points concurrently."""
     gw.backlog.admit()
     body = data  # decompressed by RawBody, within the size cap
-    devices = decode(body, _bulk_decoder)
-    if not devices:
+    entries = decode(body, _bulk_decoder)
+    if not entries:
         raise unprocessable('body: has no devices; send {"<device_id>": [points...]}')
+    results: dict[str, DeviceResult] = {}
+    devices: dict[str, list[msgspec.Raw]] = {}
+    for device_id, entry in entries.items():
+        try:
+            devices[device_id] = _device_points.decode(entry)
+        except msgspec.DecodeError as exc:
+            detail = f"{device_id}: {exc} (a device's points are an array of point objects)"
+            results[device_id] = _device_failure(device_id, 0, detail, device_id)
     total = sum(len(points) for points in devices.values())
     if total > MAX_BULK_POINTS:
         raise bad_request(f"body: has {total} points; a bulk request holds at most {MAX_BULK_POINTS}")
-    require_devices(request, devices.keys())
+    require_devices(request, entries.keys())
     charge_points(request, total)
     rid = request_id(request)
-    results: dict[str, DeviceResult] = {}
     to_publish: list[tuple[str, CheckedBatch]] = []
     for device_id, raws in devices.items():
         try:
             checked_name(device_id, "device_id")
         except Exception as exc:
             results[device_id] = _device_failure(device_id, len(raws), str(exc), device_id)
+            continue
+        if not raws:
+            results[device_id] = _device_failure(device_id, 0, f"{device_id}: has no points", device_id)
             continue
         if len(raws) > MAX_BATCH_POINTS:
             detail = f"{device_id}: has {len(raws)} points; at most {MAX_BATCH_POINTS} per device"
@@ -156,7 +168,7 @@ async def ingest_bulk(
         to_publish.append((device_id, checked))
         failed = len(checked.errors)
         results[device_id] = DeviceResult(
-            success=failed == 0 and bool(raws),
+            success=failed == 0,
             ingested_count=len(checked.raw_points),
             failed_count=failed,
             total_count=len(raws),

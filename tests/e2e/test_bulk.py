@@ -42,3 +42,27 @@ def test_bulk_of_10_devices_by_100_points(client: httpx.Client, servers: Servers
 def test_bulk_body_must_be_a_mapping(client: httpx.Client) -> None:
     r = client.post("/api/v1/telemetry/bulk", json=[point()])
     assert (r.status_code, r.json()["detail"]) == (422, "body: Expected `object`, got `array`")
+
+
+def test_a_device_whose_entry_is_not_a_list_of_points_fails_alone(client: httpx.Client, servers: Servers) -> None:
+    good, scalar, empty, nested = (unique("dev") for _ in range(4))
+    body = {good: [point(value=1)], scalar: "notalist", empty: [], nested: {"points": [point()]}}
+    r = client.post("/api/v1/telemetry/bulk", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert (out["total_devices"], out["successful_devices"], out["ingested_count"]) == (4, 1, 1)
+    assert out["results"][scalar]["detail"] == (
+        f"{scalar}: Expected `array`, got `str` (a device's points are an array of point objects)"
+    )
+    assert out["results"][nested]["detail"].startswith(f"{nested}: Expected `array`, got `object`")
+    assert (out["results"][empty]["success"], out["results"][empty]["detail"]) == (False, f"{empty}: has no points")
+    wait_rows(servers, good, 1)
+
+
+def test_a_bulk_of_only_broken_devices_is_422_naming_each(client: httpx.Client) -> None:
+    a, b = unique("dev"), unique("dev")
+    r = client.post("/api/v1/telemetry/bulk", json={a: 5, b: []})
+    assert r.status_code == 422
+    out = r.json()
+    assert out["detail"] == "no point stored: 2 of 2 devices failed"
+    assert out["results"][a]["detail"].startswith(f"{a}: Expected `array`, got `int`")
