@@ -257,7 +257,7 @@ async def test_rule_created_event_is_published(stack: Stack) -> None:
     sub = await nc.subscribe("telemetry_service.alert.rule.created")
     await nc.flush()  # subscribed at the server before the event can be published
     try:
-        async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
+        async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
             created = (await client.post(URL, json=rule(level="error"))).json()
         while (event := json.loads((await sub.next_msg(timeout=15)).data))["rule_id"] != created["rule_id"]:
             pass

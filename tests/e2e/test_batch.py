@@ -105,7 +105,7 @@ async def _messages_on(servers: Servers, subject: str) -> int:
 async def test_same_batch_id_is_stored_once(stack: Stack, servers: Servers) -> None:
     device = unique("dev")
     body = {"data_points": [point(value=i, ts=ts(i)) for i in range(5)], "batch_id": "batch_001"}
-    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
+    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
         for _ in range(3):
             r = await client.post(batch_url(device), json=body)
             assert (r.status_code, r.json()["ingested_count"]) == (200, 5)

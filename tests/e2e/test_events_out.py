@@ -42,7 +42,9 @@ async def test_every_event_appears_on_its_subject_with_its_payload(stack: Stack)
     # buffer when the gateway publishes misses that event (core NATS keeps nothing for late subscribers).
     await nc.flush()
     try:
-        async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
+        # A rule write waits for every live alert engine, at most 5 s (VISIBLE_WITHIN_S), then answers anyway: the
+        # client must wait longer than that (httpx's default 5 s timed out here when an engine was slow to reply).
+        async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
             r = await client.post("/api/v1/telemetry/metrics", json={"name": metric, "data_type": "numeric"})
             assert r.status_code == 201, r.text
             defined = await next_where(subs["metric.defined"], "name", metric)

@@ -144,7 +144,7 @@ async def test_metric_defined_event_is_published(stack: Stack) -> None:
     sub = await nc.subscribe("telemetry_service.metric.defined")
     await nc.flush()  # subscribed at the server before the event can be published
     try:
-        async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
+        async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
             assert (await client.post(URL, json=definition(name))).status_code == 201
         while (event := json.loads((await sub.next_msg(timeout=15)).data))["name"] != name:
             pass
@@ -177,7 +177,7 @@ def test_points_are_validated_against_their_definition(client: httpx.Client, ser
 
 async def test_direct_publishes_are_validated_by_the_worker(stack: Stack, servers: Servers) -> None:
     name, device = unique("pct"), unique("dev")
-    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
+    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
         assert (await client.post(URL, json=definition(name, max_value=10))).status_code == 201
     message = {"device_id": device, "points": [point(metric=name, value=5, ts="2025-12-18T10:00:00Z"),
                                                 point(metric=name, value=11, ts="2025-12-18T10:00:01Z")]}  # fmt: skip

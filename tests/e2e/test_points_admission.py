@@ -31,7 +31,7 @@ async def publish_direct(js: JetStreamContext, device: str, points: list[dict], 
 
 async def test_a_forged_signature_from_a_direct_publisher_is_not_trusted(stack: Stack, servers: Servers) -> None:
     metric, device = unique("pwr"), unique("dev")
-    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
+    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
         r = await client.post(METRICS, json={"name": metric, "data_type": "numeric", "max_value": 100})
         assert r.status_code == 201, r.text
     with httpx.Client(base_url=stack.url, headers=stack.headers) as sync_client:
@@ -72,7 +72,7 @@ async def test_stored_and_evaluated_agree_while_the_definition_changes(stack: St
     """Definitions flip while directly published points are in flight: each point is stored iff it alerts."""
     metric, sentinel_metric = unique("race"), unique("sentinel")
     devices: list[str] = []
-    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers) as client:
+    async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
         with httpx.Client(base_url=stack.url, headers=stack.headers) as sync_client:
             rule = make_rule(sync_client, metric, threshold_value=40, trigger_count=1)
             sentinel_rule = make_rule(sync_client, sentinel_metric, threshold_value=40, trigger_count=1)
