@@ -4,7 +4,7 @@ When every point of a batch is new (the common case: nothing stored under its ke
 ``rollup_minute`` / ``rollup_hour`` are known before PostgreSQL sees them: per (device, metric, UTC minute) and
 per (device, metric, UTC hour) the count, sum, min, max and DDSketch counts of its numeric points. PostgreSQL
 grouping the same points by (minute, sketch key) and again by (hour, sketch key) cost it about as much CPU as
-inserting them (docs/benchmarks-workercpu.md); here it only merges one row per bucket. A batch that touches an
+inserting them (docs/benchmarks-ingest-copy.md); here it only merges one row per bucket. A batch that touches an
 existing key takes the upsert path of migration 0018 instead, which works these out in SQL from what it wrote.
 """
 
@@ -53,17 +53,6 @@ def _key_name(code: int) -> str:
     return f"{'p' if code % 4 == 1 else 'n'}{code // 4}"
 
 
-class _KeyNames(dict[int, str]):
-    """code -> key text, made once per code: finite doubles have under 150,000 codes (|ln v| < 710)."""
-
-    def __missing__(self, code: int) -> str:
-        name = self[code] = _key_name(code)
-        return name
-
-
-_names = _KeyNames()
-
-
 def _hour_of(minutes: dict[int, int], into: dict[int, int]) -> None:
     for code, n in minutes.items():
         into[code] = into.get(code, 0) + n
@@ -108,10 +97,9 @@ def fresh_batch(rows: list[Row]) -> tuple[list[Row], Inserted]:
         sketch = b[4]
         sketch[code] = sketch.get(code, 0) + 1
     stage: list[Row] = []
-    names = _names
     hours: dict[tuple[str, str, int], list[Any]] = {}
     for (device, metric, minute), (n, total, lo, hi, sketch) in minutes.items():
-        named = {names[c]: k for c, k in sketch.items()}
+        named = {_key_name(c): k for c, k in sketch.items()}
         stage.append(("m", device, metric, _EPOCH + minute * _MINUTE, n, total, lo, hi, Jsonb(named)))
         at = (device, metric, minute // 60)
         h = hours.get(at)
@@ -124,7 +112,7 @@ def fresh_batch(rows: list[Row]) -> tuple[list[Row], Inserted]:
         h[3] = max(h[3], hi)
         _hour_of(sketch, h[4])
     for (device, metric, hour), (n, total, lo, hi, sketch) in hours.items():
-        named = {names[c]: k for c, k in sketch.items()}
+        named = {_key_name(c): k for c, k in sketch.items()}
         stage.append(("h", device, metric, _EPOCH + hour * 60 * _MINUTE, n, total, lo, hi, Jsonb(named)))
     inserted: Inserted = {}
     for (seq, metric, hour), n in counts.items():

@@ -2,11 +2,9 @@
 -- telemetry.points, and rollup deltas computed by the worker.
 --
 -- 0018 made the fresh case a plain INSERT … SELECT from the COPY stage, then grouped what it wrote by
--- (minute, sketch key) and again by (hour, sketch key) to merge into the rollups. Measured statement by
--- statement on 1000-point one-device batches (10 metrics x 100 s, as the peers' workload): COPY into the stage
--- + INSERT … SELECT 10.6 us per point with the commit's truncation of the stage, points_written + the two
--- groupings + the counts 7.1 us; a COPY straight into points 8.2 us, merging worker-made deltas 1.7 us.
--- Whole ingest path (docs/benchmarks-workercpu.md): PostgreSQL 0.56x CPU per point, the worker 1.8x. Now the worker
+-- (minute, sketch key) and again by (hour, sketch key) to merge into the rollups. Measured on 1000-point
+-- one-device batches (docs/benchmarks-ingest-copy.md): the stage write, the INSERT … SELECT, points_written
+-- and the two groupings cost PostgreSQL about as much as the points themselves. Now the worker
 -- (ingest_worker/writer.py) COPYs the batch, in key order, straight into telemetry.points inside a savepoint;
 -- a unique_violation (some key exists) rolls back only the savepoint and the batch takes write_points_stage()
 -- (0018, unchanged). When the COPY went through, every row is fresh and inserted by its own message, so the
