@@ -9,7 +9,7 @@ existing key takes the upsert path of migration 0018 instead, which works these 
 """
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,82 +42,79 @@ def dd_key(v: float) -> str:
     return f"n{math.ceil(math.log(-v) / _LN_GAMMA)}"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MINUTE = timedelta(minutes=1)
+class _Bucket:
+    __slots__ = ("count", "hi", "lo", "sketch", "total")
+
+    def __init__(self, v: float, key: str) -> None:
+        self.count, self.total, self.lo, self.hi = 1, v, v, v
+        self.sketch = {key: 1}
+
+    def add(self, v: float, key: str) -> None:
+        self.count += 1
+        self.total += v
+        if v < self.lo:
+            self.lo = v
+        if v > self.hi:
+            self.hi = v
+        self.sketch[key] = self.sketch.get(key, 0) + 1
+
+    def merge(self, other: "_Bucket") -> None:
+        self.count += other.count
+        self.total += other.total
+        self.lo = min(self.lo, other.lo)
+        self.hi = max(self.hi, other.hi)
+        sketch = self.sketch
+        for key, n in other.sketch.items():
+            sketch[key] = sketch.get(key, 0) + n
 
 
-def _key_name(code: int) -> str:
-    """A sketch key from its code (see fresh_batch): the text telemetry.dd_key gives."""
-    if code == 0:
-        return "z"
-    return f"{'p' if code % 4 == 1 else 'n'}{code // 4}"
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is UTC else t.astimezone(UTC)
 
 
-def _hour_of(minutes: dict[int, int], into: dict[int, int]) -> None:
-    for code, n in minutes.items():
-        into[code] = into.get(code, 0) + n
+def rollup_rows(rows: list[Row]) -> list[Row]:
+    """The stage rows (STAGE_COLUMNS) of a batch whose rows are all fresh: minutes first, then hours.
 
-
-def fresh_batch(rows: list[Row]) -> tuple[list[Row], Inserted]:
-    """For a batch whose rows are all fresh: its rollup stage rows (STAGE_COLUMNS, minutes then hours) and counts.
-
-    The counts are how many rows each message inserted per metric and UTC hour (every row: all are inserted).
-    ``rows`` are in ingest_worker.rows.COLUMNS order; only numeric rows roll up (as in SQL). One pass over the
-    rows, with integers for buckets and sketch keys (a datetime or a string per point cost the worker more than
-    PostgreSQL saved): minute = whole minutes since the epoch (exact: timedelta floor division, any offset);
-    sketch key = ceil(ln|v| / ln 1.02) * 4 + 1 (positive) or + 2 (negative), 0 for |v| < 1e-9 ("z").
+    ``rows`` are in ingest_worker.rows.COLUMNS order. Each sketch and sum of a bucket is that of its points in
+    the order given; rows of other value types add nothing (as in SQL).
     """
-    minutes: dict[tuple[str, str, int], list[Any]] = {}
-    counts: dict[tuple[int, str, int], int] = {}
-    log, ceil, gamma = math.log, math.ceil, _LN_GAMMA
+    minutes: dict[tuple[str, str, datetime], _Bucket] = {}
+    get = minutes.get
     for row in rows:
-        minute = (row[2] - _EPOCH) // _MINUTE
-        at = (row[11], row[1], minute // 60)
-        counts[at] = counts.get(at, 0) + 1
-        if row[3] > 1:  # not FLOAT (0) or INTEGER (1): no rollup
+        if row[3] not in _NUMERIC:
             continue
         v = row[4]
-        if abs(v) < 1e-9:
-            code = 0
-        elif v > 0:
-            code = ceil(log(v) / gamma) * 4 + 1
+        key = dd_key(v)
+        at = (row[0], row[1], _utc(row[2]).replace(second=0, microsecond=0))
+        bucket = get(at)
+        if bucket is None:
+            minutes[at] = _Bucket(v, key)
         else:
-            code = ceil(log(-v) / gamma) * 4 + 2
-        key = (row[0], row[1], minute)
-        b = minutes.get(key)
-        if b is None:
-            minutes[key] = [1, v, v, v, {code: 1}]
-            continue
-        b[0] += 1
-        b[1] += v
-        if v < b[2]:
-            b[2] = v
-        if v > b[3]:
-            b[3] = v
-        sketch = b[4]
-        sketch[code] = sketch.get(code, 0) + 1
-    stage: list[Row] = []
-    hours: dict[tuple[str, str, int], list[Any]] = {}
-    for (device, metric, minute), (n, total, lo, hi, sketch) in minutes.items():
-        named = {_key_name(c): k for c, k in sketch.items()}
-        stage.append(("m", device, metric, _EPOCH + minute * _MINUTE, n, total, lo, hi, Jsonb(named)))
-        at = (device, metric, minute // 60)
-        h = hours.get(at)
-        if h is None:
-            hours[at] = [n, total, lo, hi, dict(sketch)]
-            continue
-        h[0] += n
-        h[1] += total
-        h[2] = min(h[2], lo)
-        h[3] = max(h[3], hi)
-        _hour_of(sketch, h[4])
-    for (device, metric, hour), (n, total, lo, hi, sketch) in hours.items():
-        named = {_key_name(c): k for c, k in sketch.items()}
-        stage.append(("h", device, metric, _EPOCH + hour * 60 * _MINUTE, n, total, lo, hi, Jsonb(named)))
-    inserted: Inserted = {}
+            bucket.add(v, key)
+    hours: dict[tuple[str, str, datetime], _Bucket] = {}
+    out: list[Row] = []
+    for (device, metric, minute), b in minutes.items():
+        out.append(("m", device, metric, minute, b.count, b.total, b.lo, b.hi, Jsonb(b.sketch)))
+        at = (device, metric, minute.replace(minute=0))
+        hour = hours.get(at)
+        if hour is None:
+            hours[at] = hour = _Bucket.__new__(_Bucket)
+            hour.count, hour.total, hour.lo, hour.hi, hour.sketch = 0, 0.0, math.inf, -math.inf, {}
+        hour.merge(b)
+    out += [("h", d, m, h, b.count, b.total, b.lo, b.hi, Jsonb(b.sketch)) for (d, m, h), b in hours.items()]
+    return out
+
+
+def inserted_counts(rows: list[Row]) -> Inserted:
+    """How many rows each message inserted per metric and UTC hour, when every row of the batch was inserted."""
+    counts: dict[tuple[int, str, datetime], int] = {}
+    for row in rows:
+        at = (row[11], row[1], _utc(row[2]).replace(minute=0, second=0, microsecond=0))
+        counts[at] = counts.get(at, 0) + 1
+    out: Inserted = {}
     for (seq, metric, hour), n in counts.items():
-        inserted.setdefault((seq, metric), []).append((_EPOCH + hour * 60 * _MINUTE, n))
-    return stage, inserted
+        out.setdefault((seq, metric), []).append((hour, n))
+    return out
 
 
 def with_first_seq(rows: list[Row]) -> list[tuple[Any, ...]]:

