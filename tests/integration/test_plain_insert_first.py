@@ -1,12 +1,10 @@
-"""Fresh points go in without ON CONFLICT, and a batch holding an existing key falls back to the upsert.
+"""Migration 0018: write_points_stage() inserts fresh points without ON CONFLICT, and falls back to the upsert.
 
-Migration 0018 made the fresh case a plain INSERT from the stage; migration 0021 a COPY straight into
-telemetry.points with the worker's rollup deltas (ingest_worker/writer.py). A batch whose keys are all new takes
-the COPY (path "copy"); a batch holding any existing key (an overwrite, a late duplicate, a redelivery, a
-concurrent writer of the same key that committed first) rolls the COPY back and takes 0013's upsert ("upsert").
-Each test checks which path ran (the session setting telemetry.write_path) and that what is stored, returned and
-rolled up is what the upsert alone gives: later stream sequence wins, rollups equal raw, counts of inserted
-points exclude overwrites.
+A batch whose keys are all new takes a plain INSERT (no speculative insertion per row); a batch holding any
+existing key (an overwrite, a late duplicate, a redelivery, a concurrent writer of the same key that committed
+first) rolls that insert back and takes 0013's upsert. Each test checks which path ran (the session setting
+telemetry.write_path the function sets) and that what is stored, returned and rolled up is what the upsert
+alone gives: later stream sequence wins, rollups equal raw, counts of inserted points exclude overwrites.
 """
 
 import asyncio
@@ -59,24 +57,24 @@ def at(seconds: int) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-async def test_fresh_points_take_the_copy_and_existing_keys_the_upsert(pool: AsyncConnectionPool) -> None:
+async def test_fresh_points_take_the_plain_insert_and_existing_keys_the_upsert(pool: AsyncConnectionPool) -> None:
     device = unique("dev")
     async with pool.connection() as conn:
         inserted, path = await write_on(conn, batch(device, 5, [(0, 1.0), (30, 2.0), (90, "x")]))
-        assert path == "copy"
+        assert path == "insert"
         hour = T0.replace(minute=0)
         assert inserted == {(5, "m"): [(hour, 2), (hour + timedelta(hours=1), 1)]}
         # One existing key among new ones (a later message overwrites 2.0): the whole batch takes the upsert,
-        # nothing of the rolled-back COPY stays behind.
+        # nothing of the rolled-back plain insert stays behind.
         inserted, path = await write_on(conn, batch(device, 6, [(30, 7.0), (45, 3.0), (100, 4.0)]))
         assert path == "upsert"
         assert inserted == {(6, "m"): [(hour, 1), (hour + timedelta(hours=1), 1)]}  # the overwrite is not new
         # An older message committing late: loses its existing key, adds its new one.
         inserted, path = await write_on(conn, batch(device, 4, [(0, 100.0), (50, 5.0)]))
         assert path == "upsert"
-        # And fresh points again: the COPY.
+        # And fresh points again: the plain insert.
         _, path = await write_on(conn, batch(device, 7, [(110, 6.0)]))
-        assert path == "copy"
+        assert path == "insert"
     assert await stored(pool, device) == [
         (at(0), 1.0, None, 5, 5, False),
         (at(30), 7.0, None, 6, 5, True),
@@ -94,7 +92,7 @@ async def test_a_redelivered_batch_takes_the_upsert_and_counts_once(pool: AsyncC
     points = [(s, float(s)) for s in range(0, 120, 4)]
     async with pool.connection() as conn:
         first, path = await write_on(conn, batch(device, 3, points))
-        assert path == "copy"
+        assert path == "insert"
         again, path = await write_on(conn, batch(device, 3, points))  # the ack was lost: same message again
         assert path == "upsert"
     # Still "inserted by message 3" (first_seq = src_seq): the stats read model counts them once, from either.
@@ -109,7 +107,7 @@ async def test_a_concurrent_insert_of_the_same_key_sends_the_waiting_writer_to_t
     pool: AsyncConnectionPool,
 ) -> None:
     # Both batches are fresh when they start. The newer message's transaction inserts first and stays open;
-    # the older one's COPY waits on that key, then fails (unique_violation) once the newer commits,
+    # the older one's plain insert waits on that key, then fails (unique_violation) once the newer commits,
     # and its upsert must not override the newer value (later stream sequence wins).
     device = unique("dev")
     newer, older = batch(device, 20, [(10, 2.0), (20, 3.0)]), batch(device, 19, [(5, 9.0), (10, 1.0)])
