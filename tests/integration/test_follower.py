@@ -120,6 +120,21 @@ async def test_a_first_subscription_that_fails_is_retried_until_it_works(nc: Cli
         await js.delete_stream(name)
 
 
+async def each_fresh_follower_has(
+    js: JetStreamContext, name: str, subject: str, want: list[str], followers: int
+) -> None:
+    """Start ``followers`` new followers one after another; each must hold ``want`` once it says it caught up."""
+    for attempt in range(followers):
+        cache = Cache(fail_once=set())
+        follower = Follower(js, name, subject, bytes.decode, cache.apply, structlog.get_logger())
+        try:
+            await follower.start()
+            await follower.wait_caught_up(10.0)
+            assert cache.values == want, f"follower {attempt}: caught up with {cache.values}"
+        finally:
+            await follower.stop()
+
+
 async def test_caught_up_means_every_message_there_at_start_is_applied(nc: Client) -> None:
     # The server can push a small backlog into the client's buffer before the follower asks for its consumer
     # info: num_pending is 0 then, with nothing applied yet. Caught up must still wait for the last message
@@ -127,15 +142,7 @@ async def test_caught_up_means_every_message_there_at_start_is_applied(nc: Clien
     async with stream(nc) as (js, name, prefix):
         for i in range(3):
             await js.publish(f"{prefix}.x", str(i).encode())
-        for attempt in range(20):  # fresh followers over the same backlog: each must have it all
-            cache = Cache(fail_once=set())
-            follower = Follower(js, name, f"{prefix}.>", bytes.decode, cache.apply, structlog.get_logger())
-            try:
-                await follower.start()
-                await follower.wait_caught_up(10.0)
-                assert cache.values == ["0", "1", "2"], f"follower {attempt}: caught up with {cache.values}"
-            finally:
-                await follower.stop()
+        await each_fresh_follower_has(js, name, f"{prefix}.>", ["0", "1", "2"], followers=20)
 
 
 async def test_a_filter_that_matches_nothing_yet_is_caught_up_at_once(nc: Client) -> None:
@@ -163,12 +170,4 @@ async def test_the_last_message_of_the_filter_before_others_ends_the_catch_up(nc
             await js.publish(f"{prefix}.mine", str(i).encode())
         for i in range(50):
             await js.publish(f"{prefix}.other", str(i).encode())
-        for attempt in range(10):
-            cache = Cache(fail_once=set())
-            follower = Follower(js, name, f"{prefix}.mine", bytes.decode, cache.apply, structlog.get_logger())
-            try:
-                await follower.start()
-                await follower.wait_caught_up(5.0)
-                assert cache.values == ["0", "1", "2"], f"follower {attempt}: caught up with {cache.values}"
-            finally:
-                await follower.stop()
+        await each_fresh_follower_has(js, name, f"{prefix}.mine", ["0", "1", "2"], followers=10)
