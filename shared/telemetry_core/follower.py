@@ -80,6 +80,7 @@ class Follower:
         except Exception:
             await bounded(sub.unsubscribe, 1.0, "follower_unsubscribe", self._log)  # not left delivering to nobody
             raise
+        self._catch_up_to = 1 << 63  # a new consumer counts from 1: nothing of an earlier one's count holds
         if info.num_pending == 0:
             # Nothing left to deliver, but what was delivered may still sit in our buffer unapplied (the server
             # pushes a small backlog before this answer comes back): caught up once the last of it is applied.
