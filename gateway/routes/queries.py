@@ -180,16 +180,19 @@ async def get_range(
         end, limit = _ceil_to(now, 3600 if interval % 3600 == 0 else 60 if interval % 60 == 0 else 1), 10_000
     start = end - timedelta(seconds=span)
 
-    async def compute() -> TelemetryDataResponse:
+    async def read(aggregation: Aggregation | None, interval: int | None, start: datetime) -> TelemetryDataResponse:
         return await run_series_query(
             gw.read_pool,
             SeriesQuery(
-                metrics=[metric_name], devices=[device_id], start=start, end=end,
+                metrics=[metric_name], devices=[device_id], start=start, end=end if aggregation else now,
                 aggregation=aggregation, interval=interval, tags=None, limit=limit, offset=0,
             ),
             gw.settings.exact_percentile_points,
             gw.heavy,
         )  # fmt: skip
+
+    async def compute() -> TelemetryDataResponse:
+        return await read(aggregation, interval, start)
 
     cached = gw.query_reads
     if cached is None or aggregation is None:  # raw ranges end now: never asked twice
@@ -200,15 +203,7 @@ async def get_range(
     if defaulted and not answer.data_points:
         # Nothing numeric to average (a string, boolean or JSON metric, or no points): the raw points the client
         # asked for by giving no aggregation, rather than an empty answer for a series that has data.
-        return await run_series_query(
-            gw.read_pool,
-            SeriesQuery(
-                metrics=[metric_name], devices=[device_id], start=now - timedelta(seconds=span), end=now,
-                aggregation=None, interval=None, tags=None, limit=10_000, offset=0,
-            ),
-            gw.settings.exact_percentile_points,
-            gw.heavy,
-        )  # fmt: skip
+        return await read(None, None, now - timedelta(seconds=span))
     return answer
 
 
