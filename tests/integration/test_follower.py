@@ -120,19 +120,26 @@ async def test_a_first_subscription_that_fails_is_retried_until_it_works(nc: Cli
         await js.delete_stream(name)
 
 
+@asynccontextmanager
+async def following(js: JetStreamContext, name: str, subject: str) -> AsyncIterator[tuple[Follower, Cache]]:
+    """A started follower of ``subject`` applying into a fresh Cache; stopped on the way out."""
+    cache = Cache(fail_once=set())
+    follower = Follower(js, name, subject, bytes.decode, cache.apply, structlog.get_logger())
+    try:
+        await follower.start()
+        yield follower, cache
+    finally:
+        await follower.stop()
+
+
 async def each_fresh_follower_has(
     js: JetStreamContext, name: str, subject: str, want: list[str], followers: int
 ) -> None:
     """Start ``followers`` new followers one after another; each must hold ``want`` once it says it caught up."""
     for attempt in range(followers):
-        cache = Cache(fail_once=set())
-        follower = Follower(js, name, subject, bytes.decode, cache.apply, structlog.get_logger())
-        try:
-            await follower.start()
+        async with following(js, name, subject) as (follower, cache):
             await follower.wait_caught_up(10.0)
             assert cache.values == want, f"follower {attempt}: caught up with {cache.values}"
-        finally:
-            await follower.stop()
 
 
 async def test_caught_up_means_every_message_there_at_start_is_applied(nc: Client) -> None:
@@ -151,15 +158,10 @@ async def test_a_filter_that_matches_nothing_yet_is_caught_up_at_once(nc: Client
     async with stream(nc) as (js, name, prefix):
         for i in range(5):
             await js.publish(f"{prefix}.other", str(i).encode())
-        cache = Cache(fail_once=set())
-        follower = Follower(js, name, f"{prefix}.mine", bytes.decode, cache.apply, structlog.get_logger())
-        try:
-            await follower.start()
+        async with following(js, name, f"{prefix}.mine") as (follower, cache):
             await follower.wait_caught_up(2.0)
             await js.publish(f"{prefix}.mine", b"m")
             await until(lambda: cache.values == ["m"], what="the first message of the subject applied")
-        finally:
-            await follower.stop()
 
 
 async def test_the_last_message_of_the_filter_before_others_ends_the_catch_up(nc: Client) -> None:
