@@ -12,7 +12,6 @@ the engine's own message id (``<alert_id>:resolved``), so JetStream drops a seco
 twice therefore changes nothing the second time.
 """
 
-import hashlib
 from datetime import UTC, datetime
 
 import msgspec
@@ -23,6 +22,7 @@ from nats.js.errors import APIError, KeyNotFoundError, NoKeysError, NotFoundErro
 from psycopg_pool import AsyncConnectionPool
 
 from telemetry_core.consumer_runtime import Rejected
+from telemetry_core.erased_principals import principal_sha256
 from telemetry_core.errors import TransientError
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID
 from telemetry_core.settings import Settings
@@ -207,7 +207,7 @@ class PlatformEventsHandler:
             return
         counts: dict[str, int] = {}
         async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(_ERASE, (hashlib.sha256(user_id.encode()).hexdigest(),))
+            await conn.execute(_ERASE, (principal_sha256(user_id),))
             for table, column in PRINCIPAL_COLUMNS:
                 # Identifiers come from the constant above, never from input.
                 cur = await conn.execute(

@@ -10,13 +10,13 @@ held, as in the table.
 """
 
 import asyncio
-import hashlib
 
 import msgspec
 import structlog
 from nats.js import JetStreamContext
 from psycopg_pool import AsyncConnectionPool
 
+from telemetry_core.erased_principals import principal_sha256
 from telemetry_core.follower import Follower
 from telemetry_core.topology import PLATFORM_STREAM
 from telemetry_schemas.integration import ANONYMOUS, UserDeleted
@@ -24,11 +24,6 @@ from telemetry_schemas.integration import ANONYMOUS, UserDeleted
 _decode = msgspec.json.Decoder(UserDeleted).decode
 _LOAD = "SELECT principal_sha256 FROM telemetry.erased_principals"
 _RETRY_S = 2.0
-
-
-def user_hash(user_id: str) -> str:
-    """How a user id is kept: hex SHA-256 of its UTF-8 bytes (telemetry.is_erased computes the same)."""
-    return hashlib.sha256(user_id.encode()).hexdigest()
 
 
 class DeletedUsers:
@@ -45,11 +40,11 @@ class DeletedUsers:
 
     def _apply(self, event: UserDeleted, _seq: int) -> None:
         if event.user_id != ANONYMOUS:
-            self._hashes.add(user_hash(event.user_id))
+            self._hashes.add(principal_sha256(event.user_id))
 
     def deleted(self, user_id: str) -> bool:
         """Whether the account service deleted this user."""
-        return bool(self._hashes) and user_hash(user_id) in self._hashes
+        return bool(self._hashes) and principal_sha256(user_id) in self._hashes
 
     def __len__(self) -> int:
         """How many deleted users are known."""

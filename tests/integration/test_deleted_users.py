@@ -12,7 +12,8 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from structlog.testing import capture_logs
 
-from gateway.auth.deleted_users import DeletedUsers, user_hash
+from gateway.auth.deleted_users import DeletedUsers
+from telemetry_core.erased_principals import principal_sha256
 from telemetry_core.migrate import migrate
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
@@ -57,7 +58,9 @@ async def test_the_hash_is_the_one_the_database_keeps(settings: Settings) -> Non
     user = unique("hash")
     assert settings.database_url
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO telemetry.erased_principals (principal_sha256) VALUES (%s)", (user_hash(user),))
+        conn.execute(
+            "INSERT INTO telemetry.erased_principals (principal_sha256) VALUES (%s)", (principal_sha256(user),)
+        )
         row = conn.execute("SELECT telemetry.is_erased(%s), telemetry.is_erased(%s)", (user, user + "x")).fetchone()
     assert row == (True, False)
 
@@ -86,7 +89,9 @@ async def test_the_table_is_read_again_until_it_answers(nc: Client, settings: Se
         assert not users.loaded.is_set() and not users.deleted(old)
         migrate(empty_database)
         with psycopg.connect(empty_database, autocommit=True) as conn:
-            conn.execute("INSERT INTO telemetry.erased_principals (principal_sha256) VALUES (%s)", (user_hash(old),))
+            conn.execute(
+                "INSERT INTO telemetry.erased_principals (principal_sha256) VALUES (%s)", (principal_sha256(old),)
+            )
         assert await _until(users.loaded.is_set, within_s=15), "the table was not read again once it existed"
         assert users.deleted(old)
     finally:
