@@ -22,6 +22,7 @@ from telemetry_core.alerting.state_machine import Machine
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.events_out import events_out
 from telemetry_core.follower import Follower
+from telemetry_core.gc_tuning import tune_gc
 from telemetry_core.logging import configure_logging
 from telemetry_core.points_validator import consumer_validator
 from telemetry_core.settings import Settings
@@ -105,6 +106,7 @@ async def serve(settings: Settings) -> None:
     """Run the engine of this copy's partition until a stop signal."""
     partition, partitions = settings.alert_partition, settings.alert_partitions
     log = configure_logging(settings, "alert-worker").bind(partition=f"{partition}/{partitions}")
+    tune_gc(settings.gc_threshold, "alert-worker")
     if partition >= partitions:
         raise SystemExit(f"TELEMETRY_ALERT_PARTITION must be below TELEMETRY_ALERT_PARTITIONS ({partitions})")
     await run_worker(

@@ -7,6 +7,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.fast_app import fast_paths
+from telemetry_core.gc_tuning import tune_gc
 from telemetry_core.logging import configure_logging
 from telemetry_core.settings import Settings
 
@@ -47,6 +48,7 @@ def main() -> None:
         ws_per_message_deflate=settings.ws_compression,
     )
     server = uvicorn.Server(config)
+    tune_gc(settings.gc_threshold, "gateway")  # after the app is built: its objects are frozen with the rest
     if settings.gateway_reuse_port:
         server.run(sockets=[reuse_port_socket(settings.host, settings.port)])
     else:

@@ -14,6 +14,7 @@ from telemetry_core import event_loop
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.events_out import events_out
+from telemetry_core.gc_tuning import tune_gc
 from telemetry_core.logging import configure_logging
 from telemetry_core.points_validator import consumer_validator
 from telemetry_core.settings import Settings
@@ -64,6 +65,7 @@ async def consume(rt: WorkerRuntime, settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     """Connect, ensure the topology, and consume until a stop signal."""
     log = configure_logging(settings, "ingest-worker")
+    tune_gc(settings.gc_threshold, "ingest-worker")
     await run_worker(settings, "ingest-worker", log, lambda rt: consume(rt, settings))
 
 

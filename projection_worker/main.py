@@ -18,6 +18,7 @@ from projection_worker.runner import Projection, ProjectionRunner
 from projection_worker.stats_guard import prune_until_stopped
 from telemetry_core import event_loop
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
+from telemetry_core.gc_tuning import tune_gc
 from telemetry_core.logging import configure_logging
 from telemetry_core.partition_lock import hold_partition
 from telemetry_core.settings import Settings
@@ -98,6 +99,7 @@ async def _apply_all(rt: WorkerRuntime, settings: Settings) -> None:
 async def serve(settings: Settings) -> None:
     """Run the projections until a stop signal."""
     log = configure_logging(settings, "projection-worker")
+    tune_gc(settings.gc_threshold, "projection-worker")
     await run_worker(settings, "projection-worker", log, lambda rt: consume(rt, settings))
 
 

@@ -168,6 +168,8 @@ class Settings:
     db_pool_max: int = 10
     max_body_bytes: int = 16 * 1024 * 1024
     ingest_fetch_batch: int = 64
+    # The cyclic collector's young-generation threshold in every long-running process (gc_tuning.py); 0: Python's.
+    gc_threshold: int = 50_000
     ingest_workers: int = 1
     # Concurrent fetch→write loops per ingest worker: one decodes while another waits on PostgreSQL.
     ingest_concurrency: int = 2
@@ -291,6 +293,7 @@ class Settings:
             db_pool_max=_number(env, "TELEMETRY_DB_POOL_MAX", 10, int, 1, 500),
             max_body_bytes=_number(env, "TELEMETRY_MAX_BODY_BYTES", 16 * 1024 * 1024, int, 1024, 1 << 30),
             ingest_fetch_batch=_number(env, "TELEMETRY_INGEST_BATCH", 64, int, 1, 10_000),
+            gc_threshold=_number(env, "TELEMETRY_GC_THRESHOLD", 50_000, int, 0, 10_000_000),
             ingest_workers=_number(env, "TELEMETRY_INGEST_WORKERS", 1, int, 1, 64),
             ingest_concurrency=_number(env, "TELEMETRY_INGEST_CONCURRENCY", 2, int, 1, 16),
             alert_partition=_number(env, "TELEMETRY_ALERT_PARTITION", 0, int, 0, _MAX_ALERT_PARTITIONS - 1),

@@ -1,5 +1,6 @@
 """/metrics, the request id across processes, and every worker's heartbeat in /health/detailed."""
 
+import json
 import re
 import time
 
@@ -89,6 +90,16 @@ def test_a_request_id_is_returned_and_logged_by_the_gateway_and_the_workers(clie
     # A malformed one is replaced, never carried into NATS headers or logs.
     odd = client.get(f"/api/v1/telemetry/devices/{device}/stats", headers={"X-Request-ID": "a b\tc"})
     assert re.fullmatch(r"[0-9a-f]{32}", odd.headers["x-request-id"])
+
+
+def test_every_process_tunes_its_garbage_collector_at_start(stack: Stack) -> None:
+    # A process that skipped tune_gc would spend up to half its CPU per point on collections (gc_tuning.py).
+    for process in ("gateway", "ingest-worker", "projection-worker", "alert-worker"):
+        lines = [json.loads(line) for line in (stack.log_dir / f"{process}.log").read_text(errors="replace")
+                 .splitlines() if '"gc tuned"' in line]  # fmt: skip
+        assert lines, f"no 'gc tuned' line in the {process} log"
+        assert lines[-1]["gc_thresholds"] == [50_000, 20, 10], lines[-1]
+        assert lines[-1]["frozen_objects"] > 1000, lines[-1]
 
 
 def _workers(stack: Stack) -> dict:
