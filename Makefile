@@ -83,6 +83,7 @@ bench: install browser ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.q2_prepare
 	$(BIN)/python -m tests.bench.latest_cache
 	$(BIN)/python -m tests.bench.fast_reads
+	$(BIN)/python -m tests.bench.gc_probe --write
 	$(BIN)/python -m tests.bench.rollups_bench
 	$(BIN)/python -m tests.bench.alert_engine
 	$(BIN)/python -m tests.bench.cluster
