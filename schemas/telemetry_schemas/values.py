@@ -20,8 +20,9 @@ from telemetry_schemas.fields import (
 )
 from telemetry_schemas.text import depth_problem, json_problem
 
-# JSON numbers, text, booleans and objects. A geolocation is an object {lat, lon, alt?}.
-Value = int | float | bool | TextValue | dict[str, Any]
+# JSON numbers, text, booleans, objects and arrays (FR: "numeric, string, boolean, and JSON value types"; any JSON
+# document but null). A geolocation is an object {lat, lon, alt?}; other objects and arrays are stored as JSON.
+Value = int | float | bool | TextValue | dict[str, Any] | list[Any]
 
 # Timestamps outside this range are almost always a device clock bug (epoch 0, year 9999);
 # rejecting them keeps the time-partitioned table from growing partitions for nonsense.

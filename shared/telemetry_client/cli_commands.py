@@ -38,12 +38,12 @@ def _err() -> Console:
 
 
 def parse_value(text: str) -> Any:
-    """A number, true/false or a JSON object as such; anything else as text ("21.5" is a number, "on" text)."""
+    """A number, true/false or a JSON object or array as such; anything else as text ("21.5" is a number, "on" text)."""
     try:
         value = json.loads(text)
     except ValueError:
         return text
-    return value if isinstance(value, int | float | bool | dict) else text
+    return value if isinstance(value, int | float | bool | dict | list) else text
 
 
 def parse_time(text: str, what: str) -> datetime:

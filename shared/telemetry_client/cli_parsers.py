@@ -41,7 +41,7 @@ def add_parsers(sub: Any) -> None:
     send = sub.add_parser("send", help="send one point", **kw)
     send.add_argument("device_id")
     send.add_argument("metric_name")
-    send.add_argument("value", help="a number, true/false, a JSON object, or else text")
+    send.add_argument("value", help="a number, true/false, a JSON object or array, or else text")
     send.add_argument("--unit")
     send.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
     send.add_argument("--time", help="RFC 3339 timestamp (default now)")

@@ -22,7 +22,7 @@ _NAMES = {
     ValueType.FLOAT: "number",
     ValueType.STRING: "string",
     ValueType.BOOLEAN: "boolean",
-    ValueType.JSON: "JSON object",
+    ValueType.JSON: "JSON object or array",
     ValueType.GEOLOCATION: "geolocation",
 }
 

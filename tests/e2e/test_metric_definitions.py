@@ -160,6 +160,10 @@ def test_points_are_validated_against_their_definition(client: httpx.Client, ser
     assert (r.status_code, r.json()["detail"]) == (422, f"value: 150 is above max_value 100.0 of metric {name!r}")
     r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(metric=name, value="high"))
     assert (r.status_code, r.json()["detail"]) == (422, f"value: metric {name!r} is defined as numeric, got a string")
+    r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(metric=name, value=[1, 2]))
+    assert (r.status_code, r.json()["detail"]) == (
+        422, f"value: metric {name!r} is defined as numeric, got a JSON object or array"
+    )  # fmt: skip
     batch = [point(metric=name, value=v, ts=f"2025-12-18T10:00:0{i}Z") for i, v in enumerate([1, -1, 50, True, 100])]
     body = client.post(f"/api/v1/telemetry/devices/{device}/telemetry/batch", json={"data_points": batch}).json()
     assert (body["ingested_count"], [e["index"] for e in body["errors"]]) == (3, [1, 3])
@@ -265,3 +269,13 @@ def test_detailed_health_reports_the_definitions_cache(client: httpx.Client, sta
     assert client.post("/api/v1/telemetry/metrics", json=definition(unique("m"))).status_code == 201
     # A create returns once the gateway's cache has the definition: the count moved by at least this one.
     assert cache()["metrics"]["definitions"] >= before["metrics"]["definitions"] + 1
+
+
+def test_a_json_metric_admits_objects_and_arrays_and_refuses_numbers(client: httpx.Client) -> None:
+    name, device = unique("shape"), unique("dev")
+    assert client.post(URL, json=definition(name, data_type="json")).status_code == 201
+    url = f"/api/v1/telemetry/devices/{device}/telemetry"
+    assert client.post(url, json=point(metric=name, value={"a": 1})).status_code == 200
+    assert client.post(url, json=point(metric=name, value=[1, {"a": 2}])).status_code == 200
+    r = client.post(url, json=point(metric=name, value=3))
+    assert (r.status_code, r.json()["detail"]) == (422, f"value: metric {name!r} is defined as json, got a number")

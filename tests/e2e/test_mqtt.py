@@ -49,7 +49,7 @@ async def test_bad_mqtt_points_are_dead_lettered_and_good_ones_of_the_message_st
     finally:
         await nc.close()
     assert letter.worker == "ingest"
-    assert letter.reason.startswith("points[1].value: Expected `bool | int | float | str | object`, got `null`")
+    assert letter.reason.startswith("points[1].value: Expected `bool | int | float | str | object | array`, got `null`")
     assert json.loads(letter.payload) == [bad]
     assert [r[3] for r in wait_rows(servers, device, 2)] == [1.0, 2.0]
 

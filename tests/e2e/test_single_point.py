@@ -35,11 +35,24 @@ def test_single_point_is_acknowledged_then_readable(client: httpx.Client) -> Non
     }
 
 
+def test_a_json_array_value_is_stored_and_read_back_as_an_array(client: httpx.Client) -> None:
+    # FR: "numeric, string, boolean, and JSON value types": an array is a JSON document like an object.
+    device = unique("dev")
+    body = point(metric="spectrum", value=[1, 2.5, "peak", {"band": 3}, [4], True, None])
+    r = client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=body)
+    assert r.status_code == 200, r.text
+    assert wait_latest(client, device, "spectrum")["value"] == [1, 2.5, "peak", {"band": 3}, [4], True, None]
+    r = client.post("/api/v1/telemetry/query", json={"devices": [device], "metrics": ["spectrum"],
+                    "start_time": "2000-01-02T00:00:00Z", "end_time": "2099-01-01T00:00:00Z"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert [p["value"] for p in r.json()["data_points"]] == [[1, 2.5, "peak", {"band": 3}, [4], True, None]]
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [
         ({"metric_name": "t", "value": 1}, "body: Object missing required field `timestamp`"),
-        (point(value=None), "value: Expected `bool | int | float | str | object`, got `null`"),
+        (point(value=None), "value: Expected `bool | int | float | str | object | array`, got `null`"),
         (point(metric="bad.name"), "metric_name: Expected `str` matching regex"),
         (point(ts="2025-12-18T10:00:00"), "timestamp: Expected `datetime` with a timezone component"),
         (point(value={"lat": 100, "lon": 0}), "value.lat: latitude must be between -90 and 90"),

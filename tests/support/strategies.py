@@ -50,6 +50,7 @@ def values() -> st.SearchStrategy[Any]:
         | st.floats(allow_nan=False, allow_infinity=False)
         | text(max_size=200)
         | json_objects()
+        | st.lists(json_scalars | json_objects(), max_size=4)  # a JSON array is a JSON value too
         | geolocations
     )
 
