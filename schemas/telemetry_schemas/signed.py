@@ -22,7 +22,7 @@ class SignedPoint(Point, frozen=True):
 
     timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
     metric_name: str
-    value: int | float | bool | str | dict[str, Any]
+    value: int | float | bool | str | dict[str, Any] | list[Any]
     unit: str | None = None
     tags: dict[str, str] = {}
     metadata: dict[str, Any] = {}

@@ -71,7 +71,7 @@ def test_a_bad_mqtt_point_is_re_driven_by_dlq_retry_once_fixed(
     stack: Stack, servers: Servers, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     device = unique("dev")
-    bad = {"timestamp": "2031-03-02T00:00:00Z", "metric_name": "t", "value": [21.5]}  # a list: no value type
+    bad = {"timestamp": "2031-03-02T00:00:00Z", "metric_name": "t", "value": None}  # null: no value type
     with mqtt_device(servers.mqtt_port) as mqtt:
         mqtt.publish_points(device, [bad])
     (seq,) = letters_of(stack, device)

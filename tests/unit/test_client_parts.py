@@ -80,7 +80,7 @@ def test_a_bad_config_file_is_named(tmp_path: Path, text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "value"),
     [("21.5", 21.5), ("7", 7), ("true", True), ('{"lat": 1, "lon": 2}', {"lat": 1, "lon": 2}), ("on", "on"),
-     ('"quoted"', '"quoted"'), ("[1, 2]", "[1, 2]"), ("null", "null")],
+     ('"quoted"', '"quoted"'), ("[1, 2]", [1, 2]), ("null", "null")],
 )  # fmt: skip
 def test_cli_values(text: str, value: object) -> None:
     assert parse_value(text) == value

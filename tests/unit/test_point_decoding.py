@@ -24,7 +24,7 @@ def test_good_points_survive_bad_neighbours() -> None:
       {"timestamp": "2025-12-18T10:00:00Z", "metric_name": "t", "value": 1},
       {"timestamp": "2025-12-18T10:00:00Z", "metric_name": "bad name", "value": 1},
       {"timestamp": "2025-12-18T10:00:00", "metric_name": "t", "value": 1},
-      {"timestamp": "2025-12-18T10:00:01Z", "metric_name": "t", "value": [1]},
+      {"timestamp": "2025-12-18T10:00:01Z", "metric_name": "t", "value": null},
       {"timestamp": "2025-12-18T10:00:02Z", "metric_name": "t", "value": {"lat": 91, "lon": 0}},
       {"timestamp": "1970-01-01T00:00:00Z", "metric_name": "t", "value": 1},
       {"timestamp": "2025-12-18T10:00:03Z", "metric_name": "t", "value": 9007199254740993},
@@ -57,6 +57,7 @@ def test_good_points_survive_bad_neighbours() -> None:
         ({"lat": 1.0, "lon": 2.0, "alt": 3}, ValueType.GEOLOCATION),
         ({"lat": 1.0}, ValueType.JSON),
         ({"a": [1, {"b": None}]}, ValueType.JSON),
+        ([1, "a", {"b": None}], ValueType.JSON),
     ],
 )
 def test_value_types(value: object, kind: ValueType) -> None:

@@ -28,7 +28,8 @@ def message(body: bytes, signature: str | None) -> Msg:
 
 def random_point(rng: random.Random) -> Point:
     zone = rng.choice([UTC, timezone(timedelta(hours=-3, minutes=-30))])
-    value = rng.choice([rng.uniform(-1e6, 1e6), rng.randrange(-(2**50), 2**50), True, "txt", {"lat": 1.5, "lon": 2}])
+    value = rng.choice([rng.uniform(-1e6, 1e6), rng.randrange(-(2**50), 2**50), True, "txt", {"lat": 1.5, "lon": 2},
+                        [1, "a", {"b": None}]])  # fmt: skip
     return Point(timestamp=(T0 + timedelta(seconds=rng.randrange(10**6))).astimezone(zone),
                  metric_name=rng.choice(["t", "a:b-c_d"]), value=value, unit=rng.choice([None, "kPa"]),
                  tags=rng.choice([{}, {"k": "v"}]), metadata=rng.choice([{}, {"n": {"x": [1, None]}}]))  # fmt: skip
