@@ -1,6 +1,7 @@
 """Answer a time-series query (raw or aggregated) as a TelemetryDataResponse."""
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,7 @@ from gateway.query_plan import Plan, Source, bucket_count, choose_source
 from gateway.views.aggregates import aggregate, prefer_exact
 from gateway.views.history import raw_points
 from telemetry_schemas.api.queries import DataPoint, Series, TelemetryDataResponse
+from telemetry_schemas.events import MetricDefined
 
 # A default bucket size per range length, so a long range never returns raw points by surprise.
 _DEFAULT_INTERVALS = ((3600, 60), (6 * 3600, 300), (86_400, 900), (7 * 86_400, 3600), (30 * 86_400, 21_600))
@@ -48,12 +50,23 @@ def _series(points: list[DataPoint]) -> list[Series]:
     return [Series(device_id=d, metric_name=m, data_points=pts) for (d, m), pts in grouped.items()]
 
 
+def _defined_unit(defined: Callable[[str], MetricDefined | None] | None, metric: str) -> str | None:
+    definition = defined(metric) if defined is not None else None
+    return definition.unit if definition is not None else None
+
+
 async def run_series_query(
-    pool: AsyncConnectionPool, q: SeriesQuery, exact_up_to: int, heavy: HeavyQueries | None = None
+    pool: AsyncConnectionPool,
+    q: SeriesQuery,
+    exact_up_to: int,
+    heavy: HeavyQueries | None = None,
+    defined: Callable[[str], MetricDefined | None] | None = None,
 ) -> TelemetryDataResponse:
     """Raw points in time order, or one value per bucket per (device, metric) when aggregating.
 
-    An aggregation over raw points waits for a slot of ``heavy`` (gateway/heavy_queries.py).
+    An aggregation over raw points waits for a slot of ``heavy`` (gateway/heavy_queries.py). ``defined``: the
+    metric definitions; an aggregated point carries its metric's defined unit (rollups keep no unit, and the
+    points of one bucket may not agree on one), None for a metric without a definition or unit.
     """
     if q.end <= q.start:
         raise unprocessable("end_time: must be after start_time")
@@ -81,10 +94,12 @@ async def run_series_query(
                 pool, plan, aggregation=q.aggregation, interval=interval, metrics=q.metrics, devices=q.devices,
                 start=q.start, end=q.end, tags=Jsonb(q.tags) if q.tags else None,
             )  # fmt: skip
+        units = {m: _defined_unit(defined, m) for m in q.metrics}
         points = [
-            DataPoint(timestamp=b.timestamp, device_id=b.device_id or "", metric_name=b.metric_name, value=b.value)
+            DataPoint(timestamp=b.timestamp, device_id=b.device_id or "", metric_name=b.metric_name, value=b.value,
+                      unit=units.get(b.metric_name))
             for b in rows[q.offset : q.offset + q.limit]
-        ]
+        ]  # fmt: skip
     devices = q.devices or sorted({p.device_id for p in points})
     return TelemetryDataResponse(
         device_id=devices[0] if len(devices) == 1 else "multiple",

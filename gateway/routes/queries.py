@@ -105,7 +105,8 @@ def _tag_filters(filters: dict[str, Any] | None) -> dict[str, str] | None:
       description="Range is half-open [start_time, end_time). Without `aggregation`: raw points in time order, "
       "each with device_id and metric_name. With `aggregation` (avg, min, max, sum, count, median, p95, p99) "
       "and `interval` seconds (default by range length): one value per bucket per (device, metric), timestamp = "
-      "bucket start, numeric points only; `source` tells raw/rollup_minute/rollup_hour, and percentiles from "
+      "bucket start, numeric points only, `unit` the metric definition's (null for a metric without one); "
+      "`source` tells raw/rollup_minute/rollup_hour, and percentiles from "
       "rollups carry `relative_error`. `series` groups the same points per (device, metric). `filters` are tag "
       "equalities. limit <= 10000 (default 1000); more buckets per series than `limit` is a 422. "
       + CACHED)  # fmt: skip
@@ -130,6 +131,7 @@ async def answer_query(body: QueryRequest, gw: GatewayState) -> TelemetryDataRes
             ),
             gw.settings.exact_percentile_points,
             gw.heavy,
+            gw.definitions.get,
         )  # fmt: skip
 
     cached, keyed = gw.query_reads, query_key(body)
@@ -189,6 +191,7 @@ async def get_range(
             ),
             gw.settings.exact_percentile_points,
             gw.heavy,
+            gw.definitions.get,
         )  # fmt: skip
 
     async def compute() -> TelemetryDataResponse:

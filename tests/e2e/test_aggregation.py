@@ -128,6 +128,21 @@ def test_limit_offset_and_too_many_buckets(client: httpx.Client, two_devices: tu
                                   "use a larger interval or a shorter range")  # fmt: skip
 
 
+def test_aggregated_points_carry_the_metric_definitions_unit(client: httpx.Client, servers: Servers) -> None:
+    defined, free, device = unique("temp"), unique("free"), unique("dev")
+    r = client.post("/api/v1/telemetry/metrics", json={"name": defined, "data_type": "numeric", "unit": "celsius"})
+    assert r.status_code == 201, r.text
+    ingest(client, device, [(T0, 20.0), (T0 + timedelta(minutes=1), 22.0)], metric=defined)
+    ingest(client, device, [(T0, 1.0)], metric=free)
+    wait_rows(servers, device, 3)
+    for interval, source in ((3600, "rollup_hour"), (90, "raw")):  # 90 s: not whole minutes, so raw points
+        answer = query(client, [device], "avg", interval, metric=defined)
+        assert answer["source"] == source
+        assert [(p["value"], p["unit"]) for p in answer["data_points"]] == [(21.0, "celsius")], answer
+    # A metric without a definition has no unit to give: the bucket's points need not agree on one.
+    assert [p["unit"] for p in query(client, [device], "avg", 3600, metric=free)["data_points"]] == [None]
+
+
 def test_no_data_is_an_empty_list(client: httpx.Client) -> None:
     answer = query(client, [unique("none")], "avg", 3600)
     assert (answer["data_points"], answer["count"], answer["series"]) == ([], 0, [])
