@@ -2,11 +2,13 @@
 
 Every point a process handles allocates container objects (a decoded Point struct and its tags dict, a row tuple,
 psycopg's Jsonb wrappers), and a fetched batch keeps tens of thousands of them alive at once. With CPython's
-default thresholds (700, 10, 10) a batch of 64 one-device messages of 1000 points triggered about 490 young, 45
-middle and 4 full collections, each full one walking every object the process holds: 7.6 µs of the ingest
-worker's CPU per point against 4.8 µs with the collector off (docs/benchmarks.md, "Before / after the twelfth
-session"). None of these objects form reference cycles, so the collector finds nothing there; it only has to run
-less often. Memory is reclaimed by reference counting as before: only cyclic garbage waits for a collection.
+default thresholds (700, 10, 10) a batch of 64 one-device messages of 1000 points triggered about 494 young, 45
+middle and 4 full collections, each full one walking every object the process holds: the ingest worker's Python
+per point took 11.25 µs, 9.11 µs tuned (`python -m tests.bench.gc_probe`, docs/benchmarks-gc.md); in the running
+service the gateway's CPU per point fell to 0.60x and the ingest worker's to 0.80x (docs/benchmarks.md, "Before /
+after the twelfth session"). None of these objects form reference cycles, so the collector finds nothing there;
+it only has to run less often. Memory is reclaimed by reference counting as before: only cyclic garbage waits
+for a collection.
 
 ``tune_gc`` freezes what start-up allocated (modules, the app, settings: never garbage, never scanned again) and
 raises the young generation's threshold. ``TELEMETRY_GC_THRESHOLD=0`` keeps Python's defaults.
