@@ -4,7 +4,7 @@ Every point a process handles allocates container objects (a decoded Point struc
 psycopg's Jsonb wrappers), and a fetched batch keeps tens of thousands of them alive at once. With CPython's
 default thresholds (700, 10, 10) a batch of 64 one-device messages of 1000 points triggered about 494 young, 45
 middle and 4 full collections, each full one walking every object the process holds: the ingest worker's Python
-per point took 11.25 µs, 9.11 µs tuned (`python -m tests.bench.gc_probe`, docs/benchmarks-gc.md); in the running
+per point took 10.89 µs, 8.18 µs tuned (`python -m tests.bench.gc_probe`, docs/benchmarks-gc.md); in the running
 service the gateway's CPU per point fell to 0.60x and the ingest worker's to 0.80x (docs/benchmarks.md, "Before /
 after the twelfth session"). None of these objects form reference cycles, so the collector finds nothing there;
 it only has to run less often. Memory is reclaimed by reference counting as before: only cyclic garbage waits

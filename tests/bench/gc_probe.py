@@ -9,11 +9,10 @@ Python's default thresholds (700, 10, 10) with and without the start-up objects 
 """
 
 import gc
-import json
 import statistics
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from psycopg import postgres
@@ -24,6 +23,7 @@ from ingest_worker.notices import build_notice
 from ingest_worker.rows import COPY_TYPES, RowSet
 from telemetry_core.gc_tuning import DEFAULT_THRESHOLD, FULL_EVERY, MIDDLE_EVERY
 from telemetry_core.points_validator import points_body, signed_points_decoder
+from tests.bench.data import PointMaker, point_body
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-gc.md"
 MESSAGES, POINTS, ROUNDS, BATCHES = 64, 1000, 5, 5
@@ -38,25 +38,14 @@ SETTINGS: dict[str, tuple[tuple[int, int, int] | None, bool]] = {
 
 
 def bodies() -> list[tuple[str, bytes]]:
-    """(device, POINTS body) of one fetched batch, shaped like the peers harness's points."""
-    base = datetime(2026, 12, 4, 10, tzinfo=UTC)
+    """(device, POINTS body) of one fetched batch: the benchmarks' points (tests/bench/data.py) with a unit and
+    three tags each, as the peers harness sends them."""
+    start = datetime(2026, 12, 4, 10, tzinfo=UTC)
     out = []
     for d in range(MESSAGES):
         tags = {"location": f"room_{d % 100}", "floor": f"f{d % 10}", "model": ("mk1", "mk2", "mk3")[d % 3]}
-        raws = [
-            json.dumps(
-                {
-                    "timestamp": (base + timedelta(seconds=t)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "metric_name": f"metric_{m:03d}",
-                    "value": round(20 + m + t / 7 + d / 1000, 3),
-                    "unit": "C",
-                    "tags": tags,
-                },
-                separators=(",", ":"),
-            ).encode()
-            for t in range(POINTS // 10)
-            for m in range(10)
-        ]
+        points = PointMaker(start, POINTS, seed=d).points(POINTS)
+        raws = [point_body({**p, "unit": "C", "tags": tags}) for p in points]
         device = f"dev_{d:05d}"
         out.append((device, points_body(device, raws, None, f"req-{d}")))
     return out
