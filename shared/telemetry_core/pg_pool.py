@@ -10,6 +10,8 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from telemetry_core.gated_pool import GatedPool
+
 DEFAULT_STATEMENT_TIMEOUT_S = 30.0
 # psycopg_pool retries a failed connect with a doubling delay (1 s, 2 s, ...) for ``reconnect_timeout`` seconds,
 # then gives up on that connection: the pool shrinks and a caller already waiting for a connection waits out its
@@ -88,8 +90,9 @@ def make_pool(
 
     ``autocommit`` suits a pool that only reads (the gateway): without it every checkout costs a BEGIN and a
     COMMIT round trip around the one SELECT. Code that needs a transaction opens one (``conn.transaction()``).
+    Callers beyond ``max_size`` queue on a semaphore (telemetry_core/gated_pool.py), not in the pool.
     """
-    return AsyncConnectionPool(
+    return GatedPool(
         database_url,
         min_size=min_size,
         max_size=max_size,
