@@ -97,6 +97,10 @@ PEERS_DIR ?= ../shared/peers
 bench-peers: install ## this service beside InfluxDB and VictoriaMetrics on one workload (PEERS_DIR=harness)
 	PEERS_DIR=$(PEERS_DIR) $(BIN)/python -m tests.bench.peers
 
+.PHONY: bench-peers-interleaved
+bench-peers-interleaved: install ## q1/q2 against VictoriaMetrics and this service taking turns (after make bench-peers)
+	PEERS_DIR=$(PEERS_DIR) $(BIN)/python -m tests.bench.peers_interleaved
+
 # A storage prototype, not the product's write path: per-series chunks against row-per-point storage, in a
 # throwaway schema of its own PostgreSQL (docs/storage-chunks.md). Not in `make bench`: it measures a design.
 bench-chunks: install ## per-series chunk storage prototype vs rows (docs/benchmarks-chunks.md, docs/storage-chunks.md)
