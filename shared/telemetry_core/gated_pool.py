@@ -2,8 +2,9 @@
 
 psycopg_pool hands a returned connection to a waiting caller through a per-caller condition awaited under
 ``asyncio.wait_for`` (a task per wait on Python 3.11). At 50 concurrent requests over a 10-connection pool most
-requests wait, and that hand-over cost the gateway about 45 µs of CPU per query (148 → 103 µs per one-series
-query at 50 concurrent callers; docs/benchmarks-pool.md). Here at most ``max_size`` callers are inside the pool at
+requests wait, and that hand-over is CPU the gateway spends per query: with this class, 0.92x the calling process's
+CPU per one-series query at 50 concurrent callers (247 → 227 µs; median of six runs 0.915x; docs/benchmarks-pool.md,
+``python -m tests.bench.pool_gate``). Here at most ``max_size`` callers are inside the pool at
 once, so the pool always has or opens a connection for them; the rest wait on an ``asyncio.Semaphore`` (a future
 each), bounded by the same timeout. A wait that times out raises ``PoolTimeout`` as the pool does, so callers and
 the gateway's error mapping (503 busy when every connection is in use, gateway/errors.py) see no difference.
