@@ -10,7 +10,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from telemetry_core.gated_pool import GatedPool
+from telemetry_core.gated_pool import GatedPool, LeanPool
 
 DEFAULT_STATEMENT_TIMEOUT_S = 30.0
 # psycopg_pool retries a failed connect with a doubling delay (1 s, 2 s, ...) for ``reconnect_timeout`` seconds,
@@ -90,9 +90,11 @@ def make_pool(
 
     ``autocommit`` suits a pool that only reads (the gateway): without it every checkout costs a BEGIN and a
     COMMIT round trip around the one SELECT. Code that needs a transaction opens one (``conn.transaction()``).
-    Callers beyond ``max_size`` queue on a semaphore (telemetry_core/gated_pool.py), not in the pool.
+    Callers beyond ``max_size`` queue on a semaphore (telemetry_core/gated_pool.py), not in the pool; an autocommit
+    pool also keeps its connections between blocks (LeanPool) instead of handing each back to psycopg_pool.
     """
-    return GatedPool(
+    cls = LeanPool if autocommit else GatedPool
+    return cls(
         database_url,
         min_size=min_size,
         max_size=max_size,

@@ -1,10 +1,11 @@
-"""The gateway's connection checkout at 50 concurrent queries: psycopg_pool's own wait queue against GatedPool.
+"""The gateway's connection checkout at 50 concurrent queries: psycopg_pool, GatedPool and LeanPool.
 
 `python -m tests.bench.pool_gate` (part of `make bench`; its own PostgreSQL, no NATS, no HTTP). 50 concurrent
 callers in one process run the gateway's q2 (gateway/views/aggregates.py ``aggregate``: one series, 1 h buckets
 over 24 h, answered from rollup_hour) through a 10-connection autocommit pool (TELEMETRY_DB_POOL_MAX's default),
-as the gateway's request handlers do. ``pool, before`` is psycopg_pool's AsyncConnectionPool configured as
-make_pool configured it before; ``gated, now`` is make_pool's GatedPool (shared/telemetry_core/gated_pool.py).
+as the gateway's request handlers do: psycopg_pool's AsyncConnectionPool as make_pool configured it before, GatedPool
+(waiters on a semaphore) and LeanPool (also keeps connections between blocks: what make_pool now returns for the
+gateway's autocommit pools), all three with make_pool's settings (shared/telemetry_core/gated_pool.py).
 Rounds alternate; CPU is this process's user + system time per query (the gateway's share of a query: the
 PostgreSQL backends are other processes), medians over rounds. Prints the table; ``--write`` puts it in
 docs/benchmarks-pool.md.
@@ -27,6 +28,7 @@ from gateway.query_plan import Plan, Source
 from gateway.views.aggregates import aggregate
 from telemetry_core import event_loop, pg_pool
 from telemetry_core.embedded import start_postgres
+from telemetry_core.gated_pool import GatedPool, LeanPool
 from telemetry_core.migrate import migrate
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-pool.md"
@@ -40,12 +42,12 @@ FROM generate_series(0, %(hours)s - 1) h, generate_series(0, %(series)s - 1) s
 """
 
 
-def plain_pool(url: str) -> AsyncConnectionPool:
-    """make_pool's pool as it was before GatedPool: the same settings, psycopg_pool's class."""
-    gated = pg_pool.make_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE, autocommit=True)
-    return AsyncConnectionPool(
-        url, min_size=POOL_SIZE, max_size=POOL_SIZE, timeout=gated.timeout, open=False,
-        configure=gated._configure, kwargs=gated.kwargs,
+def pool_of(cls: type[AsyncConnectionPool], url: str) -> AsyncConnectionPool:
+    """make_pool's gateway pool (autocommit, same settings) as an instance of ``cls``."""
+    now = pg_pool.make_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE, autocommit=True)
+    return cls(
+        url, min_size=POOL_SIZE, max_size=POOL_SIZE, timeout=now.timeout, open=False,
+        configure=now._configure, kwargs=now.kwargs,
     )  # fmt: skip
 
 
@@ -74,9 +76,10 @@ async def run_round(pool: AsyncConnectionPool) -> tuple[float, float, int]:
 
 async def measure(url: str) -> dict[str, list[tuple[float, float, int]]]:
     makers: dict[str, Callable[[str], AsyncConnectionPool]] = {
-        "pool, before (psycopg_pool's wait queue)": plain_pool,
-        "gated, now (GatedPool)": lambda u: pg_pool.make_pool(
-            u, min_size=POOL_SIZE, max_size=POOL_SIZE, autocommit=True
+        "before: psycopg_pool's AsyncConnectionPool": lambda u: pool_of(AsyncConnectionPool, u),
+        "GatedPool: callers beyond max_size wait on a semaphore": lambda u: pool_of(GatedPool, u),
+        "now, LeanPool (make_pool's autocommit pool): + connections kept between blocks": lambda u: pool_of(
+            LeanPool, u
         ),
     }
     pools = {name: make(url) for name, make in makers.items()}
@@ -118,7 +121,7 @@ def main() -> None:
             server.stop()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "# Connection checkout at 50 concurrent queries: psycopg_pool's wait queue and GatedPool",
+        "# Connection checkout at 50 concurrent queries: psycopg_pool, GatedPool and LeanPool",
         "",
         f"Written by `python -m tests.bench.pool_gate` (part of `make bench`) on {stamp}, {os.cpu_count()} cores, "
         f"load average {load:.1f} before the run. {CONCURRENCY} concurrent callers, {QUERIES:,} queries a round, "
@@ -128,10 +131,11 @@ def main() -> None:
         "",
         *table(results),
         "",
-        "Both return the same buckets. With more callers than connections, psycopg_pool queues each waiting caller "
-        "on a condition awaited under asyncio.wait_for (a task per wait on Python 3.11) and hands it a returned "
-        "connection; GatedPool keeps all but max_size callers on an asyncio.Semaphore in front of the pool, so the "
-        "pool always has a connection for the callers it sees.",
+        "All return the same buckets. With more callers than connections, psycopg_pool queues each waiting caller "
+        "on a condition awaited under asyncio.wait_for and hands it a returned connection; GatedPool keeps all but "
+        "max_size callers on an asyncio.Semaphore in front of the pool; LeanPool also keeps a block's connection, "
+        "when it comes back idle and healthy, for the next block instead of returning it to psycopg_pool (its "
+        "lock, stats and reset check on every checkout and return).",
     ]
     print("\n".join(lines))
     if "--write" in sys.argv:

@@ -15,8 +15,9 @@ from telemetry_core.settings import Settings
 async def _open(settings: Settings, size: int, timeout_s: float = 5.0) -> GatedPool:
     assert settings.database_url
     # min_size = max_size: every connection is there before the test, so none is waited for while opening.
-    pool = make_pool(settings.database_url, min_size=size, max_size=size, timeout_s=timeout_s, autocommit=True)
-    assert isinstance(pool, GatedPool)
+    # A workers' pool (transactions): the gateway's autocommit pools are LeanPool (tests/integration/test_lean_pool.py).
+    pool = make_pool(settings.database_url, min_size=size, max_size=size, timeout_s=timeout_s)
+    assert type(pool) is GatedPool
     await pool.open(wait=True)
     return pool
 
