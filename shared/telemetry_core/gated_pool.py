@@ -12,7 +12,7 @@ the gateway's error mapping (503 busy when every connection is in use, gateway/e
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import monotonic
 from typing import Any
 
@@ -50,10 +50,14 @@ class GatedPool(AsyncConnectionPool):
         """A connection for the block, waiting at most ``timeout`` (the pool's) for a permit and a connection."""
         wait_s = await self._admit(timeout)
         try:
-            async with super().connection(timeout=wait_s) as conn:
+            async with self._lend(wait_s) as conn:
                 yield conn
         finally:
             self._gate.release()
+
+    def _lend(self, wait_s: float) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
+        """How a permit holder gets its connection: psycopg_pool's own checkout (LeanPool keeps connections)."""
+        return super().connection(timeout=wait_s)
 
 
 class LeanPool(GatedPool):
@@ -75,25 +79,18 @@ class LeanPool(GatedPool):
         self._kept: list[AsyncConnection[Any]] = []
 
     @asynccontextmanager
-    async def connection(
-        self,
-        timeout: float | None = None,  # noqa: ASYNC109 - psycopg_pool's signature, which every caller uses
-    ) -> AsyncIterator[AsyncConnection[Any]]:
+    async def _lend(self, wait_s: float) -> AsyncIterator[AsyncConnection[Any]]:
         """A kept connection if there is one, else one from the pool; kept again afterwards when reusable."""
-        wait_s = await self._admit(timeout)
+        conn = self._kept.pop() if self._kept else await self.getconn(timeout=wait_s)
         try:
-            conn = self._kept.pop() if self._kept else await self.getconn(timeout=wait_s)
-            try:
-                yield conn
-            except BaseException:
-                await self.putconn(conn)  # psycopg_pool rolls back, or replaces a broken connection
-                raise
-            if self._reusable(conn):
-                self._kept.append(conn)
-            else:
-                await self.putconn(conn)
-        finally:
-            self._gate.release()
+            yield conn
+        except BaseException:
+            await self.putconn(conn)  # psycopg_pool rolls back, or replaces a broken connection
+            raise
+        if self._reusable(conn):
+            self._kept.append(conn)
+        else:
+            await self.putconn(conn)
 
     def _reusable(self, conn: AsyncConnection[Any]) -> bool:
         return (
