@@ -29,6 +29,7 @@ from nats.errors import SlowConsumerError
 
 from gateway.latest_cache import LatestCache
 from gateway.query_cache import PENDING_S, QueryCache
+from telemetry_core.nats_flush import flush
 from telemetry_core.topology import STORING_SUBJECT, stored_subject
 from telemetry_schemas.notices import PointsStoring
 
@@ -111,7 +112,7 @@ class LatestFeed:
             self._storing_sub = await self._nc.subscribe(
                 self._storing_subject, cb=self._on_storing, pending_msgs_limit=pending_msgs_limit
             )
-        await self._nc.flush()
+        await flush(self._nc)  # the SUBs before the PING (telemetry_core/nats_flush.py)
         self._each("enable")
 
     async def stop(self) -> None:
@@ -220,6 +221,8 @@ class LatestFeed:
                 ok = True
                 try:
                     assert self._nc is not None
+                    # nats-py's own flush: this connection writes nothing but its SUBs (flushed in start) and
+                    # PINGs, so no command of ours is pending behind the PING (telemetry_core/nats_flush.py).
                     await self._nc.flush(timeout=SYNC_TIMEOUT_S)  # type: ignore[arg-type]
                 except Exception:
                     ok = False

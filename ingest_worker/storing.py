@@ -11,6 +11,7 @@ an expiry, if this transaction never commits and is not redelivered).
 import msgspec
 from nats.aio.client import Client
 
+from telemetry_core.nats_flush import flush
 from telemetry_core.topology import STORING_SUBJECT
 from telemetry_schemas.notices import MessageStoring, PointsStoring
 from telemetry_schemas.values import Point
@@ -32,4 +33,4 @@ def storing(batches: list[tuple[str, int, list[Point]]]) -> PointsStoring:
 async def announce_storing(nc: Client, batches: list[tuple[str, int, list[Point]]]) -> None:
     """Publish what the transaction writes and wait until nats-server has it (raises if NATS is away)."""
     await nc.publish(STORING_SUBJECT, _encode(storing(batches)))
-    await nc.flush(timeout=FLUSH_TIMEOUT_S)  # type: ignore[arg-type]  # nats-py annotates it as int
+    await flush(nc, FLUSH_TIMEOUT_S)

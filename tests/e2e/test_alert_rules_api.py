@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from nats.js.api import DeliverPolicy
 
+from telemetry_core.nats_flush import flush
 from telemetry_core.topology import EVENTS_STREAM, RULE_EVENTS, RULES_APPLIED
 from tests.e2e.conftest import wait_rows
 from tests.e2e.test_alerts_api import open_alerts, triggered
@@ -255,7 +256,7 @@ def test_delete_then_404(client: httpx.Client) -> None:
 async def test_rule_created_event_is_published(stack: Stack) -> None:
     nc = await nats.connect(stack.servers.nats_url)
     sub = await nc.subscribe("telemetry_service.alert.rule.created")
-    await nc.flush()  # subscribed at the server before the event can be published
+    await flush(nc)  # subscribed at the server before the event can be published
     try:
         async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
             created = (await client.post(URL, json=rule(level="error"))).json()
@@ -323,7 +324,7 @@ async def test_a_write_answers_once_every_live_engine_replied_applied(stack: Sta
         await nc.publish(msg.reply, json.dumps({"partition": partition, "rules_seq": int(msg.data)}).encode())
 
     sub = await nc.subscribe(RULES_APPLIED, cb=answer)
-    await nc.flush()  # subscribed at the server before the first rule is written
+    await flush(nc)  # subscribed at the server before the first rule is written
     try:
         async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
             start = time.monotonic()

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ
+from telemetry_core.nats_flush import flush
 from telemetry_core.topology import alert_subject
 from telemetry_schemas.enums import AlertLevel
 from telemetry_schemas.events import AlertTriggered
@@ -204,7 +205,7 @@ async def test_alert_resolved_event_is_published(stack: Stack) -> None:
     await _publish(stack.servers.nats_url, [event])
     nc = await nats.connect(stack.servers.nats_url)
     sub = await nc.subscribe("telemetry_service.alert.resolved")
-    await nc.flush()  # subscribed at the server before the event can be published
+    await flush(nc)  # subscribed at the server before the event can be published
     try:
         async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
             r = await client.put(f"{URL}/{event.alert_id}/resolve", json={"note": "ok"})

@@ -157,7 +157,7 @@ def test_node_and_process_kills_lose_nothing_and_alert_once(cluster_stack: Clust
     assert _replay_differences(cs, "rollups", METRIC_HOURS, ()) == []  # the test's metric is this database's only one
     # One alert per breaching device, none for the others, after the standby engine took over.
     hot = sorted(d for d, v in devices.items() if v == HOT)
-    eventually(lambda: _alerted(cs, rule.json()["rule_id"]) == hot, timeout=60, what="one alert per hot device")
+    eventually(lambda: _same(_alerted(cs, rule.json()["rule_id"]), hot), timeout=60, what="one alert per hot device")
     # The restarted node is back: every stream has a leader and all three replicas current.
     # (The gateway's server lists the restarted node again once the routes gossip it: polled too.)
     cluster = eventually(lambda: (c := detailed_cluster(cs.urls[1], headers))["status"] == "healthy"
@@ -235,6 +235,12 @@ def _latest(cs: ClusterStack, devices: list[str]) -> dict[str, tuple[datetime, f
             (devices,),
         ).fetchall()
     return {d: (t, v) for d, t, v in rows}
+
+
+def _same(got: list[str], want: list[str]) -> bool:
+    """True when equal; else an AssertionError that ``eventually`` reports with both lists."""
+    assert got == want, f"alerted {got}, expected {want}"
+    return True
 
 
 def _alerted(cs: ClusterStack, rule_id: str) -> list[str]:

@@ -12,6 +12,7 @@ import nats
 import psycopg
 import pytest
 
+from telemetry_core.nats_flush import flush
 from telemetry_core.topology import DLQ_STREAM, device_of_points_subject, points_subject
 from telemetry_schemas.codecs import dead_letter_decoder
 from tests.e2e.conftest import point, wait_rows
@@ -142,7 +143,7 @@ async def test_metric_defined_event_is_published(stack: Stack) -> None:
     name = unique("m")
     nc = await nats.connect(stack.servers.nats_url)
     sub = await nc.subscribe("telemetry_service.metric.defined")
-    await nc.flush()  # subscribed at the server before the event can be published
+    await flush(nc)  # subscribed at the server before the event can be published
     try:
         async with httpx.AsyncClient(base_url=stack.url, headers=stack.headers, timeout=15) as client:
             assert (await client.post(URL, json=definition(name))).status_code == 201

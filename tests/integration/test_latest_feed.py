@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from gateway.latest_cache import LatestCache
 from gateway.latest_feed import LatestFeed
 from ingest_worker.notices import build_notice
+from telemetry_core.nats_flush import flush
 from telemetry_schemas.api.queries import LatestValueResponse
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.values import Point
@@ -64,13 +65,13 @@ async def test_after_the_barrier_a_newer_notice_has_made_the_entry_pending(publi
         # Older in (time, POINTS sequence) than the row: latest_values would keep the row, so does the cache.
         await publisher.publish(f"{prefix}.{device}", notice(device, T0 - timedelta(seconds=5), 20))
         await publisher.publish(f"{prefix}.{device}", notice(device, T0, 9))
-        await publisher.flush()  # the server has routed both to the feed's connection
+        await flush(publisher)  # the server has routed both to the feed's connection
         assert await feed.synced()
         assert feed.notices == 2
         assert feed.cache.get((device, "temperature"), 1.0) == row(device, 1.0)
         # Newer: no polling here: once the barrier returns, the notice must have been applied.
         await publisher.publish(f"{prefix}.{device}", notice(device, T0 + timedelta(seconds=1), 21))
-        await publisher.flush()
+        await flush(publisher)
         assert await feed.synced()
         assert feed.cache.get((device, "temperature"), 1.0) is None
         # A read that is still behind that notice is not kept; one that caught up is.
@@ -117,7 +118,7 @@ async def test_notices_dropped_as_a_slow_consumer_empty_the_cache(publisher: Cli
         epoch = feed.cache.epoch
         for i in range(300):  # one burst: the client's reader queues them faster than the callback takes them
             await publisher.publish(f"{prefix}.other-{i}", notice(f"other-{i}", T0, 100 + i))
-        await publisher.flush()
+        await flush(publisher)
         await until(lambda: feed.cache.epoch > epoch, timeout=15, what="the dropped notices emptied the cache")
         assert feed.cache.get((device, "temperature"), 1.0) is None
         assert feed.cache.enabled  # the subscription itself is still there

@@ -12,6 +12,7 @@ from nats.js.api import StreamConfig
 
 from telemetry_core.embedded import free_port, nats_config, port_open, start_nats
 from telemetry_core.errors import ConfigurationError
+from telemetry_core.nats_flush import flush
 from telemetry_core.settings import Settings
 from tests.support.eventually import eventually
 from tests.support.mqtt import connack_reason, mqtt_device
@@ -130,7 +131,7 @@ def test_with_a_password_mqtt_clients_must_sign_in_and_nats_clients_are_untouche
             nc = await nats.connect(server.url)  # an ordinary NATS client: no credentials asked of it
             try:
                 sub = await nc.subscribe("telemetry.points.>")
-                await nc.flush()
+                await flush(nc)
                 with mqtt_device(mqtt, credentials=CREDENTIALS) as device:
                     device.publish("telemetry/points/dev-1", b"{}")
                 return (await sub.next_msg(timeout=10)).data

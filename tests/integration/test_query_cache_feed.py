@@ -20,6 +20,7 @@ from gateway.query_cache import QueryCache
 from gateway.views.cached_queries import QueryReads, query_key
 from ingest_worker.notices import build_notice
 from ingest_worker.storing import storing
+from telemetry_core.nats_flush import flush
 from telemetry_schemas.api.queries import DataPoint, QueryRequest, TelemetryDataResponse
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.values import Point
@@ -94,12 +95,12 @@ async def test_a_notice_in_the_range_makes_the_next_query_compute_again(publishe
         assert compute.calls == 1, "the second was answered from the cache"
         # A point after the range: nothing asked for changed.
         await publisher.publish(f"{prefix}.{device}", notice(device, T1 + timedelta(minutes=5)))
-        await publisher.flush()
+        await flush(publisher)
         assert (await ask(reads, request(device), compute)) == first
         assert compute.calls == 1
         # Inside the range: no polling here: once the barrier returns, the notice must have been applied.
         await publisher.publish(f"{prefix}.{device}", notice(device, T0 + timedelta(hours=3)))
-        await publisher.flush()
+        await flush(publisher)
         second = await ask(reads, request(device), compute)
         assert compute.calls == 2
         assert second.data_points[0].value == 2.0
@@ -130,7 +131,7 @@ async def test_an_old_writers_notice_keeps_reads_out_of_the_cache(publisher: Cli
     try:
         await ask(reads, request(device), compute)
         await publisher.publish(f"{prefix}.other", notice("other", T1 + timedelta(days=3), rollups_applied=False))
-        await publisher.flush()
+        await flush(publisher)
         assert await reads.feed.synced()
         for _ in range(3):
             await ask(reads, request(device), compute)
@@ -173,12 +174,12 @@ async def test_an_announced_write_keeps_the_cache_out_of_its_range_until_stored(
     try:
         await ask(reads, request(device), compute)
         await publisher.publish(f"{prefix}-storing", announcement(device, T0 + timedelta(hours=2), 41))
-        await publisher.flush()
+        await flush(publisher)
         for _ in range(3):  # the transaction may commit any moment: every answer comes from the database
             await ask(reads, request(device), compute)
         assert compute.calls == 4
         await publisher.publish(f"{prefix}.{device}", notice(device, T0 + timedelta(hours=2), seq=41))
-        await publisher.flush()
+        await flush(publisher)
         assert await reads.feed.synced()  # a miss does not wait for the barrier: here the notice is applied
         await ask(reads, request(device), compute)  # computed (nothing was kept meanwhile), and kept now
         await ask(reads, request(device), compute)

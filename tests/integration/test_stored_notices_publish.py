@@ -13,6 +13,7 @@ from ingest_worker.handler import IngestHandler
 from projection_worker.projections import device_stats, latest_values, rollups
 from telemetry_core.events_out import EventsOut
 from telemetry_core.headers import MSG_ID, REQUEST_ID, SIGNATURE
+from telemetry_core.nats_flush import flush
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.settings import Settings
 from telemetry_core.topology import POINTS_STREAM, STORED_BATCH_SUBJECT, points_subject
@@ -53,7 +54,7 @@ async def test_one_transaction_of_three_messages_publishes_one_notices_message(
             seen.append(msg)
 
     await listener.subscribe(STORED_BATCH_SUBJECT, cb=on_notices)
-    await listener.flush()
+    await flush(listener)
     try:
         seqs = [await publish(nc, validator, d, float(i)) for i, d in enumerate(devices)]
         handler = IngestHandler(pool, nc.jetstream(), EventsOut(nc, settings.event_prefix), structlog.get_logger(),
@@ -63,7 +64,7 @@ async def test_one_transaction_of_three_messages_publishes_one_notices_message(
             if seen:
                 break
             await asyncio.sleep(0.02)
-            await listener.flush()
+            await flush(listener)
     finally:
         await listener.close()
     # A stack's ingest worker on the same servers (e2e tests in this process) may store them too, in its own

@@ -15,6 +15,7 @@ from ingest_worker.handler import IngestHandler
 from telemetry_core.errors import TransientError
 from telemetry_core.events_out import EventsOut
 from telemetry_core.headers import SIGNATURE
+from telemetry_core.nats_flush import flush
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.settings import Settings
 from telemetry_core.topology import STORING_SUBJECT, points_subject
@@ -50,14 +51,14 @@ async def test_the_batch_is_announced_with_its_device_metrics_and_span(
             seen.append(announced)
 
     await listener.subscribe(STORING_SUBJECT, cb=on_storing)
-    await listener.flush()
+    await flush(listener)
     try:
         handler = IngestHandler(pool, nc.jetstream(), EventsOut(nc, settings.event_prefix), structlog.get_logger(),
                                 validator, nc)  # fmt: skip
         await publish_point(nc, validator, device)
         assert await handler(await messages_of(nc, device, at_most=1)) == []
         assert sorted(await stored_values(pool, device)) == [(1.0,), (4.5,)]
-        await listener.flush()
+        await flush(listener)
     finally:
         await listener.close()
     # That it reaches the gateways before the commit is visible is proven end to end (tests/e2e/

@@ -1,5 +1,6 @@
 """A TCP relay in front of a server whose connections a test can cut, and whose port it can close and reopen:
-a real network outage for one client (e.g. a NATS subscriber) while the server and its other clients carry on."""
+a real network outage for one client (e.g. a NATS subscriber) while the server and its other clients carry on.
+It also keeps what clients sent (``sent``), for tests of the order a client writes its commands in."""
 
 import asyncio
 import contextlib
@@ -18,6 +19,7 @@ class TcpCut:
         self._writers: set[asyncio.StreamWriter] = set()
         self._refusing = False
         self.port = 0
+        self.sent = bytearray()  # every byte relayed from clients to the server, in relay order
 
     @property
     def url(self) -> str:
@@ -34,14 +36,16 @@ class TcpCut:
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         self._writers |= {writer, up_writer}
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, keep: bytearray | None) -> None:
             with contextlib.suppress(Exception):
                 while data := await src.read(65536):
+                    if keep is not None:
+                        keep += data
                     dst.write(data)
                     await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, self.sent), pipe(up_reader, writer, None))
         self._writers -= {writer, up_writer}
 
     def cut(self) -> None:
