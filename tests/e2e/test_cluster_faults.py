@@ -157,7 +157,12 @@ def test_node_and_process_kills_lose_nothing_and_alert_once(cluster_stack: Clust
     assert _replay_differences(cs, "rollups", METRIC_HOURS, ()) == []  # the test's metric is this database's only one
     # One alert per breaching device, none for the others, after the standby engine took over.
     hot = sorted(d for d, v in devices.items() if v == HOT)
-    eventually(lambda: _same(_alerted(cs, rule.json()["rule_id"]), hot), timeout=60, what="one alert per hot device")
+    try:
+        eventually(
+            lambda: _same(_alerted(cs, rule.json()["rule_id"]), hot), timeout=60, what="one alert per hot device"
+        )
+    except AssertionError as exc:  # say what the engines did: a copy that exited, a takeover that stalled
+        raise AssertionError(f"{exc}\n{_engines(cs)}") from None
     # The restarted node is back: every stream has a leader and all three replicas current.
     # (The gateway's server lists the restarted node again once the routes gossip it: polled too.)
     cluster = eventually(lambda: (c := detailed_cluster(cs.urls[1], headers))["status"] == "healthy"
@@ -241,6 +246,16 @@ def _same(got: list[str], want: list[str]) -> bool:
     """True when equal; else an AssertionError that ``eventually`` reports with both lists."""
     assert got == want, f"alerted {got}, expected {want}"
     return True
+
+
+def _engines(cs: ClusterStack) -> str:
+    """Each alert engine copy: running or its exit code, and its last log lines but the per-batch ones."""
+    out = []
+    for label, proc in cs.stack.procs.items():
+        if "alert" in label:
+            lines = [ln for ln in cs.stack.log_tail(label, 100_000).splitlines() if '"batch_handled"' not in ln]
+            out += [f"--- {label}: {'running' if proc.poll() is None else f'exited {proc.returncode}'}", *lines[-15:]]
+    return "\n".join(out)
 
 
 def _alerted(cs: ClusterStack, rule_id: str) -> list[str]:
