@@ -82,6 +82,7 @@ bench: install browser ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.single_point
 	$(BIN)/python -m tests.bench.q2_prepare
 	$(BIN)/python -m tests.bench.pool_gate --write
+	$(BIN)/python -m tests.bench.series_batches --write
 	$(BIN)/python -m tests.bench.latest_cache
 	$(BIN)/python -m tests.bench.fast_reads
 	$(BIN)/python -m tests.bench.gc_probe --write

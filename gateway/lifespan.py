@@ -24,6 +24,7 @@ from gateway.off_loop import OffLoop
 from gateway.publisher import CommandPublisher
 from gateway.read_pool import close_read_pool, open_read_pool
 from gateway.state import GatewayState
+from gateway.views.series_batches import batch_series_reads
 from telemetry_core.definitions_cache import DefinitionsCache
 from telemetry_core.nats_conn import close_nats, connect
 from telemetry_core.pg_pool import make_pool
@@ -47,6 +48,7 @@ def make_lifespan(settings: Settings) -> "object":
                          statement_timeout_s=settings.statement_timeout_s, autocommit=True)  # fmt: skip
         await pool.open(wait=True, timeout=30.0)
         read_pool = await open_read_pool(settings, pool)  # ``pool`` itself unless DATABASE_READ_URL is set
+        batch_series_reads(read_pool, settings.query_batch_max)
         definitions = DefinitionsCache(js, log)
         await definitions.start()
         api_keys = ApiKeyCache(js, log)

@@ -9,6 +9,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.query_plan import PERCENTILES, Plan, Source
+from gateway.views.series_batches import batch_statement, batches_of
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,12 @@ def _query(plan: Plan, aggregation: str, per_device: bool, series: Filter, tags:
     return _statement(plan, aggregation, per_device, series, tags).as_bytes(None)
 
 
+@functools.cache
+def _batched(plan: Plan, aggregation: str, per_device: bool) -> bytes:
+    """The one-series statement over many series at once (series_batches.batch_statement), rendered once."""
+    return batch_statement(_query(plan, aggregation, per_device, Filter.ONE_SERIES, False))
+
+
 async def aggregate(
     pool: AsyncConnectionPool,
     plan: Plan,
@@ -193,9 +200,15 @@ async def aggregate(
     params = _params(series, metrics, devices, start, end)
     params |= {"interval": timedelta(seconds=interval), "q": PERCENTILES.get(aggregation), "tags": tags}
     statement = _query(plan, aggregation, per_device, series, tags is not None)
-    async with pool.connection() as conn:
-        cur = await conn.execute(statement, params, prepare=_prepare(plan.source, series))
-        rows = await cur.fetchall()
+    batches = batches_of(pool)
+    if batches is not None and series is Filter.ONE_SERIES and tags is None and plan.source is not Source.RAW:
+        # With others of its shape in flight, one statement answers them all (gateway/views/series_batches.py).
+        shape = (plan, aggregation, per_device, interval)
+        rows = await batches.rows(shape, statement, _batched(plan, aggregation, per_device), params)
+    else:
+        async with pool.connection() as conn:
+            cur = await conn.execute(statement, params, prepare=_prepare(plan.source, series))
+            rows = await cur.fetchall()
     return [Bucket(b, d, m, None if v is None else float(v), int(n)) for b, d, m, v, n in rows]
 
 

@@ -266,6 +266,9 @@ class Settings:
     # notices; off (0) in the same cases. At most query_cache_size answers, re-read after query_cache_ttl_s. --
     query_cache_size: int = 10_000
     query_cache_ttl_s: float = 30.0
+    # One-series aggregates from rollups waiting for a connection run together, up to this many in one statement
+    # (gateway/views/series_batches.py); 0 or 1: each runs its own.
+    query_batch_max: int = 32
     # GET …/latest and POST /query answered in front of Litestar when plainly valid (gateway/fast_reads.py).
     fast_reads: bool = True
     # The single-point POST answered in front of Litestar when plainly valid (gateway/fast_ingest.py).
@@ -356,6 +359,7 @@ class Settings:
             latest_cache_ttl_s=_number(env, "TELEMETRY_LATEST_CACHE_TTL", 60.0, float, 0.1, 86_400.0),
             query_cache_size=_number(env, "TELEMETRY_QUERY_CACHE_SIZE", 10_000, int, 0, 10**7),
             query_cache_ttl_s=_number(env, "TELEMETRY_QUERY_CACHE_TTL", 30.0, float, 0.1, 86_400.0),
+            query_batch_max=_number(env, "TELEMETRY_QUERY_BATCH", 32, int, 0, 1000),
             fast_reads=_flag(env, "TELEMETRY_FAST_READS", default=True),
             fast_ingest=_flag(env, "TELEMETRY_FAST_INGEST", default=True),
         )

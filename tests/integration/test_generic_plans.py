@@ -22,7 +22,7 @@ from psycopg import sql
 
 from gateway.query_plan import PERCENTILES, Plan, Source
 from gateway.views import csv_export, device_metrics, history, latest, stats
-from gateway.views.aggregates import Filter, _points_in, _prepare, _query, _statement
+from gateway.views.aggregates import Filter, _batched, _points_in, _prepare, _query, _statement
 from gateway.views.alerts import AlertFilters, list_alerts
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.settings import Settings
@@ -166,6 +166,11 @@ def _aggregate_statements() -> Iterator[tuple[str, bytes]]:
                     for tags in (False, True) if source is Source.RAW else (False,):
                         label = f"{source} {series} {aggregation} per_device={per_device} tags={tags}"
                         yield label, _query(Plan(source, None), aggregation, per_device, series, tags)
+                    if series is Filter.ONE_SERIES and source is not Source.RAW:  # batched (series_batches.py)
+                        yield (
+                            f"{source} batched {aggregation} per_device={per_device}",
+                            _batched(Plan(source, None), aggregation, per_device),
+                        )
 
 
 def test_prepared_aggregate_statements_find_the_device_through_an_index(plans_db: str) -> None:
