@@ -123,6 +123,12 @@ QUERY_CACHE_HELD = Gauge(
     "TELEMETRY_QUERY_CACHE_SIZE and 200,000 points).",
     ["what"], registry=GATEWAY_REGISTRY,
 )  # fmt: skip
+QUERY_BATCH_REQUESTS = Histogram(
+    "telemetry_query_batch_requests",
+    "One-series aggregates answered per statement by this gateway process's batched reads "
+    "(gateway/views/series_batches.py): 1 = a request that ran alone.",
+    buckets=(1, 2, 4, 8, 16, 32, 64), registry=GATEWAY_REGISTRY,
+)  # fmt: skip
 QUERY_CACHE_ANSWERS = Counter(
     "telemetry_query_cache_answers",
     "One-series POST /query answers of this gateway process while its query cache is on: hit (kept from an "

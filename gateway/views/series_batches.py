@@ -21,6 +21,8 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.metrics import QUERY_BATCH_REQUESTS
+
 Params = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 Shape = Hashable  # what a batch shares: its statements and every parameter but the series and the range
@@ -91,6 +93,7 @@ class SeriesBatches:
                         if not batch:
                             return
                         self.statements += 1
+                        QUERY_BATCH_REQUESTS.observe(len(batch))
                         if len(batch) == 1:
                             cur = await conn.execute(one, batch[0][0], prepare=True)
                             _settle(batch, [await cur.fetchall()])

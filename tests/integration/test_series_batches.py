@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from gateway.metrics import GATEWAY_REGISTRY
 from gateway.query_plan import Plan, Source
 from gateway.views.aggregates import Bucket, aggregate
 from gateway.views.series_batches import Rows, SeriesBatches, batch_series_reads, batches_of
@@ -89,12 +90,19 @@ async def test_batched_answers_equal_each_statement_alone(
     requests = _requests(devices, 400)
     want = [await _ask(alone, r) for r in requests]
     assert sum(map(len, want)) > 1000, "the requests read rows"
+    count0, sum0 = _observed("count"), _observed("sum")
     got = await asyncio.gather(*(_ask(batched, r) for r in requests))
     assert got == want
     batches = batches_of(batched)
     assert batches is not None
     # 400 requests of 72 shapes over 3 connections: most waited and were answered with others.
     assert batches.statements < len(requests) // 2, batches.statements
+    # /metrics: one observation per statement, of how many requests it answered.
+    assert (_observed("count") - count0, _observed("sum") - sum0) == (batches.statements, len(requests))
+
+
+def _observed(what: str) -> float:
+    return GATEWAY_REGISTRY.get_sample_value(f"telemetry_query_batch_requests_{what}") or 0.0
 
 
 async def test_a_request_alone_runs_at_once_in_its_own_statement(
