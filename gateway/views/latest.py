@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 from gateway.latest_cache import LatestCache, Order
 from gateway.latest_feed import LatestFeed
 from gateway.metrics import LATEST_CACHE_ANSWERS
+from gateway.views.series_batches import batch_statement, batches_of
 from telemetry_core.value_columns import from_columns
 from telemetry_schemas.api.queries import LatestValueResponse
 
@@ -28,8 +29,10 @@ SELECT l.time, l.value_type, l.value_num, l.value_text, l.value_bool, l.value_js
                    WHERE p.device_id = l.device_id AND p.metric_name = l.metric_name
                      AND p.time >= l.time AND (p.time > l.time OR p.src_seq > l.src_seq))
 FROM telemetry.latest_values l
-WHERE l.device_id = %s AND l.metric_name = %s
+WHERE l.device_id = %(device)s AND l.metric_name = %(metric)s
 """
+_FILL_BYTES = _FILL.encode()
+_FILL_BATCH = batch_statement(_FILL_BYTES)  # several misses in one statement (gateway/views/series_batches.py)
 
 
 def _response(device_id: str, metric_name: str, row: tuple[Any, ...]) -> LatestValueResponse:
@@ -88,9 +91,15 @@ class LatestReads:
                 return found if found.timestamp >= since else None
         self._miss.inc()
         fill = cache.begin_fill(key)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(_FILL, key, prepare=True)
-            row = await cur.fetchone()
+        params = {"device": device_id, "metric": metric_name}
+        batches = batches_of(self.pool)
+        if batches is not None:  # misses in flight together (a dashboard opening) share one statement
+            rows = await batches.rows("latest fill", _FILL_BYTES, _FILL_BATCH, params)
+            row = rows[0] if rows else None
+        else:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(_FILL_BYTES, params, prepare=True)
+                row = await cur.fetchone()
         if row is None:
             return None
         found = _response(device_id, metric_name, row)

@@ -1,4 +1,4 @@
-"""One-series aggregates asked at the same time, answered by one statement (used by gateway/views/aggregates.py).
+"""One-series reads asked at the same time, answered by one statement (gateway/views/aggregates.py, latest.py).
 
 A dashboard asks many one-series aggregates at once (a panel per device or metric, and every viewer). At 50
 requests in flight over a 10-connection pool, each paid a round trip of its own: psycopg's execute, PostgreSQL's
@@ -9,7 +9,8 @@ free runs up to ``max_batch`` of them as one statement: the one-series statement
 series), its rows split by request. A request that finds a runner slot free (fewer than ``lanes`` runners of its
 shape) starts one, so an unloaded gateway runs each request alone, at once, with its own prepared statement.
 
-Rollup sources only: an aggregate over raw points may be heavy (it waits for a heavy-query slot), and one slow
+The latest-value cache's fill (gateway/views/latest.py, a miss of GET …/latest) is batched the same way. Aggregates
+from rollups only: an aggregate over raw points may be heavy (it waits for a heavy-query slot), and one slow
 series would hold every answer of its batch. A statement error fails the requests of its batch, as it would have
 failed each of them.
 """
@@ -28,23 +29,31 @@ Rows = list[tuple[Any, ...]]
 Shape = Hashable  # what a batch shares: its statements and every parameter but the series and the range
 _Waiting = tuple[Params, "asyncio.Future[Rows]"]
 
-# The batch statement around one series' statement: its %(device)s, %(metric)s, %(start)s and %(end)s become the
-# columns of each unnested request (aggregates.py's statements name them so).
-_BATCH_HEAD = (
-    b"SELECT q.i, s.* FROM unnest(%(i)s::int4[], %(devices)s::text[], %(metrics)s::text[], "
-    b"%(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(i, device, metric, t0, t1) CROSS JOIN LATERAL ("
+# The batch statement around one series' statement: each per-request parameter it names (%(device)s, %(metric)s,
+# %(start)s, %(end)s) becomes a column of the unnested requests: (name, list parameter, element type, column).
+_PER_REQUEST = (
+    ("device", "devices", "text", "device"),
+    ("metric", "metrics", "text", "metric"),
+    ("start", "starts", "timestamptz", "t0"),
+    ("end", "ends", "timestamptz", "t1"),
 )
-_BATCH_TAIL = b") AS s ORDER BY 1, 2"
-_PER_REQUEST = {b"%(device)s": b"q.device", b"%(metric)s": b"q.metric", b"%(start)s": b"q.t0", b"%(end)s": b"q.t1"}
-_LISTS = {"device": "devices", "metric": "metrics", "start": "starts", "end": "ends"}
+_LISTS = {name: plural for name, plural, _, _ in _PER_REQUEST}
 
 
 def batch_statement(one: bytes) -> bytes:
     """The statement answering many series at once, from the statement of one (rows: request index, then its)."""
+    used = [p for p in _PER_REQUEST if f"%({p[0]})s".encode() in one]
+    lists = "".join(f", %({plural})s::{kind}[]" for _, plural, kind, _ in used)
+    columns = "".join(f", {column}" for *_, column in used)
     inner = one
-    for param, column in _PER_REQUEST.items():
-        inner = inner.replace(param, column)
-    return _BATCH_HEAD + inner + _BATCH_TAIL
+    for name, _, _, column in used:
+        inner = inner.replace(f"%({name})s".encode(), f"q.{column}".encode())
+    # Built from this module's constants only (_PER_REQUEST): no value reaches the text.
+    head = f"SELECT q.i, s.* FROM unnest(%(i)s::int4[]{lists}) AS q(i{columns}) CROSS JOIN LATERAL ("  # noqa: S608
+    # OFFSET 0 keeps the subquery from being pulled up into a join: a generic plan could then hash-join the requests
+    # with a sequential scan of the whole table (it did, for the latest-value fill) instead of one primary-key
+    # descent per request (tests/integration/test_generic_plans.py).
+    return head.encode() + inner.rstrip() + b" OFFSET 0) AS s ORDER BY 1, 2"
 
 
 class SeriesBatches:
@@ -118,7 +127,8 @@ def _batch_params(batch: Sequence[_Waiting]) -> Params:
     params = {k: v for k, v in first.items() if k not in _LISTS}
     params["i"] = list(range(len(batch)))
     for name, plural in _LISTS.items():
-        params[plural] = [p[name] for p, _ in batch]
+        if name in first:
+            params[plural] = [p[name] for p, _ in batch]
     return params
 
 

@@ -214,6 +214,8 @@ def test_other_prepared_device_statements_find_the_device_through_an_index(plans
     """
     statements = {
         "latest value (prepare=True)": latest._LATEST,
+        "latest-value cache fill (prepare=True)": latest._FILL_BYTES,
+        "latest-value cache fills, batched (prepare=True)": latest._FILL_BATCH,
         "device metrics (prepare=True)": device_metrics._METRICS,
         "device stats (prepare=True)": stats._DEVICE,
         "raw points of devices (auto)": history.raw_statement(devices=True, tags=False),

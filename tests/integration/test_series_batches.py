@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway.metrics import GATEWAY_REGISTRY
 from gateway.query_plan import Plan, Source
+from gateway.views import latest
 from gateway.views.aggregates import Bucket, aggregate
 from gateway.views.series_batches import Rows, SeriesBatches, batch_series_reads, batches_of
 from telemetry_core.pg_pool import make_pool
@@ -198,5 +199,38 @@ async def test_a_request_queued_while_the_last_runner_leaves_is_run(settings: Se
         assert (await first)[0][0] == "a"
         await until(lambda: late, timeout=5, what="the late request queued")
         assert (await asyncio.wait_for(late[0], 5))[0][0] == "late"
+    finally:
+        await pool.close()
+
+
+async def test_latest_value_fills_batched_equal_each_alone(settings: Settings) -> None:
+    """The latest-value cache's fill (gateway/views/latest.py): the row and whether raw points are newer."""
+    prefix = unique("fill") + "-"
+    assert settings.database_url
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("SELECT telemetry.ensure_partition(%s::date)", (T0.date(),))
+        conn.execute(
+            """INSERT INTO telemetry.latest_values (device_id, metric_name, time, value_type, value_num, src_seq)
+               SELECT %(p)s || d, 'm' || m, %(t0)s + (d + m) * interval '1 minute', 0, d * 10 + m, 5
+               FROM generate_series(0, 5) d, generate_series(0, 2) m""",
+            {"p": prefix, "t0": T0},
+        )
+        # Raw points newer than the row for some series only: their fill says "not caught up".
+        conn.execute(
+            """INSERT INTO telemetry.points (device_id, metric_name, time, value_type, value_num, src_seq)
+               SELECT %(p)s || d, 'm' || m, %(t0)s + (d + m + 1) * interval '1 minute', 0, 1, 6
+               FROM generate_series(0, 5) d, generate_series(0, 2) m WHERE (d + m) %% 3 = 0""",
+            {"p": prefix, "t0": T0},
+        )
+    pool = await _pool(settings, batch=0)
+    batches = SeriesBatches(pool, lanes=1, max_batch=32)
+    keys = [{"device": f"{prefix}{d}", "metric": f"m{m}"} for d in range(7) for m in range(3)]  # device 6: no row
+    try:
+        async with pool.connection() as conn:
+            want = [await (await conn.execute(latest._FILL_BYTES, k)).fetchall() for k in keys]
+        got = await asyncio.gather(*(batches.rows("fill", latest._FILL_BYTES, latest._FILL_BATCH, k) for k in keys))
+        assert got == want
+        assert sum(1 for rows in want if rows and rows[0][10] is False) == 6 and want[-1] == []  # both kinds seen
+        assert batches.statements < len(keys)
     finally:
         await pool.close()
