@@ -92,7 +92,7 @@ async def test_batched_answers_equal_each_statement_alone(
     want = [await _ask(alone, r) for r in requests]
     assert sum(map(len, want)) > 1000, "the requests read rows"
     count0, sum0 = _observed("count"), _observed("sum")
-    got = await asyncio.gather(*(_ask(batched, r) for r in requests))
+    got = await asyncio.wait_for(asyncio.gather(*(_ask(batched, r) for r in requests)), 60)  # a lost one: fail
     assert got == want
     batches = batches_of(batched)
     assert batches is not None
@@ -153,7 +153,9 @@ async def test_a_request_given_up_on_does_not_disturb_its_batch(settings: Settin
         await asyncio.sleep(0)
         queued[1].cancel()
         assert (await first)[0][0] == "a"
-        assert [(await queued[0])[0][0], (await queued[2])[0][0]] == ["b", "d"]
+        # Queued while the first held the only lane: the first's runner leaves them a runner of their own.
+        answers = await asyncio.wait_for(asyncio.gather(queued[0], queued[2]), 10)
+        assert [a[0][0] for a in answers] == ["b", "d"]
         assert queued[1].cancelled()
         assert batches.statements == 2, "the three queued ran as one batch, without the cancelled one"
     finally:
@@ -228,9 +230,36 @@ async def test_latest_value_fills_batched_equal_each_alone(settings: Settings) -
     try:
         async with pool.connection() as conn:
             want = [await (await conn.execute(latest._FILL_BYTES, k)).fetchall() for k in keys]
-        got = await asyncio.gather(*(batches.rows("fill", latest._FILL_BYTES, latest._FILL_BATCH, k) for k in keys))
+        asked = asyncio.gather(*(batches.rows("fill", latest._FILL_BYTES, latest._FILL_BATCH, k) for k in keys))
+        got = await asyncio.wait_for(asked, 30)
         assert got == want
         assert sum(1 for rows in want if rows and rows[0][10] is False) == 6 and want[-1] == []  # both kinds seen
         assert batches.statements < len(keys)
+    finally:
+        await pool.close()
+
+
+async def test_a_request_cancelled_while_running_its_batch_hands_the_others_on(settings: Settings) -> None:
+    """The first request runs the batch in its own task; its client goes away mid-statement: the others of the
+    batch are put back and answered by a runner of their own."""
+    assert settings.database_url
+    pool = make_pool(settings.database_url, min_size=1, max_size=1, timeout_s=10.0, autocommit=True)
+    await pool.open(wait=True)
+    batches = SeriesBatches(pool, lanes=1, max_batch=8)
+    one = b"SELECT %(device)s::text, 0"
+    many = (b"SELECT q.i, q.device, 0 FROM unnest(%(i)s::int4[], %(devices)s::text[]) q(i, device), "
+            b"LATERAL (SELECT pg_sleep(0.3) WHERE %(ends)s::timestamptz[] IS NOT NULL) AS slow")  # fmt: skip
+    try:
+        async with pool.connection():  # the only connection: the first request waits for it, the others queue
+            first = asyncio.create_task(batches.rows("s", one, many, _params("a")))
+            await asyncio.sleep(0.01)
+            others = [asyncio.create_task(batches.rows("s", one, many, _params(d))) for d in "bc"]
+            await asyncio.sleep(0.01)
+        await until(lambda: batches.statements == 1, timeout=5, what="the first running the batch of three")
+        first.cancel()
+        answers = await asyncio.wait_for(asyncio.gather(*others), 10)
+        assert [a[0][0] for a in answers] == ["b", "c"]
+        assert first.cancelled()
+        assert batches.statements == 2, "the two went on in one more statement"
     finally:
         await pool.close()
