@@ -12,12 +12,13 @@ docs/benchmarks-pool.md.
 """
 
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from gateway.query_plan import Plan, Source
 from gateway.views.aggregates import aggregate
 from telemetry_core import event_loop, pg_pool
-from telemetry_core.embedded import start_postgres
+from telemetry_core.embedded import EmbeddedServer, start_postgres
 from telemetry_core.gated_pool import GatedPool, LeanPool
 from telemetry_core.migrate import migrate
 
@@ -107,18 +108,25 @@ def table(results: dict[str, list[tuple[float, float, int]]]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-pool-") as root:
+@contextlib.contextmanager
+def q2_postgres() -> Iterator[EmbeddedServer]:
+    """A durable PostgreSQL of its own holding the q2 workload: SERIES series x HOURS hours of rollup_hour rows."""
+    with tempfile.TemporaryDirectory(prefix="bench-q2-") as root:
         server = start_postgres(Path(root) / "pg", durable=True)
         try:
             migrate(server.url)
             with psycopg.connect(server.url, autocommit=True) as conn:
                 conn.execute(_SEED, {"t0": T0, "hours": HOURS, "series": SERIES})
                 conn.execute("VACUUM ANALYZE telemetry.rollup_hour")
-            load = os.getloadavg()[0]
-            results = event_loop.run(measure(server.url))  # uvloop, as the gateway runs
+            yield server
         finally:
             server.stop()
+
+
+def main() -> None:
+    with q2_postgres() as server:
+        load = os.getloadavg()[0]
+        results = event_loop.run(measure(server.url))  # uvloop, as the gateway runs
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Connection checkout at 50 concurrent queries: psycopg_pool, GatedPool and LeanPool",

@@ -11,22 +11,18 @@ medians over rounds. Prints the table; ``--write`` puts it in docs/benchmarks-se
 import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.views.series_batches import batch_series_reads, batches_of
 from telemetry_core import event_loop
-from telemetry_core.embedded import start_postgres
 from telemetry_core.gated_pool import LeanPool
-from telemetry_core.migrate import migrate
 from telemetry_core.settings import Settings
-from tests.bench.pool_gate import _SEED, CONCURRENCY, HOURS, POOL_SIZE, QUERIES, SERIES, T0, pool_of, run_round
+from tests.bench.pool_gate import CONCURRENCY, POOL_SIZE, QUERIES, SERIES, pool_of, q2_postgres, run_round
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-series-batches.md"
 ROUNDS = 6
@@ -93,19 +89,11 @@ def table(results: dict[str, list[tuple[float, float, float, int, int]]]) -> lis
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-batches-") as root:
-        server = start_postgres(Path(root) / "pg", durable=True)
-        try:
-            migrate(server.url)
-            with psycopg.connect(server.url, autocommit=True) as conn:
-                conn.execute(_SEED, {"t0": T0, "hours": HOURS, "series": SERIES})
-                conn.execute("VACUUM ANALYZE telemetry.rollup_hour")
-            load = os.getloadavg()[0]
-            started = time.perf_counter()
-            results = event_loop.run(measure(server.url, server.proc.pid))  # uvloop, as the gateway runs
-            took = time.perf_counter() - started
-        finally:
-            server.stop()
+    with q2_postgres() as server:
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
+        results = event_loop.run(measure(server.url, server.proc.pid))  # uvloop, as the gateway runs
+        took = time.perf_counter() - started
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# One-series aggregates at 50 concurrent requests: one statement each, or batched",
