@@ -3,8 +3,8 @@
 A dashboard asks many one-series aggregates at once (a panel per device or metric, and every viewer). At 50
 requests in flight over a 10-connection pool, each paid a round trip of its own: psycopg's execute, PostgreSQL's
 bind and execute, two wake-ups of two processes on two cores. Requests of one statement shape (plan,
-aggregation, interval: ``Shape``) that arrive while connections are busy wait here instead; the next connection
-free runs up to ``max_batch`` of them as one statement: the one-series statement applied to each row of an
+aggregation, interval: ``Shape``) that arrive while another of their shape is being answered wait here instead;
+the next runner runs up to ``max_batch`` of them as one statement: the one-series statement applied to each row of an
 ``unnest`` of their devices, metrics and ranges (``CROSS JOIN LATERAL``, the same primary-key descent per
 series), its rows split by request. A request that finds no runner of its shape runs in its own task, so an
 unloaded gateway runs each request alone, at once, with its own prepared statement; under load, runner tasks (at

@@ -266,8 +266,8 @@ class Settings:
     # notices; off (0) in the same cases. At most query_cache_size answers, re-read after query_cache_ttl_s. --
     query_cache_size: int = 10_000
     query_cache_ttl_s: float = 30.0
-    # One-series aggregates from rollups waiting for a connection run together, up to this many in one statement
-    # (gateway/views/series_batches.py); 0 or 1: each runs its own.
+    # One-series aggregates from rollups (and latest-value fills) that arrive while others of their kind are being
+    # answered run together, up to this many in one statement (gateway/views/series_batches.py); 0 or 1: each alone.
     query_batch_max: int = 32
     # GET …/latest and POST /query answered in front of Litestar when plainly valid (gateway/fast_reads.py).
     fast_reads: bool = True
