@@ -61,7 +61,8 @@ class SeriesBatches:
     """Runs queued one-series statements of one pool in batches; at most ``lanes`` runners per shape."""
 
     def __init__(self, pool: AsyncConnectionPool, lanes: int, max_batch: int) -> None:
-        self._pool, self._lanes, self._max = pool, lanes, max_batch
+        # Weakly: the registry below maps the pool to this object, which must not keep the pool alive in turn.
+        self._pool, self._lanes, self._max = weakref.ref(pool), lanes, max_batch
         self._queues: dict[Shape, list[_Waiting]] = {}
         self._runners: dict[Shape, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # kept: the loop holds tasks only weakly
@@ -129,7 +130,10 @@ class SeriesBatches:
         """Take a connection, then what waits (up to max_batch), and answer it with one statement."""
         batch: list[_Waiting] = []
         try:
-            async with self._pool.connection() as conn:
+            pool = self._pool()
+            if pool is None:
+                raise RuntimeError("the connection pool of these reads is gone")
+            async with pool.connection() as conn:
                 batch = self._take(shape)  # taken once a connection is in hand: the batch is as full as can be
                 if not batch:
                     return

@@ -6,7 +6,9 @@ statement each and through one that batches them, concurrently, every answer com
 
 import asyncio
 import contextlib
+import gc
 import random
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -189,7 +191,8 @@ async def test_a_request_queued_while_the_last_runner_leaves_is_run(settings: Se
             late.append(asyncio.create_task(batches.rows("s", one, many, _params("late"))))
             await asyncio.sleep(0)
 
-    batches = SeriesBatches(_Hooked(pool, after), lanes=1, max_batch=8)  # type: ignore[arg-type]
+    hooked = _Hooked(pool, after)  # held here: SeriesBatches holds its pool weakly
+    batches = SeriesBatches(hooked, lanes=1, max_batch=8)  # type: ignore[arg-type]
     one = b"SELECT %(device)s::text, pg_sleep(0.05)"
     many = b"SELECT q.i, q.device, 0 FROM unnest(%(i)s::int4[], %(devices)s::text[]) q(i, device)"
     try:
@@ -263,3 +266,15 @@ async def test_a_request_cancelled_while_running_its_batch_hands_the_others_on(s
         assert batches.statements == 2, "the two went on in one more statement"
     finally:
         await pool.close()
+
+
+async def test_the_batches_do_not_keep_their_pool_alive(settings: Settings) -> None:
+    """The registry maps a pool to its batches weakly, and the batches hold the pool weakly: a pool let go is freed."""
+    assert settings.database_url
+    pool = make_pool(settings.database_url, min_size=1, max_size=1, autocommit=True)  # never opened
+    batch_series_reads(pool, 32)
+    assert batches_of(pool) is not None
+    gone = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert gone() is None
