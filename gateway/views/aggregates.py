@@ -84,6 +84,23 @@ _RAW = (
     "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
 )
 _TAGS = " AND tags @> %(tags)s::jsonb"
+# `count` counts every point, not only the numeric ones the other aggregations read (E3-US1 AC4).
+_RAW_COUNT = (
+    "SELECT date_bin(%(interval)s, time, %(start)s) AS b, {device} AS d, metric_name, count(*)::float8, count(*) "
+    "FROM telemetry.points WHERE {filter}{tags} "
+    "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+)
+# The rollups count numeric points only: a count adds the other points of the range, which the partial indexes
+# of migration 0021 hold (a numeric series finds none there, in one index descent per partition).
+_ROLLUP_COUNT = (
+    "SELECT b, d, metric_name, sum(n)::float8, sum(n)::bigint FROM ("
+    "SELECT date_bin(%(interval)s, bucket, %(start)s) AS b, {device} AS d, metric_name, count AS n "
+    "FROM {table} WHERE {bucket_filter} "
+    "UNION ALL "
+    "SELECT date_bin(%(interval)s, time, %(start)s), {device}, metric_name, count(*) "
+    "FROM telemetry.points WHERE value_type NOT IN (0, 1) AND {time_filter} GROUP BY 1, 2, 3"
+    ") c GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+)
 _ROLLUP = (
     "SELECT date_bin(%(interval)s, bucket, %(start)s) AS b, {device} AS d, metric_name, {expr}, sum(count)::bigint "
     "FROM {table} WHERE {filter} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
@@ -148,7 +165,7 @@ def _statement(plan: Plan, aggregation: str, per_device: bool, series: Filter, t
     devices = series is not Filter.ALL_DEVICES
     device = sql.SQL("device_id" if per_device else "NULL::text")
     if plan.source is Source.RAW:
-        return sql.SQL(_RAW).format(
+        return sql.SQL(_RAW_COUNT if aggregation == "count" else _RAW).format(
             device=device, expr=sql.SQL(_RAW_EXPR[aggregation]), filter=_filter("time", series),
             tags=sql.SQL(_TAGS if tags else ""),
         )  # fmt: skip
@@ -156,6 +173,10 @@ def _statement(plan: Plan, aggregation: str, per_device: bool, series: Filter, t
     if aggregation in PERCENTILES:
         dev = sql.SQL("r.device_id" if per_device else "NULL::text")
         return sql.SQL(_SKETCH).format(device=dev, table=table, filter=_filter("bucket", series, "r."))
+    if aggregation == "count":
+        return sql.SQL(_ROLLUP_COUNT).format(
+            device=device, table=table, bucket_filter=_filter("bucket", series), time_filter=_filter("time", series)
+        )
     return sql.SQL(_ROLLUP).format(
         device=device, expr=sql.SQL(_ROLLUP_EXPR[aggregation]), table=table, filter=_filter("bucket", series)
     )

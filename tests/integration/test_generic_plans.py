@@ -185,6 +185,34 @@ def test_prepared_aggregate_statements_find_the_device_through_an_index(plans_db
     assert checked >= 3 * 6 and _prepare(Source.HOUR, Filter.ONE_SERIES) is True
 
 
+def test_a_rollup_count_reads_raw_points_only_through_the_partial_indexes(plans_db: str) -> None:
+    """A count from rollups adds the non-numeric points (migration 0021): its scan of the points partitions must use
+    an index that holds non-numeric rows only, or a numeric series' count would read every raw point it rolled up
+    (the table above is all numeric: any other index would be a full read of the range)."""
+    checked = 0
+    with psycopg.connect(plans_db, autocommit=True) as conn:
+        partial = {
+            row[0]
+            for row in conn.execute(
+                "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass AND indpred IS NOT NULL",
+                (_PARTITION,),
+            )
+        }
+        assert len(partial) == 2, partial  # (device, metric, time) and (metric, time)
+        for source in (Source.HOUR, Source.MINUTE):
+            for series in Filter:
+                for per_device in (True, False):
+                    plan = generic_plan(conn, _query(Plan(source, None), "count", per_device, series, False))
+                    scans = [n for n in _nodes(plan) if n.get("Relation Name", "").startswith("points_p")]
+                    assert scans, (source, series)
+                    for scan in scans:
+                        assert scan["Node Type"] in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan"), scan
+                        indexes = [f"telemetry.{n['Index Name']}" for n in _nodes(scan) if "Index Name" in n]
+                        assert indexes and all(i in partial for i in indexes), (source, series, indexes, partial)
+                        checked += 1
+    assert checked >= 8
+
+
 def test_the_check_sees_the_trap_of_a_covering_metric_index(plans_db: str) -> None:
     """With migration 0014's covering (metric, hour) index back, the generic plans are the trap again, and the
     check above fails: an index-only scan of that index (device_id included, no heap) undercuts the primary
