@@ -126,7 +126,7 @@ async def replay_points(settings: Settings, since: str, *, out: TextIO | None = 
                     done = done or s >= end
                 if len(rows):
                     await partitions.ensure(conn, rows.days())
-                    batch = rows.rows()
+                    batch = rows.latest()  # one row per key: _EXISTING and the counts below count keys
                     await announce_storing(nc, stored)  # the gateways' query caches, before the commit
                     async with conn.transaction():
                         cur = await conn.execute(_EXISTING, [list(c) for c in list(zip(*batch, strict=True))[:3]])

@@ -9,10 +9,17 @@ COPY + upsert (the benchmarks' baseline, no rollups).
 import weakref
 from collections.abc import Awaitable
 from datetime import date, datetime
+from typing import Any
 
+import structlog
 from psycopg import AsyncConnection
+from psycopg.abc import Buffer
+from psycopg.errors import CardinalityViolation
+from psycopg.types.json import JsonbBinaryDumper
 
-from ingest_worker.rows import COLUMNS, COPY_TYPES, Row
+from ingest_worker.rows import COLUMNS, COPY_TYPES, DumpedJsonb, Row, latest_rows
+from telemetry_core.metrics import KEYED_REWRITES
+from telemetry_core.pg_pool import json_dumps
 
 _COLS = ", ".join(COLUMNS)
 _UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[3:])
@@ -46,6 +53,23 @@ _ENSURE_PARTITIONS = "SELECT telemetry.ensure_partition(d) FROM unnest(%s::date[
 
 # Connections whose session already has the temp stage: one round trip saved per transaction.
 _staged: "weakref.WeakSet[AsyncConnection]" = weakref.WeakSet()
+_log = structlog.get_logger()
+
+
+class JsonbCopyDumper(JsonbBinaryDumper):
+    """The COPY's jsonb dumper: a DumpedJsonb is already in binary form; anything else is encoded as usual.
+
+    Registered for DumpedJsonb on each staging connection, and so also by the jsonb oid, which is how the
+    COPY's set_types picks its dumpers (ordinary parameters are dumped by their Python type: unchanged).
+    """
+
+    _dumps = staticmethod(json_dumps)
+
+    def dump(self, obj: Any) -> Buffer | None:
+        """``obj`` as it is when already dumped, else psycopg's binary jsonb of it."""
+        if type(obj) is DumpedJsonb:
+            return obj
+        return super().dump(obj)
 
 
 class PartitionCache:
@@ -91,11 +115,30 @@ async def prepare_stage(conn: AsyncConnection) -> None:
         async with conn.transaction():
             await conn.execute(_STAGE)
             await conn.execute(_WRITTEN)
+        conn.adapters.register_dumper(DumpedJsonb, JsonbCopyDumper)
         _staged.add(conn)
 
 
 async def _write(
     conn: AsyncConnection, rows: list[Row], statement: str, before_commit: Awaitable[object] | None = None
+) -> Inserted:
+    """Copy and write ``rows`` as they are; if a key repeats among them, again with one row per key.
+
+    ON CONFLICT refuses a statement that holds one key twice (cardinality_violation, before anything is kept:
+    the transaction rolls back and ``before_commit`` has not been awaited yet). Rare (a message redelivered or
+    sent again within one fetch), so the common batch is not keyed in Python (ingest_worker/rows.py).
+    """
+    try:
+        return await _write_once(conn, rows, statement, before_commit)
+    except CardinalityViolation:
+        latest = latest_rows(rows)
+        KEYED_REWRITES.inc()
+        _log.info("batch_keys_repeated_written_again", rows=len(rows), distinct=len(latest))
+        return await _write_once(conn, latest, statement, before_commit)
+
+
+async def _write_once(
+    conn: AsyncConnection, rows: list[Row], statement: str, before_commit: Awaitable[object] | None
 ) -> Inserted:
     await prepare_stage(conn)
     async with conn.transaction(), conn.cursor() as cur:

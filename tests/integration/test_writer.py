@@ -8,6 +8,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ingest_worker.rows import RowSet
 from ingest_worker.writer import PartitionCache, write_rows
+from telemetry_core.metrics import WORKER_REGISTRY
 from telemetry_schemas.values import Point
 from tests.support.ids import unique
 
@@ -34,10 +35,10 @@ async def test_duplicate_keys_keep_the_later_value(pool: AsyncConnectionPool) ->
     device, cache = unique("dev"), PartitionCache()
     first = RowSet()
     first.add(device, Point(timestamp=T0, metric_name="t", value=1.0), 1)
-    # The same key twice in one batch: ON CONFLICT would refuse it, the RowSet keeps the later one.
+    # The same key twice in one batch: ON CONFLICT refuses it, and the writer copies the later one only.
     first.add(device, Point(timestamp=T0, metric_name="t", value=2.0, unit="c"), 1)
     first.add(device, Point(timestamp=T0 + timedelta(days=1), metric_name="t", value=3.0), 1)
-    assert len(first) == 2
+    assert (len(first), len(first.latest())) == (3, 2)
     await write(pool, cache, first)
     second = RowSet()
     second.add(device, Point(timestamp=T0, metric_name="t", value="later", tags={"a": "b"}), 2)
@@ -62,6 +63,54 @@ async def test_an_older_message_committed_late_does_not_override(pool: AsyncConn
     both.add(device, Point(timestamp=T0, metric_name="u", value="old"), 10)
     await write(pool, cache, both)
     assert [r[3] for r in await stored(pool, device)] == ["new", "new"]
+
+
+def rewrites_counted() -> float:
+    return WORKER_REGISTRY.get_sample_value("telemetry_ingest_keyed_rewrites_total") or 0.0
+
+
+async def test_a_repeated_key_is_written_again_one_row_per_key(pool: AsyncConnectionPool) -> None:
+    """The batch is copied as it came; PostgreSQL refusing a repeated key makes the writer copy it once more,
+    keyed: the first statement fails (counted by the server) and nothing of it is kept."""
+    device, cache = unique("dev"), PartitionCache()
+    rows = RowSet()
+    rows.add(device, Point(timestamp=T0, metric_name="t", value=1.0), 5)
+    rows.add(device, Point(timestamp=T0, metric_name="u", value=7.0), 5)
+    rows.add(device, Point(timestamp=T0, metric_name="t", value=2.0), 6)  # a later message: wins
+    rows.add(device, Point(timestamp=T0, metric_name="u", value=8.0), 4)  # an earlier one, redelivered: loses
+    announced: list[str] = []
+
+    async def before_commit() -> None:
+        announced.append("once")
+
+    async with pool.connection() as conn:
+        await cache.ensure(conn, rows.days())
+        rewrites = rewrites_counted()
+        inserted = await write_rows(conn, rows.rows(), before_commit=before_commit())
+        assert rewrites_counted() == rewrites + 1  # the first attempt was refused
+        unique_keys = RowSet()
+        unique_keys.add(device, Point(timestamp=T0 + timedelta(seconds=1), metric_name="t", value=3.0), 7)
+        await write_rows(conn, unique_keys.rows())
+        assert rewrites_counted() == rewrites + 1  # distinct keys: written at the first attempt
+    assert [(r[0], r[2]) for r in await stored(pool, device)] == [("t", 2.0), ("t", 3.0), ("u", 7.0)]
+    assert announced == ["once"]  # awaited by the attempt that committed only
+    assert sorted((seq, metric) for seq, metric in inserted) == [(5, "u"), (6, "t")]
+
+
+async def test_a_run_of_equal_tags_is_dumped_once_and_stored_as_sent(pool: AsyncConnectionPool) -> None:
+    device, cache = unique("dev"), PartitionCache()
+    rows = RowSet()
+    tags = [{"site": "a"}, {"site": "a"}, {}, {"site": "b", "k": "v"}, {"site": "a"}]
+    rows.add_points(
+        device,
+        [Point(timestamp=T0 + timedelta(seconds=i), metric_name="t", value=i, tags=t) for i, t in enumerate(tags)],
+        1,
+    )
+    dumped = [row[9] for row in rows.rows()]
+    assert dumped[0] is dumped[1] and dumped[2] is None  # equal tags in a row share one dumped value
+    assert [None if d is None else json.loads(bytes(d[1:])) for d in dumped] == [t or None for t in tags]
+    await write(pool, cache, rows)
+    assert [r[5] for r in await stored(pool, device)] == [t or None for t in tags]
 
 
 async def test_partitions_are_created_for_new_days(pool: AsyncConnectionPool) -> None:
