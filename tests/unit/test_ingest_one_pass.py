@@ -8,10 +8,10 @@ other than UTC, equal timestamps, keys repeated within and across messages with 
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
-from psycopg.types.json import Json, Jsonb
+from psycopg.types.json import Json
 
 from ingest_worker.notices import build_notice
-from ingest_worker.rows import RowSet, point_row
+from ingest_worker.rows import DumpedJsonb, RowSet, point_row
 from telemetry_core.value_columns import to_columns
 from telemetry_schemas.notices import MetricStored
 from telemetry_schemas.values import Point, ValueType, value_type
@@ -23,7 +23,7 @@ ZONES = (UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours
 def reference_row(device_id: str, point: Point, seq: int) -> tuple[object, ...]:
     kind, num, text, flag, obj = to_columns(point.value)
     return (device_id, point.metric_name, point.timestamp, int(kind), num, text, flag,
-            None if obj is None else Json(obj), point.unit, Jsonb(point.tags) if point.tags else None,
+            None if obj is None else Json(obj), point.unit, DumpedJsonb.of(point.tags) if point.tags else None,
             Json(point.metadata) if point.metadata else None, seq)  # fmt: skip
 
 
@@ -71,21 +71,27 @@ def test_point_row_numbers_fast_path_gives_the_general_row() -> None:
 
 
 def test_add_points_keeps_the_later_message_like_add() -> None:
+    """In stream order, and resolved to one row per key like the keyed RowSet it replaced (later message wins)."""
     rng = random.Random(5)
     for _ in range(30):
-        one_by_one, batched = RowSet(), RowSet()
+        keyed: dict[tuple[object, ...], tuple[object, ...]] = {}
+        in_order: list[tuple[object, ...]] = []
+        days = set()
+        batched = RowSet()
         for seq in [*rng.sample(range(1, 20), 5), rng.randrange(1, 20)]:  # replays and older sequences
             points = random_points(rng, rng.randrange(1, 40))
             for point in points:
                 reference = reference_row("d", point, seq)
+                in_order.append(reference)
                 key = ("d", point.metric_name, point.timestamp)
-                held = one_by_one._rows.get(key)
+                held = keyed.get(key)
                 if held is None or held[-1] <= seq:
-                    one_by_one._rows[key] = reference
-                    one_by_one._days.add(point.timestamp.astimezone(UTC).date())
+                    keyed[key] = reference
+                days.add(point.timestamp.astimezone(UTC).date())
             batched.add_points("d", points, seq)
-        assert rows_key(batched.rows()) == rows_key(one_by_one.rows())
-        assert batched.days() == one_by_one.days()
+        assert [repr(r) for r in batched.rows()] == [repr(r) for r in in_order]
+        assert rows_key(batched.latest()) == rows_key(list(keyed.values()))
+        assert batched.days() == days
 
 
 def test_build_notice_single_pass_matches_the_reference() -> None:
