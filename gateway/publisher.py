@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import time
 import uuid
+from collections.abc import Sequence
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -61,7 +62,7 @@ class CommandPublisher:
             raise ServiceUnavailableError("NATS is unavailable: the gateway is not connected; retry shortly")
 
     async def publish_points(
-        self, device_id: str, raw_points: list[bytes], batch_id: str | None, request_id: str
+        self, device_id: str, raw_points: Sequence[bytes], batch_id: str | None, request_id: str
     ) -> None:
         """Publish one device's valid points as a RecordPoints message.
 

@@ -10,6 +10,7 @@ ignored: this service has one store.
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Request, Response, post
@@ -63,7 +64,7 @@ def _refused_detail(refused: list[LineError], lines: int, stored: int) -> str:
 
 def _check_device(
     device: str, found: DevicePoints, check: Any, source: bytes | None
-) -> tuple[list[bytes], list[LineError]]:
+) -> tuple[Sequence[bytes], list[LineError]]:
     """The device's valid raw points, and its refused points as line errors (device id, shape, definitions).
 
     ``source``: the body the points were built from when it holds no NUL character (else None): check_points
@@ -128,7 +129,7 @@ async def _write(
     charge_points(request, sum(len(d.raws) for d in devices.values()))
     check = gw.definitions.check
     rid = request_id(request)
-    messages: list[tuple[str, list[bytes]]] = []
+    messages: list[tuple[str, Sequence[bytes]]] = []
     # The points' JSON is built from this body: a NUL escape can be in it only if the body holds a NUL character
     # (encoded as the escape) or the escape's text itself (check_points looks for that in ``source``).
     source = body if b"\x00" not in body else None
