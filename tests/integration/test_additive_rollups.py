@@ -134,3 +134,30 @@ async def test_metric_hour_rollup_sums_every_device(pool: AsyncConnectionPool, r
             (T0.replace(minute=0), 4, 0 + 1 + 10 + 11, 0.0, 11.0, 2),
             (T0.replace(minute=0) + timedelta(hours=1), 4, 2 + 3 + 12 + 13, 2.0, 13.0, 2),
         ]
+
+
+async def test_sketches_are_what_jsonb_object_agg_builds(pool: AsyncConnectionPool) -> None:
+    """Migration 0022 builds the merged sketches from text: the same jsonb, to the text, as jsonb_object_agg's.
+
+    Values of every sketch key form: zero ('z'), below one (negative exponents, 'p-…'), negative ('n…'), large.
+    """
+    device = unique("dev")
+    rng = random.Random(22)
+    values = [0.0, 1e-12, -1e-12, 0.5, 0.001, -0.25, -3.0, 1.0, 7.5, 123456.789, -98765.4, 2**40]
+    points = [("m", s, rng.choice(values) * rng.choice([1, 1, 3])) for s in range(0, 180)]
+    await write(pool, batch(device, 1, points))
+    async with pool.connection() as conn:
+        for table, width in (("rollup_minute", "1 minute"), ("rollup_hour", "1 hour")):
+            cur = await conn.execute(
+                f"""SELECT r.bucket, r.sketch::text, (
+                        SELECT jsonb_object_agg(q.k, q.n)::text FROM (
+                            SELECT telemetry.dd_key(p.value_num) AS k, count(*) AS n FROM telemetry.points p
+                            WHERE p.device_id = r.device_id AND p.metric_name = r.metric_name
+                              AND date_bin('{width}', p.time, timestamptz 'epoch') = r.bucket
+                            GROUP BY 1) q)
+                    FROM telemetry.{table} r WHERE r.device_id = %s ORDER BY 1""",
+                (device,),
+            )
+            rows = await cur.fetchall()
+            assert rows and all(stored == built for _, stored, built in rows), (table, rows[:2])
+            assert any(len(stored) > 20 for _, stored, _ in rows)  # several keys per sketch: not a trivial case
