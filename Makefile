@@ -107,6 +107,12 @@ bench-peers-interleaved: install ## q1/q2 against VictoriaMetrics and this servi
 bench-chunks: install ## per-series chunk storage prototype vs rows (docs/benchmarks-chunks.md, docs/storage-chunks.md)
 	$(BIN)/python -m tests.bench.chunk_store
 
+# The ingest transaction when the same series keep writing (their rollup rows updated, the hour sketches merged):
+# the case the peers harness does not show. Not in `make bench` (about two minutes). docs/benchmarks-steady-rollups.md.
+.PHONY: bench-steady
+bench-steady: install ## PostgreSQL's cost per point of steady ingestion, step by step (docs/benchmarks-steady-rollups.md)
+	$(BIN)/python -m tests.bench.steady_rollups
+
 # The spec's 10 M-point query benchmark (1,000 devices x 10 metrics, loaded straight into PostgreSQL): not part
 # of `bench`, its load alone takes several minutes on 2 cores. Writes docs/benchmarks-big-queries.md.
 .PHONY: bench-big
