@@ -38,8 +38,7 @@ _ROLLUP_EXPR = {
     "min": "min(min)",
     "max": "max(max)",
     "sum": "sum(sum)",
-    "count": "sum(count)::float8",
-}
+}  # `count`: _ROLLUP_COUNT (the rollups' numeric count plus the other points)
 
 
 class Filter(StrEnum):
@@ -80,16 +79,11 @@ def _filter(time: str, series: Filter, prefix: str = "") -> sql.SQL:
 
 _RAW = (
     "SELECT date_bin(%(interval)s, time, %(start)s) AS b, {device} AS d, metric_name, {expr}, count(*) "
-    "FROM telemetry.points WHERE value_type IN (0, 1) AND {filter}{tags} "
+    "FROM telemetry.points WHERE {numeric}{filter}{tags} "
     "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
 )
+_NUMERIC = "value_type IN (0, 1) AND "  # every aggregation but `count`, which counts every point (E3-US1 AC4)
 _TAGS = " AND tags @> %(tags)s::jsonb"
-# `count` counts every point, not only the numeric ones the other aggregations read (E3-US1 AC4).
-_RAW_COUNT = (
-    "SELECT date_bin(%(interval)s, time, %(start)s) AS b, {device} AS d, metric_name, count(*)::float8, count(*) "
-    "FROM telemetry.points WHERE {filter}{tags} "
-    "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-)
 # The rollups count numeric points only: a count adds the other points of the range, which the partial indexes
 # of migration 0021 hold (a numeric series finds none there, in one index descent per partition).
 _ROLLUP_COUNT = (
@@ -165,9 +159,9 @@ def _statement(plan: Plan, aggregation: str, per_device: bool, series: Filter, t
     devices = series is not Filter.ALL_DEVICES
     device = sql.SQL("device_id" if per_device else "NULL::text")
     if plan.source is Source.RAW:
-        return sql.SQL(_RAW_COUNT if aggregation == "count" else _RAW).format(
+        return sql.SQL(_RAW).format(
             device=device, expr=sql.SQL(_RAW_EXPR[aggregation]), filter=_filter("time", series),
-            tags=sql.SQL(_TAGS if tags else ""),
+            numeric=sql.SQL("" if aggregation == "count" else _NUMERIC), tags=sql.SQL(_TAGS if tags else ""),
         )  # fmt: skip
     table = _table(plan.source, devices, per_device, aggregation)
     if aggregation in PERCENTILES:
