@@ -12,14 +12,11 @@ from tests.e2e.conftest import wait_rows
 from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import Servers
+from tests.support.times import iso
 
 pytestmark = pytest.mark.e2e
 T0 = datetime(2025, 12, 17, tzinfo=UTC)
 ALL = ["avg", "min", "max", "sum", "count", "median", "p95", "p99"]
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def ingest(client: httpx.Client, device: str, values: list[tuple[datetime, float]], metric: str = "m") -> None:

@@ -12,14 +12,11 @@ from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import start_servers
 from tests.support.stack import Stack
+from tests.support.times import iso
 
 pytestmark = pytest.mark.e2e
 RULES = "/api/v1/telemetry/alerts/rules"
 ALERTS = "/api/v1/telemetry/alerts"
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def send(client: httpx.Client, device: str, metric: str, values: list[float], start: datetime | None = None) -> None:

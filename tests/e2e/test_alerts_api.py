@@ -22,14 +22,11 @@ from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import Servers
 from tests.support.stack import Stack
+from tests.support.times import iso
 
 pytestmark = pytest.mark.e2e
 URL = "/api/v1/telemetry/alerts"
 T0 = datetime(2025, 12, 18, 10, 0, tzinfo=UTC)
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def triggered(

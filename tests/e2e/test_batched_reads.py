@@ -16,16 +16,13 @@ from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import Servers
 from tests.support.stack import Stack
+from tests.support.times import iso
 
 pytestmark = pytest.mark.e2e
 
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 START = END - timedelta(hours=6)
 DEVICES, METRICS = 12, ("temperature", "humidity")
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def observed(client: httpx.Client, what: str) -> float:

@@ -29,13 +29,10 @@ from tests.e2e.test_alerts_api import open_alerts, triggered
 from tests.support.ids import unique
 from tests.support.servers import Servers
 from tests.support.stack import Stack
+from tests.support.times import iso
 
 pytestmark = pytest.mark.e2e
 CLIENT_ENV = ("TELEMETRY_URL", "TELEMETRY_API_KEY", "TELEMETRY_CONFIG")
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:

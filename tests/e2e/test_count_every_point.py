@@ -14,14 +14,11 @@ from tests.e2e.conftest import wait_rows
 from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import Servers
+from tests.support.times import iso
 
 pytestmark = pytest.mark.e2e
 T0 = datetime(2025, 12, 18, tzinfo=UTC)
 END = T0 + timedelta(hours=2)
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def send(client: httpx.Client, device: str, metric: str, points: list[tuple[int, Any]]) -> None:

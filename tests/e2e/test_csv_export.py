@@ -12,14 +12,11 @@ from tests.e2e.conftest import wait_rows
 from tests.support.ids import unique
 from tests.support.servers import Servers
 from tests.support.stack import Stack
+from tests.support.times import iso
 
 pytestmark = pytest.mark.e2e
 T0 = datetime(2025, 11, 1, tzinfo=UTC)
 URL = "/api/v1/telemetry/export/csv"
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def test_export_has_header_rows_and_attachment(client: httpx.Client, servers: Servers) -> None:

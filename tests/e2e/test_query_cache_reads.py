@@ -17,15 +17,12 @@ from tests.e2e.conftest import point
 from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import Servers
+from tests.support.times import iso
 
 pytestmark = pytest.mark.e2e
 
 END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 START = END - timedelta(hours=6)
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def hits(client: httpx.Client) -> float:

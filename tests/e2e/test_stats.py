@@ -12,13 +12,10 @@ from tests.e2e.test_alerts_api import open_alerts, triggered
 from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.stack import Stack
+from tests.support.times import iso
 
 pytestmark = pytest.mark.e2e
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def post(client: httpx.Client, device: str, points: list[dict[str, Any]]) -> None:
