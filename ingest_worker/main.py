@@ -9,6 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from ingest_worker.handler import WORKER, IngestHandler
 from ingest_worker.retention_loop import run_retention_periodically
+from ingest_worker.sketch_compaction import compact_periodically
 from ingest_worker.writer import PartitionCache
 from telemetry_core import event_loop
 from telemetry_core.consumer_runtime import ConsumerRuntime, Policy
@@ -54,6 +55,7 @@ async def consume(rt: WorkerRuntime, settings: Settings) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(create_partitions_ahead(pool, handler.partitions, settings.partitions_ahead_days, rt.stop))
             tg.create_task(run_retention_periodically(settings, rt.log, rt.stop))
+            tg.create_task(compact_periodically(pool, settings.sketch_compaction_interval_s, rt.log, rt.stop))
             # Several runtimes share the handler: while one waits on PostgreSQL, another decodes. Overlapping
             # transactions are safe because rows only replace rows from earlier in the stream (src_seq).
             for _ in range(loops):

@@ -119,6 +119,11 @@ FROM ranked WHERE cum >= greatest(ceil(%(q)s * total), 1)
 ORDER BY b, d, metric_name, cum
 """
 _TABLES = {Source.MINUTE: "telemetry.rollup_minute", Source.HOUR: "telemetry.rollup_hour"}
+# An hour's sketch is its row's and its pending ones' (migration 0023: batches merged in later, by compaction).
+_HOUR_SKETCHES = (
+    "(SELECT device_id, metric_name, bucket, sketch FROM telemetry.rollup_hour "
+    "UNION ALL SELECT device_id, metric_name, bucket, sketch FROM telemetry.rollup_hour_pending)"
+)
 # Hours over every device, per metric (migration 0014): count / sum / min / max, no sketches. Reported as
 # source rollup_hour: the same hour buckets, summed over devices beforehand.
 _METRIC_HOURS = "telemetry.rollup_metric_hour"
@@ -166,7 +171,8 @@ def _statement(plan: Plan, aggregation: str, per_device: bool, series: Filter, t
     table = _table(plan.source, devices, per_device, aggregation)
     if aggregation in PERCENTILES:
         dev = sql.SQL("r.device_id" if per_device else "NULL::text")
-        return sql.SQL(_SKETCH).format(device=dev, table=table, filter=_filter("bucket", series, "r."))
+        sketches = sql.SQL(_HOUR_SKETCHES) if plan.source is Source.HOUR else table
+        return sql.SQL(_SKETCH).format(device=dev, table=sketches, filter=_filter("bucket", series, "r."))
     if aggregation == "count":
         return sql.SQL(_ROLLUP_COUNT).format(
             device=device, table=table, bucket_filter=_filter("bucket", series), time_filter=_filter("time", series)

@@ -46,6 +46,11 @@ BATCH_SECONDS = Histogram(
 POINTS_WRITTEN = Counter(
     "telemetry_ingest_points_written", "Rows the ingest worker upserted into points.", registry=WORKER_REGISTRY
 )
+SKETCHES_COMPACTED = Counter(
+    "telemetry_rollup_hour_sketches_compacted",
+    "Hour rows whose pending sketches an ingest worker folded into them (migration 0023).",
+    registry=WORKER_REGISTRY,
+)
 KEYED_REWRITES = Counter(
     "telemetry_ingest_keyed_rewrites",
     "Ingest batches copied a second time, one row per key, because a (device, metric, time) repeated in them.",

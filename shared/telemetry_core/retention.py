@@ -7,11 +7,12 @@ dropped whole: no row is read. Otherwise each group of metrics sharing a cutoff 
 partition that starts before that cutoff, in chunks of ``TELEMETRY_RETENTION_CHUNK`` rows, each chunk its own
 transaction (short locks, bounded WAL), walking the primary key so the whole pass reads each row once.
 
-Rollups (``rollup_minute``, ``rollup_hour``) have their own retention, ``TELEMETRY_ROLLUP_RETENTION_DAYS``
-(730 by default: longer than the raw default, so long ranges keep answering from rollups after raw points
-are gone). Read models built from notices are not touched: ``latest_values`` keeps a device's last known
-value after its points expire (it is a summary of what was received, like the stats counters, and a replay
-from NOTICES rebuilds it the same), and the statistics count points received, not points still stored.
+Rollups (``rollup_minute``, ``rollup_hour`` and the hours' pending sketches, ``rollup_hour_pending``) have their
+own retention, ``TELEMETRY_ROLLUP_RETENTION_DAYS`` (730 by default: longer than the raw default, so long ranges keep
+answering from rollups after raw points are gone). Read models built from notices are not touched:
+``latest_values`` keeps a device's last known value after its points expire (it is a summary of what was received,
+like the stats counters, and a replay from NOTICES rebuilds it the same), and the statistics count points
+received, not points still stored.
 
 The job is idempotent (it removes what is expired now; a second run finds nothing) and safe on several
 workers at once: a run holds a session advisory lock for its whole length and a run that cannot take it
@@ -201,7 +202,8 @@ class RetentionJob:
 
     async def _rollups(self) -> None:
         cutoff = self._now - timedelta(days=self._settings.rollup_retention_days)
-        for table in ("rollup_minute", "rollup_hour"):
+        # Pending sketches before their hours: one written meanwhile for an expired hour waits for the next run.
+        for table in ("rollup_minute", "rollup_hour_pending", "rollup_hour"):
             ident = sql.Identifier("telemetry", table)
             if self.report.dry_run:
                 q = sql.SQL("SELECT count(*) FROM {} WHERE bucket < {}").format(ident, sql.Literal(cutoff))

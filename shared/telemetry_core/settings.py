@@ -253,6 +253,8 @@ class Settings:
     rollup_retention_days: int = 730  # rollup_minute / rollup_hour rows, whatever their metric's raw retention
     retention_interval_s: int = 3600  # 0: the ingest worker never runs the job (run `telemetry retention run`)
     retention_chunk_rows: int = 5000  # rows per DELETE transaction when a partition cannot be dropped whole
+    # Seconds between folds of the hours' pending sketches into their rows, in each ingest worker (migration 0023).
+    sketch_compaction_interval_s: float = 30.0
     # -- reads from a streaming replica (gateway/read_pool.py, docs/scaling.md) --
     # DATABASE_READ_URL: the gateway's views read there, and commands wait until it shows their event's checkpoint
     # (read-your-writes); the rest of the gateway and every worker keep DATABASE_URL. None: one pool, the primary.
@@ -352,6 +354,7 @@ class Settings:
             rollup_retention_days=_number(env, "TELEMETRY_ROLLUP_RETENTION_DAYS", 730, int, 1, 3650),
             retention_interval_s=_number(env, "TELEMETRY_RETENTION_INTERVAL", 3600, int, 0, 7 * 86_400),
             retention_chunk_rows=_number(env, "TELEMETRY_RETENTION_CHUNK", 5000, int, 10, 1_000_000),
+            sketch_compaction_interval_s=_number(env, "TELEMETRY_SKETCH_COMPACTION_INTERVAL", 30.0, float, 0.05, 3600),
             # --- reads from a streaming replica ---
             database_read_url=_url(env, "DATABASE_READ_URL", ("postgresql://", "postgres://")),
             # --- the gateway's latest-value cache ---

@@ -8,8 +8,10 @@ a stored one that grows through the hour. This measures that case, step by step.
 One durable embedded PostgreSQL, one connection. Each round is one transaction of ``DEVICES`` devices x 10 metrics
 x ``SECONDS`` seconds of points (one per second, tagged), the clock advancing ``SECONDS`` per round from the top of
 an hour, the steps of ``telemetry.write_points_stage``'s fast path run one by one (the statements of migrations
-0018 / 0022), backend CPU per point read around each. After ``WARM_ROUNDS`` (the hour sketches have grown), each
-round also runs the hour merge without merging the sketch, in a savepoint rolled back: the sketch merge's share.
+0018 / 0022 / 0023: keep them in step), backend CPU per point read around each; every ``COMPACT_EVERY`` rounds the
+hour sketches' compaction (0023) in its own transactions. After ``WARM_ROUNDS`` (the hour sketches have grown),
+each round also runs 0022's hour merge (every batch's sketch merged into the stored one) in a savepoint rolled
+back: what the pending sketches saved.
 """
 
 import asyncio
@@ -63,14 +65,40 @@ def _merge(table: str, width: str) -> str:
         max = greatest(r.max, EXCLUDED.max), {_SKETCH_MERGE}"""
 
 
+# Migration 0023's hour statement: count / sum / min / max merged; a batch's sketch into a fresh row, else pending.
+_HOUR = """WITH hours AS MATERIALIZED (
+        SELECT x.d, x.m, x.b, sum(x.n) AS n, coalesce(sum(x.total), 0) AS total, coalesce(min(x.lo), 'Infinity') AS lo,
+               coalesce(max(x.hi), '-Infinity') AS hi,
+               ('{' || string_agg('"' || x.key || '":' || x.n, ',') FILTER (WHERE x.key IS NOT NULL) || '}')::jsonb AS sketch
+        FROM (SELECT w.device_id AS d, w.metric_name AS m, date_bin('1 hour', w.time, timestamptz 'epoch') AS b, w.key,
+                     count(*) AS n, sum(w.value_num) AS total, min(w.value_num) AS lo, max(w.value_num) AS hi
+              FROM points_written w WHERE w.value_type IN (0, 1) GROUP BY 1, 2, 3, 4) x
+        GROUP BY x.d, x.m, x.b
+    ), merged AS (
+        INSERT INTO telemetry.rollup_hour AS r (device_id, metric_name, bucket, count, sum, min, max, sketch)
+        SELECT h.d, h.m, h.b, h.n, h.total, h.lo, h.hi, coalesce(h.sketch, '{}') FROM hours h ORDER BY h.d, h.m, h.b
+        ON CONFLICT (device_id, metric_name, bucket) DO UPDATE SET
+            count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum, min = least(r.min, EXCLUDED.min),
+            max = greatest(r.max, EXCLUDED.max)
+        RETURNING r.device_id, r.metric_name, r.bucket, r.xmax <> 0 AS existed
+    )
+    INSERT INTO telemetry.rollup_hour_pending (device_id, metric_name, bucket, sketch)
+    SELECT h.d, h.m, h.b, h.sketch FROM hours h JOIN merged u ON u.device_id = h.d AND u.metric_name = h.m AND u.bucket = h.b
+    WHERE u.existed AND h.sketch IS NOT NULL"""
+# What the ingest workers' compaction runs (ingest_worker/sketch_compaction.py), every COMPACT_EVERY rounds.
+_COMPACT = "SELECT telemetry.compact_hour_sketches(500)"
+COMPACT_EVERY = int(os.environ.get("BENCH_STEADY_COMPACT_EVERY", "3"))  # 30 s of the series' time, the default interval
+COMPACTION = "hour sketch compaction (amortized)"
+
 STEPS = {
     "COPY into the stage": None,
     "insert into points": _INSERT,
     "points_written": _WRITTEN,
     "rollup_minute merge": _merge("rollup_minute", "1 minute"),
-    "rollup_hour merge": _merge("rollup_hour", "1 hour"),
+    "rollup_hour merge": _HOUR,
 }
-_HOUR_WITHOUT_SKETCH = _merge("rollup_hour", "1 hour").replace(_SKETCH_MERGE, "sketch = r.sketch")
+# Migration 0022's hour statement (every batch's sketch merged into the stored one): the run to compare with.
+_HOUR_MERGING_EVERY_BATCH = _merge("rollup_hour", "1 hour")
 
 
 def _batch(start: datetime, second: int, seq: int, rng: random.Random) -> RowSet:
@@ -85,17 +113,24 @@ def _batch(start: datetime, second: int, seq: int, rng: random.Random) -> RowSet
     return rows
 
 
-async def _run(url: str) -> tuple[dict[str, list[float]], list[tuple[int, float]]]:
+async def _run(url: str, merging_every_batch: bool) -> tuple[dict[str, list[float]], list[tuple[int, float]]]:
+    """Backend CPU per point of each step, per measured round; the hour rows' own sketch keys, on average."""
     per_step: dict[str, list[float]] = {}
+    steps = STEPS | ({"rollup_hour merge": _HOUR_MERGING_EVERY_BATCH} if merging_every_batch else {})
     sketches: list[tuple[int, float]] = []
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     rng = random.Random(7)
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as compacting,  # as a worker's pool would
+    ):
         await prepare_stage(conn)
-        row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
-        backend = psutil.Process(row[0] if row else 0)
+        backends = []
+        for c in (conn, compacting):
+            row = await (await c.execute("SELECT pg_backend_pid()")).fetchone()
+            backends.append(psutil.Process(row[0] if row else 0))
 
-        def cpu() -> float:
+        def cpu(backend: psutil.Process = backends[0]) -> float:
             times = backend.cpu_times()
             return times.user + times.system
 
@@ -105,15 +140,7 @@ async def _run(url: str) -> tuple[dict[str, list[float]], list[tuple[int, float]
             await partitions.ensure(conn, rows.days())
             n, measured = len(rows), round_ >= WARM_ROUNDS
             async with conn.transaction(), conn.cursor() as cur:
-                for name, statement in STEPS.items():
-                    if measured and name == "rollup_hour merge":  # the same merge, the stored sketch kept as it is
-                        await cur.execute("SAVEPOINT without_sketch")
-                        before = cpu()
-                        await cur.execute(_HOUR_WITHOUT_SKETCH)
-                        per_step.setdefault("rollup_hour merge, sketch not merged", []).append(
-                            (cpu() - before) / n * 1e6
-                        )
-                        await cur.execute("ROLLBACK TO SAVEPOINT without_sketch")
+                for name, statement in steps.items():
                     before = cpu()
                     if statement is None:
                         async with cur.copy(_COPY) as copy:
@@ -124,6 +151,12 @@ async def _run(url: str) -> tuple[dict[str, list[float]], list[tuple[int, float]
                         await cur.execute(statement)
                     if measured:
                         per_step.setdefault(name, []).append((cpu() - before) / n * 1e6)
+            if not merging_every_batch and (round_ + 1) % COMPACT_EVERY == 0:  # its own transactions, as a worker's
+                before = cpu(backends[1])
+                while (await (await compacting.execute(_COMPACT)).fetchone() or (0,))[0] == 500:
+                    pass
+                if measured:
+                    per_step.setdefault(COMPACTION, []).append((cpu(backends[1]) - before) / (n * COMPACT_EVERY) * 1e6)
             if measured:
                 keys = await (
                     await conn.execute(
@@ -134,42 +167,54 @@ async def _run(url: str) -> tuple[dict[str, list[float]], list[tuple[int, float]
     return per_step, sketches
 
 
-def main() -> None:
-    """Run it, print the table, write the document."""
+def _measure(merging_every_batch: bool) -> tuple[dict[str, float], list[tuple[int, float]]]:
+    """One run on a fresh durable PostgreSQL: the median per step."""
     root = Path(tempfile.mkdtemp(prefix="telemetry-steady-"))
     server = start_postgres(root / "pg", durable=True)
     try:
         migrate(server.url)
-        per_step, sketches = asyncio.run(_run(server.url))
+        per_step, sketches = asyncio.run(_run(server.url, merging_every_batch))
     finally:
         server.stop()
-    medians = {name: statistics.median(values) for name, values in per_step.items()}
-    total = sum(v for k, v in medians.items() if k != "rollup_hour merge, sketch not merged")
+    return {name: statistics.median(values) for name, values in per_step.items()}, sketches
+
+
+def main() -> None:
+    """Run it both ways, print the table, write the document."""
+    before, _ = _measure(merging_every_batch=True)
+    after, sketches = _measure(merging_every_batch=False)
+    total_before, total_after = sum(before.values()), sum(after.values())
     points = DEVICES * METRICS * SECONDS
     lines = [
         "# The ingest transaction in steady state: the same series writing all hour",
         "",
         f"Written by `python -m tests.bench.steady_rollups` (`make bench-steady`) on "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. One durable PostgreSQL, one connection; each round one transaction "
-        f"of {DEVICES} devices x {METRICS} metrics x {SECONDS} s = {points:,} points (one per second, tagged), the "
-        f"clock advancing {SECONDS} s per round; rounds {WARM_ROUNDS + 1}-{ROUNDS} measured (the hour sketches have "
-        f"grown to {sketches[0][1]:.0f}-{sketches[-1][1]:.0f} keys). Backend CPU per point, median over the measured "
-        "rounds (the resolution is one clock tick / points per round).",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. One durable PostgreSQL per run, one connection; each round one "
+        f"transaction of {DEVICES} devices x {METRICS} metrics x {SECONDS} s = {points:,} points (one per second, "
+        f"tagged), the clock advancing {SECONDS} s per round; rounds {WARM_ROUNDS + 1}-{ROUNDS} measured (the hour "
+        f"rows' own sketches have grown to {sketches[0][1]:.0f}-{sketches[-1][1]:.0f} keys). Backend CPU per point, "
+        "median over the measured rounds (the resolution is one clock tick / points per round). Two runs: the hour "
+        "statement of migration 0022 (every batch's sketch merged into the stored one) and of 0023 (a batch's sketch "
+        f"pending, folded in by the compaction, run every {COMPACT_EVERY} rounds = {COMPACT_EVERY * SECONDS} s of the "
+        "series' time as `TELEMETRY_SKETCH_COMPACTION_INTERVAL`'s default, on a connection of its own, its CPU "
+        "spread over the points of those rounds).",
         "",
-        "| step | µs of PostgreSQL CPU per point | share |",
-        "|---|---|---|",
+        "| step | 0022: µs of PostgreSQL CPU per point | 0023: µs per point | share (0023) |",
+        "|---|---|---|---|",
     ]
-    for name, value in medians.items():
-        share = "-" if name == "rollup_hour merge, sketch not merged" else f"{value / total:.0%}"
-        lines.append(f"| {name} | {value:.2f} | {share} |")
+    for name in after:
+        was = f"{before[name]:.2f}" if name in before else "-"
+        lines.append(f"| {name} | {was} | {after[name]:.2f} | {after[name] / total_after:.0%} |")
     lines += [
-        f"| total | {total:.2f} | 100% |",
+        f"| total | {total_before:.2f} | {total_after:.2f} | 100% |",
         "",
-        "The harness of `make bench-peers` writes each series once, so its transactions insert rollup rows and never "
-        "merge into a stored sketch; here nearly every minute and hour row exists, and the hour merge "
-        "(`telemetry.dd_merge`: the stored sketch unpacked, the batch's keys added, the whole object built again, "
-        "the row written again) costs what the row `sketch not merged` does not. The hour sketch grows through the "
-        "hour, and so does that cost.",
+        f"The whole ingest transaction with the compaction: **{total_after / total_before:.2f}x** the CPU per point of "
+        "0022's. 0022's hour merge rebuilt the stored sketch for every batch (`telemetry.dd_merge`: decompressed, "
+        "unpacked, the batch's keys added, built, compressed and written again); 0023 rebuilds it once per "
+        "compaction, whatever the number of batches since. The fewer points a batch holds per series-hour, the "
+        "larger the saving (here 10 per batch, 3 batches per compaction). The harness of `make bench-peers` writes "
+        "each series once, so its transactions insert rollup rows (a fresh hour row takes its sketch at once) and "
+        "this cost does not show there.",
         "",
     ]
     DOC.write_text("\n".join(lines))

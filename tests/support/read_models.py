@@ -2,7 +2,8 @@
 
 * rollup_minute / rollup_hour are merged additively in the ingest transaction (migration 0013); the truth is
   the same figures computed from telemetry.points (count, sum, min, max exactly; the sketch as its key → count
-  map, also exactly: both sides count the same telemetry.dd_key of each numeric value).
+  map, also exactly: both sides count the same telemetry.dd_key of each numeric value). An hour's sketch is its
+  row's and its pending sketches' (migration 0023), whether or not they have been compacted yet.
 * latest_values (projection from NOTICES) must hold, per (device, metric), the stored point with the newest
   (time, src_seq): the order its projection and the points upsert both use.
 * Any read model against a fresh replay: tests/support/dry_replay.py rebuilds it the way `telemetry replay`
@@ -34,6 +35,23 @@ FROM (
 ) s GROUP BY 1, 2, 3
 """
 _ROLLED = "SELECT device_id, metric_name, bucket, count, sum, min, max, sketch FROM {table} WHERE device_id = ANY(%s)"
+# An hour's sketch is its row's plus its pending ones' (migration 0023), as the percentile queries read it; a pending
+# sketch without its hour row is a stray row of its own.
+_HOURS_ROLLED = """
+SELECT r.device_id, r.metric_name, r.bucket, r.count, r.sum, r.min, r.max, coalesce((
+    SELECT jsonb_object_agg(k.key, k.n) FROM (
+        SELECT e.key, sum(e.value::bigint) AS n
+        FROM (SELECT r.sketch UNION ALL SELECT p.sketch FROM telemetry.rollup_hour_pending p
+              WHERE p.device_id = r.device_id AND p.metric_name = r.metric_name AND p.bucket = r.bucket) s,
+             jsonb_each_text(s.sketch) e
+        GROUP BY 1
+    ) k), '{}')
+FROM telemetry.rollup_hour r WHERE r.device_id = ANY(%s)
+UNION ALL
+SELECT p.device_id, p.metric_name, p.bucket, NULL, NULL, NULL, NULL, p.sketch FROM telemetry.rollup_hour_pending p
+WHERE p.device_id = ANY(%s) AND NOT EXISTS (SELECT FROM telemetry.rollup_hour r
+    WHERE r.device_id = p.device_id AND r.metric_name = p.metric_name AND r.bucket = p.bucket)
+"""
 ROLLUP_TABLES = (("minute", "telemetry.rollup_minute"), ("hour", "telemetry.rollup_hour"))
 
 # No tags / metadata is NULL in points (the writer stores none) and {} in latest_values (the notice's empty map).
@@ -91,7 +109,10 @@ def rollup_mismatches(database_url: str, devices: list[str]) -> list[str]:
     with _one_snapshot(database_url) as conn, conn.transaction():
         for unit, table in ROLLUP_TABLES:
             want = conn.execute(sql.SQL(_ROLLUP_FROM_RAW).format(unit=sql.Literal(unit)), (devices,)).fetchall()
-            got = conn.execute(sql.SQL(_ROLLED).format(table=sql.SQL(table)), (devices,)).fetchall()
+            if unit == "hour":
+                got = conn.execute(_HOURS_ROLLED, (devices, devices)).fetchall()
+            else:
+                got = conn.execute(sql.SQL(_ROLLED).format(table=sql.SQL(table)), (devices,)).fetchall()
             lines += row_differences(table, keyed(want, 3), keyed(got, 3))
     return lines
 
