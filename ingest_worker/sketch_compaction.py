@@ -2,12 +2,13 @@
 
 The ingest transaction merges a batch into an hour row that already exists without rebuilding the row's sketch:
 it appends the batch's sketch to ``telemetry.rollup_hour_pending`` (migration 0023), and readers merge the two.
-This loop keeps that table small, so that reads stay cheap and each hour's sketch is rebuilt once per interval
-instead of once per ingest transaction. It runs in every ingest worker; several folding at once is safe (each
+This loop keeps that table small (reads stay cheap) and rebuilds an hour's sketch once per ``MIN_PENDING`` batches
+instead of once per batch. It runs in every ingest worker; several folding at once is safe (each
 folds exactly the pending rows it deletes, under the hour rows' locks taken in key order).
 """
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
@@ -18,15 +19,26 @@ from telemetry_core.stopping import Stopped, sleep_or_stop, until_stopped
 # Hours folded per transaction: the hour rows stay locked (ingest transactions of those series wait) for one
 # such transaction, a few tens of milliseconds.
 CHUNK = 500
-_COMPACT = "SELECT telemetry.compact_hour_sketches(%s)"
+# An hour is folded once it has this many pending sketches (or is over): a fold costs about what 2.5 merges did
+# (docs/benchmarks-steady-rollups.md), and a percentile reads at most about this many more rows per series-hour.
+MIN_PENDING = 8
+_COMPACT = "SELECT telemetry.compact_hour_sketches(%s, %s, %s)"
 
 
-async def compact_hour_sketches(pool: AsyncConnectionPool, chunk: int = CHUNK) -> int:
-    """Fold every hour's pending sketches into its row, ``chunk`` hours per transaction; returns the hours."""
+async def compact_hour_sketches(
+    pool: AsyncConnectionPool, chunk: int = CHUNK, min_pending: int = MIN_PENDING, closed_before: datetime | None = None
+) -> int:
+    """Fold the pending sketches of hours with ``min_pending`` of them or before ``closed_before``; returns the hours.
+
+    ``closed_before`` defaults to the start of the hour before the current one: an hour over for a whole hour gets
+    nothing more but late points, so its few pending sketches are folded too. ``chunk`` hours per transaction.
+    """
+    if closed_before is None:
+        closed_before = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     total = 0
     while True:
         async with pool.connection() as conn, conn.transaction():
-            row = await (await conn.execute(_COMPACT, (chunk,))).fetchone()
+            row = await (await conn.execute(_COMPACT, (chunk, min_pending, closed_before))).fetchone()
         taken = int(row[0]) if row else 0
         total += taken
         SKETCHES_COMPACTED.inc(taken)

@@ -72,11 +72,28 @@ async def test_a_batch_into_an_existing_hour_is_pending_until_compacted(pool: As
     assert rollup_mismatches(str(pool.conninfo), [device]) == []  # row + pending = raw, before compaction
 
     before = SKETCHES_COMPACTED._value.get()
-    assert await compact_hour_sketches(pool) >= 1
+    assert await compact_hour_sketches(pool, min_pending=1) >= 1
     assert SKETCHES_COMPACTED._value.get() - before >= 1
     own, pending = await stored(pool, device)
     assert (total(own), pending) == (110, [])
     assert rollup_mismatches(str(pool.conninfo), [device]) == []
+
+
+async def test_an_hour_is_folded_once_it_has_enough_pending_sketches_or_is_over(pool: AsyncConnectionPool) -> None:
+    few, many = unique("dev"), unique("dev")
+    for d, batches in ((few, 3), (many, 5)):
+        for i in range(batches):
+            await write(pool, batch(d, i + 1, range(i * 10, i * 10 + 10)))
+
+    async def pending(device: str) -> int:
+        return len((await stored(pool, device))[1])
+
+    await compact_hour_sketches(pool, min_pending=4, closed_before=T0)  # T0's hour is not before T0: not over
+    assert (await pending(few), await pending(many)) == (2, 0)
+    assert rollup_mismatches(str(pool.conninfo), [few, many]) == []
+    await compact_hour_sketches(pool, min_pending=4, closed_before=T0 + timedelta(hours=1))  # now over
+    assert await pending(few) == 0
+    assert rollup_mismatches(str(pool.conninfo), [few, many]) == []
 
 
 async def test_compaction_takes_the_hours_in_chunks(pool: AsyncConnectionPool) -> None:
@@ -84,7 +101,7 @@ async def test_compaction_takes_the_hours_in_chunks(pool: AsyncConnectionPool) -
     for d in devices:
         await write(pool, batch(d, 1, range(0, 3)))
         await write(pool, batch(d, 2, range(3, 6)))
-    await compact_hour_sketches(pool, chunk=2)  # 2 hours per transaction: the loop goes on until none is left
+    await compact_hour_sketches(pool, chunk=2, min_pending=1)  # 2 hours per transaction: until none is left
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM telemetry.rollup_hour_pending WHERE device_id = ANY(%s)",
                                  (devices,))  # fmt: skip
@@ -117,7 +134,7 @@ async def test_a_percentile_reads_the_pending_sketches(pool: AsyncConnectionPool
 
     before = await median()
     assert before[1] == 100 and before[0] is not None and abs(before[0] - 1000.0) / 1000.0 <= 0.02
-    await compact_hour_sketches(pool)
+    await compact_hour_sketches(pool, min_pending=1)
     assert await median() == before
 
 
@@ -143,7 +160,7 @@ async def test_compaction_beside_concurrent_writers_loses_and_doubles_nothing(po
     async def compactor() -> int:
         rounds = 0
         while not stop.is_set():
-            await compact_hour_sketches(pool, chunk=1)
+            await compact_hour_sketches(pool, chunk=1, min_pending=1)
             rounds += 1
         return rounds
 
@@ -152,7 +169,7 @@ async def test_compaction_beside_concurrent_writers_loses_and_doubles_nothing(po
     stop.set()
     assert await task > 1
     assert rollup_mismatches(str(pool.conninfo), devices) == []
-    await compact_hour_sketches(pool)
+    await compact_hour_sketches(pool, min_pending=1)
     assert rollup_mismatches(str(pool.conninfo), devices) == []
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM telemetry.rollup_hour_pending WHERE device_id = ANY(%s)",

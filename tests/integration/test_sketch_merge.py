@@ -5,6 +5,7 @@ sketch once per key; 0018 runs the same formula on a copy detoasted once. The re
 (same keys, same counts, nothing dropped or doubled) whatever the overlap, including empty sketches.
 """
 
+import json
 import random
 
 from psycopg.types.json import Jsonb
@@ -51,3 +52,32 @@ async def test_merge_into_a_stored_toasted_sketch(pool: AsyncConnectionPool) -> 
         row = await (await conn.execute("SELECT s FROM sketches")).fetchone()
     assert row is not None
     assert row[0] == {k: stored.get(k, 0) + delta.get(k, 0) for k in stored.keys() | delta.keys()}
+
+
+async def test_fold_adds_every_sketch_of_the_array_to_the_stored_one(pool: AsyncConnectionPool) -> None:
+    # Migration 0023's dd_fold (the compaction's merge of an hour's pending sketches): the sum, key by key, of the
+    # stored sketch and every one of the array, byte for byte what dd_merge builds one by one.
+    rng = random.Random(23)
+    cases: list[tuple[dict[str, int], list[dict[str, int]]]] = [({}, [{}]), ({"z": 1}, [{}, {}]), ({}, [{"p3": 2}])]
+    cases += [(sketch(rng, rng.randrange(0, 150)), [sketch(rng, rng.randrange(0, 12)) for _ in range(rng.randrange(1, 30))])
+              for _ in range(30)]  # fmt: skip
+    cases += [(sketch(rng, 3000), [sketch(rng, 300) for _ in range(3)])]  # a stored sketch over the TOAST limit
+    async with pool.connection() as conn:
+        for a, deltas in cases:
+            row = await (
+                await conn.execute("SELECT telemetry.dd_fold(%s, %s)::text", (Jsonb(a), Jsonb(deltas)))
+            ).fetchone()
+            one_by_one = Jsonb(a)
+            for d in deltas:
+                merged = await (
+                    await conn.execute("SELECT telemetry.dd_merge(%s, %s)", (one_by_one, Jsonb(d)))
+                ).fetchone()
+                assert merged is not None
+                one_by_one = Jsonb(merged[0])
+            reference = await (await conn.execute("SELECT %s::jsonb::text", (one_by_one,))).fetchone()
+            want = {
+                k: a.get(k, 0) + sum(d.get(k, 0) for d in deltas) for k in a.keys() | {k for d in deltas for k in d}
+            }
+            assert row is not None and reference is not None
+            assert row[0] == reference[0]
+            assert json.loads(row[0]) == want

@@ -8,11 +8,11 @@
 --
 -- Now a batch's sketch for an hour row that already exists is appended to rollup_hour_pending (one small row
 -- per series-hour and transaction), and compact_hour_sketches (run by the ingest workers every
--- TELEMETRY_SKETCH_COMPACTION_INTERVAL seconds) folds all of an hour's pending sketches into its row at once.
--- A fresh hour row still gets its sketch at once (nothing to merge). count / sum / min / max are merged as
--- before. Readers of hour sketches read the row and its pending sketches together (a percentile merges
--- sketches by adding counts per key anyway: gateway/views/aggregates.py), so a pending sketch is never a
--- missing one.
+-- TELEMETRY_SKETCH_COMPACTION_INTERVAL seconds) folds an hour's pending sketches into its row at once, when it
+-- has 8 of them (ingest_worker/sketch_compaction.py) or when the hour is over. A fresh hour row still gets its
+-- sketch at once (nothing to merge). count / sum / min / max are merged as before. Readers of hour sketches read
+-- the row and its pending sketches together (a percentile adds sketches key by key anyway:
+-- gateway/views/aggregates.py), so a pending sketch is never a missing one.
 --
 -- Why this stays exact (READ COMMITTED, as 0013 argues for the rollups):
 -- * a pending row is inserted by the transaction holding its hour row's lock (the upsert locked it first:
@@ -221,9 +221,27 @@ BEGIN
 END;
 $$;
 
--- Fold the pending sketches of up to max_rows hours (the first in key order) into their rows; returns how many
--- hours it took (max_rows: call again).
-CREATE FUNCTION telemetry.compact_hour_sketches(max_rows integer) RETURNS integer
+-- dd_merge of many sketches at once: `a` plus every sketch of the JSON array `sketches`, the stored one unpacked
+-- and built again once (0018's dd_merge form; the changed keys' counts from text, as 0022 builds sketches). The
+-- compaction passes an hour's pending sketches as that array (its INSERT's sketch column): adding them up first
+-- and merging the sum (a sort of every (hour, key) pair of the chunk) cost 1.3x as much CPU.
+CREATE FUNCTION telemetry.dd_fold(a jsonb, sketches jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT x.a || coalesce((
+        SELECT ('{' || string_agg('"' || k.key || '":' || (k.n + coalesce((x.a ->> k.key)::bigint, 0)), ',') || '}')::jsonb
+        FROM (SELECT e.key, sum(e.value::bigint) AS n FROM jsonb_array_elements(sketches) s, jsonb_each_text(s) e
+              GROUP BY 1) k
+    ), '{}')
+    FROM (SELECT a || '{}'::jsonb AS a OFFSET 0) x
+$$;
+
+-- Fold the pending sketches of up to max_rows hours (the first in key order) into their rows: the hours with at
+-- least min_pending of them, and every hour before closed_before (over: no batch adds to it any more, but for late
+-- points). Returns how many hours it took (max_rows: call again). A fold rebuilds the stored sketch once, for what
+-- merging each batch at once cost about 2.5 times (docs/benchmarks-steady-rollups.md): an hour that got only one or
+-- two batches is left pending until more come or it is over.
+CREATE FUNCTION telemetry.compact_hour_sketches(max_rows integer, min_pending integer, closed_before timestamptz)
+RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     devs text[];
@@ -231,7 +249,8 @@ DECLARE
     hours timestamptz[];
 BEGIN
     SELECT array_agg(t.device_id), array_agg(t.metric_name), array_agg(t.bucket) INTO devs, mets, hours
-    FROM (SELECT DISTINCT p.device_id, p.metric_name, p.bucket FROM telemetry.rollup_hour_pending p
+    FROM (SELECT p.device_id, p.metric_name, p.bucket FROM telemetry.rollup_hour_pending p
+          GROUP BY 1, 2, 3 HAVING count(*) >= min_pending OR p.bucket < closed_before
           ORDER BY 1, 2, 3 LIMIT max_rows) t;
     IF devs IS NULL THEN
         RETURN 0;
@@ -249,21 +268,18 @@ BEGIN
     ON CONFLICT (device_id, metric_name, bucket) DO UPDATE SET count = r.count WHERE false;
 
     -- A new statement: its snapshot holds every pending sketch committed by a transaction that held one of these
-    -- locks before. Exactly the deleted ones are added, in the same statement.
+    -- locks before. Exactly the deleted ones are added, in the same statement, all of an hour's at once.
     WITH gone AS (
         DELETE FROM telemetry.rollup_hour_pending p USING unnest(devs, mets, hours) AS t(d, m, b)
         WHERE p.device_id = t.d AND p.metric_name = t.m AND p.bucket = t.b
         RETURNING p.device_id, p.metric_name, p.bucket, p.sketch
-    ), summed AS (
-        SELECT x.d, x.m, x.b, ('{' || string_agg('"' || x.key || '":' || x.n, ',') || '}')::jsonb AS sketch
-        FROM (SELECT g.device_id AS d, g.metric_name AS m, g.bucket AS b, e.key, sum(e.value::bigint) AS n
-              FROM gone g, jsonb_each_text(g.sketch) e GROUP BY 1, 2, 3, 4) x
-        GROUP BY x.d, x.m, x.b
     )
     INSERT INTO telemetry.rollup_hour AS r (device_id, metric_name, bucket, count, sum, min, max, sketch)
-    SELECT s.d, s.m, s.b, 0, 0, 'Infinity', '-Infinity', s.sketch FROM summed s
+    SELECT g.device_id, g.metric_name, g.bucket, 0, 0, 'Infinity', '-Infinity', jsonb_agg(g.sketch)
+    FROM gone g
+    GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
-    ON CONFLICT (device_id, metric_name, bucket) DO UPDATE SET sketch = telemetry.dd_merge(r.sketch, EXCLUDED.sketch);
+    ON CONFLICT (device_id, metric_name, bucket) DO UPDATE SET sketch = telemetry.dd_fold(r.sketch, EXCLUDED.sketch);
     RETURN cardinality(devs);
 END;
 $$;
