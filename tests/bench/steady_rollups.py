@@ -5,20 +5,21 @@ harness sends each series once: every rollup row its transactions touch is new. 
 hour long, so nearly every transaction *updates* its series' minute and hour rows, merging each batch's sketch into
 a stored one that grows through the hour. This measures that case, step by step.
 
-One durable embedded PostgreSQL, one connection. Each round is one transaction of ``DEVICES`` devices x 10 metrics
-x ``SECONDS`` seconds of points (one per second, tagged), the clock advancing ``SECONDS`` per round from the top of
-an hour, the steps of ``telemetry.write_points_stage``'s fast path run one by one (the statements of migrations
-0018 / 0022 / 0023: keep them in step), backend CPU per point read around each; every ``COMPACT_EVERY`` rounds the
-hour sketches' compaction (0023) in its own transactions. After ``WARM_ROUNDS`` (the hour sketches have grown),
-each round also runs 0022's hour merge (every batch's sketch merged into the stored one) in a savepoint rolled
-back: what the pending sketches saved.
+Each scenario (``SCENARIOS``; ``BENCH_STEADY_SCENARIOS=batches,single`` picks) runs twice, each time on a fresh
+durable embedded PostgreSQL and one connection: with migration 0022's hour statement (every batch's sketch merged
+into the stored one) and with 0023's (pending, folded in by the compaction on a second connection). Each round is
+one transaction of ``devices`` x 10 metrics x ``seconds`` seconds of points (one per second, tagged), the clock
+advancing from the top of an hour; the steps of ``telemetry.write_points_stage``'s fast path run one by one (the
+statements of migrations 0018 / 0022 / 0023: keep them in step), backend CPU per point read around each.
 """
 
 import asyncio
 import os
 import random
+import shutil
 import statistics
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,10 +34,30 @@ from telemetry_core.migrate import migrate
 from telemetry_schemas.values import Point
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-steady-rollups.md"
-DEVICES = int(os.environ.get("BENCH_STEADY_DEVICES", "256"))
-SECONDS = int(os.environ.get("BENCH_STEADY_SECONDS", "10"))
-ROUNDS = int(os.environ.get("BENCH_STEADY_ROUNDS", "60"))
-WARM_ROUNDS = int(os.environ.get("BENCH_STEADY_WARM_ROUNDS", "30"))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load: each round one transaction of ``devices`` x 10 metrics x ``seconds`` s of points (one per second).
+
+    ``fill_seconds`` per round before ``warm_rounds`` (the hour sketches grow sooner); the compaction every
+    ``compact_every`` rounds (the default interval, 30 s, in the series' time).
+    """
+
+    name: str
+    devices: int
+    seconds: int
+    fill_seconds: int
+    rounds: int
+    warm_rounds: int
+    compact_every: int
+
+
+SCENARIOS = {
+    "batches": Scenario("10 points per series per transaction", 256, 10, 10, 60, 30, 3),
+    # A fleet's devices each sending every second: one point per series per transaction, late in the hour.
+    "single": Scenario("one point per series per transaction, late in the hour", 512, 1, 60, 150, 30, 30),
+}
 METRICS = 10
 
 _COPY = f"COPY points_stage ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
@@ -86,10 +107,9 @@ _HOUR = """WITH hours AS MATERIALIZED (
     INSERT INTO telemetry.rollup_hour_pending (device_id, metric_name, bucket, sketch)
     SELECT h.d, h.m, h.b, h.sketch FROM hours h JOIN merged u ON u.device_id = h.d AND u.metric_name = h.m AND u.bucket = h.b
     WHERE u.existed AND h.sketch IS NOT NULL"""
-# What the ingest workers' compaction runs (ingest_worker/sketch_compaction.py), every COMPACT_EVERY rounds.
+# What the ingest workers' compaction runs (ingest_worker/sketch_compaction.py), every Scenario.compact_every rounds.
 # The series' hours are live ones (none over: -infinity), folded at ingest_worker/sketch_compaction.py's MIN_PENDING.
 _COMPACT = f"SELECT telemetry.compact_hour_sketches(500, {MIN_PENDING}, '-infinity')"
-COMPACT_EVERY = int(os.environ.get("BENCH_STEADY_COMPACT_EVERY", "3"))  # 30 s of the series' time, the default interval
 COMPACTION = "hour sketch compaction (amortized)"
 
 STEPS = {
@@ -103,19 +123,21 @@ STEPS = {
 _HOUR_MERGING_EVERY_BATCH = _merge("rollup_hour", "1 hour")
 
 
-def _batch(start: datetime, second: int, seq: int, rng: random.Random) -> RowSet:
+def _batch(devices: int, start: datetime, second: int, seconds: int, seq: int, rng: random.Random) -> RowSet:
     rows = RowSet()
-    for d in range(DEVICES):
+    for d in range(devices):
         points = [
             Point(timestamp=start + timedelta(seconds=second + k), metric_name=f"m{m}",
                   value=round(rng.uniform(0, 100), 2), unit="u", tags={"site": f"s{d % 7}"})
-            for m in range(METRICS) for k in range(SECONDS)
+            for m in range(METRICS) for k in range(seconds)
         ]  # fmt: skip
         rows.add_points(f"dev{d:04d}", points, seq + d)
     return rows
 
 
-async def _run(url: str, merging_every_batch: bool) -> tuple[dict[str, list[float]], list[tuple[int, float]]]:
+async def _run(
+    url: str, sc: Scenario, merging_every_batch: bool
+) -> tuple[dict[str, list[float]], list[tuple[int, float]]]:
     """Backend CPU per point of each step, per measured round; the hour rows' own sketch keys, on average."""
     per_step: dict[str, list[float]] = {}
     steps = STEPS | ({"rollup_hour merge": _HOUR_MERGING_EVERY_BATCH} if merging_every_batch else {})
@@ -137,10 +159,12 @@ async def _run(url: str, merging_every_batch: bool) -> tuple[dict[str, list[floa
             return times.user + times.system
 
         partitions = PartitionCache()
-        for round_ in range(ROUNDS):
-            rows = _batch(start, round_ * SECONDS, round_ * DEVICES + 1, rng)
+        for round_ in range(sc.rounds):
+            seconds = sc.seconds if round_ >= sc.warm_rounds else sc.fill_seconds
+            second = min(round_, sc.warm_rounds) * sc.fill_seconds + max(round_ - sc.warm_rounds, 0) * sc.seconds
+            rows = _batch(sc.devices, start, second, seconds, round_ * sc.devices + 1, rng)
             await partitions.ensure(conn, rows.days())
-            n, measured = len(rows), round_ >= WARM_ROUNDS
+            n, measured = len(rows), round_ >= sc.warm_rounds
             async with conn.transaction(), conn.cursor() as cur:
                 for name, statement in steps.items():
                     before = cpu()
@@ -153,12 +177,13 @@ async def _run(url: str, merging_every_batch: bool) -> tuple[dict[str, list[floa
                         await cur.execute(statement)
                     if measured:
                         per_step.setdefault(name, []).append((cpu() - before) / n * 1e6)
-            if not merging_every_batch and (round_ + 1) % COMPACT_EVERY == 0:  # its own transactions, as a worker's
+            if not merging_every_batch and (round_ + 1) % sc.compact_every == 0:  # its own transactions, as a worker's
                 before = cpu(backends[1])
                 while (await (await compacting.execute(_COMPACT)).fetchone() or (0,))[0] == 500:
                     pass
                 if measured:
-                    per_step.setdefault(COMPACTION, []).append((cpu(backends[1]) - before) / (n * COMPACT_EVERY) * 1e6)
+                    spent = (cpu(backends[1]) - before) / (n * sc.compact_every) * 1e6
+                    per_step.setdefault(COMPACTION, []).append(spent)
             if measured:
                 keys = await (
                     await conn.execute(
@@ -169,42 +194,35 @@ async def _run(url: str, merging_every_batch: bool) -> tuple[dict[str, list[floa
     return per_step, sketches
 
 
-def _measure(merging_every_batch: bool) -> tuple[dict[str, float], list[tuple[int, float]]]:
-    """One run on a fresh durable PostgreSQL: the median per step."""
+def _measure(sc: Scenario, merging_every_batch: bool) -> tuple[dict[str, float], list[tuple[int, float]]]:
+    """One run on a fresh durable PostgreSQL: the mean per step."""
     root = Path(tempfile.mkdtemp(prefix="telemetry-steady-"))
     server = start_postgres(root / "pg", durable=True)
     try:
         migrate(server.url)
-        per_step, sketches = asyncio.run(_run(server.url, merging_every_batch))
+        per_step, sketches = asyncio.run(_run(server.url, sc, merging_every_batch))
     finally:
         server.stop()
-    # The compaction's mean, not its median: hours fill up in step here, so most rounds fold little and some a lot.
-    return {
-        name: (statistics.mean if name == COMPACTION else statistics.median)(values)
-        for name, values in per_step.items()
-    }, sketches
+        shutil.rmtree(root, ignore_errors=True)  # gigabytes of WAL and tables
+    # Means: a round's CPU is read in clock ticks (coarse against a round's points), and the hours fill up in step, so
+    # most rounds' compaction folds little and some a lot.
+    return {name: statistics.mean(values) for name, values in per_step.items()}, sketches
 
 
-def main() -> None:
-    """Run it both ways, print the table, write the document."""
-    before, _ = _measure(merging_every_batch=True)
-    after, sketches = _measure(merging_every_batch=False)
+def _section(sc: Scenario) -> list[str]:
+    before, _ = _measure(sc, merging_every_batch=True)
+    after, sketches = _measure(sc, merging_every_batch=False)
     total_before, total_after = sum(before.values()), sum(after.values())
-    points = DEVICES * METRICS * SECONDS
+    points = sc.devices * METRICS * sc.seconds
+    fill = f" ({sc.fill_seconds} s per round before the measured ones)" if sc.fill_seconds != sc.seconds else ""
     lines = [
-        "# The ingest transaction in steady state: the same series writing all hour",
+        f"## {sc.name[0].upper()}{sc.name[1:]}",
         "",
-        f"Written by `python -m tests.bench.steady_rollups` (`make bench-steady`) on "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. One durable PostgreSQL per run, one connection; each round one "
-        f"transaction of {DEVICES} devices x {METRICS} metrics x {SECONDS} s = {points:,} points (one per second, "
-        f"tagged), the clock advancing {SECONDS} s per round; rounds {WARM_ROUNDS + 1}-{ROUNDS} measured (the hour "
-        f"rows' own sketches have grown to {sketches[0][1]:.0f}-{sketches[-1][1]:.0f} keys). Backend CPU per point, "
-        "median over the measured rounds (the resolution is one clock tick / points per round). Two runs: the hour "
-        "statement of migration 0022 (every batch's sketch merged into the stored one) and of 0023 (a batch's sketch "
-        f"pending, folded in by the compaction once an hour has {MIN_PENDING} of them; the compaction runs every "
-        f"{COMPACT_EVERY} rounds = {COMPACT_EVERY * SECONDS} s of the series' time as "
-        "`TELEMETRY_SKETCH_COMPACTION_INTERVAL`'s default, on a connection of its own, its CPU spread over the points "
-        "of those rounds: the mean over the measured rounds, as the hours fill up in step).",
+        f"Each round one transaction of {sc.devices} devices x {METRICS} metrics x {sc.seconds} s = {points:,} points, "
+        f"the clock advancing {sc.seconds} s per round{fill}; rounds {sc.warm_rounds + 1}-{sc.rounds} measured (the "
+        f"hour rows' own sketches have grown to {sketches[0][1]:.0f}-{sketches[-1][1]:.0f} keys). The compaction runs "
+        f"every {sc.compact_every} rounds ({sc.compact_every * sc.seconds} s of the series' time, as the default "
+        "interval).",
         "",
         "| step | 0022: µs of PostgreSQL CPU per point | 0023: µs per point | share (0023) |",
         "|---|---|---|---|",
@@ -216,17 +234,35 @@ def main() -> None:
         f"| total | {total_before:.2f} | {total_after:.2f} | 100% |",
         "",
         f"The whole ingest transaction with the compaction: **{total_after / total_before:.2f}x** the CPU per point of "
-        "0022's. 0022's hour merge rebuilt the stored sketch for every batch (`telemetry.dd_merge`: decompressed, "
-        "unpacked, the batch's keys added, built, compressed and written again); 0023 rebuilds it once per "
-        f"{MIN_PENDING} batches, with `telemetry.dd_fold` (a fold, deleting the pending rows included, costs a few "
-        "merges of one batch: folding every 3 batches measured 0.95x of 0022's total, before dd_fold). The harness "
-        "of `make bench-peers` writes "
-        "each series once, so its transactions insert rollup rows (a fresh hour row takes its sketch at once) and "
-        "this cost does not show there.",
+        "0022's.",
         "",
     ]
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def main() -> None:
+    """Run each scenario both ways, print the tables, write the document."""
+    chosen = os.environ.get("BENCH_STEADY_SCENARIOS", ",".join(SCENARIOS)).split(",")
+    lines = [
+        "# The ingest transaction in steady state: the same series writing all hour",
+        "",
+        f"Written by `python -m tests.bench.steady_rollups` (`make bench-steady`) on {datetime.now(UTC):%Y-%m-%d %H:%M} "
+        "UTC. The peers harness writes each series once, so its transactions insert rollup rows (a fresh hour row "
+        "takes its sketch at once); a fleet writes the same series all hour, so nearly every transaction updates its "
+        "series' minute and hour rows. One durable PostgreSQL per run, one connection, the steps of "
+        "`telemetry.write_points_stage`'s fast path run one by one, backend CPU per point read around each (in clock "
+        "ticks: the mean over the measured rounds). Two runs per load: the hour statement of migration 0022 (every "
+        "batch's sketch merged into the stored one: `telemetry.dd_merge` decompresses, unpacks, adds, builds, "
+        "compresses and writes the stored sketch again, whose cost grows with it through the hour) and of 0023 (a "
+        f"batch's sketch pending, folded in by the compaction, on a connection of its own, once an hour has "
+        f"{MIN_PENDING} of them, with `telemetry.dd_fold`; its CPU spread over the points of the rounds between two "
+        "runs).",
+        "",
+    ]
+    for key in chosen:
+        lines += _section(SCENARIOS[key.strip()])
     DOC.write_text("\n".join(lines))
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":
