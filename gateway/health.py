@@ -2,7 +2,10 @@
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
 
 from gateway.metrics import OVERLOAD_REFUSALS
 from gateway.state import GatewayState
@@ -175,6 +178,33 @@ async def check_real_time_stream(gw: GatewayState) -> ComponentHealth:
             metrics["subscriptions_stored"] = (await gw.js.stream_info(f"KV_{SUBSCRIPTIONS_BUCKET}")).state.messages
     except Exception as exc:
         return ComponentHealth(status="unhealthy", detail=f"subscriptions bucket unreadable: {exc!r}", metrics=metrics)
+    return ComponentHealth(status="healthy", metrics=metrics)
+
+
+# An hour over this long should have had its pending sketches folded (every ingest worker folds hours over for an
+# hour, every TELEMETRY_SKETCH_COMPACTION_INTERVAL): older pending ones mean no worker is folding.
+FOLD_OVERDUE = timedelta(hours=3)
+_PENDING = "SELECT count(*), min(bucket) FROM telemetry.rollup_hour_pending"
+
+
+async def check_hour_sketches(pool: AsyncConnectionPool) -> ComponentHealth:
+    """The hours' pending percentile sketches (migration 0023): how many, and whether the ingest workers fold them.
+
+    "degraded" while sketches of hours over for more than FOLD_OVERDUE are still pending: answers stay right (reads
+    merge them), but they grow, and percentile reads with them, until an ingest worker folds again.
+    """
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S), pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+            row = await (await conn.execute(_PENDING)).fetchone()
+    except Exception as exc:
+        return ComponentHealth(status="unknown", detail=f"pending sketches unreadable: {exc!r}")
+    count, oldest = (int(row[0]), row[1]) if row else (0, None)
+    metrics = {"pending": count, "oldest_hour": oldest.isoformat() if oldest else None}
+    if oldest is not None and oldest < datetime.now(UTC) - FOLD_OVERDUE:
+        detail = (f"hour sketches are not being folded: {count} pending, the oldest for {oldest.isoformat()} "
+                  "(each ingest worker folds them every TELEMETRY_SKETCH_COMPACTION_INTERVAL; see its "
+                  "hour_sketch_compaction_failed log lines)")  # fmt: skip
+        return ComponentHealth(status="degraded", detail=detail, metrics=metrics)
     return ComponentHealth(status="healthy", metrics=metrics)
 
 

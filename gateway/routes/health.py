@@ -19,6 +19,7 @@ from gateway.health import (
     check_checkpoints,
     check_db,
     check_definitions_cache,
+    check_hour_sketches,
     check_load,
     check_nats,
     check_real_time_stream,
@@ -62,6 +63,8 @@ async def health(gw: NamedDependency[GatewayState]) -> Response[HealthResponse]:
      "Components data_ingestion (NATS + ingest consumer lag), time_series_db (PostgreSQL), "
      "projections (read-model lag), checkpoints (consumers stopped because their stream was created again or "
      "lost messages under their checkpoint, with the fix; unhealthy while any is, which does not fail the endpoint), "
+     "hour_sketches (percentile sketches of hours waiting for the ingest workers' fold: pending, oldest_hour; "
+     "`degraded` while an hour over for more than 3 h still has some, which does not fail the endpoint), "
      "alert_engine (heartbeat of each engine partition; unhealthy when none reported "
      "in 10 s, which does not fail the endpoint: storage goes on), "
      "real_time_stream (this copy's open sockets, messages sent and points dropped by slow sockets; "
@@ -94,6 +97,8 @@ async def health_detailed(gw: NamedDependency[GatewayState]) -> Response[Detaile
         "alert_engine": await check_alert_engine(gw),
         # A consumer whose stream was created again or lost its tail stops rather than skip (stream_guard.py).
         "checkpoints": await check_checkpoints(gw),
+        # Percentile sketches of hours waiting to be folded by the ingest workers (migration 0023).
+        "hour_sketches": await check_hour_sketches(gw.pool),
         # Points are validated against this cache: a stale one would accept or refuse the wrong points.
         "definitions_cache": check_definitions_cache(gw),
         "real_time_stream": await check_real_time_stream(gw),

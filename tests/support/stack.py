@@ -60,6 +60,8 @@ class Stack:
             # The suite's points have timestamps of any age on one shared database: no scheduled retention
             # (tests/integration/test_retention.py runs the job on a database of its own).
             TELEMETRY_RETENTION_INTERVAL="0",
+            # Fold the hours' pending sketches often, so that the suite's reads meet folds (migration 0023).
+            TELEMETRY_SKETCH_COMPACTION_INTERVAL="1",
             **self.extra_env,
         )
         if self.tree is not None:  # import the project from there (its own directory as cwd: see start)
