@@ -19,8 +19,9 @@ from telemetry_core.stopping import Stopped, sleep_or_stop, until_stopped
 # Hours folded per transaction: the hour rows stay locked (ingest transactions of those series wait) for one
 # such transaction, a few tens of milliseconds.
 CHUNK = 500
-# An hour is folded once it has this many pending sketches (or is over): a fold costs about what 2.5 merges did
-# (docs/benchmarks-steady-rollups.md), and a percentile reads at most about this many more rows per series-hour.
+# An hour is folded once it has this many pending sketches (or is over): a fold costs a few one-batch merges (it
+# deletes and unpacks each pending row; 16 measured the same, 32 worse: docs/benchmarks.md, sixteenth session), and
+# a percentile reads about this many more rows per series-hour at most.
 MIN_PENDING = 8
 _COMPACT = "SELECT telemetry.compact_hour_sketches(%s, %s, %s)"
 

@@ -118,20 +118,27 @@ async def test_drops_whole_partitions_when_every_metric_has_expired(
         " ('dev_a', 'short', %s, 1, 1, 1, 1, '{}')",
         (NOW - timedelta(days=100), NOW - timedelta(days=500)),
     )
+    await conn.execute(  # an hour's pending sketches (migration 0023) go with the rollups: the 500-day one only
+        "INSERT INTO telemetry.rollup_hour_pending VALUES ('dev_a', 'short', %s, '{\"p1\": 1}'),"
+        " ('dev_a', 'short', %s, '{\"p1\": 1}')",
+        (NOW - timedelta(days=100), NOW - timedelta(days=500)),
+    )
 
     dry = await run_retention(own_db, settings_for(settings), now=NOW, dry_run=True)
-    assert set(dry.partitions_dropped) == old and dry.points_removed == 5 and dry.rollup_rows_deleted == 1
+    assert set(dry.partitions_dropped) == old and dry.points_removed == 5 and dry.rollup_rows_deleted == 2
     assert old <= await partitions(conn)  # a dry run removes nothing
 
     report = await run_retention(own_db, settings_for(settings), now=NOW)
 
     assert set(report.partitions_dropped) == old
-    assert (report.points_in_dropped, report.points_deleted_in_chunks, report.rollup_rows_deleted) == (4, 1, 1)
+    assert (report.points_in_dropped, report.points_deleted_in_chunks, report.rollup_rows_deleted) == (4, 1, 2)
     assert not (old & await partitions(conn))
     assert await ages(conn, "short") == [1.0]  # rollups older than 400 days gone, the 100-day one kept:
     assert await ages(conn, "undefined") == [1.0, 50.0]
     cur = await conn.execute("SELECT count(*) FROM telemetry.rollup_minute")
     assert await cur.fetchone() == (1,)
+    cur = await conn.execute("SELECT bucket FROM telemetry.rollup_hour_pending")
+    assert await cur.fetchall() == [(NOW - timedelta(days=100),)]
 
 
 async def test_two_concurrent_runs_neither_double_delete_nor_deadlock(
