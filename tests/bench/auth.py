@@ -12,11 +12,9 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,6 +39,7 @@ from telemetry_schemas.events import ApiKeyCreated, ApiKeyRevoked
 from tests.bench.client import make_client
 from tests.bench.e2e import build_batches, post_batches
 from tests.bench.latency import run_latency
+from tests.bench.scratch import scratch_dir
 from tests.bench.stats import percentile
 from tests.support.servers import Servers
 from tests.support.stack import Stack
@@ -198,7 +197,7 @@ async def run_auth(stack: Stack, servers: Servers, *, rounds: int = 15, batch_po
 
 def main() -> None:
     """Alone: embedded servers and a stack in a temp dir, the auth phase, the lines on stdout."""
-    root = Path(tempfile.mkdtemp(prefix="telemetry-bench-auth-"))
+    root = scratch_dir("telemetry-bench-auth-")
     nats_server = start_nats(root / "nats")
     postgres = start_postgres(root / "postgres")
     stack: Stack | None = None

@@ -19,7 +19,6 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from telemetry_core.migrate import migrate
 from telemetry_core.nats_cluster import NatsCluster, create_topology, start_nats_cluster
 from telemetry_core.settings import Settings
 from tests.bench.e2e import acked_batch_rate
+from tests.bench.scratch import scratch_dir
 from tests.support.cluster import ClusterServers
 from tests.support.servers import Servers
 from tests.support.stack import Stack
@@ -229,7 +229,7 @@ def main() -> None:
     rounds = int(os.environ.get("BENCH_CLUSTER_ROUNDS", "4"))
     points = int(os.environ.get("BENCH_CLUSTER_POINTS", "20000"))
     kills = int(os.environ.get("BENCH_CLUSTER_KILLS", "3"))
-    root = Path(tempfile.mkdtemp(prefix="telemetry-bench-cluster-"))
+    root = scratch_dir("telemetry-bench-cluster-")
     postgres = start_postgres(root / "postgres", durable=False)
     servers: list[EmbeddedServer] = [postgres]
     cluster: NatsCluster | None = None

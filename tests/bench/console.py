@@ -16,7 +16,6 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser
 
+from tests.bench.scratch import scratch_dir
 from tests.support.browser import ARGS, CHROMIUM, chromium
 from tests.support.servers import start_servers
 from tests.support.stack import Stack
@@ -121,7 +121,7 @@ Setup: Python {platform.python_version()}, {platform.system()} {platform.release
 def main() -> None:
     """Own servers and gateway in a temp dir; the report written and printed."""
     rounds = int(os.environ.get("BENCH_CONSOLE_ROUNDS", "15"))
-    root = Path(tempfile.mkdtemp(prefix="telemetry-bench-console-"))
+    root = scratch_dir("telemetry-bench-console-")
     servers = start_servers(root / "servers")
     stack = Stack(servers, root / "logs")
     try:

@@ -15,7 +15,6 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from telemetry_core.migrate import migrate
 from tests.bench.client import make_client
 from tests.bench.data import PointMaker, hour_ago
 from tests.bench.e2e import acked_batch_rate
+from tests.bench.scratch import scratch_dir
 from tests.support.servers import Servers
 from tests.support.stack import Stack
 
@@ -142,7 +142,7 @@ def main() -> None:
     """Own servers in a temp dir, both modes alternating, the report written and printed."""
     rounds = int(os.environ.get("BENCH_DURABILITY_ROUNDS", "6"))
     points = int(os.environ.get("BENCH_DURABILITY_POINTS", "20000"))
-    root = Path(tempfile.mkdtemp(prefix="telemetry-bench-durability-"))
+    root = scratch_dir("telemetry-bench-durability-")
     postgres = start_postgres(root / "postgres", durable=False)
     servers: list[EmbeddedServer] = [postgres]
     stacks: dict[str, Stack] = {}

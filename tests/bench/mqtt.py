@@ -15,7 +15,6 @@ import os
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from telemetry_core.migrate import migrate
 from tests.bench.client import make_client
 from tests.bench.data import PointMaker, hour_ago
 from tests.bench.e2e import build_batches, post_batches
+from tests.bench.scratch import scratch_dir
 from tests.support.mqtt import mqtt_device, points_topic
 from tests.support.servers import Servers
 from tests.support.stack import Stack
@@ -156,7 +156,7 @@ def main() -> None:
     """Own servers and stack in a temp dir; the report written and printed."""
     rounds = int(os.environ.get("BENCH_MQTT_ROUNDS", "4"))
     points = int(os.environ.get("BENCH_MQTT_POINTS", "20000"))
-    root = Path(tempfile.mkdtemp(prefix="telemetry-bench-mqtt-"))
+    root = scratch_dir("telemetry-bench-mqtt-")
     mqtt_port = free_port()
     nats_server = start_nats(root / "nats", mqtt_port=mqtt_port)
     postgres = start_postgres(root / "postgres", durable=False)

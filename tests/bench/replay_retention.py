@@ -21,7 +21,6 @@ Knobs: BENCH_RR_POINTS (50000), BENCH_RR_EXPIRED (200000).
 import asyncio
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from telemetry_core.retention import run_retention
 from telemetry_core.settings import Settings
 from tests.bench.client import make_client
 from tests.bench.e2e import build_batches, post_batches
+from tests.bench.scratch import scratch_dir
 from tests.support.servers import Servers
 from tests.support.stack import Stack
 
@@ -241,7 +241,7 @@ def main() -> None:
     """Own servers and stack in a temp dir; the report written and printed."""
     points = int(os.environ.get("BENCH_RR_POINTS", "50000"))
     expired = int(os.environ.get("BENCH_RR_EXPIRED", "200000"))
-    root = Path(tempfile.mkdtemp(prefix="telemetry-bench-rr-"))
+    root = scratch_dir("telemetry-bench-rr-")
     nats_server = start_nats(root / "nats")
     postgres = start_postgres(root / "postgres", durable=False)
     stack: Stack | None = None

@@ -14,7 +14,6 @@ Both gateways run as processes against the same servers and workers; figures are
 
 import asyncio
 import os
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ import httpx
 from tests.bench.client import Poster, make_client
 from tests.bench.config import env_int
 from tests.bench.e2e import build_batches, post_batches
+from tests.bench.scratch import scratch_dir
 from tests.bench.stats import percentile
 from tests.support.ids import unique
 from tests.support.pg_replica import start_replica
@@ -170,7 +170,7 @@ def report(setup_s: float, q1: dict[str, list[float]], made: dict[str, list[floa
 
 def main() -> None:
     rounds, per_round, create_rounds = env_int("BENCH_REPLICA_ROUNDS", 10), env_int("BENCH_REPLICA_PER_ROUND", 200), 30
-    root = Path(tempfile.mkdtemp(prefix="telemetry-replica-bench-"))
+    root = scratch_dir("telemetry-replica-bench-")
     # Durable: with synchronous_commit=off (the suite's throwaway servers) WAL reaches the replica only when the
     # WAL writer flushes it (every 200 ms), which made writes through the replica ~4x slower than they are.
     servers = start_servers(root / "servers", durable=True)

@@ -11,9 +11,7 @@ import asyncio
 import inspect
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import msgspec
 import nats
@@ -28,6 +26,7 @@ from telemetry_core.points_validator import PointsValidator, points_body
 from telemetry_core.settings import Settings
 from telemetry_core.topology import INGEST, ensure_topology, points_subject
 from tests.bench.data import PointMaker, hour_ago
+from tests.bench.scratch import scratch_dir
 from tests.support.servers import start_servers
 
 KEY = b"probe-signing-key-0123456789abcdef"
@@ -47,7 +46,7 @@ def postgres_cpu(postmaster: int) -> float:
 
 async def probe(messages: int) -> dict[str, float]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    servers = start_servers(Path(tempfile.mkdtemp(prefix="wc-probe-")))
+    servers = start_servers(scratch_dir("wc-probe-"))
     try:
         env = {**os.environ, "NATS_URL": servers.nats_url, "DATABASE_URL": servers.database_url,
                "TELEMETRY_SIGNING_KEY": KEY.decode(), "TELEMETRY_API_KEYS": "probe-key-0123456789"}  # fmt: skip
