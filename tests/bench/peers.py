@@ -38,6 +38,7 @@ from pathlib import Path
 
 from telemetry_core.embedded import free_port
 from tests.bench.bench_stack import bench_stack
+from tests.bench.peers_cpu import CpuSampler, cpu_line, ingest_window
 from tests.support.stack import PROCESSES, Stack
 
 # As `telemetry run` starts the gateway (TELEMETRY_GATEWAY_PROCESSES, default: cores): that many processes on one
@@ -110,7 +111,12 @@ def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = 
         python = Path(os.environ.get("BENCH_VENV", "/tmp/bench-venv")) / "bin" / "python"
         results = dict(os.environ, BENCH_RESULTS=str(run_dir / "results.jsonl"))
         if not line_protocol:
-            harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
+            watched = {label: (proc.pid, False) for label, proc in stack.procs.items()}
+            watched |= {name: (s.proc.pid, name == "postgres") for name, s in (("nats", servers.nats),
+                        ("postgres", servers.postgres)) if hasattr(s, "proc")}  # fmt: skip
+            with CpuSampler(watched) as sampler:
+                harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
+            record_ingest_cpu(run_dir / "results.jsonl", sampler)
             uncached = Stack(servers, stack.log_dir, port=free_port(), extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"})
             start_with_gateways(uncached, workers=False)
             try:
@@ -130,6 +136,21 @@ def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = 
                "--base-url", stack.url, "--header", key, *args]  # fmt: skip
         say("InfluxDB's line-protocol bodies to our /write")
         subprocess.run(cmd, env=results, check=True)
+
+
+def record_ingest_cpu(results: Path, sampler: CpuSampler) -> None:
+    """Add this service's CPU per point during the harness's ingestion to its results (row "target ingest cpu")."""
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    ingest = next((r for r in reversed(rows) if r.get("name") == "target ingest" and r.get("visible_s")), None)
+    if ingest is None:
+        say("no target ingest row with visible_s: CPU per point not recorded")
+        return
+    start, end = ingest_window(ingest)
+    per_point = sampler.per_point(start, end, int(ingest.get("points_sent") or 1))
+    row = {"section": "target", "name": "target ingest cpu", "us_per_point": per_point, "window_s": end - start}
+    with results.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    say(f"CPU per point while ingesting: {cpu_line(per_point)}")
 
 
 @dataclass
@@ -197,6 +218,9 @@ def table(rows: list[dict], args: list[str]) -> str:
     best = max(filter(None, (influx.visible, vm.visible)), default=None)
     lines.append(f"| ingest, visible points/s | {_num(influx.visible)} | {_num(vm.visible)} | {_num(ours.visible)} | "
                  f"{_ratio(ours.visible, best)} |")  # fmt: skip
+    cpu = next((r for r in reversed(rows) if r.get("name") == "target ingest cpu"), None)
+    if cpu is not None:
+        lines.append(f"| this service's CPU while ingesting, µs per point | - | - | {cpu_line(cpu['us_per_point'])} | - |")
     line = figures(rows, "target", "target line protocol ingest", "-")
     lines.append(f"| line protocol (InfluxDB's `/write` bodies), visible points/s | {_num(influx.visible)} | - | "
                  f"{_num(line.visible)} | {_ratio(line.visible, influx.visible)} of InfluxDB |")  # fmt: skip
@@ -223,7 +247,10 @@ def table(rows: list[dict], args: list[str]) -> str:
     lines += [
         "",
         "q1 = latest value of one series; q2 = one series in 1 h buckets; q3 = avg over all devices of one metric "
-        "in 1 min buckets. The peers' VictoriaMetrics visible rate waits for its 10 s flush (the harness also "
+        "in 1 min buckets. CPU while ingesting: each of this service's processes (PostgreSQL as its whole process "
+        "tree, backends opened and closed during the load included; tests/bench/peers_cpu.py) over the ingestion's "
+        "window, per point sent; 2 cores divided by the machine's figure is the visible rate the CPU allows. "
+        "The peers' VictoriaMetrics visible rate waits for its 10 s flush (the harness also "
         "records a run with a forced flush). This service runs with its defaults, the query cache included "
         "(gateway/query_cache.py: one-series POST /query answers kept until a stored notice of that series and range; "
         "the harness's q2 rotates over 1,000 series, so its first 1,000 requests compute and later ones repeat); the "
