@@ -220,7 +220,9 @@ def table(rows: list[dict], args: list[str]) -> str:
                  f"{_ratio(ours.visible, best)} |")  # fmt: skip
     cpu = next((r for r in reversed(rows) if r.get("name") == "target ingest cpu"), None)
     if cpu is not None:
-        lines.append(f"| this service's CPU while ingesting, µs per point | - | - | {cpu_line(cpu['us_per_point'])} | - |")
+        lines.append(
+            f"| this service's CPU while ingesting, µs per point | - | - | {cpu_line(cpu['us_per_point'])} | - |"
+        )
     line = figures(rows, "target", "target line protocol ingest", "-")
     lines.append(f"| line protocol (InfluxDB's `/write` bodies), visible points/s | {_num(influx.visible)} | - | "
                  f"{_num(line.visible)} | {_ratio(line.visible, influx.visible)} of InfluxDB |")  # fmt: skip
