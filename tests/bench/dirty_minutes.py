@@ -1,0 +1,266 @@
+"""A probe for the next step of issue 13 item 3: rollups rebuilt once per closed minute instead of merged per write.
+
+``python -m tests.bench.dirty_minutes [single|harness] [mode ...]`` (about 2 minutes per mode; nothing in the product
+runs this design yet: docs/rollups-dirty-minutes.md is the design, this the measurement behind it).
+
+Loads (durable embedded PostgreSQL, one writer connection and one background connection, backend CPU per point):
+
+* ``single``: ``make bench-steady``'s "single" load (tests/bench/steady_rollups.py): 512 devices x 10 metrics, each
+  transaction one point per series, one second apart, late in the hour (180 measured transactions, 3 closed
+  minutes; the background builds at each minute boundary);
+* ``harness``: the peers harness's shape: each transaction 64 new devices x 10 metrics x 100 s (one point a second,
+  tagged), every series written once, in the past; the background builds every dirty minute every 4 transactions.
+
+Modes:
+
+* ``today``: ``telemetry.write_points_stage()`` as shipped (per-transaction merges into rollup_minute and
+  rollup_hour, hour sketches pending) and the hour-sketch compaction every 30 rounds;
+* ``refresh``: the writer only inserts the points and marks each (device, metric, minute) it touched dirty
+  (``INSERT … ON CONFLICT DO NOTHING`` under a shared advisory lock); at each minute boundary the background
+  connection takes the closed dirty minutes (``DELETE … RETURNING`` under the exclusive advisory lock, released at
+  once) and rebuilds them with ``telemetry.refresh_rollups`` (minutes from raw points, their hours from minutes);
+* ``minutes``: the same, but the background builds the minute rows from raw points only (no hours): a lower bound;
+* ``additive``: minutes from raw points, and each minute built for the first time added to its hour (count / sum /
+  min / max merged, its sketch pending as migration 0023 does), with the compaction every 30 rounds.
+
+Each run ends by checking that every built minute (and, but for ``minutes``, every hour of them) counts what the raw
+points count (today: every minute and hour).
+"""
+
+import asyncio
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from ingest_worker.rows import COPY_TYPES, RowSet
+from ingest_worker.writer import PartitionCache, prepare_stage
+from telemetry_core.embedded import start_postgres
+from telemetry_core.migrate import migrate
+from telemetry_schemas.values import Point
+from tests.bench.steady_rollups import _COPY, _INSERT, _batch
+
+DEVICES, FILL_ROUNDS, FILL_SECONDS = 512, 20, 60
+FAR = datetime(2999, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Round:
+    rows: RowSet
+    measured: bool
+    build_before: datetime | None  # the background builds the dirty minutes before this, after the round
+
+
+@dataclass(frozen=True)
+class Load:
+    rounds: int
+    round: Callable[[int, datetime, random.Random], Round]
+    checked_before: Callable[[datetime], datetime]  # the minutes built by the end (start → bound)
+
+
+def _single(r: int, start: datetime, rng: random.Random) -> Round:
+    measured = r >= FILL_ROUNDS
+    seconds = 1 if measured else FILL_SECONDS
+    second = min(r, FILL_ROUNDS) * FILL_SECONDS + max(r - FILL_ROUNDS, 0)
+    now = start + timedelta(seconds=second + seconds)
+    due = now.second == 0 or not measured
+    return Round(
+        _batch(DEVICES, start, second, seconds, r * DEVICES + 1, rng), measured, now.replace(second=0) if due else None
+    )
+
+
+def _harness(r: int, start: datetime, rng: random.Random) -> Round:
+    rows = RowSet()
+    for d in range(64):
+        points = [
+            Point(timestamp=start + timedelta(seconds=k), metric_name=f"m{m}", value=round(rng.uniform(0, 100), 2),
+                  unit="u", tags={"site": f"s{d % 7}", "host": f"h{d}"})
+            for m in range(10) for k in range(100)
+        ]  # fmt: skip
+        rows.add_points(f"harness-{r:03d}-{d:02d}", points, r * 64 + d + 1)
+    last = r == 3 + 24 - 1
+    return Round(rows, r >= 3, FAR if (r + 1) % 4 == 0 or last else None)
+
+
+LOADS = {
+    "single": Load(
+        FILL_ROUNDS + 180,
+        _single,
+        lambda start: (start + timedelta(seconds=FILL_ROUNDS * FILL_SECONDS + 180)).replace(second=0),
+    ),
+    "harness": Load(3 + 24, _harness, lambda _start: FAR),
+}
+MODES = ("today", "refresh", "minutes", "additive")
+LOCK = 72180099  # the advisory lock key writers share and the refresher takes alone for a moment
+
+_DIRTY = """CREATE TABLE IF NOT EXISTS telemetry.rollup_dirty (
+    device_id text, metric_name text, bucket timestamptz, PRIMARY KEY (device_id, metric_name, bucket))"""
+_MARK = """INSERT INTO telemetry.rollup_dirty
+    SELECT DISTINCT s.device_id, s.metric_name, date_bin('1 minute', s.time, timestamptz 'epoch')
+    FROM points_stage s WHERE s.value_type IN (0, 1) ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING"""
+_TAKE = "DELETE FROM telemetry.rollup_dirty WHERE bucket < %s RETURNING device_id, metric_name, bucket"
+_MINUTES = """INSERT INTO telemetry.rollup_minute AS r (device_id, metric_name, bucket, count, sum, min, max, sketch)
+    SELECT t.d, t.m, t.b, sum(s.n), sum(s.total), min(s.lo), max(s.hi), jsonb_object_agg(s.key, s.n)
+    FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS t(d, m, b)
+    CROSS JOIN LATERAL (
+        SELECT telemetry.dd_key(p.value_num) AS key, count(*) AS n, sum(p.value_num) AS total,
+               min(p.value_num) AS lo, max(p.value_num) AS hi
+        FROM telemetry.points p
+        WHERE p.device_id = t.d AND p.metric_name = t.m AND p.time >= t.b AND p.time < t.b + interval '1 minute'
+          AND p.value_type IN (0, 1)
+        GROUP BY 1
+    ) s
+    GROUP BY t.d, t.m, t.b ORDER BY 1, 2, 3
+    ON CONFLICT (device_id, metric_name, bucket) DO UPDATE SET count = EXCLUDED.count, sum = EXCLUDED.sum,
+        min = EXCLUDED.min, max = EXCLUDED.max, sketch = EXCLUDED.sketch"""
+_REFRESHED = """CREATE TEMP TABLE IF NOT EXISTS refreshed (d text, m text, b timestamptz, n bigint, total float8,
+    lo float8, hi float8, sketch jsonb, existed boolean) ON COMMIT DELETE ROWS"""
+_MINUTES_KEPT = (
+    "WITH x AS ("
+    + _MINUTES
+    + " RETURNING r.device_id, r.metric_name, r.bucket, r.count, r.sum, r.min, r.max, r.sketch, r.xmax <> 0"
+    + ") INSERT INTO refreshed SELECT * FROM x"
+)
+# Minutes built for the first time, added to their hours as migration 0023 adds a batch (a minute built again, for
+# late points, would need its hour rebuilt instead: not in this load).
+_HOURS_ADDED = """WITH hours AS MATERIALIZED (
+        SELECT a.d, a.m, a.b, a.n, a.total, a.lo, a.hi, k.sketch FROM
+          (SELECT d, m, date_trunc('hour', b) AS b, sum(n) AS n, sum(total) AS total, min(lo) AS lo, max(hi) AS hi
+           FROM refreshed WHERE NOT existed GROUP BY 1, 2, 3) a
+          LEFT JOIN (SELECT d, m, hb, jsonb_object_agg(key, v) AS sketch FROM (
+                       SELECT f.d, f.m, date_trunc('hour', f.b) AS hb, e.key, sum(e.value::bigint) AS v
+                       FROM refreshed f, jsonb_each_text(f.sketch) e WHERE NOT f.existed GROUP BY 1, 2, 3, 4) z
+                     GROUP BY 1, 2, 3) k ON k.d = a.d AND k.m = a.m AND k.hb = a.b
+    ), merged AS (
+        INSERT INTO telemetry.rollup_hour AS r (device_id, metric_name, bucket, count, sum, min, max, sketch)
+        SELECT h.d, h.m, h.b, h.n, h.total, h.lo, h.hi, coalesce(h.sketch, '{}') FROM hours h ORDER BY 1, 2, 3
+        ON CONFLICT (device_id, metric_name, bucket) DO UPDATE SET
+            count = r.count + EXCLUDED.count, sum = r.sum + EXCLUDED.sum, min = least(r.min, EXCLUDED.min),
+            max = greatest(r.max, EXCLUDED.max)
+        RETURNING r.device_id, r.metric_name, r.bucket, r.xmax <> 0 AS existed
+    )
+    INSERT INTO telemetry.rollup_hour_pending (device_id, metric_name, bucket, sketch)
+    SELECT h.d, h.m, h.b, h.sketch FROM hours h JOIN merged u ON u.device_id = h.d AND u.metric_name = h.m
+        AND u.bucket = h.b
+    WHERE u.existed AND h.sketch IS NOT NULL"""
+_COMPACT = "SELECT telemetry.compact_hour_sketches(500, 8, '-infinity')"
+_WRONG = """SELECT count(*) FILTER (WHERE r.count IS DISTINCT FROM x.n) FROM (
+        SELECT device_id, metric_name, date_bin(%(width)s, time, timestamptz 'epoch') AS b, count(*) AS n
+        FROM telemetry.points WHERE time < %(before)s GROUP BY 1, 2, 3) x
+    LEFT JOIN {table} r ON r.device_id = x.device_id AND r.metric_name = x.metric_name AND r.bucket = x.b"""
+
+
+async def _compact(conn: psycopg.AsyncConnection) -> None:
+    while True:
+        row = await (await conn.execute(_COMPACT)).fetchone()
+        if row is None or row[0] < 500:
+            return
+
+
+async def _refresh(conn: psycopg.AsyncConnection, mode: str, closed: datetime) -> None:
+    """Take the dirty minutes before ``closed`` and build them (one transaction)."""
+    async with conn.transaction():
+        # Every writer that may have marked one of these minutes (or found it marked) holds the lock shared until it
+        # commits: taking it alone once means each of their points is committed before the minutes are read.
+        await conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+        taken = await (await conn.execute(_TAKE, (closed,))).fetchall()
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+        if not taken:
+            return
+        devs, mets, mins = (list(c) for c in zip(*taken, strict=True))
+        if mode == "refresh":
+            await conn.execute("SELECT telemetry.refresh_rollups(%s, %s, %s)", (devs, mets, mins))
+        elif mode == "minutes":
+            await conn.execute(_MINUTES, (devs, mets, mins))
+        else:
+            await conn.execute(_REFRESHED)
+            await conn.execute(_MINUTES_KEPT, (devs, mets, mins))
+            await conn.execute(_HOURS_ADDED)
+
+
+async def _run(url: str, mode: str, load: Load) -> dict[str, float]:
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    rng = random.Random(7)
+    spent = {"writer": 0.0, "background": 0.0}
+    points = 0
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as conn,
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as bg,
+    ):
+        await prepare_stage(conn)
+        await conn.execute(_DIRTY)
+        backends = []
+        for c in (conn, bg):
+            row = await (await c.execute("SELECT pg_backend_pid()")).fetchone()
+            backends.append(psutil.Process(row[0] if row else 0))
+
+        def cpu(i: int) -> float:
+            times = backends[i].cpu_times()
+            return times.user + times.system
+
+        partitions = PartitionCache()
+        for r in range(load.rounds):
+            this = load.round(r, start, rng)
+            await partitions.ensure(conn, this.rows.days())
+            before = cpu(0)
+            async with conn.transaction(), conn.cursor() as cur:
+                if mode != "today":
+                    await cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (LOCK,))
+                async with cur.copy(_COPY) as copy:
+                    copy.set_types(COPY_TYPES)
+                    for row in this.rows.rows():
+                        await copy.write_row(row)
+                if mode == "today":
+                    await cur.execute("SELECT * FROM telemetry.write_points_stage()")
+                else:
+                    await cur.execute(_INSERT)
+                    await cur.execute(_MARK)
+            if this.measured:
+                spent["writer"] += cpu(0) - before
+                points += len(this.rows)
+            before = cpu(1)
+            if mode != "today" and this.build_before is not None:
+                await _refresh(bg, mode, this.build_before)
+            if mode in ("today", "additive") and (r + 1) % 30 == 0:
+                await _compact(bg)
+            if this.measured:
+                spent["background"] += cpu(1) - before
+        wrong = {}
+        for width, table in (("1 minute", "telemetry.rollup_minute"), ("1 hour", "telemetry.rollup_hour")):
+            if mode == "minutes" and table.endswith("hour"):
+                continue
+            # Today's writes merge every point at once; the others build a minute (and add it to its hour) once closed.
+            until = load.checked_before(start) if mode != "today" else FAR
+            statement = _WRONG.format(table=table)
+            row = await (await conn.execute(statement, {"width": width, "before": until})).fetchone()
+            wrong[f"{width} buckets not counting what raw counts"] = float(row[0] if row else -1)
+    return {k: v / points * 1e6 for k, v in spent.items()} | wrong
+
+
+def main() -> None:
+    """Each mode asked for (all by default) on a fresh durable PostgreSQL, one after the other."""
+    args = sys.argv[1:]
+    load = args.pop(0) if args and args[0] in LOADS else "single"
+    for mode in args or MODES:
+        root = Path(tempfile.mkdtemp(prefix="telemetry-dirty-minutes-"))
+        server = start_postgres(root / "pg", durable=True)
+        try:
+            migrate(server.url)
+            result = asyncio.run(_run(server.url, mode, LOADS[load]))
+        finally:
+            server.stop()
+            shutil.rmtree(root, ignore_errors=True)
+        total = result["writer"] + result["background"]
+        figures = ", ".join(f"{k} {v:.2f}" for k, v in result.items())
+        print(f"{load}, {mode}: µs of PostgreSQL CPU per point: {figures}; writer + background {total:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
