@@ -53,7 +53,8 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
     rules = RuleIndex(rt.js, log)
     rt.at_exit("stop_rules", rules.follower.stop)
     await rt.until_stopped(rules.follower.start())
-    # Evaluating points before every rule is loaded would advance the checkpoint past missed alerts.
+    # Evaluating points before every rule is loaded would advance the checkpoint past missed alerts. The 60 s bounds
+    # a stall (nothing applied for that long), not the replay: a long rule history takes what it takes.
     await rt.until_stopped(rules.follower.wait_caught_up(60.0))
     machines, checkpoint = await rt.until_stopped(_load_state(pool, spec))
     # Machines of devices this partition no longer owns (partitioning moved from crc32 to POINTS slots)

@@ -141,8 +141,25 @@ class Follower:
         return self.last_seq >= seq
 
     async def wait_caught_up(self, timeout_s: float) -> None:
-        """Wait until the backlog present at start is applied; raise TimeoutError after ``timeout_s``."""
-        await asyncio.wait_for(self.caught_up.wait(), timeout_s)
+        """Wait until the backlog present at start is applied; TimeoutError once ``timeout_s`` pass without progress.
+
+        A stall, not a deadline: a long history (an alert engine's rules after a year of edits) replays for as
+        long as it takes while messages keep being applied, with a log line per ``timeout_s`` saying how far it
+        got. With a deadline, a history longer than it to replay failed every start, and every restart replayed
+        it from the first message again: a process that could never start. What still fails is a follower that
+        applies nothing for ``timeout_s`` (it cannot subscribe, or the stream does not answer).
+        """
+        seen = self.last_seq
+        while True:
+            try:
+                await asyncio.wait_for(self.caught_up.wait(), timeout_s)
+                return
+            except TimeoutError:
+                if self.last_seq == seen:
+                    raise
+            self._log.info("follower_catching_up", applied_to_seq=self.last_seq, in_last_s=timeout_s,
+                           applied=self.last_seq - seen)  # fmt: skip
+            seen = self.last_seq
 
     async def stop(self) -> None:
         """Stop following (bounded: NATS may be gone)."""

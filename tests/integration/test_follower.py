@@ -1,9 +1,11 @@
 """Follower: a failure while following is logged, surfaced (healthy=False) and healed by resubscribing."""
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -173,3 +175,39 @@ async def test_the_last_message_of_the_filter_before_others_ends_the_catch_up(nc
         for i in range(50):
             await js.publish(f"{prefix}.other", str(i).encode())
         await each_fresh_follower_has(js, name, f"{prefix}.mine", ["0", "1", "2"], followers=10)
+
+
+async def test_a_long_catch_up_that_keeps_applying_is_waited_for_and_reported(nc: Client) -> None:
+    """wait_caught_up's timeout bounds a stall, not the catch-up: an alert engine whose rules take longer than it
+    to replay failed every start (and each restart replayed them from the first again)."""
+    async with stream(nc) as (js, name, prefix):
+        for i in range(60):
+            await js.publish(f"{prefix}.x", str(i).encode())
+        cache = Cache(fail_once=set())
+
+        def slow_apply(value: Any, seq: int) -> None:
+            time.sleep(0.01)  # 60 messages: ~0.6 s, several times the timeout below
+            cache.apply(value, seq)
+
+        follower = Follower(js, name, f"{prefix}.>", bytes.decode, slow_apply, structlog.get_logger())
+        with structlog.testing.capture_logs() as logs:
+            await follower.start()
+            try:
+                await follower.wait_caught_up(0.15)
+                assert cache.values == [str(i) for i in range(60)]
+                progress = [e for e in logs if e["event"] == "follower_catching_up"]
+                assert progress and all(e["applied"] > 0 for e in progress)
+            finally:
+                await follower.stop()
+
+
+async def test_a_follower_that_applies_nothing_times_out(nc: Client) -> None:
+    """No stream, no progress: the wait ends after the timeout instead of hanging the process's start."""
+    js, uid = nc.jetstream(), unique("fol")
+    follower = Follower(js, f"FOL_{uid}", f"fol.{uid}.>", bytes.decode, Cache(set()).apply, structlog.get_logger())
+    await follower.start()
+    try:
+        with pytest.raises(TimeoutError):
+            await follower.wait_caught_up(0.5)
+    finally:
+        await follower.stop()
