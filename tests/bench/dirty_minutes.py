@@ -24,6 +24,8 @@ Modes:
   min / max merged, its sketch pending as migration 0023 does), with the compaction every 30 rounds;
 * ``hourly``: ``minutes``, then every hour built once from its minutes at the end, as when it closes; that build's
   CPU is shared by every point of the hours (the fill's too), as an hour's 3,600 points per series would share it;
+* ``onepass`` (the harness only: its hours are written whole, in the past): every taken hour's minutes and the hour
+  itself built from one pass over its raw points;
 * ``hybrid``: the writer inserts the minute and hour rows that do not exist yet (today's statements for fresh rows,
   ``ON CONFLICT DO NOTHING``) and marks the minutes and hours whose row existed; the background builds marked
   minutes from raw points when they close, and marked hours from their minutes at the end (as ``hourly``).
@@ -102,7 +104,7 @@ LOADS = {
     ),
     "harness": Load(3 + 24, _harness, lambda _start: FAR),
 }
-MODES = ("today", "refresh", "minutes", "additive", "hourly", "hybrid")
+MODES = ("today", "refresh", "minutes", "additive", "hourly", "hybrid", "onepass")
 LOCK = 72180099  # the advisory lock key writers share and the refresher takes alone for a moment
 
 _DIRTY = """CREATE TABLE IF NOT EXISTS telemetry.rollup_dirty (
@@ -222,6 +224,32 @@ _STALE_HOURS_FROM_MINUTES = """WITH taken AS (DELETE FROM telemetry.rollup_stale
     ORDER BY 1, 2, 3
     ON CONFLICT (device_id, metric_name, bucket) DO UPDATE SET count = EXCLUDED.count, sum = EXCLUDED.sum,
         min = EXCLUDED.min, max = EXCLUDED.max, sketch = EXCLUDED.sketch"""
+# Whole hours whose every minute is taken at once (the harness's, written in the past): their minutes and the hours
+# themselves from one pass over the raw points (each point's sketch key computed once, grouped twice).
+_ONE_PASS = """WITH t AS (SELECT DISTINCT d, m, date_trunc('hour', b) AS hb
+               FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS u(d, m, b)),
+    cells AS MATERIALIZED (
+        SELECT t.d, t.m, c.mb, t.hb, c.key, c.n, c.total, c.lo, c.hi
+        FROM t CROSS JOIN LATERAL (  -- one primary-key range scan per series-hour (a join scanned the partition)
+            SELECT date_bin('1 minute', p.time, timestamptz 'epoch') AS mb, telemetry.dd_key(p.value_num) AS key,
+                   count(*) AS n, sum(p.value_num) AS total, min(p.value_num) AS lo, max(p.value_num) AS hi
+            FROM telemetry.points p
+            WHERE p.device_id = t.d AND p.metric_name = t.m AND p.time >= t.hb AND p.time < t.hb + interval '1 hour'
+              AND p.value_type IN (0, 1)
+            GROUP BY 1, 2) c
+    ), minutes AS (
+        INSERT INTO telemetry.rollup_minute AS r (device_id, metric_name, bucket, count, sum, min, max, sketch)
+        SELECT d, m, mb, sum(n), sum(total), min(lo), max(hi), jsonb_object_agg(key, n) FROM cells
+        GROUP BY d, m, mb ORDER BY 1, 2, 3
+        ON CONFLICT (device_id, metric_name, bucket) DO UPDATE SET count = EXCLUDED.count, sum = EXCLUDED.sum,
+            min = EXCLUDED.min, max = EXCLUDED.max, sketch = EXCLUDED.sketch)
+    INSERT INTO telemetry.rollup_hour AS r (device_id, metric_name, bucket, count, sum, min, max, sketch)
+    SELECT d, m, hb, sum(n), sum(total), min(lo), max(hi), jsonb_object_agg(key, n)
+    FROM (SELECT d, m, hb, key, sum(n) AS n, sum(total) AS total, min(lo) AS lo, max(hi) AS hi
+          FROM cells GROUP BY 1, 2, 3, 4) x
+    GROUP BY d, m, hb ORDER BY 1, 2, 3
+    ON CONFLICT (device_id, metric_name, bucket) DO UPDATE SET count = EXCLUDED.count, sum = EXCLUDED.sum,
+        min = EXCLUDED.min, max = EXCLUDED.max, sketch = EXCLUDED.sketch"""
 # An hour built once, when it closes, from its minutes (the design's option 3).
 _HOURS_FROM_MINUTES = """INSERT INTO telemetry.rollup_hour AS r (device_id, metric_name, bucket, count, sum, min, max, sketch)
     SELECT a.device_id, a.metric_name, a.hb, a.n, a.total, a.lo, a.hi, coalesce(k.sketch, '{}')
@@ -263,6 +291,8 @@ async def _refresh(conn: psycopg.AsyncConnection, mode: str, closed: datetime) -
             await conn.execute("SELECT telemetry.refresh_rollups(%s, %s, %s)", (devs, mets, mins))
         elif mode in ("minutes", "hourly", "hybrid"):
             await conn.execute(_MINUTES, (devs, mets, mins))
+        elif mode == "onepass":
+            await conn.execute(_ONE_PASS, (devs, mets, mins))
         else:
             await conn.execute(_REFRESHED)
             await conn.execute(_MINUTES_KEPT, (devs, mets, mins))
