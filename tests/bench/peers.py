@@ -112,8 +112,9 @@ def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = 
         results = dict(os.environ, BENCH_RESULTS=str(run_dir / "results.jsonl"))
         if not line_protocol:
             watched = {label: (proc.pid, False) for label, proc in stack.procs.items()}
-            watched |= {name: (s.proc.pid, name == "postgres") for name, s in (("nats", servers.nats),
-                        ("postgres", servers.postgres)) if hasattr(s, "proc")}  # fmt: skip
+            for name, server in (("nats", servers.nats), ("postgres", servers.postgres)):
+                if hasattr(server, "proc"):  # PostgreSQL as its whole tree: the backends are its children
+                    watched[name] = (server.proc.pid, name == "postgres")
             with CpuSampler(watched) as sampler:
                 harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
             record_ingest_cpu(run_dir / "results.jsonl", sampler)
