@@ -2,12 +2,19 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.health import FOLD_OVERDUE, check_hour_sketches
 from ingest_worker.sketch_compaction import compact_hour_sketches
 from tests.support.ids import unique
+
+
+@pytest.fixture
+def pool(own_pool: AsyncConnectionPool) -> AsyncConnectionPool:
+    """These tests count and fold every pending sketch: a database of their own (tests/integration/conftest.py)."""
+    return own_pool
 
 
 async def test_pending_sketches_of_a_long_over_hour_make_it_degraded_until_folded(pool: AsyncConnectionPool) -> None:

@@ -12,6 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.query_plan import Plan, Source
@@ -25,6 +26,12 @@ from tests.support.ids import unique
 from tests.support.read_models import rollup_mismatches
 
 T0 = datetime(2031, 9, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pool(own_pool: AsyncConnectionPool) -> AsyncConnectionPool:
+    """These tests count and fold every pending sketch: a database of their own (tests/integration/conftest.py)."""
+    return own_pool
 
 
 async def write(pool: AsyncConnectionPool, rows: RowSet) -> None:

@@ -21,6 +21,12 @@ from tests.support.ids import unique
 T0 = datetime(2031, 10, 3, 8, 0, tzinfo=UTC)
 
 
+@pytest.fixture
+def pool(own_pool: AsyncConnectionPool) -> AsyncConnectionPool:
+    """These tests count and fold every pending sketch: a database of their own (tests/integration/conftest.py)."""
+    return own_pool
+
+
 async def pending(pool: AsyncConnectionPool, device: str) -> int:
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM telemetry.rollup_hour_pending WHERE device_id = %s", (device,))
