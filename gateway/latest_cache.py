@@ -16,6 +16,9 @@ Correctness rules (docs/architecture.md, "Latest-value cache"; gateway/latest_fe
   emptied and does not answer; it answers again once the subscription is back (and every entry is a new fill).
 * Entries are kept at most ``max_entries`` (least recently used out) and re-read after ``ttl_s``: a bound on how
   long a change made without a notice (a replay rebuilding latest_values) can go unseen.
+* With prefill on (gateway/latest_prefill.py), a notice of a series the cache does not hold yet is remembered
+  (while there is room) so that the series is filled before its first read: the fill is an ordinary one, kept
+  by the rules above or not at all.
 """
 
 from collections import OrderedDict
@@ -54,6 +57,32 @@ class LatestCache:
         self.enabled = False  # answers only while the notice subscription is live (gateway/latest_feed.py)
         self.epoch = 0  # bumped whenever entries were dropped: fills begun before do not count
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+        self._noticed: dict[Key, None] | None = None  # series noticed but not held, for the prefill; None: off
+
+    def start_prefill(self) -> None:
+        """Remember the series notices announce that the cache does not hold (``take_noticed`` hands them over)."""
+        if self._noticed is None:
+            self._noticed = {}
+
+    def take_noticed(self) -> list[Key]:
+        """The series noticed since the last call that the cache still does not hold, oldest first."""
+        noticed, entries = self._noticed, self._entries
+        if not noticed:
+            return []
+        self._noticed = {}
+        return [key for key in noticed if key not in entries]
+
+    def needs_fill(self, key: Key) -> bool:
+        """True if a prefill of ``key`` could add something: on, and no row held for it (absent or pending).
+
+        False once the cache is full and ``key`` is not in it: a prefill must not push out entries being read.
+        """
+        if not self.enabled:
+            return False
+        entry = self._entries.get(key)
+        if entry is None:
+            return len(self._entries) < self.max_entries
+        return entry.found is None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -101,7 +130,12 @@ class LatestCache:
         """A stored notice's newest point of ``key``: a newer one than the entry's row makes the entry pending."""
         entry = self._entries.get(key)
         if entry is None:
-            return  # a later fill checks the raw points (module docstring, rule c)
+            # A later fill checks the raw points (module docstring, rule c). The prefill's list is bounded by the
+            # room left: a fleet bigger than the cache is not all remembered.
+            noticed = self._noticed
+            if noticed is not None and len(noticed) + len(self._entries) < self.max_entries:
+                noticed[key] = None
+            return
         if entry.required is None or order > entry.required:
             entry.required = order
         if entry.order is not None and order > entry.order:

@@ -1,12 +1,15 @@
 """Whether this gateway runs its read caches (latest values, one-series queries), and starting / stopping them."""
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.latest_cache import LatestCache
 from gateway.latest_feed import LatestFeed
+from gateway.latest_prefill import LatestPrefill
 from gateway.query_cache import QueryCache
 from gateway.views.cached_queries import QueryReads
 from gateway.views.latest import LatestReads
@@ -20,6 +23,8 @@ class CachedReads:
 
     latest: LatestReads
     queries: QueryReads | None
+    prefill: "asyncio.Task[None] | None" = None  # the latest-value prefill's rounds (None: off)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def cache_off_reason(settings: Settings, nats_url: str) -> str | None:
@@ -50,14 +55,27 @@ async def start_cached_reads(
     queries = QueryCache(settings.query_cache_size, settings.query_cache_ttl_s) if settings.query_cache_size else None
     feed = LatestFeed(latest, server_urls(nats_url), log, queries=queries)
     await feed.start()
-    log.info("read_caches_on", latest=settings.latest_cache_size, queries=settings.query_cache_size)
+    stop, task = asyncio.Event(), None
+    prefill = settings.latest_prefill_interval_s if settings.latest_cache_size else 0.0
+    if prefill > 0:
+        rounds = LatestPrefill(latest, pool, log, prefill).run(stop)
+        task = asyncio.get_running_loop().create_task(rounds, name="latest-prefill")
+    log.info("read_caches_on", latest=settings.latest_cache_size, queries=settings.query_cache_size, prefill_s=prefill)
     return CachedReads(
         LatestReads(pool, latest, feed) if settings.latest_cache_size else LatestReads(pool, None, feed),
         QueryReads(queries, feed) if queries is not None else None,
+        task,
+        stop,
     )
 
 
 async def stop_cached_reads(reads: CachedReads | None) -> None:
-    """Close the caches' subscription (if it runs)."""
-    if reads is not None and reads.latest.feed is not None:
+    """Stop the prefill's rounds and close the caches' subscription (if they run)."""
+    if reads is None:
+        return
+    reads.stop.set()
+    if reads.prefill is not None:
+        with contextlib.suppress(Exception):  # it logs its own failures; a stopped round raises nothing new
+            await asyncio.wait_for(reads.prefill, 5.0)
+    if reads.latest.feed is not None:
         await reads.latest.feed.stop()

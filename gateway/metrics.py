@@ -117,6 +117,12 @@ LATEST_CACHE_ANSWERS = Counter(
     "PostgreSQL round trip) or miss (read from latest_values).",
     ["result"], registry=GATEWAY_REGISTRY,
 )  # fmt: skip
+LATEST_CACHE_PREFILLS = Counter(
+    "telemetry_latest_cache_prefills",
+    "Series this gateway process's latest-value cache read ahead of any request because a notice announced them "
+    "(gateway/latest_prefill.py): kept, or not kept (latest_values not caught up yet: tried again, up to 4 times).",
+    ["result"], registry=GATEWAY_REGISTRY,
+)  # fmt: skip
 QUERY_CACHE_HELD = Gauge(
     "telemetry_query_cache_held",
     "What this gateway process's query cache holds now: answers, and data points in them (bounded by "

@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.latest_cache import LatestCache, Order
+from gateway.latest_cache import Key, LatestCache, Order
 from gateway.latest_feed import LatestFeed
 from gateway.metrics import LATEST_CACHE_ANSWERS
 from gateway.views.series_batches import batch_statement, batches_of
@@ -107,3 +107,26 @@ class LatestReads:
             order: Order = (row[0], row[9])
             cache.finish_fill(fill, found, order, bool(row[10]), time.monotonic())
         return found if found.timestamp >= since else None
+
+
+async def fill_series(pool: AsyncConnectionPool, cache: LatestCache, keys: list[Key]) -> list[Key]:
+    """Fill ``keys`` into ``cache`` with one statement (the prefill, gateway/latest_prefill.py); the keys not kept.
+
+    The same statement and the same ``finish_fill`` rules as a miss of ``LatestReads.latest``: a row is kept only if
+    it is caught up with the raw points and as new as every notice that came in while it was read.
+    """
+    fills = {key: fill for key in keys if (fill := cache.begin_fill(key)) is not None}
+    if not fills:
+        return list(keys)
+    series = list(fills)
+    params = {"i": list(range(len(series))), "devices": [d for d, _ in series], "metrics": [m for _, m in series]}
+    async with pool.connection() as conn:
+        cur = await conn.execute(_FILL_BATCH, params, prepare=True)
+        rows = await cur.fetchall()
+    kept: set[Key] = set()
+    now = time.monotonic()
+    for batch_row in rows:
+        key, row = series[batch_row[0]], tuple(batch_row[1:])
+        if cache.finish_fill(fills[key], _response(key[0], key[1], row), (row[0], row[9]), bool(row[10]), now):
+            kept.add(key)
+    return [key for key in keys if key not in kept]

@@ -264,6 +264,9 @@ class Settings:
     # cluster (several NATS_URL servers) or DATABASE_READ_URL. An entry is re-read after latest_cache_ttl_s.
     latest_cache_size: int = 100_000
     latest_cache_ttl_s: float = 60.0
+    # Seconds between the rounds that read the series notices announced before any request does (the first read of
+    # a series is then a hit; gateway/latest_prefill.py); 0 turns it off.
+    latest_prefill_interval_s: float = 0.5
     # -- the gateway's query cache (gateway/query_cache.py): one-series read answers, dropped by the same
     # notices; off (0) in the same cases. At most query_cache_size answers, re-read after query_cache_ttl_s. --
     query_cache_size: int = 10_000
@@ -360,6 +363,7 @@ class Settings:
             # --- the gateway's latest-value cache ---
             latest_cache_size=_number(env, "TELEMETRY_LATEST_CACHE_SIZE", 100_000, int, 0, 10**8),
             latest_cache_ttl_s=_number(env, "TELEMETRY_LATEST_CACHE_TTL", 60.0, float, 0.1, 86_400.0),
+            latest_prefill_interval_s=_number(env, "TELEMETRY_LATEST_PREFILL_INTERVAL", 0.5, float, 0.0, 3600.0),
             query_cache_size=_number(env, "TELEMETRY_QUERY_CACHE_SIZE", 10_000, int, 0, 10**7),
             query_cache_ttl_s=_number(env, "TELEMETRY_QUERY_CACHE_TTL", 30.0, float, 0.1, 86_400.0),
             query_batch_max=_number(env, "TELEMETRY_QUERY_BATCH", 32, int, 0, 1000),

@@ -17,10 +17,14 @@ from tests.support.servers import Servers
 pytestmark = pytest.mark.e2e
 
 
-def hits(client: httpx.Client) -> float:
+def counter(client: httpx.Client, name: str, result: str) -> float:
     text = client.get("/metrics").text
-    found = re.search(r'^telemetry_latest_cache_answers_total\{result="hit"\} ([0-9.e+]+)$', text, re.M)
+    found = re.search(rf'^{name}_total\{{result="{result}"\}} ([0-9.e+]+)$', text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+def hits(client: httpx.Client) -> float:
+    return counter(client, "telemetry_latest_cache_answers", "hit")
 
 
 def database_latest(servers: Servers, device: str) -> tuple[str, float] | None:
@@ -85,3 +89,17 @@ def test_the_look_back_applies_to_a_cached_row(client: httpx.Client, servers: Se
     expected = settled(client, servers, device, 7.0)  # cached through 24 h look-back reads
     assert answered(client, device, lookback="1h") is None
     assert answered(client, device, lookback="3h") == expected
+
+
+def test_a_series_announced_by_its_notice_is_a_hit_at_its_first_read(client: httpx.Client, servers: Servers) -> None:
+    """The prefill (gateway/latest_prefill.py) reads a new series before anyone asks: no miss for the first read."""
+    device = unique("dev")
+    kept = counter(client, "telemetry_latest_cache_prefills", "kept")
+    assert client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(value=6.5)).status_code == 200
+    eventually(lambda: database_latest(servers, device) is not None, timeout=15, what="projected")
+    eventually(lambda: counter(client, "telemetry_latest_cache_prefills", "kept") > kept, timeout=15, what="prefilled")
+    before = (hits(client), counter(client, "telemetry_latest_cache_answers", "miss"))
+    expected = database_latest(servers, device)
+    assert answered(client, device) == expected and expected is not None and expected[1] == 6.5
+    after = (hits(client), counter(client, "telemetry_latest_cache_answers", "miss"))
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 0)

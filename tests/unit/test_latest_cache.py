@@ -109,3 +109,47 @@ def test_an_entry_is_read_again_after_the_ttl() -> None:
     cache = filled(1.0, now=100.0)
     assert cache.get(KEY, 159.0) is not None
     assert cache.get(KEY, 160.0) is None
+
+
+def test_the_prefill_is_handed_the_noticed_series_the_cache_does_not_hold_once() -> None:
+    cache = filled(1.0)  # holds KEY
+    other, third = ("dev-2", "temperature"), ("dev-3", "temperature")
+    cache.notice(other, (T0, 11))
+    assert cache.take_noticed() == []  # prefill not started: nothing remembered
+    cache.start_prefill()
+    cache.notice(KEY, (T0 + timedelta(seconds=1), 11))  # held: pending, not for the prefill
+    cache.notice(other, (T0, 12))
+    cache.notice(third, (T0, 13))
+    cache.notice(other, (T0, 14))  # again: once
+    assert cache.take_noticed() == [other, third]
+    assert cache.take_noticed() == []
+    cache.notice(other, (T0, 15))
+    fill = cache.begin_fill(other)  # a read got there first
+    assert fill is not None
+    assert cache.take_noticed() == []
+
+
+def test_the_prefill_remembers_no_more_series_than_the_room_left() -> None:
+    cache = LatestCache(max_entries=3, ttl_s=60.0)
+    cache.enable()
+    cache.start_prefill()
+    assert cache.begin_fill(KEY) is not None  # one entry: room for two
+    for d in range(5):
+        cache.notice((f"dev-{d + 10}", "temperature"), (T0, d))
+    assert cache.take_noticed() == [("dev-10", "temperature"), ("dev-11", "temperature")]
+
+
+def test_needs_fill_says_whether_a_prefill_could_add_a_row() -> None:
+    cache = LatestCache(max_entries=2, ttl_s=60.0)
+    other = ("dev-2", "temperature")
+    assert not cache.needs_fill(KEY)  # off: nothing is kept
+    cache.enable()
+    assert cache.needs_fill(KEY)  # absent, room left
+    fill = cache.begin_fill(KEY)
+    assert fill is not None and cache.needs_fill(KEY)  # pending
+    assert cache.finish_fill(fill, row(1.0), (T0, 10), True, 0.0)
+    assert not cache.needs_fill(KEY)  # held
+    assert cache.begin_fill(other) is not None  # full now
+    assert not cache.needs_fill(("dev-3", "temperature"))  # would push out an entry being read
+    cache.notice(KEY, (T0 + timedelta(seconds=1), 11))
+    assert cache.needs_fill(KEY)  # pending again

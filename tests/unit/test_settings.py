@@ -95,3 +95,10 @@ def test_database_read_url_is_optional_and_checked() -> None:
     assert Settings.from_env({"DATABASE_READ_URL": url}).database_read_url == url
     with pytest.raises(ConfigurationError, match="DATABASE_READ_URL must start with one of postgresql://"):
         Settings.from_env({"DATABASE_READ_URL": "mysql://replica"})
+
+
+def test_latest_prefill_interval_defaults_to_half_a_second_and_zero_turns_it_off() -> None:
+    assert Settings.from_env({}).latest_prefill_interval_s == 0.5
+    assert Settings.from_env({"TELEMETRY_LATEST_PREFILL_INTERVAL": "0"}).latest_prefill_interval_s == 0.0
+    with pytest.raises(ConfigurationError, match="TELEMETRY_LATEST_PREFILL_INTERVAL must be between 0"):
+        Settings.from_env({"TELEMETRY_LATEST_PREFILL_INTERVAL": "-1"})
