@@ -76,8 +76,12 @@ class BacklogMonitor:
 
         A failed measurement keeps the last figure: NATS being down already fails the publish with its own 503.
         """
+        return self.enabled and self.behind(self.max_backlog_s)
+
+    def behind(self, seconds: float) -> bool:
+        """Storage is more than ``seconds`` behind ingestion, by a fresh measurement (background work yields)."""
         fresh = self.measured_at is not None and time.monotonic() - self.measured_at < self.stale_after_s
-        return self.enabled and fresh and self.backlog_s > self.max_backlog_s
+        return fresh and self.backlog_s > seconds
 
     @property
     def stale_after_s(self) -> float:

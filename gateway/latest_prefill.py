@@ -11,10 +11,16 @@ A prefill is an ordinary fill (``fill_series`` in gateway/views/latest.py): kept
 (gateway/latest_cache.py), so it changes how often the cache answers, never what it answers. One that is not kept
 (latest_values not caught up with the raw points yet) is tried again 2, 4 and 8 rounds later, then left to the
 first read. Cost: one row read per new series per gateway process, not per point: a series the cache holds is
-not prefilled again (its notices make it pending, and the next read fills it).
+not prefilled again (its notices make it pending, and the next read fills it). ~11 µs of PostgreSQL per series
+(the raw-points check probes every partition from the row's day on), ~20 ms per statement of 1,000.
+
+Rounds wait while ``busy()`` says so (the gateway passes: storage is over a second behind ingestion): reads made
+faster must not slow a saturated ingest down (a 1 M-point load measured 3-6 % fewer points/s visible with the
+rounds running beside it); what was noticed meanwhile is filled once the backlog is gone.
 """
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
@@ -26,15 +32,21 @@ from telemetry_core.stopping import Stopped, sleep_or_stop, until_stopped
 
 BATCH = 1000  # series per statement (a few milliseconds of PostgreSQL each)
 MAX_ATTEMPTS = 4
+YIELDS_AT_BACKLOG_S = 1.0  # the gateway's busy(): storage this many seconds behind ingestion (gateway/backlog.py)
 
 
 class LatestPrefill:
     """Fills the series the cache's notices announced, in rounds (``run``); one per gateway process."""
 
     def __init__(
-        self, cache: LatestCache, pool: AsyncConnectionPool, log: structlog.stdlib.BoundLogger, interval_s: float
+        self,
+        cache: LatestCache,
+        pool: AsyncConnectionPool,
+        log: structlog.stdlib.BoundLogger,
+        interval_s: float,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.cache, self.pool, self.interval_s = cache, pool, interval_s
+        self.cache, self.pool, self.interval_s, self.busy = cache, pool, interval_s, busy
         self._log = log
         self._waiting: list[Key] = []  # noticed during the last interval: filled at the next round
         self._retries: dict[Key, tuple[int, int]] = {}  # not kept yet: (round due, attempts made)
@@ -44,6 +56,8 @@ class LatestPrefill:
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds every ``interval_s`` until the stop signal; a failed round is logged, its series left to reads."""
         while not await sleep_or_stop(stop, self.interval_s):
+            if self.busy():
+                continue  # no round: retries keep their turn, new series stay noticed
             try:
                 await until_stopped(stop, self.round())
             except Stopped:

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -42,9 +43,16 @@ def cache_off_reason(settings: Settings, nats_url: str) -> str | None:
 
 
 async def start_cached_reads(
-    settings: Settings, nats_url: str, pool: AsyncConnectionPool, log: structlog.stdlib.BoundLogger
+    settings: Settings,
+    nats_url: str,
+    pool: AsyncConnectionPool,
+    log: structlog.stdlib.BoundLogger,
+    busy: Callable[[], bool] = lambda: False,
 ) -> CachedReads:
-    """The readers over ``pool``: with the caches and their notice subscription started, unless they are off."""
+    """The readers over ``pool``: with the caches and their notice subscription started, unless they are off.
+
+    ``busy``: the latest-value prefill waits while it says so (gateway/latest_prefill.py).
+    """
     reason = cache_off_reason(settings, nats_url)
     if reason is None and settings.latest_cache_size == 0 and settings.query_cache_size == 0:
         reason = "TELEMETRY_LATEST_CACHE_SIZE=0 and TELEMETRY_QUERY_CACHE_SIZE=0"
@@ -58,7 +66,7 @@ async def start_cached_reads(
     stop, task = asyncio.Event(), None
     prefill = settings.latest_prefill_interval_s if settings.latest_cache_size else 0.0
     if prefill > 0:
-        rounds = LatestPrefill(latest, pool, log, prefill).run(stop)
+        rounds = LatestPrefill(latest, pool, log, prefill, busy).run(stop)
         task = asyncio.get_running_loop().create_task(rounds, name="latest-prefill")
     log.info("read_caches_on", latest=settings.latest_cache_size, queries=settings.query_cache_size, prefill_s=prefill)
     return CachedReads(

@@ -16,6 +16,7 @@ from gateway.bounded_shutdown import Step, run_steps
 from gateway.commands.wiring import build_commands
 from gateway.heavy_queries import HeavyQueries, heavy_concurrency
 from gateway.integration_events import IntegrationEvents
+from gateway.latest_prefill import YIELDS_AT_BACKLOG_S as PREFILL_YIELDS_AT_S
 from gateway.latest_wiring import start_cached_reads, stop_cached_reads
 from gateway.live.connect_token import ConnectTokens
 from gateway.live.hub import LiveHub
@@ -81,7 +82,10 @@ def make_lifespan(settings: Settings) -> "object":
             live=live,
             backlog=backlog,
             heavy=heavy,
-            reads=await start_cached_reads(settings, nats_url, read_pool, log),
+            # The latest-value prefill waits while storage is behind: reads must not slow a saturated ingest.
+            reads=await start_cached_reads(
+                settings, nats_url, read_pool, log, busy=lambda: backlog.behind(PREFILL_YIELDS_AT_S)
+            ),
         )
         await app.state.gw.reports.start(nc)
         rate_share = RateShare(nc, app.state.gw.auth.requests, app.state.gw.auth.points, log)

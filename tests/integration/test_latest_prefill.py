@@ -169,3 +169,27 @@ async def test_the_loop_fills_logs_a_failed_round_and_stops_on_the_signal(
         await asyncio.wait_for(task, 5)
     assert [e["error"] for e in logs if e["event"] == "latest_prefill_failed"] == ["the database went away"]
     assert calls >= 2
+
+
+async def test_no_round_runs_while_busy_and_what_was_noticed_is_filled_after(pool: AsyncConnectionPool) -> None:
+    device = unique("dev")
+    key: Key = (device, "m")
+    await projected(pool, device, 5.0, 7)
+    busy = True
+    cache = on_cache()
+    prefill = LatestPrefill(cache, pool, structlog.get_logger(), 0.01, busy=lambda: busy)
+    stop = asyncio.Event()
+    task = asyncio.create_task(prefill.run(stop))
+    try:
+        cache.notice(key, (T0, 7))
+        for _ in range(20):  # 20 loop turns of 10 ms: rounds would have filled it twice over
+            await asyncio.sleep(0.01)
+        assert cache.get(key, 0.0) is None
+        busy = False
+        deadline = asyncio.get_running_loop().time() + 10
+        while cache.get(key, 0.0) is None:
+            assert asyncio.get_running_loop().time() < deadline, "not filled once no longer busy"
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)

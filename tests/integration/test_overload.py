@@ -190,8 +190,10 @@ def test_a_stale_backlog_figure_sheds_nothing(own_nats: str, servers: Servers) -
         monitor = _gw(client).backlog
         monitor.backlog_s, monitor.measured_at = 30.0, time.monotonic()
         assert monitor.shedding  # a fresh figure over the limit sheds
+        assert monitor.behind(1.0) and not monitor.behind(30.0)  # what background work yields to
         monitor.measured_at = time.monotonic() - monitor.stale_after_s - 0.1
         assert not monitor.shedding  # NATS away, nothing measured lately: the publish says what is wrong
+        assert not monitor.behind(1.0)
 
 
 @pytest.fixture
