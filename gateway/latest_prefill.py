@@ -51,13 +51,15 @@ class LatestPrefill:
         self._waiting: list[Key] = []  # noticed during the last interval: filled at the next round
         self._retries: dict[Key, tuple[int, int]] = {}  # not kept yet: (round due, attempts made)
         self._round = 0
+        self._waited = False  # rounds were skipped (busy): what was noticed meanwhile is old enough to fill now
         cache.start_prefill()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds every ``interval_s`` until the stop signal; a failed round is logged, its series left to reads."""
         while not await sleep_or_stop(stop, self.interval_s):
             if self.busy():
-                continue  # no round: retries keep their turn, new series stay noticed
+                self._waited = True  # no round: retries keep their turn, new series stay noticed
+                continue
             try:
                 await until_stopped(stop, self.round())
             except Stopped:
@@ -69,6 +71,8 @@ class LatestPrefill:
         """Fill what was noticed before the last round and the retries due now; returns how many were kept."""
         self._round += 1
         ready, self._waiting = self._waiting, self.cache.take_noticed()
+        if self._waited:  # noticed before or during the wait, not in the last interval only: no reason to delay
+            ready, self._waiting, self._waited = ready + self._waiting, [], False
         due = [key for key, (at, _) in self._retries.items() if at <= self._round]
         attempts = {key: self._retries.pop(key)[1] for key in due}
         keys = [key for key in dict.fromkeys(due + ready) if self.cache.needs_fill(key)]

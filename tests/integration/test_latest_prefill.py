@@ -171,18 +171,20 @@ async def test_the_loop_fills_logs_a_failed_round_and_stops_on_the_signal(
     assert calls >= 2
 
 
-async def test_no_round_runs_while_busy_and_what_was_noticed_is_filled_after(pool: AsyncConnectionPool) -> None:
+async def test_no_round_runs_while_busy_and_what_was_noticed_is_filled_at_the_first_round_after(
+    pool: AsyncConnectionPool,
+) -> None:
     device = unique("dev")
     key: Key = (device, "m")
     await projected(pool, device, 5.0, 7)
     busy = True
     cache = on_cache()
-    prefill = LatestPrefill(cache, pool, structlog.get_logger(), 0.01, busy=lambda: busy)
+    prefill = LatestPrefill(cache, pool, structlog.get_logger(), 0.1, busy=lambda: busy)
     stop = asyncio.Event()
     task = asyncio.create_task(prefill.run(stop))
     try:
         cache.notice(key, (T0, 7))
-        for _ in range(20):  # 20 loop turns of 10 ms: rounds would have filled it twice over
+        for _ in range(40):  # 0.4 s: four rounds would have run, and filled it
             await asyncio.sleep(0.01)
         assert cache.get(key, 0.0) is None
         busy = False
@@ -190,6 +192,7 @@ async def test_no_round_runs_while_busy_and_what_was_noticed_is_filled_after(poo
         while cache.get(key, 0.0) is None:
             assert asyncio.get_running_loop().time() < deadline, "not filled once no longer busy"
             await asyncio.sleep(0.01)
+        assert prefill._round == 1  # noticed during the wait: old enough, not held back for another round
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
