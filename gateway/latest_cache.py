@@ -97,12 +97,18 @@ class LatestCache:
         self._entries.move_to_end(key)
         return entry.found
 
-    def begin_fill(self, key: Key) -> Fill | None:
-        """Before a database read of ``key``: None when the cache is off (the read is not to be kept)."""
+    def begin_fill(self, key: Key, evict: bool = True) -> Fill | None:
+        """Before a database read of ``key``: None when the cache is off (the read is not to be kept).
+
+        ``evict=False`` (the prefill): None too when ``key`` is not held and the cache is full, rather than push
+        out the least recently used entry, which a request read.
+        """
         if not self.enabled:
             return None
         entry = self._entries.get(key)
         if entry is None:
+            if not evict and len(self._entries) >= self.max_entries:
+                return None
             entry = self._entries[key] = _Entry()
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

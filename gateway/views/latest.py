@@ -115,7 +115,7 @@ async def fill_series(pool: AsyncConnectionPool, cache: LatestCache, keys: list[
     The same statement and the same ``finish_fill`` rules as a miss of ``LatestReads.latest``: a row is kept only if
     it is caught up with the raw points and as new as every notice that came in while it was read.
     """
-    fills = {key: fill for key in keys if (fill := cache.begin_fill(key)) is not None}
+    fills = {key: fill for key in keys if (fill := cache.begin_fill(key, evict=False)) is not None}
     if not fills:
         return list(keys)
     series = list(fills)

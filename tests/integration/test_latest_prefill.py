@@ -196,3 +196,19 @@ async def test_no_round_runs_while_busy_and_what_was_noticed_is_filled_at_the_fi
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
+
+
+async def test_a_round_does_not_push_out_entries_that_requests_read(pool: AsyncConnectionPool) -> None:
+    """Room shrinks between a notice and the round (reads fill entries): the round fills no more than the room."""
+    held, noticed = unique("dev"), [unique("dev") for _ in range(3)]
+    for device in (held, *noticed):
+        await projected(pool, device, 8.0, 7)
+    cache = on_cache(size=3)
+    prefill = LatestPrefill(cache, pool, structlog.get_logger(), 0.05)
+    for device in noticed:
+        cache.notice((device, "m"), (T0, 7))  # room for all three when they were noticed
+    assert await prefill.round() == 0
+    fill = cache.begin_fill((held, "m"))  # then a request's read takes a place
+    assert fill is not None and cache.finish_fill(fill, None, None, True, 0.0) is False
+    assert await prefill.round() == 2  # two places left
+    assert len(cache) == 3 and cache.needs_fill((held, "m"))  # the request's entry is still there

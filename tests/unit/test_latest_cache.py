@@ -153,3 +153,12 @@ def test_needs_fill_says_whether_a_prefill_could_add_a_row() -> None:
     assert not cache.needs_fill(("dev-3", "temperature"))  # would push out an entry being read
     cache.notice(KEY, (T0 + timedelta(seconds=1), 11))
     assert cache.needs_fill(KEY)  # pending again
+
+
+def test_a_fill_that_must_not_evict_is_refused_when_full() -> None:
+    cache = filled(1.0)  # max_entries=10, one entry
+    for d in range(9):
+        assert cache.begin_fill((f"dev-{d + 10}", "temperature"), evict=False) is not None
+    assert cache.begin_fill(("dev-99", "temperature"), evict=False) is None  # full: nothing pushed out
+    assert cache.get(KEY, 1.0) == row(1.0) and len(cache) == 10
+    assert cache.begin_fill(KEY, evict=False) is not None  # held already: no room needed
