@@ -9,7 +9,7 @@ import pytest
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from telemetry_core.follower import Follower
 from tests.integration.runtime_support import until
@@ -211,3 +211,50 @@ async def test_a_follower_that_applies_nothing_times_out(nc: Client) -> None:
             await follower.wait_caught_up(0.5)
     finally:
         await follower.stop()
+
+
+class ReplicaBehindFirst:
+    """A JetStream context whose first follower subscription sees the stream as a replica still catching up does.
+
+    In a cluster the follower's ordered consumer (R1) is placed on any replica of the stream. Made on a node
+    restarted a moment before, it answers num_pending 0 with nothing delivered while the stream holds the message,
+    and delivers it 0.02-5 s later, once that replica has caught up. Seen with the shape of
+    tests/e2e/test_cluster_faults.py (3 nodes, R3, the POINTS leader SIGKILLed under load and restarted): followers
+    started within 2.5 s of the restart said they had caught up with nothing applied in 27 of 625 starts. An alert
+    engine taking over then had no rules, skimmed its whole backlog as unwatched, and raised no alert.
+    ``sees`` is what that replica holds: None (nothing), or a subject matching only the first of the messages.
+    """
+
+    def __init__(self, js: JetStreamContext, sees: str | None) -> None:
+        self._js, self._sees, self.subscriptions = js, sees, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._js, name)
+
+    async def subscribe(self, subject: str, **kwargs: Any) -> Any:
+        self.subscriptions += 1
+        if self.subscriptions == 1:
+            if self._sees is None:
+                kwargs["config"] = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)  # num_pending 0, nothing delivered
+            else:
+                subject = self._sees
+        return await self._js.subscribe(subject, **kwargs)
+
+
+@pytest.mark.parametrize("sees", ["nothing", "the first message only"])
+async def test_a_consumer_on_a_replica_that_is_behind_is_not_caught_up(nc: Client, sees: str) -> None:
+    async with stream(nc) as (js, name, prefix):
+        for v in ("a", "b", "c"):
+            await js.publish(f"{prefix}.mine.{v}", v.encode())
+        behind = ReplicaBehindFirst(js, None if sees == "nothing" else f"{prefix}.mine.a")
+        cache = Cache(fail_once=set())
+        follower = Follower(behind, name, f"{prefix}.mine.>", bytes.decode, cache.apply, structlog.get_logger())  # type: ignore[arg-type]
+        with structlog.testing.capture_logs() as logs:
+            await follower.start()
+            try:
+                await follower.wait_caught_up(10.0)
+                assert cache.values == ["a", "b", "c"], f"caught up with {cache.values}"
+                assert behind.subscriptions >= 2  # the consumer that was behind was made again
+                assert any("ReplicaBehind" in (e.get("error") or "") for e in logs)
+            finally:
+                await follower.stop()
