@@ -33,6 +33,13 @@ async def projected(pool: AsyncConnectionPool, device: str, value: float, seq: i
             await conn.execute(insert, (device, at, value, seq))
 
 
+async def a_series(pool: AsyncConnectionPool, value: float) -> Key:
+    """A new device's series (device, m) with one point, projected (message 7)."""
+    key: Key = (unique("dev"), "m")
+    await projected(pool, key[0], value, 7)
+    return key
+
+
 async def stored_only(pool: AsyncConnectionPool, device: str, value: float, seq: int, at: datetime) -> None:
     """A point the projection has not applied yet: latest_values is behind the raw points."""
     async with pool.connection() as conn:
@@ -64,9 +71,8 @@ def counted(result: str) -> float:
 
 
 async def test_a_noticed_series_is_filled_a_round_later_and_its_first_read_is_a_hit(pool: AsyncConnectionPool) -> None:
-    device = unique("dev")
-    key: Key = (device, "m")
-    await projected(pool, device, 21.5, 7)
+    key = await a_series(pool, 21.5)
+    device = key[0]
     cache = on_cache()
     prefill = LatestPrefill(cache, pool, structlog.get_logger(), 0.05)
     cache.notice(key, (T0, 7))
@@ -85,9 +91,8 @@ async def test_a_noticed_series_is_filled_a_round_later_and_its_first_read_is_a_
 async def test_a_series_behind_its_raw_points_is_tried_again_later_and_kept_once_caught_up(
     pool: AsyncConnectionPool,
 ) -> None:
-    device = unique("dev")
-    key: Key = (device, "m")
-    await projected(pool, device, 1.0, 7)
+    key = await a_series(pool, 1.0)
+    device = key[0]
     await stored_only(pool, device, 2.0, 8, T0 + timedelta(seconds=1))  # the projection has yet to apply it
     cache = on_cache()
     prefill = LatestPrefill(cache, pool, structlog.get_logger(), 0.05)
@@ -108,9 +113,8 @@ async def test_a_series_behind_its_raw_points_is_tried_again_later_and_kept_once
 
 
 async def test_a_series_never_caught_up_is_given_up_after_the_last_attempt(pool: AsyncConnectionPool) -> None:
-    device = unique("dev")
-    key: Key = (device, "m")
-    await projected(pool, device, 1.0, 7)
+    key = await a_series(pool, 1.0)
+    device = key[0]
     await stored_only(pool, device, 2.0, 8, T0 + timedelta(seconds=1))
     cache = on_cache()
     prefill = LatestPrefill(cache, pool, structlog.get_logger(), 0.05)
@@ -140,9 +144,7 @@ async def test_a_full_cache_keeps_its_entries_and_prefills_nothing(pool: AsyncCo
 async def test_the_loop_fills_logs_a_failed_round_and_stops_on_the_signal(
     pool: AsyncConnectionPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    device = unique("dev")
-    key: Key = (device, "m")
-    await projected(pool, device, 4.0, 7)
+    key = await a_series(pool, 4.0)
     real, calls = latest_prefill.fill_series, 0
 
     async def fails_once(*args: Any) -> list[Key]:
@@ -174,9 +176,7 @@ async def test_the_loop_fills_logs_a_failed_round_and_stops_on_the_signal(
 async def test_no_round_runs_while_busy_and_what_was_noticed_is_filled_at_the_first_round_after(
     pool: AsyncConnectionPool,
 ) -> None:
-    device = unique("dev")
-    key: Key = (device, "m")
-    await projected(pool, device, 5.0, 7)
+    key = await a_series(pool, 5.0)
     busy = True
     cache = on_cache()
     prefill = LatestPrefill(cache, pool, structlog.get_logger(), 0.1, busy=lambda: busy)
