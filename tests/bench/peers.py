@@ -267,8 +267,8 @@ def table(rows: list[dict], args: list[str]) -> str:
         'rows "(quiet stack)" come after the harness\'s own queries, which run right after its ingestion while '
         "projections may still be working: a second gateway with TELEMETRY_QUERY_CACHE_SIZE=0 on the same stack, then "
         "the first gateway again (its cache holds the harness's answers by then), the same queries from the same "
-        'client; the q1 row "again" is that last pass (the latest-value cache has no size setting here: it is the '
-        "first gateway's, warm). VictoriaMetrics caches query results too (its rollup result cache, on by default). Raw figures: the "
+        'client; the row "q1 again" is the last of those passes (the first gateway, its latest-value cache warm). '
+        "VictoriaMetrics caches query results too (its rollup result cache, on by default). Raw figures: the "
         "harness's results.jsonl of the run. The peers' queries run minutes before ours, and this machine's speed "
         "drifts between minutes: docs/benchmarks-peers-interleaved.md (`make bench-peers-interleaved`) measures q1 "
         "and q2 with VictoriaMetrics and this service taking turns round by round.",
