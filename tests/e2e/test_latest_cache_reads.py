@@ -91,15 +91,29 @@ def test_the_look_back_applies_to_a_cached_row(client: httpx.Client, servers: Se
     assert answered(client, device, lookback="3h") == expected
 
 
-def test_a_series_announced_by_its_notice_is_a_hit_at_its_first_read(client: httpx.Client, servers: Servers) -> None:
-    """The prefill (gateway/latest_prefill.py) reads a new series before anyone asks: no miss for the first read."""
+def first_read(client: httpx.Client, servers: Servers, value: float) -> tuple[int, int]:
+    """A new device's point, projected and then prefilled; its first /latest: (hits, misses) it added."""
     device = unique("dev")
     kept = counter(client, "telemetry_latest_cache_prefills", "kept")
-    assert client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(value=6.5)).status_code == 200
+    assert client.post(f"/api/v1/telemetry/devices/{device}/telemetry", json=point(value=value)).status_code == 200
     eventually(lambda: database_latest(servers, device) is not None, timeout=15, what="projected")
     eventually(lambda: counter(client, "telemetry_latest_cache_prefills", "kept") > kept, timeout=15, what="prefilled")
     before = (hits(client), counter(client, "telemetry_latest_cache_answers", "miss"))
     expected = database_latest(servers, device)
-    assert answered(client, device) == expected and expected is not None and expected[1] == 6.5
+    assert answered(client, device) == expected and expected is not None and expected[1] == value
     after = (hits(client), counter(client, "telemetry_latest_cache_answers", "miss"))
-    assert (after[0] - before[0], after[1] - before[1]) == (1, 0)
+    return int(after[0] - before[0]), int(after[1] - before[1])
+
+
+def test_a_series_announced_by_its_notice_is_a_hit_at_its_first_read(client: httpx.Client, servers: Servers) -> None:
+    """The prefill (gateway/latest_prefill.py) reads a new series before anyone asks: no miss for the first read.
+
+    The stack is shared: the prefill counter may rise for another test's series before this one's round. So up to
+    three new series; with the prefill off every first read misses and the test fails.
+    """
+    seen = []
+    for value in (6.5, 7.5, 8.5):
+        seen.append(first_read(client, servers, value))
+        if seen[-1] == (1, 0):
+            return
+    raise AssertionError(f"no first read was a hit (hits, misses added per series): {seen}")
