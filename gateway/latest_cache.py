@@ -17,8 +17,9 @@ Correctness rules (docs/architecture.md, "Latest-value cache"; gateway/latest_fe
 * Entries are kept at most ``max_entries`` (least recently used out) and re-read after ``ttl_s``: a bound on how
   long a change made without a notice (a replay rebuilding latest_values) can go unseen.
 * With prefill on (gateway/latest_prefill.py), a notice of a series the cache does not hold yet is remembered
-  (while there is room) so that the series is filled before its first read: the fill is an ordinary one, kept
-  by the rules above or not at all.
+  (while there is room) so that the series is filled before its first read; so is a notice that makes pending an
+  entry a request read since its last fill (a dashboard polling a series that is written meanwhile), once per
+  such read. Either fill is an ordinary one, kept by the rules above or not at all.
 """
 
 from collections import OrderedDict
@@ -37,6 +38,9 @@ class _Entry:
     order: Order | None = None
     required: Order | None = None  # the newest order a notice announced since this entry was made
     filled_at: float = 0.0
+    # A request read this entry (a hit, or a miss that filled it) since the last prefill: when a notice makes
+    # it pending, the prefill reads it again before the next poll. Cleared once queued: queued at most once per read.
+    read: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -46,6 +50,7 @@ class Fill:
     key: Key
     entry: _Entry
     epoch: int
+    by_request: bool = True  # False: the prefill's (the row is not read by anyone yet)
 
 
 class LatestCache:
@@ -58,6 +63,7 @@ class LatestCache:
         self.epoch = 0  # bumped whenever entries were dropped: fills begun before do not count
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._noticed: dict[Key, None] | None = None  # series noticed but not held, for the prefill; None: off
+        self._refill: dict[Key, None] = {}  # read entries a notice made pending, for the prefill (when on)
 
     def start_prefill(self) -> None:
         """Remember the series notices announce that the cache does not hold (``take_noticed`` hands them over)."""
@@ -65,12 +71,16 @@ class LatestCache:
             self._noticed = {}
 
     def take_noticed(self) -> list[Key]:
-        """The series noticed since the last call that the cache still does not hold, oldest first."""
-        noticed, entries = self._noticed, self._entries
-        if not noticed:
+        """For the prefill: noticed series the cache still does not hold, then read entries made pending, oldest first.
+
+        Both since the last call; a read entry that a request filled meanwhile is left out.
+        """
+        noticed, refill, entries = self._noticed, self._refill, self._entries
+        if not noticed and not refill:
             return []
-        self._noticed = {}
-        return [key for key in noticed if key not in entries]
+        self._noticed, self._refill = {}, {}
+        absent = [key for key in noticed or () if key not in entries]
+        return absent + [key for key in refill if (entry := entries.get(key)) is not None and entry.found is None]
 
     def needs_fill(self, key: Key) -> bool:
         """True if a prefill of ``key`` could add something: on, and no row held for it (absent or pending).
@@ -95,6 +105,7 @@ class LatestCache:
         if entry is None or entry.found is None or now - entry.filled_at >= self.ttl_s:
             return None
         self._entries.move_to_end(key)
+        entry.read = True
         return entry.found
 
     def begin_fill(self, key: Key, evict: bool = True) -> Fill | None:
@@ -114,7 +125,9 @@ class LatestCache:
                 self._entries.popitem(last=False)
         else:
             self._entries.move_to_end(key)
-        return Fill(key, entry, self.epoch)
+        if evict:
+            entry.read = True  # a request's miss: it reads this series
+        return Fill(key, entry, self.epoch, by_request=evict)
 
     def finish_fill(
         self, fill: Fill, found: LatestValueResponse | None, order: Order | None, caught_up: bool, now: float
@@ -130,6 +143,8 @@ class LatestCache:
         if entry.order is not None and entry.found is not None and order < entry.order:
             return False  # a concurrent fill already kept a newer row
         entry.found, entry.order, entry.filled_at = found, order, now
+        if not fill.by_request:
+            entry.read = False
         return True
 
     def notice(self, key: Key, order: Order) -> None:
@@ -146,6 +161,10 @@ class LatestCache:
             entry.required = order
         if entry.order is not None and order > entry.order:
             entry.found = entry.order = None
+        if entry.found is None and entry.read and self._noticed is not None:
+            # Read since its last prefill and now pending: fill it again before the next poll (one per read).
+            entry.read = False
+            self._refill[key] = None
 
     def drop_all(self) -> None:
         """Forget every entry, and make fills in flight not count (notices may have been lost)."""

@@ -10,9 +10,11 @@ latest_values rows) with one statement per ``BATCH`` series.
 A prefill is an ordinary fill (``fill_series`` in gateway/views/latest.py): kept only under the cache's rules
 (gateway/latest_cache.py), so it changes how often the cache answers, never what it answers. One that is not kept
 (latest_values not caught up with the raw points yet) is tried again 2, 4 and 8 rounds later, then left to the
-first read. Cost: one row read per new series per gateway process, not per point: a series the cache holds is
-not prefilled again (its notices make it pending, and the next read fills it). ~11 µs of PostgreSQL per series
-(the raw-points check probes every partition from the row's day on), ~20 ms per statement of 1,000.
+first read. Cost: one row read per new series per gateway process, not per point, plus one per read of a held
+series: a series the cache holds is filled again only when a notice makes it pending after a request read it
+(a dashboard polling a device that wrote since: the next poll is a hit), once per such read, so refills never
+outnumber reads (retries aside). ~11 µs of PostgreSQL per series (the raw-points check probes every partition
+from the row's day on), ~20 ms per statement of 1,000.
 
 Rounds wait while ``busy()`` says so (the gateway passes: storage is over a second behind ingestion): reads made
 faster must not slow a saturated ingest down (a 1 M-point load measured 3-6 % fewer points/s visible with the

@@ -88,6 +88,43 @@ async def test_a_noticed_series_is_filled_a_round_later_and_its_first_read_is_a_
     assert await prefill.round() == 0  # held: not filled again
 
 
+async def newer(pool: AsyncConnectionPool, device: str, value: float, seq: int, at: datetime) -> None:
+    """A later point of (device, m), stored and projected."""
+    await stored_only(pool, device, value, seq, at)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE telemetry.latest_values SET time = %s, value_num = %s, src_seq = %s WHERE device_id = %s",
+            (at, value, seq, device),
+        )
+
+
+async def test_a_polled_series_written_meanwhile_is_filled_again_before_the_next_poll(
+    pool: AsyncConnectionPool,
+) -> None:
+    key = await a_series(pool, 1.0)
+    device, since = key[0], T0 - timedelta(hours=1)
+    cache = on_cache()
+    prefill = LatestPrefill(cache, pool, structlog.get_logger(), 0.05)
+    first = await LatestReads(pool, cache, Synced()).latest(device, "m", since)  # the dashboard's first poll: a miss
+    assert first is not None and first.value == 1.0
+    polls = LatestReads(NoPool(), cache, Synced())  # type: ignore[arg-type]  # later polls must be hits
+    for step, value in enumerate((2.0, 3.0), start=1):
+        at = T0 + timedelta(seconds=step)
+        await newer(pool, device, value, 7 + step, at)
+        cache.notice(key, (at, 7 + step))  # the device wrote: the entry is pending
+        assert cache.get(key, 0.0) is None
+        assert [await prefill.round() for _ in range(2)] == [0, 1]  # read again a round later
+        answer = await polls.latest(device, "m", since)
+        assert answer is not None and (answer.value, answer.timestamp) == (value, at)
+
+    for step, refilled in ((3, 1), (4, 0)):  # no poll after the third write's refill: the fourth is left to a read
+        at = T0 + timedelta(seconds=step)
+        await newer(pool, device, float(step + 1), 7 + step, at)
+        cache.notice(key, (at, 7 + step))
+        assert [await prefill.round() for _ in range(3)] == [0, refilled, 0]
+    assert cache.get(key, 0.0) is None
+
+
 async def test_a_series_behind_its_raw_points_is_tried_again_later_and_kept_once_caught_up(
     pool: AsyncConnectionPool,
 ) -> None:

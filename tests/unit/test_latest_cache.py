@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.latest_cache import LatestCache
+from gateway.latest_cache import Key, LatestCache
 from telemetry_schemas.api.queries import LatestValueResponse
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -111,13 +111,21 @@ def test_an_entry_is_read_again_after_the_ttl() -> None:
     assert cache.get(KEY, 160.0) is None
 
 
+def prefilled(cache: LatestCache, key: Key, value: float, at: datetime, seq: int) -> None:
+    fill = cache.begin_fill(key, evict=False)
+    assert fill is not None
+    assert cache.finish_fill(fill, row(value, at), (at, seq), True, 0.0)
+
+
 def test_the_prefill_is_handed_the_noticed_series_the_cache_does_not_hold_once() -> None:
-    cache = filled(1.0)  # holds KEY
+    cache = LatestCache(max_entries=10, ttl_s=60.0)
+    cache.enable()
+    prefilled(cache, KEY, 1.0, T0, 10)  # held, never read
     other, third = ("dev-2", "temperature"), ("dev-3", "temperature")
     cache.notice(other, (T0, 11))
     assert cache.take_noticed() == []  # prefill not started: nothing remembered
     cache.start_prefill()
-    cache.notice(KEY, (T0 + timedelta(seconds=1), 11))  # held: pending, not for the prefill
+    cache.notice(KEY, (T0 + timedelta(seconds=1), 11))  # held and not read: pending, not for the prefill
     cache.notice(other, (T0, 12))
     cache.notice(third, (T0, 13))
     cache.notice(other, (T0, 14))  # again: once
@@ -127,6 +135,28 @@ def test_the_prefill_is_handed_the_noticed_series_the_cache_does_not_hold_once()
     fill = cache.begin_fill(other)  # a read got there first
     assert fill is not None
     assert cache.take_noticed() == []
+
+
+def test_a_read_entry_a_notice_makes_pending_is_handed_to_the_prefill_once_per_read() -> None:
+    cache = filled(1.0, seq=10)  # a request's miss filled it: read
+    cache.start_prefill()
+    cache.notice(KEY, (T0 + timedelta(seconds=1), 11))
+    cache.notice(KEY, (T0 + timedelta(seconds=2), 12))  # again before the round: once
+    assert cache.take_noticed() == [KEY]
+    cache.notice(KEY, (T0 + timedelta(seconds=3), 13))
+    assert cache.take_noticed() == []  # not read since it was handed over
+    prefilled(cache, KEY, 3.0, T0 + timedelta(seconds=3), 13)
+    cache.notice(KEY, (T0 + timedelta(seconds=4), 14))
+    assert cache.take_noticed() == []  # filled by the prefill and not read since
+    prefilled(cache, KEY, 4.0, T0 + timedelta(seconds=4), 14)
+    assert cache.get(KEY, 1.0) == row(4.0, T0 + timedelta(seconds=4))  # a poll reads it
+    cache.notice(KEY, (T0 + timedelta(seconds=4), 13))  # older: still held, nothing to refill
+    assert cache.take_noticed() == []
+    cache.notice(KEY, (T0 + timedelta(seconds=5), 15))
+    fill = cache.begin_fill(KEY)  # a request got there before the round and filled it
+    assert fill is not None
+    assert cache.finish_fill(fill, row(5.0, T0 + timedelta(seconds=5)), (T0 + timedelta(seconds=5), 15), True, 2.0)
+    assert cache.take_noticed() == []  # held again: nothing for the prefill
 
 
 def test_the_prefill_remembers_no_more_series_than_the_room_left() -> None:
