@@ -84,6 +84,7 @@ bench: install browser ## benchmarks; results go to docs/benchmarks*.md
 	$(BIN)/python -m tests.bench.pool_gate --write
 	$(BIN)/python -m tests.bench.series_batches --write
 	$(BIN)/python -m tests.bench.latest_cache
+	$(BIN)/python -m tests.bench.latest_polled
 	$(BIN)/python -m tests.bench.fast_reads
 	$(BIN)/python -m tests.bench.gc_probe --write
 	$(BIN)/python -m tests.bench.rollups_bench

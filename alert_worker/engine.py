@@ -25,7 +25,7 @@ from alert_worker import state_store
 from alert_worker.emitter import Emitted, Emitter
 from alert_worker.evaluator import Evaluator, owns
 from telemetry_core.consumer_runtime import Rejected
-from telemetry_core.metrics import ALERT_EVALUATIONS
+from telemetry_core.metrics import ALERT_EVALUATIONS, ALERT_UNWATCHED
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.stream_guard import StreamGuard
 from telemetry_core.topology import POINTS_STREAM, ConsumerSpec, device_of_points_subject
@@ -76,6 +76,7 @@ class Engine:
         self.name = spec.durable
         self.resolved_by_operator: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self.points_evaluated = 0
+        self.points_unwatched = 0  # of points_evaluated: passed over unread (no rule watches their metrics)
         # Transitions evaluated but not yet published and saved (kept across a failed save).
         self._unsaved: list[Emitted] = []
         self._next_tick = 0.0
@@ -103,6 +104,9 @@ class Engine:
             seen, points = _points(msg, self.validator, watched)
             self.points_evaluated += seen
             ALERT_EVALUATIONS.inc(seen)
+            if seen and not points:  # passed over unread: no rule watches its metrics
+                self.points_unwatched += seen
+                ALERT_UNWATCHED.inc(seen)
             if points:
                 out.extend(self.evaluator.points(device_id, ((f"{seq}:{i}", p) for i, p in enumerate(points)), now))
         return out, last

@@ -18,8 +18,8 @@ Correctness rules (docs/architecture.md, "Latest-value cache"; gateway/latest_fe
   long a change made without a notice (a replay rebuilding latest_values) can go unseen.
 * With prefill on (gateway/latest_prefill.py), a notice of a series the cache does not hold yet is remembered
   (while there is room) so that the series is filled before its first read; so is a notice that makes pending an
-  entry a request read since its last fill (a dashboard polling a series that is written meanwhile), once per
-  such read. Either fill is an ordinary one, kept by the rules above or not at all.
+  entry a request read lately (a dashboard polling a series that is written meanwhile), at most
+  ``REFILLS_PER_READ`` times per read. Either fill is an ordinary one, kept by the rules above or not at all.
 """
 
 from collections import OrderedDict
@@ -27,6 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from telemetry_schemas.api.queries import LatestValueResponse
+
+# A read entry that notices make pending is read again by the prefill up to this many times after each request
+# read it: a dashboard polling every P s a device that writes every W s gets hits while P is under ~8 W. The bound
+# keeps the refills' cost per read (~25 µs of gateway and PostgreSQL CPU each, in 1,000-series statements: at
+# most ~200 µs) near what the miss it saves costs over a hit (~220 µs: PostgreSQL ~120, gateway ~100, measured
+# in docs/benchmarks.md's eighteenth session), however often the series is written and however rarely read.
+REFILLS_PER_READ = 8
 
 Key = tuple[str, str]  # (device_id, metric_name)
 Order = tuple[datetime, int]  # (point time, POINTS sequence): later wins, as in latest_values' upsert
@@ -38,9 +45,9 @@ class _Entry:
     order: Order | None = None
     required: Order | None = None  # the newest order a notice announced since this entry was made
     filled_at: float = 0.0
-    # A request read this entry (a hit, or a miss that filled it) since the last prefill: when a notice makes
-    # it pending, the prefill reads it again before the next poll. Cleared once queued: queued at most once per read.
-    read: bool = False
+    # Refills left: set to REFILLS_PER_READ by each request's read (a hit, or a miss that fills it), one used
+    # each time a notice makes the entry pending and it is queued for the prefill.
+    refills: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -50,7 +57,6 @@ class Fill:
     key: Key
     entry: _Entry
     epoch: int
-    by_request: bool = True  # False: the prefill's (the row is not read by anyone yet)
 
 
 class LatestCache:
@@ -71,16 +77,20 @@ class LatestCache:
             self._noticed = {}
 
     def take_noticed(self) -> list[Key]:
-        """For the prefill: noticed series the cache still does not hold, then read entries made pending, oldest first.
-
-        Both since the last call; a read entry that a request filled meanwhile is left out.
-        """
-        noticed, refill, entries = self._noticed, self._refill, self._entries
-        if not noticed and not refill:
+        """The series noticed since the last call that the cache still does not hold, oldest first."""
+        noticed, entries = self._noticed, self._entries
+        if not noticed:
             return []
-        self._noticed, self._refill = {}, {}
-        absent = [key for key in noticed or () if key not in entries]
-        return absent + [key for key in refill if (entry := entries.get(key)) is not None and entry.found is None]
+        self._noticed = {}
+        return [key for key in noticed if key not in entries]
+
+    def take_refills(self) -> list[Key]:
+        """The read entries notices made pending since the last call, still pending (no request filled them)."""
+        refill, entries = self._refill, self._entries
+        if not refill:
+            return []
+        self._refill = {}
+        return [key for key in refill if (entry := entries.get(key)) is not None and entry.found is None]
 
     def needs_fill(self, key: Key) -> bool:
         """True if a prefill of ``key`` could add something: on, and no row held for it (absent or pending).
@@ -105,7 +115,7 @@ class LatestCache:
         if entry is None or entry.found is None or now - entry.filled_at >= self.ttl_s:
             return None
         self._entries.move_to_end(key)
-        entry.read = True
+        entry.refills = REFILLS_PER_READ
         return entry.found
 
     def begin_fill(self, key: Key, evict: bool = True) -> Fill | None:
@@ -126,8 +136,8 @@ class LatestCache:
         else:
             self._entries.move_to_end(key)
         if evict:
-            entry.read = True  # a request's miss: it reads this series
-        return Fill(key, entry, self.epoch, by_request=evict)
+            entry.refills = REFILLS_PER_READ  # a request's miss: it reads this series
+        return Fill(key, entry, self.epoch)
 
     def finish_fill(
         self, fill: Fill, found: LatestValueResponse | None, order: Order | None, caught_up: bool, now: float
@@ -143,8 +153,6 @@ class LatestCache:
         if entry.order is not None and entry.found is not None and order < entry.order:
             return False  # a concurrent fill already kept a newer row
         entry.found, entry.order, entry.filled_at = found, order, now
-        if not fill.by_request:
-            entry.read = False
         return True
 
     def notice(self, key: Key, order: Order) -> None:
@@ -161,9 +169,9 @@ class LatestCache:
             entry.required = order
         if entry.order is not None and order > entry.order:
             entry.found = entry.order = None
-        if entry.found is None and entry.read and self._noticed is not None:
-            # Read since its last prefill and now pending: fill it again before the next poll (one per read).
-            entry.read = False
+        if entry.found is None and entry.refills and self._noticed is not None and key not in self._refill:
+            # Read lately and now pending: fill it again before the next poll (REFILLS_PER_READ bounds it).
+            entry.refills -= 1
             self._refill[key] = None
 
     def drop_all(self) -> None:

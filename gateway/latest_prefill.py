@@ -10,11 +10,11 @@ latest_values rows) with one statement per ``BATCH`` series.
 A prefill is an ordinary fill (``fill_series`` in gateway/views/latest.py): kept only under the cache's rules
 (gateway/latest_cache.py), so it changes how often the cache answers, never what it answers. One that is not kept
 (latest_values not caught up with the raw points yet) is tried again 2, 4 and 8 rounds later, then left to the
-first read. Cost: one row read per new series per gateway process, not per point, plus one per read of a held
-series: a series the cache holds is filled again only when a notice makes it pending after a request read it
-(a dashboard polling a device that wrote since: the next poll is a hit), once per such read, so refills never
-outnumber reads (retries aside). ~11 µs of PostgreSQL per series (the raw-points check probes every partition
-from the row's day on), ~20 ms per statement of 1,000.
+first read. Cost: one row read per new series per gateway process, not per point. A series the cache holds is
+filled again only when a notice makes it pending after a request read it (a dashboard polling a device that
+wrote since: the next poll is a hit), at most ``REFILLS_PER_READ`` (8) times per read, so the refills cost a
+series no more than its reads' misses would (gateway/latest_cache.py). ~11 µs of PostgreSQL per series (the
+raw-points check probes every partition from the row's day on), ~20 ms per statement of 1,000.
 
 Rounds wait while ``busy()`` says so (the gateway passes: storage is over a second behind ingestion): reads made
 faster must not slow a saturated ingest down (a 1 M-point load measured 3-6 % fewer points/s visible with the
@@ -72,7 +72,10 @@ class LatestPrefill:
     async def round(self) -> int:
         """Fill what was noticed before the last round and the retries due now; returns how many were kept."""
         self._round += 1
-        ready, self._waiting = self._waiting, self.cache.take_noticed()
+        # A polled entry made pending is read at this round: the next poll may come before the one after. A new
+        # series waits one round more, so that its latest_values row is usually committed; a refill read before
+        # the projection committed its row is not kept, and tried again two rounds later.
+        ready, self._waiting = self._waiting + self.cache.take_refills(), self.cache.take_noticed()
         if self._waited:  # noticed before or during the wait, not in the last interval only: no reason to delay
             ready, self._waiting, self._waited = ready + self._waiting, [], False
         due = [key for key, (at, _) in self._retries.items() if at <= self._round]

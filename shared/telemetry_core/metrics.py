@@ -73,7 +73,16 @@ POINTS_REJECTED = Counter(
     registry=WORKER_REGISTRY,
 )
 ALERT_EVALUATIONS = Counter(
-    "telemetry_alert_points_evaluated", "Points the alert engine evaluated against its rules.", registry=WORKER_REGISTRY
+    "telemetry_alert_points_evaluated",
+    "Points the alert engine went through: evaluated against its rules, or passed over unread (no rule watches "
+    "their metrics: telemetry_alert_points_unwatched counts those too).",
+    registry=WORKER_REGISTRY,
+)
+ALERT_UNWATCHED = Counter(
+    "telemetry_alert_points_unwatched",
+    "Points the alert engine passed over unread because no enabled rule of its partition watches their metrics. "
+    "High while rules exist for those metrics: the engine's rule index is behind (its rule events not applied).",
+    registry=WORKER_REGISTRY,
 )
 ALERT_TRANSITIONS = Counter(
     "telemetry_alert_state_changes",

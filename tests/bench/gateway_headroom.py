@@ -139,9 +139,9 @@ def seed(stack: Stack) -> None:
     raise RuntimeError("seeded series not queryable within 60 s")
 
 
-def start_gateways(stack: Stack, count: int) -> None:
+def start_gateways(stack: Stack, count: int, **env: str) -> None:
     for i in range(count):
-        stack.start("gateway", label=f"gateway-{i}", TELEMETRY_GATEWAY_REUSE_PORT="on")
+        stack.start("gateway", label=f"gateway-{i}", TELEMETRY_GATEWAY_REUSE_PORT="on", **env)
     stack.wait_healthy(timeout=300)  # a shared, loaded machine can take minutes to start a Python process
 
 

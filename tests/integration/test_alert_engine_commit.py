@@ -21,6 +21,7 @@ from telemetry_core.embedded import free_port
 from telemetry_core.errors import is_transient
 from telemetry_core.events_out import EventsOut
 from telemetry_core.headers import SIGNATURE
+from telemetry_core.metrics import ALERT_UNWATCHED
 from telemetry_core.pg_pool import make_pool
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.topology import EVENTS_STREAM, POINTS_STREAM, ConsumerSpec, alert_subject, points_subject, slot_of
@@ -68,6 +69,7 @@ async def test_a_failed_save_is_retried_with_the_same_transitions_and_no_second_
         engine.pool = pool
         assert await engine.handle(msgs) == []
         assert engine.points_evaluated == 1  # the retry saved what was evaluated; it did not evaluate again
+        assert engine.points_unwatched == 0  # its rule watches the metric: read and evaluated
         event = alert_event_decoder.decode((await js.get_last_msg(EVENTS_STREAM, alert_subject(machine.alert_id))).data)
         assert isinstance(event, AlertTriggered) and (event.rule_id, event.current_value) == (rule_id, 95)
         async with pool.connection() as conn:
@@ -110,9 +112,12 @@ async def test_a_batch_that_changes_nothing_saves_its_position_later_not_at_once
                                      (name,))  # fmt: skip
             return list(await cur.fetchall())
 
+    unwatched = ALERT_UNWATCHED._value.get()
     try:
         assert await engine.handle(msgs) == []  # no commit: it would have failed on the dead pool
         assert engine.checkpoint == seq and await saved() == []
+        assert (engine.points_evaluated, engine.points_unwatched) == (1, 1)
+        assert ALERT_UNWATCHED._value.get() - unwatched == 1  # on /metrics: telemetry_alert_points_unwatched_total
         engine.pool = pool
         # The tick hook (every 0.2 s in the runtime) saves the position once CHECKPOINT_EVERY_S has passed.
         deadline = time.monotonic() + 5

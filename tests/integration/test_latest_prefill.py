@@ -13,7 +13,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from gateway import latest_prefill
-from gateway.latest_cache import Key, LatestCache
+from gateway.latest_cache import REFILLS_PER_READ, Key, LatestCache
 from gateway.latest_prefill import MAX_ATTEMPTS, LatestPrefill
 from gateway.metrics import LATEST_CACHE_PREFILLS
 from gateway.views.latest import LatestReads
@@ -113,15 +113,17 @@ async def test_a_polled_series_written_meanwhile_is_filled_again_before_the_next
         await newer(pool, device, value, 7 + step, at)
         cache.notice(key, (at, 7 + step))  # the device wrote: the entry is pending
         assert cache.get(key, 0.0) is None
-        assert [await prefill.round() for _ in range(2)] == [0, 1]  # read again a round later
+        assert [await prefill.round() for _ in range(2)] == [1, 0]  # read again at the next round
         answer = await polls.latest(device, "m", since)
         assert answer is not None and (answer.value, answer.timestamp) == (value, at)
 
-    for step, refilled in ((3, 1), (4, 0)):  # no poll after the third write's refill: the fourth is left to a read
+    # No poll from here on: the last poll's REFILLS_PER_READ refills, then the entry is left to the next read.
+    for step in range(3, REFILLS_PER_READ + 4):
         at = T0 + timedelta(seconds=step)
         await newer(pool, device, float(step + 1), 7 + step, at)
         cache.notice(key, (at, 7 + step))
-        assert [await prefill.round() for _ in range(3)] == [0, refilled, 0]
+        refilled = 1 if step < REFILLS_PER_READ + 3 else 0
+        assert [await prefill.round() for _ in range(2)] == [refilled, 0]
     assert cache.get(key, 0.0) is None
 
 

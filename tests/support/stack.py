@@ -62,8 +62,8 @@ class Stack:
             TELEMETRY_RETENTION_INTERVAL="0",
             # Fold the hours' pending sketches often, so that the suite's reads meet folds (migration 0023).
             TELEMETRY_SKETCH_COMPACTION_INTERVAL="1",
-            **self.extra_env,
         )
+        env.update(self.extra_env)  # a stack's own settings override the suite's above
         if self.tree is not None:  # import the project from there (its own directory as cwd: see start)
             env.update(tree_env(self.tree))
         return env

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.latest_cache import Key, LatestCache
+from gateway.latest_cache import REFILLS_PER_READ, Key, LatestCache
 from telemetry_schemas.api.queries import LatestValueResponse
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -137,26 +137,31 @@ def test_the_prefill_is_handed_the_noticed_series_the_cache_does_not_hold_once()
     assert cache.take_noticed() == []
 
 
-def test_a_read_entry_a_notice_makes_pending_is_handed_to_the_prefill_once_per_read() -> None:
+def test_a_read_entry_a_notice_makes_pending_is_handed_to_the_prefill_a_bounded_number_of_times_per_read() -> None:
     cache = filled(1.0, seq=10)  # a request's miss filled it: read
     cache.start_prefill()
+    cache.notice(("dev-2", "temperature"), (T0, 5))  # not held: the new series' list, not the refills
     cache.notice(KEY, (T0 + timedelta(seconds=1), 11))
-    cache.notice(KEY, (T0 + timedelta(seconds=2), 12))  # again before the round: once
-    assert cache.take_noticed() == [KEY]
-    cache.notice(KEY, (T0 + timedelta(seconds=3), 13))
-    assert cache.take_noticed() == []  # not read since it was handed over
-    prefilled(cache, KEY, 3.0, T0 + timedelta(seconds=3), 13)
-    cache.notice(KEY, (T0 + timedelta(seconds=4), 14))
-    assert cache.take_noticed() == []  # filled by the prefill and not read since
-    prefilled(cache, KEY, 4.0, T0 + timedelta(seconds=4), 14)
-    assert cache.get(KEY, 1.0) == row(4.0, T0 + timedelta(seconds=4))  # a poll reads it
-    cache.notice(KEY, (T0 + timedelta(seconds=4), 13))  # older: still held, nothing to refill
-    assert cache.take_noticed() == []
-    cache.notice(KEY, (T0 + timedelta(seconds=5), 15))
+    cache.notice(KEY, (T0 + timedelta(seconds=2), 12))  # again before the round: handed over once, one refill used
+    assert cache.take_refills() == [KEY]
+    assert cache.take_noticed() == [("dev-2", "temperature")]
+    for n in range(3, REFILLS_PER_READ + 3):  # written again after each prefill, nobody reading
+        at = T0 + timedelta(seconds=n)
+        prefilled(cache, KEY, float(n - 1), at - timedelta(seconds=1), n + 9)
+        cache.notice(KEY, (at - timedelta(seconds=2), 99))  # older than the row: still held, nothing to refill
+        assert cache.take_refills() == []
+        cache.notice(KEY, (at, n + 10))
+        assert cache.take_refills() == ([KEY] if n < REFILLS_PER_READ + 2 else [])  # the read's refills run out
+    at = T0 + timedelta(seconds=30)
+    prefilled(cache, KEY, 30.0, at, 40)
+    assert cache.get(KEY, 1.0) == row(30.0, at)  # a poll reads it: its refills are back
+    cache.notice(KEY, (at + timedelta(seconds=1), 41))
+    assert cache.take_refills() == [KEY]
+    cache.notice(KEY, (at + timedelta(seconds=2), 42))
     fill = cache.begin_fill(KEY)  # a request got there before the round and filled it
     assert fill is not None
-    assert cache.finish_fill(fill, row(5.0, T0 + timedelta(seconds=5)), (T0 + timedelta(seconds=5), 15), True, 2.0)
-    assert cache.take_noticed() == []  # held again: nothing for the prefill
+    assert cache.finish_fill(fill, row(5.0, at + timedelta(seconds=2)), (at + timedelta(seconds=2), 42), True, 2.0)
+    assert cache.take_refills() == []  # held again: nothing for the prefill
 
 
 def test_the_prefill_remembers_no_more_series_than_the_room_left() -> None:
