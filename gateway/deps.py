@@ -12,6 +12,7 @@ from litestar.di import Provide
 from gateway.auth.guard import principal_of
 from gateway.commands.aggregate import CommandContext
 from gateway.errors import bad_request
+from gateway.request_log import traced
 from gateway.state import GatewayState
 from telemetry_core.headers import REQUEST_ID
 from telemetry_schemas.fields import SUBJECT_SAFE
@@ -20,9 +21,19 @@ _SAFE = re.compile(SUBJECT_SAFE)
 
 
 def request_id(request: Request[Any, Any, Any]) -> str:
-    """The caller's X-Request-Id (carried into message headers and worker logs), or a new one."""
+    """The caller's X-Request-Id (carried into command headers and worker logs), or a new one."""
     given = request.headers.get(REQUEST_ID.lower())
     return given[:64] if given else uuid.uuid4().hex
+
+
+def traced_request_id(request: Request[Any, Any, Any]) -> str | None:
+    """The request id a POINTS message carries: the client's own (it asked to be traced), else None.
+
+    Every message carrying an id makes each worker write a ``batch_handled`` line naming it (the projections one
+    per notice batch, with every id of the transaction): for ids nobody asked to follow that was ~6 % of the
+    whole system's CPU per single-point request (docs/benchmarks.md, nineteenth session).
+    """
+    return request_id(request) if traced(request.scope) else None
 
 
 def checked_name(value: str, what: str) -> str:

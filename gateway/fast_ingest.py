@@ -20,6 +20,7 @@ from litestar.types import Receive, Scope, Send
 
 from gateway.fast_path import guard, plain_json, read_body, respond, route_template
 from gateway.metrics import FAST_INGEST_ANSWERS
+from gateway.request_log import traced
 from gateway.routes.ingest import accept_single, ingest_single
 from telemetry_schemas.enums import ApiKeyScope
 from telemetry_schemas.fields import SUBJECT_SAFE
@@ -45,7 +46,7 @@ async def fast_single(
         return False, replay
 
     async def work(rid: str) -> msgspec.Struct:
-        return await accept_single(gw, request, device_id, body, rid)
+        return await accept_single(gw, request, device_id, body, rid if traced(scope) else None)
 
     await respond(app, scope, replay, send, request, SINGLE_ROUTE, work, start, FAST_INGEST_ANSWERS)
     return True, replay

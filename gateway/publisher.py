@@ -62,7 +62,7 @@ class CommandPublisher:
             raise ServiceUnavailableError("NATS is unavailable: the gateway is not connected; retry shortly")
 
     async def publish_points(
-        self, device_id: str, raw_points: Sequence[bytes], batch_id: str | None, request_id: str
+        self, device_id: str, raw_points: Sequence[bytes], batch_id: str | None, request_id: str | None
     ) -> None:
         """Publish one device's valid points as a RecordPoints message.
 
@@ -76,7 +76,9 @@ class CommandPublisher:
         body = points_body(device_id, raw_points, batch_id, request_id)
         # These points were admitted here (shape and metric definitions): the signature tells every
         # consumer so, and cannot be set by a publisher without the key.
-        headers = {REQUEST_ID: request_id, SIGNATURE: self._validator.signature(body)}
+        headers = {SIGNATURE: self._validator.signature(body)}
+        if request_id is not None:  # a client's own id (gateway/deps.py traced_request_id): the workers log it
+            headers[REQUEST_ID] = request_id
         if batch_id is not None:
             digest = hashlib.blake2b(b",".join(raw_points), digest_size=12).hexdigest()
             headers[MSG_ID] = f"{device_id}:{batch_id}:{digest}"

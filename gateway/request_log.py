@@ -18,6 +18,8 @@ from telemetry_core.headers import REQUEST_ID
 
 SLOW_S = 1.0
 _REQUEST_ID = REQUEST_ID.lower().encode()
+# scope["state"] key: the client sent its own valid X-Request-ID (asked to be traced through the workers).
+_TRACED = "telemetry.request_traced"
 # What a request id may be: it travels in NATS headers and log lines, so printable and short.
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,64}$")
 log = structlog.get_logger()  # a lazy proxy: binding here would freeze the pre-configuration renderer
@@ -56,7 +58,13 @@ def take_request_id(scope: Scope) -> tuple[str, bool]:
     supplied = given is not None and _VALID_ID.match(given) is not None
     rid = given.decode() if supplied and given is not None else new_id()
     scope["headers"] = [*headers, (_REQUEST_ID, rid.encode())]
+    scope.setdefault("state", {})[_TRACED] = supplied
     return rid, supplied
+
+
+def traced(scope: Scope) -> bool:
+    """Whether the request's client sent its own X-Request-ID (``take_request_id`` ran for it and said so)."""
+    return bool(scope.get("state", {}).get(_TRACED))
 
 
 def request_logging(app: ASGIApp) -> ASGIApp:

@@ -11,7 +11,7 @@ from litestar.params import RequestBody
 from gateway.auth.guard import charge_points, require_devices
 from gateway.batch_validation import CheckedBatch, check_points, summarize
 from gateway.body import decode
-from gateway.deps import checked_name, request_id
+from gateway.deps import checked_name, traced_request_id
 from gateway.errors import bad_request, unprocessable
 from gateway.ingest_bodies import BatchBody, BulkBody
 from gateway.params import Identifier
@@ -49,15 +49,16 @@ async def ingest_single(
 ) -> SingleIngestResponse:
     """Validate and publish one point."""
     # decompressed by RawBody, within the size cap
-    return await accept_single(gw, request, device_id, data, request_id(request))
+    return await accept_single(gw, request, device_id, data, traced_request_id(request))
 
 
 async def accept_single(
-    gw: GatewayState, request: Request[Any, Any, Any], device_id: str, body: bytes, rid: str
+    gw: GatewayState, request: Request[Any, Any, Any], device_id: str, body: bytes, rid: str | None
 ) -> SingleIngestResponse:
     """E1-US1's answer to a request (also called by gateway/fast_ingest.py, which answers the same requests).
 
-    ``body``: the request's JSON, decompressed; ``rid``: its request id (carried on the message's headers).
+    ``body``: the request's JSON, decompressed; ``rid``: its request id if the client sent it (carried on the
+    message's headers), else None.
     """
     gw.backlog.admit()
     checked_name(device_id, "device_id")
@@ -101,7 +102,7 @@ async def ingest_batch(
     charge_points(request, total)
     checked = check_points(batch.data_points, "data_points", gw.definitions.check, body)
     if checked.raw_points:
-        await gw.publisher.publish_points(device_id, checked.raw_points, batch.batch_id, request_id(request))
+        await gw.publisher.publish_points(device_id, checked.raw_points, batch.batch_id, traced_request_id(request))
     failed = len(checked.errors)
     result = BatchIngestResponse(
         success=failed == 0,
@@ -149,7 +150,7 @@ async def ingest_bulk(
         raise bad_request(f"body: has {total} points; a bulk request holds at most {MAX_BULK_POINTS}")
     require_devices(request, entries.keys())
     charge_points(request, total)
-    rid = request_id(request)
+    rid = traced_request_id(request)
     to_publish: list[tuple[str, CheckedBatch]] = []
     for device_id, raws in devices.items():
         try:

@@ -19,7 +19,7 @@ from litestar.params import Parameter, RequestBody
 
 from gateway.auth.guard import charge_points, require_devices
 from gateway.batch_validation import check_points
-from gateway.deps import checked_name, request_id
+from gateway.deps import checked_name, traced_request_id
 from gateway.errors import ApiError
 from gateway.line_points import PRECISIONS, DevicePoints, to_device_points
 from gateway.line_protocol import LineError, LinePoint, parse
@@ -128,7 +128,7 @@ async def _write(
     require_devices(request, devices.keys())
     charge_points(request, sum(len(d.raws) for d in devices.values()))
     check = gw.definitions.check
-    rid = request_id(request)
+    rid = traced_request_id(request)
     messages: list[tuple[str, Sequence[bytes]]] = []
     # The points' JSON is built from this body: a NUL escape can be in it only if the body holds a NUL character
     # (encoded as the escape) or the escape's text itself (check_points looks for that in ``source``).

@@ -94,6 +94,24 @@ def test_an_accepted_point_is_stored_and_its_message_carries_the_request_id(stac
     assert asyncio.run(_request_id_on_message(servers, device)) == "trace-fast-ingest-1"
 
 
+def test_a_request_id_the_gateway_made_is_not_carried_on_the_message(stack: Stack, servers: Servers) -> None:
+    # Only a client's own id asks to be traced: a made-up one on the message would make every worker log a line
+    # per batch for nobody (docs/architecture.md, "Request id").
+    single, batch = unique("fi"), unique("fi")
+    r = httpx.post(f"{stack.url}/api/v1/telemetry/devices/{single}/telemetry", json=POINT, headers=stack.headers)
+    assert r.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])
+    r = httpx.post(f"{stack.url}/api/v1/telemetry/devices/{batch}/telemetry/batch", json={"data_points": [POINT]},
+                   headers=stack.headers)  # fmt: skip
+    assert r.status_code == 200 and r.headers["x-request-id"]
+    for device in (single, batch):
+        wait_rows(servers, device, 1)
+        assert asyncio.run(_request_id_on_message(servers, device)) is None
+    r = httpx.post(f"{stack.url}/api/v1/telemetry/devices/{batch}/telemetry/batch", json={"data_points": [POINT]},
+                   headers={**stack.headers, "X-Request-Id": "trace-batch-1"})  # fmt: skip
+    assert r.status_code == 200
+    assert asyncio.run(_request_id_on_message(servers, batch)) == "trace-batch-1"
+
+
 async def _request_id_on_message(servers: Servers, device: str) -> str | None:
     nc = await nats.connect(servers.nats_url)
     try:
