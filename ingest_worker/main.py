@@ -23,6 +23,10 @@ from telemetry_core.stopping import sleep_or_stop, until_stopped
 from telemetry_core.topology import INGEST
 from telemetry_core.worker_runtime import WorkerRuntime, run_worker
 
+# A fetch of POINTS messages holding fewer bytes than this may linger (TELEMETRY_INGEST_LINGER): ~400 points of
+# small JSON, e.g. 16 single-point POSTs hold ~3 KB; one 1,000-point batch ~100 KB.
+LINGER_MAX_BYTES = 64 * 1024
+
 
 async def _ensure_days(pool: AsyncConnectionPool, cache: PartitionCache, days: int) -> None:
     today = datetime.now(UTC).date()
@@ -50,7 +54,12 @@ async def consume(rt: WorkerRuntime, settings: Settings) -> None:
     # Signed messages were validated by their signer: read them without re-checking each point (trust_signed).
     validator = consumer_validator(settings.require_signing_key(), definitions.check)
     handler = IngestHandler(pool, rt.js, events_out(rt.nc, settings.event_prefix, rt.log), rt.log, validator, rt.nc)
-    policy = Policy(batch=settings.ingest_fetch_batch, max_deliveries=settings.max_deliveries)
+    # Several small messages in a fetch (concurrent writers of a few points each, e.g. single-point POSTs) wait
+    # ingest_linger_s for more: per-transaction costs (commit, notices, fetches) shared by more points. A lone
+    # message is written at once (a trickle's lag), and so are fetches holding LINGER_MAX_BYTES or more (big
+    # batches: waiting made a 1 M-point load of 1,000-point messages 0.92x as fast).
+    policy = Policy(batch=settings.ingest_fetch_batch, max_deliveries=settings.max_deliveries,
+                    linger_s=settings.ingest_linger_s, linger_min=2, linger_max_bytes=LINGER_MAX_BYTES)  # fmt: skip
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(create_partitions_ahead(pool, handler.partitions, settings.partitions_ahead_days, rt.stop))

@@ -69,6 +69,14 @@ def request_ids(msgs: list[Msg]) -> list[str]:
     return list(seen)
 
 
+def _lingers(msgs: list[Msg], policy: "Policy") -> bool:
+    """Whether a fetch that returned ``msgs`` waits ``policy.linger_s`` for more (Policy's linger fields)."""
+    if policy.linger_s <= 0 or not policy.linger_min <= len(msgs) < policy.batch:
+        return False
+    limit = policy.linger_max_bytes
+    return not limit or sum(len(m.data) for m in msgs) < limit
+
+
 @dataclass(frozen=True)
 class Rejected:
     """A message — or some of its points — the handler will never be able to apply, and why."""
@@ -109,6 +117,12 @@ class Policy:
     # After a fetch that returned fewer than ``batch`` messages, wait this long and take what arrived meanwhile:
     # fewer, larger batches (a transaction each) for consumers whose readers can wait that long. 0: no wait.
     linger_s: float = 0.0
+    # ... but only after a fetch of at least this many messages: a lone message (a trickle: nobody else is writing)
+    # is handled at once; several in one fetch (concurrent writers) say more are coming, worth the wait.
+    linger_min: int = 1
+    # ... and only while the fetched messages hold fewer bytes than this (0: any size): big messages already make
+    # big transactions, and waiting for more of them only adds to a backlog.
+    linger_max_bytes: int = 0
     # On stop, how long a handler already running may take to finish before it is cancelled.
     grace_s: float = 1.0
 
@@ -171,7 +185,7 @@ class ConsumerRuntime:
                 if self._guard is not None and self._guard.due():
                     await self._check_stream()
                 msgs = await self._fetch(sub, timeout)
-                if msgs and self._policy.linger_s > 0 and len(msgs) < self._policy.batch:
+                if msgs and _lingers(msgs, self._policy):
                     msgs += await self._linger(sub, self._policy.batch - len(msgs))
                 if msgs and not await self._process(msgs):
                     break

@@ -294,6 +294,23 @@ async def test_a_short_fetch_lingers_for_the_messages_that_follow(nc: Client, li
             assert batches[0] == [b"1"]
 
 
+async def test_a_lone_message_is_handled_at_once_and_several_linger_with_a_minimum(nc: Client) -> None:
+    """Policy.linger_min: a fetch of one message (a trickle) is handled without waiting; one of two or more waits."""
+    policy = Policy(batch=10, ordered=True, linger_s=2.0, linger_min=2)
+    async with lane(nc) as ln:
+        handler, stop = Recorder(), asyncio.Event()
+        await ln.publish(b"1", b"2")  # before the runtime starts: its first fetch takes both
+        async with running(ln.runtime(handler, stop, policy), stop):
+            await asyncio.sleep(0.3)
+            await ln.publish(b"3")  # within the linger of the first fetch: the same batch
+            await until(lambda: len(handler.applied) == 3, what="the first three applied")
+            started = time.monotonic()
+            await ln.publish(b"4")  # alone: no linger
+            await until(lambda: len(handler.applied) == 4, timeout=1.5, what="the lone message applied at once")
+            assert time.monotonic() - started < 1.5  # a linger would have held it for 2 s
+        assert [batch for _, batch, _ in handler.calls] == [[b"1", b"2", b"3"], [b"4"]]
+
+
 class HighWaterMark(Recorder):
     """A handler keeping a projection's checkpoint: a message at or below it counts as applied and is skipped."""
 

@@ -102,3 +102,10 @@ def test_latest_prefill_interval_defaults_to_half_a_second_and_zero_turns_it_off
     assert Settings.from_env({"TELEMETRY_LATEST_PREFILL_INTERVAL": "0"}).latest_prefill_interval_s == 0.0
     with pytest.raises(ConfigurationError, match="TELEMETRY_LATEST_PREFILL_INTERVAL must be between 0"):
         Settings.from_env({"TELEMETRY_LATEST_PREFILL_INTERVAL": "-1"})
+
+
+def test_ingest_linger_defaults_to_twenty_milliseconds_and_zero_turns_it_off() -> None:
+    assert Settings.from_env({}).ingest_linger_s == 0.02
+    assert Settings.from_env({"TELEMETRY_INGEST_LINGER": "0"}).ingest_linger_s == 0.0
+    with pytest.raises(ConfigurationError, match="TELEMETRY_INGEST_LINGER must be between 0"):
+        Settings.from_env({"TELEMETRY_INGEST_LINGER": "2"})
