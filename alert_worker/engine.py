@@ -86,13 +86,16 @@ class Engine:
     async def _evaluate(self, msgs: list[Msg], now: float) -> tuple[list[Emitted], int]:
         out: list[Emitted] = []
         last = self.checkpoint
+        book = self.evaluator.rules
         watched = self.evaluator.watched_metrics()
         for n, msg in enumerate(msgs, 1):
             if n % YIELD_EVERY == 0:
                 # Let rule events and a gateway's "applied yet?" request in between (a batch can take long).
                 await asyncio.sleep(0)
-                watched = self.evaluator.watched_metrics()  # a rule applied meanwhile counts from here on
+                watched = self.evaluator.watched_metrics()  # a change received meanwhile may apply at once
             seq = msg.metadata.sequence.stream
+            if book.waiting and book.reach(seq - 1):  # changes made before this message govern it
+                watched = self.evaluator.watched_metrics()
             last = max(last, seq)
             if seq <= self.checkpoint:
                 continue  # already in the saved state: a redelivery after a lost ack
@@ -109,7 +112,29 @@ class Engine:
                 ALERT_UNWATCHED.inc(seen)
             if points:
                 out.extend(self.evaluator.points(device_id, ((f"{seq}:{i}", p) for i, p in enumerate(points)), now))
+        book.reach(last)
         return out, last
+
+    async def apply_rules_when_idle(self) -> None:
+        """Apply the waiting rule changes once this engine's consumer has nothing left up to them.
+
+        A change waits until the engine has evaluated every POINTS message up to its ``points_seq`` (rules.py), and
+        a partition that receives no new messages would never get there by evaluating: so, while a change waits,
+        the tick asks the consumer. Nothing pending and nothing unacknowledged (the runtime acknowledges a batch
+        only after ``handle``) means every message of this partition the stream held when asked has been evaluated;
+        the stream held the changes' ``points_seq`` by then (the gateway read it before publishing the change).
+        """
+        book = self.evaluator.rules
+        until = book.waiting_until()
+        if until <= book.position:
+            return
+        try:
+            info = await self.js.consumer_info(self.spec.stream, self.spec.durable)
+        except Exception as exc:  # NATS busy or away: the next tick asks again; the rest of this tick goes on
+            self.log.warning("rule_changes_waiting_consumer_info_failed", error=repr(exc), waiting=len(book.waiting))
+            return
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            book.reach(until)
 
     async def _commit(self) -> None:
         """Publish the unsaved transitions, then save changed machines and the checkpoint in one transaction."""
@@ -144,6 +169,8 @@ class Engine:
 
     async def tick(self) -> None:
         """Apply operator resolutions, run the clock (auto-resolve, cooldowns, no-data), save, heartbeat."""
+        if self.evaluator.rules.waiting:
+            await self.apply_rules_when_idle()
         now = time.time()
         while not self.resolved_by_operator.empty():
             self.evaluator.operator_resolved(*self.resolved_by_operator.get_nowait(), now=now)

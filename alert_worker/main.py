@@ -64,6 +64,12 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
         del machines[key]
     if moved:
         log.warning("machines_of_moved_devices_dropped", count=len(moved))
+    # Where this engine resumes on POINTS: rule changes made up to there are in force, later ones wait for their
+    # points (alert_worker/rules.py). The runtime resumes at the consumer's ack floor, which may be past the saved
+    # checkpoint (a batch that changed nothing is acknowledged before its position is saved).
+    info = await rt.until_stopped(rt.js.consumer_info(spec.stream, spec.durable))
+    ack_floor = info.ack_floor.stream_seq if info.ack_floor is not None and info.ack_floor.stream_seq else 0
+    rules.reach(max(checkpoint, ack_floor))
     evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)
     emitter = Emitter(rt.js, events_out(rt.nc, settings.event_prefix, log), log)
     # The machines describe the stream their checkpoint counts in: a POINTS stream created again (or one that
@@ -88,8 +94,12 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
     rt.at_exit("stop_alert_events", alerts.stop)
     await rt.until_stopped(alerts.start())
     log.info("alert_engine_ready", machines=len(machines), checkpoint=checkpoint, consumer=spec.durable)
+    # Several small messages in a fetch (many writers of a few points each) wait alert_linger_s for more: one
+    # evaluation pass, save and fetch for them all. A lone message is evaluated at once. Safe for rule changes:
+    # each governs the points after its points_seq however late the engine evaluates them (alert_worker/rules.py).
     policy = Policy(batch=256, max_deliveries=settings.max_deliveries, ordered=True,
-                    fetch_timeout_s=min(settings.alert_tick_s, HOOK_S))  # fmt: skip
+                    fetch_timeout_s=min(settings.alert_tick_s, HOOK_S), linger_s=settings.alert_linger_s,
+                    linger_min=2)  # fmt: skip
     runtime = ConsumerRuntime(rt.js, spec, spec.durable, engine.handle, rt.stop, log, policy,
                               tick=engine.tick, tick_s=min(settings.alert_tick_s, HOOK_S), guard=guard)  # fmt: skip
     try:

@@ -1,5 +1,15 @@
-"""In-memory index of alert rules, rebuilt from the rule events on every start."""
+"""In-memory index of alert rules, rebuilt from the rule events on every start.
 
+When a change takes effect: a rule event carries ``points_seq``, the POINTS stream's last sequence when the gateway
+accepted the change (telemetry_schemas/events.py). The book applies it once its engine has evaluated every POINTS
+message up to that sequence (``reach``), so the change governs exactly the points accepted after it, however far
+behind the engine is when the event arrives, and an engine replaying after a crash evaluates each point under the
+rules it was evaluated under before. (Applied on arrival, a rule enabled while the engine was behind was applied to
+points accepted while it was still disabled; and a replay after a crash evaluated old points under newer rules.)
+Events wait in stream order: a change never overtakes an earlier one that still waits.
+"""
+
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +41,9 @@ class Rule:
 class RuleBook:
     """rule_id → Rule, and metric → rules, from rule events applied in stream order (pure, no I/O).
 
+    ``receive`` takes events as they arrive and ``reach`` applies them as the engine moves along POINTS (see the
+    module's docstring); ``_apply`` applies one at once (tests and benchmarks that build a book by hand).
+
     ``version`` grows with every applied event and ``metric_versions[m]`` with every event that changed a
     rule of metric ``m`` (before or after): the evaluator recompiles its indexes of the metrics that moved.
     """
@@ -41,6 +54,39 @@ class RuleBook:
         self.by_metric: dict[str, list[Rule]] = {}
         self.version = 0
         self.metric_versions: dict[str, int] = {}
+        # The POINTS sequence up to which the engine has evaluated: changes made at or before it are in force.
+        self.position = 0
+        # Received events that take effect after ``position``, in stream order.
+        self.waiting: deque[tuple[RuleEvent, int]] = deque()
+
+    def receive(self, event: RuleEvent, seq: int) -> None:
+        """A rule event from the stream: applied now when it takes effect at or before the position, else kept."""
+        self.waiting.append((event, seq))
+        self._apply_due()
+
+    def reach(self, position: int) -> bool:
+        """The engine has evaluated every POINTS message up to ``position``: apply the changes made by then.
+
+        True when a change was applied (the caller's view of the rules, e.g. its watched metrics, is stale).
+        """
+        if position > self.position:
+            self.position = position
+        return bool(self.waiting) and self._apply_due()
+
+    def waiting_until(self) -> int:
+        """The POINTS sequence the waiting changes were made at (0 when none waits)."""
+        return max((event.points_seq or 0 for event, _seq in self.waiting), default=0)
+
+    def _apply_due(self) -> bool:
+        applied = False
+        while self.waiting:
+            event, seq = self.waiting[0]
+            if event.points_seq is not None and event.points_seq > self.position:
+                break
+            self.waiting.popleft()
+            self._apply(event, seq)
+            applied = True
+        return applied
 
     def _apply(self, event: RuleEvent, _seq: int) -> None:
         before = self.rules.get(event.rule_id)
@@ -74,9 +120,9 @@ class RuleIndex(RuleBook):
 
     def __init__(self, js: JetStreamContext, log: structlog.stdlib.BoundLogger) -> None:
         super().__init__()
-        self.follower = Follower(js, EVENTS_STREAM, RULE_EVENTS, rule_event_decoder.decode, self._apply, log)
+        self.follower = Follower(js, EVENTS_STREAM, RULE_EVENTS, rule_event_decoder.decode, self.receive, log)
 
     @property
     def applied_seq(self) -> int:
-        """The last rule event applied."""
+        """The last rule event received: every POINTS message after its ``points_seq`` is evaluated under it."""
         return self.follower.last_seq

@@ -1,8 +1,9 @@
 """Answers gateways asking "have you applied rule event N?" the moment it is true (core NATS request/reply).
 
 A rule write (create, update, enable, delete) answers only once every live alert engine evaluates
-points with the change (read-your-writes, gateway/commands/engines_applied.py). The engine applies rule
-events as they arrive (the RuleIndex follower), so the only delay left was telling: the heartbeat row in
+points with the change (read-your-writes, gateway/commands/engines_applied.py). The engine receives rule
+events as they arrive (the RuleIndex follower) and each governs the points after its ``points_seq`` from then
+on (alert_worker/rules.py), so the only delay left was telling: the heartbeat row in
 PostgreSQL, written between fetches and polled by the gateway. Here a gateway publishes the sequence on
 RULES_APPLIED with a reply inbox; every engine replies with its name and applied sequence as soon as
 its follower has applied that sequence (at once if it already has; at most ``max_wait_s`` later, else

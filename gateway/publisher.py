@@ -20,7 +20,7 @@ from gateway.unique_ids import new_id
 from telemetry_core.errors import ServiceUnavailableError
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID, REQUEST_ID, SIGNATURE
 from telemetry_core.points_validator import PointsValidator, points_body
-from telemetry_core.topology import EVENTS_STREAM, points_subject
+from telemetry_core.topology import EVENTS_STREAM, POINTS_STREAM, points_subject
 from telemetry_schemas.codecs import json_encoder
 from telemetry_schemas.events import DomainEvent
 
@@ -150,6 +150,15 @@ class CommandPublisher:
         except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError) as exc:
             raise ServiceUnavailableError(f"NATS JetStream did not answer ({type(exc).__name__}); retry") from None
         return int(msg.seq or 0), bytes(msg.data or b"")
+
+    async def points_position(self) -> int:
+        """POINTS' last sequence now: a rule change takes effect after it (telemetry_schemas/events.py)."""
+        self._require_connected()
+        try:
+            info = await self._js.stream_info(POINTS_STREAM)
+        except (TimeoutError, NatsTimeoutError, NoRespondersError, NatsError, APIError) as exc:
+            raise ServiceUnavailableError(f"NATS JetStream did not answer ({type(exc).__name__}); retry") from None
+        return int(info.state.last_seq or 0)
 
     async def first_on_subject(self, stream: str, subject: str) -> tuple[int, bytes] | None:
         """(sequence, data) of the first message on ``subject``, or None when it has none."""

@@ -26,7 +26,7 @@ from telemetry_core.erased_principals import principal_sha256
 from telemetry_core.errors import TransientError
 from telemetry_core.headers import EXPECTED_LAST_SUBJECT_SEQ, MSG_ID
 from telemetry_core.settings import Settings
-from telemetry_core.topology import EVENTS_STREAM, SUBSCRIPTIONS_BUCKET, alert_subject, rule_subject
+from telemetry_core.topology import EVENTS_STREAM, POINTS_STREAM, SUBSCRIPTIONS_BUCKET, alert_subject, rule_subject
 from telemetry_schemas.codecs import alert_event_decoder, json_encoder, rule_event_decoder
 from telemetry_schemas.events import (
     AlertResolved,
@@ -163,17 +163,19 @@ class PlatformEventsHandler:
         if state.spec is None or state.deleted or device_id not in state.spec.device_ids:
             return False
         now = datetime.now(UTC)
+        # A change like an operator's: it governs the points accepted after it (telemetry_schemas/events.py).
+        at_points = (await self._js.stream_info(POINTS_STREAM)).state.last_seq or 0
         remaining = [d for d in state.spec.device_ids if d != device_id]
         if remaining:
             spec = msgspec.structs.replace(state.spec, device_ids=remaining)
-            await self._append(rule_subject(rule_id), AlertRuleUpdated(rule_id=rule_id, rule=spec, at=now, by=SYSTEM),
-                               state.seq)  # fmt: skip
+            updated = AlertRuleUpdated(rule_id=rule_id, rule=spec, at=now, by=SYSTEM, points_seq=at_points)
+            await self._append(rule_subject(rule_id), updated, state.seq)
             return True
         # An empty device_ids means "every device": a rule that targeted only this device is disabled instead.
         if not state.enabled:
             return False
-        await self._append(rule_subject(rule_id), AlertRuleEnabled(rule_id=rule_id, enabled=False, at=now, by=SYSTEM),
-                           state.seq)  # fmt: skip
+        disabled = AlertRuleEnabled(rule_id=rule_id, enabled=False, at=now, by=SYSTEM, points_seq=at_points)
+        await self._append(rule_subject(rule_id), disabled, state.seq)
         return True
 
     async def _cancel_subscriptions(self, device_id: str) -> int:

@@ -1,10 +1,13 @@
 """Alert rule commands on ``telemetry.events.rule.<rule_id>``: create, replace, enable/disable, delete.
 
 A write returns once the alert_rules read model and every live alert engine have applied it, so
-enabling or disabling takes effect on the very next point.
+enabling or disabling takes effect on the very next point. Each event carries POINTS' last sequence as the
+write found it (``points_seq``): the change governs the points accepted after it, however far behind an engine
+is (alert_worker/rules.py).
 """
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import assert_never
@@ -90,9 +93,11 @@ class Replaced:
 class AlertRuleCommands:
     """The write side of alert rules."""
 
-    def __init__(self, rules: Aggregate[RuleEvent], announce: IntegrationEvents) -> None:
+    def __init__(self, rules: Aggregate[RuleEvent], announce: IntegrationEvents,
+                 points_position: Callable[[], Awaitable[int]]) -> None:  # fmt: skip
         self._rules = rules
         self._announce = announce
+        self._points_position = points_position
 
     def _changed(self, rule_id: str) -> str:
         return f"alert rule {rule_id!r} changed concurrently; retry"
@@ -101,7 +106,8 @@ class AlertRuleCommands:
         """A new rule on a new subject (expected last subject sequence 0)."""
         check_rule(rule)
         rule_id = "rule_" + secrets.token_hex(8)
-        event = AlertRuleCreated(rule_id=rule_id, rule=rule, at=datetime.now(UTC), by=ctx.principal)
+        event = AlertRuleCreated(rule_id=rule_id, rule=rule, at=datetime.now(UTC), by=ctx.principal,
+                                 points_seq=await self._points_position())  # fmt: skip
         await self._rules.append(rule_id, event, 0, ctx, on_conflict=self._changed(rule_id))
         await self._announce.announce("alert.rule.created", event)
         return event
@@ -111,7 +117,8 @@ class AlertRuleCommands:
         check_rule(rule)
         current = await self._rules.current(rule_id)
         existing(rule_id, current)
-        event = AlertRuleUpdated(rule_id=rule_id, rule=rule, at=datetime.now(UTC), by=ctx.principal)
+        event = AlertRuleUpdated(rule_id=rule_id, rule=rule, at=datetime.now(UTC), by=ctx.principal,
+                                 points_seq=await self._points_position())  # fmt: skip
         await self._rules.append(rule_id, event, current.seq, ctx, on_conflict=self._changed(rule_id))
         created = await self._rules.first(rule_id)
         return Replaced(event, created if isinstance(created, AlertRuleCreated) else None)
@@ -122,7 +129,8 @@ class AlertRuleCommands:
         if is_enabled(existing(rule_id, current)) == enabled:
             await self._rules.visibility.wait(current.seq)  # what is there is what the caller will read
             return False
-        event = AlertRuleEnabled(rule_id=rule_id, enabled=enabled, at=datetime.now(UTC), by=ctx.principal)
+        event = AlertRuleEnabled(rule_id=rule_id, enabled=enabled, at=datetime.now(UTC), by=ctx.principal,
+                                 points_seq=await self._points_position())  # fmt: skip
         await self._rules.append(rule_id, event, current.seq, ctx, on_conflict=self._changed(rule_id))
         return True
 
@@ -130,6 +138,7 @@ class AlertRuleCommands:
         """Delete the rule (the engine resolves its open alerts; past alerts are kept)."""
         current = await self._rules.current(rule_id)
         existing(rule_id, current)
-        event = AlertRuleDeleted(rule_id=rule_id, at=datetime.now(UTC), by=ctx.principal)
+        event = AlertRuleDeleted(rule_id=rule_id, at=datetime.now(UTC), by=ctx.principal,
+                                 points_seq=await self._points_position())  # fmt: skip
         await self._rules.append(rule_id, event, current.seq, ctx, on_conflict=self._changed(rule_id))
         return event

@@ -67,6 +67,6 @@ def build_commands(
     )  # fmt: skip
     return Commands(
         metrics=MetricDefinitionCommands(metrics, announce),
-        rules=AlertRuleCommands(rules, announce),
+        rules=AlertRuleCommands(rules, announce, publisher.points_position),
         alerts=AlertCommands(alert_events, announce),
     )

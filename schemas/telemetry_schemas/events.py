@@ -36,6 +36,12 @@ class MetricDeleted(StreamMessage, frozen=True, kw_only=True, tag="metric.delete
     deleted_by: str
 
 
+# Every rule event carries ``points_seq``: the POINTS stream's last sequence when the gateway accepted the change.
+# The change governs the POINTS messages after it and none before, whenever an engine evaluates them (live, behind
+# or replaying after a crash): alert_worker/rules.py. None (events written before it existed, or by a writer that
+# does not know POINTS): applied when the engine receives it, in order.
+
+
 class AlertRuleCreated(StreamMessage, frozen=True, kw_only=True, tag="alert.rule.created"):
     """A rule was created (on subject telemetry.events.rule.<rule_id>)."""
 
@@ -43,6 +49,7 @@ class AlertRuleCreated(StreamMessage, frozen=True, kw_only=True, tag="alert.rule
     rule: RuleSpec
     at: datetime
     by: str
+    points_seq: int | None = None
 
 
 class AlertRuleUpdated(StreamMessage, frozen=True, kw_only=True, tag="alert.rule.updated"):
@@ -52,6 +59,7 @@ class AlertRuleUpdated(StreamMessage, frozen=True, kw_only=True, tag="alert.rule
     rule: RuleSpec
     at: datetime
     by: str
+    points_seq: int | None = None
 
 
 class AlertRuleEnabled(StreamMessage, frozen=True, kw_only=True, tag="alert.rule.enabled"):
@@ -61,6 +69,7 @@ class AlertRuleEnabled(StreamMessage, frozen=True, kw_only=True, tag="alert.rule
     enabled: bool
     at: datetime
     by: str
+    points_seq: int | None = None
 
 
 class AlertRuleDeleted(StreamMessage, frozen=True, kw_only=True, tag="alert.rule.deleted"):
@@ -69,6 +78,7 @@ class AlertRuleDeleted(StreamMessage, frozen=True, kw_only=True, tag="alert.rule
     rule_id: str
     at: datetime
     by: str
+    points_seq: int | None = None
 
 
 class AlertTriggered(StreamMessage, frozen=True, kw_only=True, tag="alert.triggered"):

@@ -176,6 +176,9 @@ class Settings:
     # A fetch of several POINTS messages but less than a batch waits this long for more (one transaction, one
     # commit, one notice message for them all); a lone message is written at once. 0: never wait.
     ingest_linger_s: float = 0.02
+    # The alert engine's linger after a fetch of several (but less than a batch of) POINTS messages: one evaluation
+    # pass, commit and fetch for many small writers. Rule changes stay exact (alert_worker/rules.py). 0: never wait.
+    alert_linger_s: float = 0.05
     max_deliveries: int = 10
     # Up to this many points in range, percentiles are computed exactly from raw points, not sketches.
     exact_percentile_points: int = 200_000
@@ -308,6 +311,7 @@ class Settings:
             ingest_workers=_number(env, "TELEMETRY_INGEST_WORKERS", 1, int, 1, 64),
             ingest_concurrency=_number(env, "TELEMETRY_INGEST_CONCURRENCY", 2, int, 1, 16),
             ingest_linger_s=_number(env, "TELEMETRY_INGEST_LINGER", 0.02, float, 0.0, 1.0),
+            alert_linger_s=_number(env, "TELEMETRY_ALERT_LINGER", 0.05, float, 0.0, 1.0),
             alert_partition=_number(env, "TELEMETRY_ALERT_PARTITION", 0, int, 0, _MAX_ALERT_PARTITIONS - 1),
             alert_partitions=_number(env, "TELEMETRY_ALERT_PARTITIONS", 1, int, 1, _MAX_ALERT_PARTITIONS),
             alert_lateness_s=_number(env, "TELEMETRY_ALERT_LATENESS", 300, int, 0, 86_400),

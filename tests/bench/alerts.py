@@ -218,6 +218,7 @@ async def evaluation_cost(
     """
     log = structlog.get_logger()
     rules = RuleIndex(js, log)
+    rules.reach(1 << 62)  # past every POINTS message: each change applies as it arrives
     await rules.follower.start()
     try:
         deadline = time.perf_counter() + timeout_s

@@ -104,6 +104,13 @@ def test_latest_prefill_interval_defaults_to_half_a_second_and_zero_turns_it_off
         Settings.from_env({"TELEMETRY_LATEST_PREFILL_INTERVAL": "-1"})
 
 
+def test_alert_linger_defaults_to_fifty_milliseconds_and_zero_turns_it_off() -> None:
+    assert Settings.from_env({}).alert_linger_s == 0.05
+    assert Settings.from_env({"TELEMETRY_ALERT_LINGER": "0"}).alert_linger_s == 0.0
+    with pytest.raises(ConfigurationError, match="TELEMETRY_ALERT_LINGER must be between 0"):
+        Settings.from_env({"TELEMETRY_ALERT_LINGER": "1.5"})
+
+
 def test_ingest_linger_defaults_to_twenty_milliseconds_and_zero_turns_it_off() -> None:
     assert Settings.from_env({}).ingest_linger_s == 0.02
     assert Settings.from_env({"TELEMETRY_INGEST_LINGER": "0"}).ingest_linger_s == 0.0
