@@ -130,11 +130,18 @@ class Engine:
             return
         try:
             info = await self.js.consumer_info(self.spec.stream, self.spec.durable)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                book.reach(until)
+                return
+            # Busy: a change made on a POINTS stream since created again would wait for the new one to grow past
+            # its sequence (RuleBook.release_beyond).
+            stream = await self.js.stream_info(self.spec.stream)
         except Exception as exc:  # NATS busy or away: the next tick asks again; the rest of this tick goes on
-            self.log.warning("rule_changes_waiting_consumer_info_failed", error=repr(exc), waiting=len(book.waiting))
+            self.log.warning("rule_changes_waiting_info_failed", error=repr(exc), waiting=len(book.waiting))
             return
-        if info.num_pending == 0 and info.num_ack_pending == 0:
-            book.reach(until)
+        if book.release_beyond(int(stream.state.last_seq or 0)):
+            self.log.warning("rule_changes_from_an_earlier_stream_applied", stream=self.spec.stream,
+                             last_seq=stream.state.last_seq)  # fmt: skip
 
     async def _commit(self) -> None:
         """Publish the unsaved transitions, then save changed machines and the checkpoint in one transaction."""

@@ -77,6 +77,24 @@ class RuleBook:
         """The POINTS sequence the waiting changes were made at (0 when none waits)."""
         return max((event.points_seq or 0 for event, _seq in self.waiting), default=0)
 
+    def release_beyond(self, last_seq: int) -> bool:
+        """Apply in order, as if reached, the waiting changes made at a sequence past POINTS' ``last_seq``.
+
+        The gateway read a change's ``points_seq`` from POINTS before publishing it, so the stream always holds it,
+        unless the stream was deleted and created again since (its sequences start over; `telemetry replay`): no
+        message will ever reach such a change, and waiting for the new stream to grow past it would leave the rule
+        out (or in) for as long. The position stays where it is, so later changes made on the new stream keep their
+        meaning. True when a change was applied.
+        """
+        gone = [(event, seq) for event, seq in self.waiting if (event.points_seq or 0) > last_seq]
+        if not gone:
+            return False
+        self.waiting = deque(
+            (replace(event, points_seq=None), seq) if (event.points_seq or 0) > last_seq else (event, seq)
+            for event, seq in self.waiting
+        )
+        return self._apply_due()
+
     def _apply_due(self) -> bool:
         applied = False
         while self.waiting:

@@ -127,3 +127,23 @@ async def test_an_idle_engine_applies_a_waiting_change_once_its_consumer_has_not
         assert rule_id in rules.rules and rules.position == made_at and not rules.waiting
     finally:
         await js.delete_consumer(POINTS_STREAM, name)
+
+
+async def test_a_busy_engine_applies_a_change_made_on_a_stream_since_created_again(
+    nc: Client, pool: AsyncConnectionPool
+) -> None:
+    js, metric, rule_id = nc.jetstream(), unique("m"), unique("rule")
+    ours = unique("ours")
+    name, _sub = await consumer_of(js, [ours])
+    rules = RuleIndex(js, LOG)
+    rules.reach(await position(js))
+    engine = engine_of(nc, pool, name, rules)
+    try:
+        await publish(js, ours, metric, 1)  # pending: the consumer is busy, the idle rule does not apply
+        beyond = await position(js) + 1_000_000  # a sequence of the stream before it was deleted and made again
+        rules.receive(AlertRuleCreated(rule_id=rule_id, rule=spec(metric), at=AT, by="op", points_seq=beyond), 1)
+        await engine.tick()
+        assert rule_id in rules.rules and not rules.waiting
+        assert rules.position < beyond  # the position is still this stream's
+    finally:
+        await js.delete_consumer(POINTS_STREAM, name)

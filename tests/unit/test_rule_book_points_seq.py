@@ -61,3 +61,15 @@ def test_an_event_without_points_seq_applies_on_arrival_and_the_position_never_m
     assert book.position == 50
     book.receive(AlertRuleDeleted(rule_id="r1", at=AT, by="op", points_seq=40), 2)
     assert state(book) == "absent" and "r1" in book.deleted
+
+
+def test_changes_made_on_an_earlier_stream_are_released_in_order_and_the_position_stays() -> None:
+    book = RuleBook()
+    book.reach(100)
+    book.receive(created(500), 1)  # made when POINTS (since deleted and created again) ended at 500
+    book.receive(enabled(False, 120), 2)  # made on the new stream, which holds 130 messages so far
+    assert book.release_beyond(1_000) is False and state(book) == "absent"  # the stream holds 500: nothing gone
+    assert book.release_beyond(130) is True and state(book) == "enabled"  # 500 is past the stream's end: applied
+    assert book.position == 100 and book.waiting_until() == 120  # the new stream's change keeps its meaning
+    book.reach(120)
+    assert state(book) == "disabled"
