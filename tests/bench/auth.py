@@ -204,7 +204,7 @@ def main() -> None:
     try:
         migrate(postgres.url)
         servers = Servers(nats_server, postgres)
-        stack = Stack(servers, root / "logs", extra_env=GATEWAY_ENV)
+        stack = Stack(servers, root / "logs", extra_env=GATEWAY_ENV, suite_settings=False)
         stack.start_all()
         rounds = int(os.environ.get("BENCH_AUTH_ROUNDS", "15"))
         result = uvloop.run(run_auth(stack, servers, rounds=rounds))

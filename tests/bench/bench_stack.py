@@ -15,7 +15,7 @@ def bench_stack(prefix: str) -> Iterator[tuple[Path, Servers, Stack]]:
     """(directory, durable NATS + PostgreSQL, a Stack on them with no process started yet)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs")
+    stack = Stack(servers, root / "logs", suite_settings=False)
     try:
         yield root, servers, stack
     finally:

@@ -98,8 +98,8 @@ def _before_after(servers: Servers, root: Path, ds: Dataset, ref: str) -> dict[s
     if tree is None:
         return None
     no_cache = {"TELEMETRY_QUERY_CACHE_SIZE": "0"}  # the database's figures, not the gateway's query cache
-    before = Stack(servers, root / "logs-before", extra_env=no_cache)
-    after = Stack(servers, root / "logs-after", extra_env=no_cache)
+    before = Stack(servers, root / "logs-before", extra_env=no_cache, suite_settings=False)
+    after = Stack(servers, root / "logs-after", extra_env=no_cache, suite_settings=False)
     try:
         before.start("gateway", TELEMETRY_GATEWAY_PROCESSES="1", PYTHONPATH=str(tree))
         after.start("gateway", TELEMETRY_GATEWAY_PROCESSES="1")
@@ -115,7 +115,7 @@ def run_big(root: Path, ref: str) -> str:
     """Part one: the 10 M points, the spec's queries, the regression's statement at this size."""
     ds = _dataset(env_int("BIGQ_DEVICES", 1000))
     servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs", extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"})
+    stack = Stack(servers, root / "logs", extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"}, suite_settings=False)
     try:
         load = _load(servers, ds)
         stack.start("gateway")

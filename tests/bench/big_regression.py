@@ -24,14 +24,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from gateway.views.aggregates import _POINTS_IN, _filter
+from gateway.views.aggregates import _POINTS_IN, Filter, _filter
 from tests.bench.big_query_set import MONTH
 from tests.bench.queries import Dataset
 from tests.bench.stats import percentile
 
 REPO = Path(__file__).resolve().parents[2]
 # The statement prefer_exact runs for one series before reading its exact percentile (as built by the gateway).
-COUNT = sql.SQL(_POINTS_IN).format(table=sql.SQL("telemetry.rollup_hour"), filter=_filter("bucket", True))
+COUNT = sql.SQL(_POINTS_IN).format(table=sql.SQL("telemetry.rollup_hour"), filter=_filter("bucket", Filter.DEVICES))
 _PREPARE = (
     "PREPARE bq_count(text[], timestamptz, timestamptz, text[]) AS SELECT coalesce(sum(count), 0) "
     "FROM telemetry.rollup_hour WHERE metric_name = ANY($1) AND bucket >= $2 AND bucket < $3 AND device_id = ANY($4)"

@@ -240,9 +240,9 @@ def main() -> None:
         servers.append(single)
         cluster = start_nats_cluster(root / "nats-cluster", 3)
         create_topology(cluster.url, Settings(stream_replicas=3))
-        stacks[SETUPS[0]] = Stack(Servers(single, postgres), root / "logs-single")
+        stacks[SETUPS[0]] = Stack(Servers(single, postgres), root / "logs-single", suite_settings=False)
         stacks[SETUPS[1]] = Stack(ClusterServers(cluster, postgres.url), root / "logs-cluster",  # type: ignore[arg-type]
-                                  extra_env={"TELEMETRY_STREAM_REPLICAS": "3"})  # fmt: skip
+                                  extra_env={"TELEMETRY_STREAM_REPLICAS": "3"}, suite_settings=False)  # fmt: skip
         for stack in stacks.values():
             stack.start("gateway")
             stack.wait_healthy()

@@ -123,7 +123,7 @@ def main() -> None:
     rounds = int(os.environ.get("BENCH_CONSOLE_ROUNDS", "15"))
     root = scratch_dir("telemetry-bench-console-")
     servers = start_servers(root / "servers")
-    stack = Stack(servers, root / "logs")
+    stack = Stack(servers, root / "logs", suite_settings=False)
     try:
         stack.start_all(("gateway",))
         with chromium() as browser:

@@ -151,7 +151,7 @@ def main() -> None:
         for name, sync in MODES.items():
             nats_server = start_nats(root / f"nats-{sync}", sync_interval=sync)
             servers.append(nats_server)
-            stack = Stack(Servers(nats_server, postgres), root / f"logs-{sync}")
+            stack = Stack(Servers(nats_server, postgres), root / f"logs-{sync}", suite_settings=False)
             stacks[name] = stack
             stack.start("gateway")
             stack.wait_healthy()

@@ -192,7 +192,7 @@ def main() -> None:
         seed(stack)
         seed_rotated(stack)
         others = {
-            name: Stack(stack.servers, stack.log_dir, port=free_port(), extra_env=env)
+            name: Stack(stack.servers, stack.log_dir, port=free_port(), extra_env=env, suite_settings=False)
             for name, env in CONFIGS.items()
             if env
         }

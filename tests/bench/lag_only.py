@@ -126,7 +126,7 @@ def main() -> None:
             show_all(postgres.url, Path(os.environ["BENCH_SHOW_ALL"]))
         with psycopg.connect(postgres.url) as conn:
             say(f"{conn.execute('SELECT version()').fetchone()[0]}; data under {root}")  # type: ignore[index]
-        stack = Stack(Servers(nats, postgres), root / "logs")
+        stack = Stack(Servers(nats, postgres), root / "logs", suite_settings=False)
         stack.start_all()
         uvloop.run(measure(cfg, stack, postgres.url, nats.url, runs, preload, hops))
     finally:

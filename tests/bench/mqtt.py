@@ -163,7 +163,7 @@ def main() -> None:
     stack: Stack | None = None
     try:
         migrate(postgres.url)
-        stack = Stack(Servers(nats_server, postgres, mqtt_port=mqtt_port), root / "logs")
+        stack = Stack(Servers(nats_server, postgres, mqtt_port=mqtt_port), root / "logs", suite_settings=False)
         stack.start_all()
         stack.wait_healthy()
         result = run(stack, mqtt_port, rounds, points)

@@ -118,7 +118,13 @@ def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = 
             with CpuSampler(watched) as sampler:
                 harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
             record_ingest_cpu(run_dir / "results.jsonl", sampler)
-            uncached = Stack(servers, stack.log_dir, port=free_port(), extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"})
+            uncached = Stack(
+                servers,
+                stack.log_dir,
+                port=free_port(),
+                extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"},
+                suite_settings=False,
+            )
             start_with_gateways(uncached, workers=False)
             try:
                 # The harness's queries ran right after its ingestion, while projections may still be working:

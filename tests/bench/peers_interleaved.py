@@ -48,7 +48,13 @@ def run(peers: Path, run_dir: Path, args: list[str]) -> list[dict]:
     env = dict(os.environ, BENCH_RUN_DIR=str(run_dir), BENCH_RESULTS=str(run_dir / "results.jsonl"))
     with bench_stack("telemetry-interleaved-") as (_root, servers, stack):
         start_with_gateways(stack)
-        uncached = Stack(servers, stack.log_dir, port=free_port(), extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"})
+        uncached = Stack(
+            servers,
+            stack.log_dir,
+            port=free_port(),
+            extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"},
+            suite_settings=False,
+        )
         start_with_gateways(uncached, workers=False)
         key = f"{next(iter(stack.headers))}: {next(iter(stack.headers.values()))}"
         try:

@@ -248,7 +248,7 @@ def main() -> None:
     result = Result(load=[os.getloadavg()[0]])
     try:
         migrate(postgres.url)
-        stack = Stack(Servers(nats_server, postgres), root / "logs")
+        stack = Stack(Servers(nats_server, postgres), root / "logs", suite_settings=False)
         stack.start_all()
         stack.wait_healthy()
         live_ingest(stack, points, result)

@@ -177,7 +177,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     # A loaded machine can take seconds to fsync a JetStream acknowledgement: the burst waits, not fails.
     patient = {"TELEMETRY_PUBLISH_TIMEOUT": "15"}
-    workers = Stack(servers, root / "logs", extra_env=patient)
+    workers = Stack(servers, root / "logs", extra_env=patient, suite_settings=False)
     gateways: dict[str, Stack] = {}
     replica = None
     try:
@@ -189,7 +189,10 @@ def main() -> None:
             workers.start(name)
         gateways["primary"] = workers
         gateways["replica"] = Stack(
-            servers, root / "logs-replica", extra_env={"DATABASE_READ_URL": replica.url, **patient}
+            servers,
+            root / "logs-replica",
+            extra_env={"DATABASE_READ_URL": replica.url, **patient},
+            suite_settings=False,
         )
         gateways["replica"].start("gateway")
         for gateway in gateways.values():

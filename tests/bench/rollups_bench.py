@@ -263,7 +263,7 @@ def _write(lines: list[str]) -> None:
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="telemetry-rollups-bench-"))
     servers = start_servers(root / "servers", durable=True)
-    stack = Stack(servers, root / "logs")
+    stack = Stack(servers, root / "logs", suite_settings=False)
     monitor: Monitor | None = None
     try:
         stack.start_all()

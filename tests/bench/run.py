@@ -495,7 +495,9 @@ def main() -> None:
         migrate(postgres.url)
         servers = Servers(nats, postgres)
         # The query cache off: the query phases measure the database (the cache: tests/bench/fast_reads.py).
-        stack = Stack(servers, root / "logs", extra_env={**GATEWAY_ENV, "TELEMETRY_QUERY_CACHE_SIZE": "0"})
+        stack = Stack(
+            servers, root / "logs", extra_env={**GATEWAY_ENV, "TELEMETRY_QUERY_CACHE_SIZE": "0"}, suite_settings=False
+        )
         stack.start_all()
         watched = [Watched(name, stack.procs[name].pid) for name in PROCESSES]
         watched += [Watched("nats-server", nats.proc.pid), Watched("postgres", postgres.proc.pid, tree=True)]

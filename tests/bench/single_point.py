@@ -186,7 +186,7 @@ def _stack(root: Path, name: str, sync: str, tree: Path | None = None) -> tuple[
     postgres = start_postgres(root / name / "postgres", durable=True)
     migrate(postgres.url)
     servers = Servers(nats_server, postgres)
-    stack = Stack(servers, root / name / "logs", extra_env=GATEWAY_ENV, tree=tree)
+    stack = Stack(servers, root / name / "logs", extra_env=GATEWAY_ENV, tree=tree, suite_settings=False)
     stack.start_all()
     stack.wait_healthy(timeout=300)
     return stack, servers, nats_server.proc.pid, postgres.proc.pid

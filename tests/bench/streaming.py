@@ -302,7 +302,7 @@ every 100 ms sees up to 100 ms of that.
 async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     servers = start_servers(work / "servers", durable=True)
-    stack = Stack(servers, work / "logs")
+    stack = Stack(servers, work / "logs", suite_settings=False)
     try:
         stack.start_all()
         results = await run(stack, servers.database_url)

@@ -117,7 +117,7 @@ def start_tree(name: str, path: Path, root: Path) -> Tree:
     env = {**os.environ, "DATABASE_URL": postgres.url}
     subprocess.run([str(path / ".venv/bin/python"), "-m", "telemetry_core.cli", "migrate"], env=env, cwd=path,
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    stack = TreeStack(Servers(nats, postgres), root / name / "logs", extra_env=GATEWAY_ENV)
+    stack = TreeStack(Servers(nats, postgres), root / name / "logs", extra_env=GATEWAY_ENV, suite_settings=False)
     stack.tree = path
     try:
         stack.start_all()

@@ -15,6 +15,14 @@ from telemetry_core.embedded import free_port
 from tests.support.servers import Servers
 
 PROCESSES = ("gateway", "ingest-worker", "projection-worker", "alert-worker")
+# Settings of the test suite's stacks that differ from the product's defaults (benchmarks leave them out).
+SUITE_SETTINGS = {
+    # The suite's points have timestamps of any age on one shared database: no scheduled retention
+    # (tests/integration/test_retention.py runs the job on a database of its own).
+    "TELEMETRY_RETENTION_INTERVAL": "0",
+    # Fold the hours' pending sketches often, so that the suite's reads meet folds (migration 0023).
+    "TELEMETRY_SKETCH_COMPACTION_INTERVAL": "1",
+}
 
 
 def tree_env(tree: Path) -> dict[str, str]:
@@ -39,6 +47,8 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # A checkout of another commit whose code the processes run (benchmarks comparing builds); None: this tree.
     tree: Path | None = None
+    # The suite's own settings (SUITE_SETTINGS); False: the product's defaults, as a user runs it (benchmarks).
+    suite_settings: bool = True
 
     @property
     def url(self) -> str:
@@ -57,12 +67,9 @@ class Stack:
             TELEMETRY_API_KEYS=self.api_key,
             TELEMETRY_SIGNING_KEY=self.signing_key,
             TELEMETRY_LOG_FORMAT="json",
-            # The suite's points have timestamps of any age on one shared database: no scheduled retention
-            # (tests/integration/test_retention.py runs the job on a database of its own).
-            TELEMETRY_RETENTION_INTERVAL="0",
-            # Fold the hours' pending sketches often, so that the suite's reads meet folds (migration 0023).
-            TELEMETRY_SKETCH_COMPACTION_INTERVAL="1",
         )
+        if self.suite_settings:
+            env.update(SUITE_SETTINGS)
         env.update(self.extra_env)  # a stack's own settings override the suite's above
         if self.tree is not None:  # import the project from there (its own directory as cwd: see start)
             env.update(tree_env(self.tree))
