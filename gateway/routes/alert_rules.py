@@ -37,8 +37,9 @@ _BASE = "/api/v1/telemetry/alerts/rules"
 _APPLIED_DOC = (
     "Answers once the change is readable here and every live alert engine (heartbeat within 10 s) evaluates "
     "points with it: engines say so over NATS the moment they apply it (typically a few ms). An engine that "
-    "is down or stuck holds the answer for at most 5 s; the change is stored either way and the engine "
-    "applies it when it is back, before it evaluates another point."
+    "is down or stuck holds the answer for at most 5 s; the change is stored either way. The change governs "
+    "exactly the points accepted after it: an engine that is behind, or back after a restart, still evaluates "
+    "each point under the rules in force when the point was accepted."
 )
 _RULE_DOC = (
     "The body is a rule: name, metric_name, condition (>, <, >=, <=, ==, !=), threshold_value, and optionally "
