@@ -57,6 +57,14 @@ def start_with_gateways(stack: Stack, workers: bool = True) -> None:
     stack.wait_healthy(timeout=300)
 
 
+def start_uncached_gateways(stack: Stack) -> Stack:
+    """A second stack's gateways on ``stack``'s servers and workers, with TELEMETRY_QUERY_CACHE_SIZE=0, started."""
+    uncached = Stack(stack.servers, stack.log_dir, port=free_port(), extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"},
+                     suite_settings=False)  # fmt: skip
+    start_with_gateways(uncached, workers=False)
+    return uncached
+
+
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "benchmarks.md"
 HEADING = "## Side by side with InfluxDB and VictoriaMetrics"
@@ -118,14 +126,7 @@ def run_ours(peers: Path, run_dir: Path, args: list[str], line_protocol: bool = 
             with CpuSampler(watched) as sampler:
                 harness(peers, run_dir, ["--target", stack.url, "--header", key, *pid_args, *args])
             record_ingest_cpu(run_dir / "results.jsonl", sampler)
-            uncached = Stack(
-                servers,
-                stack.log_dir,
-                port=free_port(),
-                extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"},
-                suite_settings=False,
-            )
-            start_with_gateways(uncached, workers=False)
+            uncached = start_uncached_gateways(stack)
             try:
                 # The harness's queries ran right after its ingestion, while projections may still be working:
                 # the two gateways are compared on the quiet stack, without the cache, then with it again.

@@ -24,10 +24,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from telemetry_core.embedded import free_port
 from tests.bench.bench_stack import bench_stack
-from tests.bench.peers import GATEWAYS, peers_dir, say, start_with_gateways, workload_args
-from tests.support.stack import Stack
+from tests.bench.peers import GATEWAYS, peers_dir, say, start_uncached_gateways, start_with_gateways, workload_args
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks-peers-interleaved.md"
 ROUNDS = int(os.environ.get("BENCH_INTERLEAVED_ROUNDS", "4"))
@@ -46,16 +44,9 @@ def harness_python() -> Path:
 def run(peers: Path, run_dir: Path, args: list[str]) -> list[dict]:
     python = harness_python()
     env = dict(os.environ, BENCH_RUN_DIR=str(run_dir), BENCH_RESULTS=str(run_dir / "results.jsonl"))
-    with bench_stack("telemetry-interleaved-") as (_root, servers, stack):
+    with bench_stack("telemetry-interleaved-") as (_root, _servers, stack):
         start_with_gateways(stack)
-        uncached = Stack(
-            servers,
-            stack.log_dir,
-            port=free_port(),
-            extra_env={"TELEMETRY_QUERY_CACHE_SIZE": "0"},
-            suite_settings=False,
-        )
-        start_with_gateways(uncached, workers=False)
+        uncached = start_uncached_gateways(stack)
         key = f"{next(iter(stack.headers))}: {next(iter(stack.headers.values()))}"
         try:
             say("loading this service with the harness's target client")

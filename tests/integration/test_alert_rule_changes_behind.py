@@ -7,6 +7,7 @@ behind its stream. alert_worker/rules.py says why; tests/e2e/test_alert_rule_cha
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import structlog
@@ -42,7 +43,7 @@ async def publish(js: JetStreamContext, device: str, metric: str, value: float) 
     return int((await js.publish(points_subject(device), data, headers={SIGNATURE: VALIDATOR.signature(data)})).seq)
 
 
-async def consumer_of(js: JetStreamContext, devices: list[str]) -> tuple[str, object]:
+async def consumer_of(js: JetStreamContext, devices: list[str]) -> tuple[str, Any]:
     """A durable consumer of these devices' points (the engine's own stands in for it), and a pull subscription."""
     name = unique("rules_behind")
     filters = [f"telemetry.points.{slot_of(d)}.{d}" for d in devices]
@@ -58,6 +59,15 @@ def engine_of(nc: Client, pool: AsyncConnectionPool, name: str, rules: RuleIndex
                   rules_seq=lambda: 0, log=LOG, validator=VALIDATOR)  # fmt: skip
 
 
+async def engine_on(nc: Client, pool: AsyncConnectionPool, devices: list[str]) -> tuple[Engine, RuleIndex, Any]:
+    """An engine (on a consumer of ``devices``' points) starting at POINTS' end, its rule book, its subscription."""
+    js = nc.jetstream()
+    name, sub = await consumer_of(js, devices)
+    rules = RuleIndex(js, LOG)  # not following: the tests hand the events over, as the follower would
+    rules.reach(await position(js))  # where this engine starts
+    return engine_of(nc, pool, name, rules), rules, sub
+
+
 def spec(metric: str) -> RuleSpec:
     return msgspec.convert({"name": "hot", "metric_name": metric, "condition": ">", "threshold_value": 90}, RuleSpec)
 
@@ -66,10 +76,10 @@ async def position(js: JetStreamContext) -> int:
     return int((await js.stream_info(POINTS_STREAM)).state.last_seq or 0)
 
 
-async def fetch(sub: object, n: int) -> list[Msg]:
+async def fetch(sub: Any, n: int) -> list[Msg]:
     msgs: list[Msg] = []
     while len(msgs) < n:
-        msgs += await sub.fetch(n - len(msgs), timeout=5)  # type: ignore[attr-defined]
+        msgs += await sub.fetch(n - len(msgs), timeout=5)
     return msgs
 
 
@@ -78,10 +88,7 @@ async def test_points_accepted_while_a_rule_was_disabled_stay_unevaluated_when_i
 ) -> None:
     js, metric, rule_id = nc.jetstream(), unique("m"), unique("rule")
     a, b, c = unique("a"), unique("b"), unique("c")
-    name, sub = await consumer_of(js, [a, b, c])
-    rules = RuleIndex(js, LOG)  # not following: the events are handed over below, as the follower would
-    rules.reach(await position(js))  # where this engine starts
-    engine = engine_of(nc, pool, name, rules)
+    engine, rules, sub = await engine_on(nc, pool, [a, b, c])
     try:
         rules.receive(AlertRuleCreated(rule_id=rule_id, rule=spec(metric), at=AT, by="op",
                                        points_seq=await position(js)), 1)  # fmt: skip
@@ -99,7 +106,7 @@ async def test_points_accepted_while_a_rule_was_disabled_stay_unevaluated_when_i
         assert rules.rules[rule_id].enabled and not rules.waiting
         assert rules.position == msgs[-1].metadata.sequence.stream
     finally:
-        await js.delete_consumer(POINTS_STREAM, name)
+        await js.delete_consumer(POINTS_STREAM, engine.spec.durable)
 
 
 async def test_an_idle_engine_applies_a_waiting_change_once_its_consumer_has_nothing_unevaluated(
@@ -107,10 +114,7 @@ async def test_an_idle_engine_applies_a_waiting_change_once_its_consumer_has_not
 ) -> None:
     js, metric, rule_id = nc.jetstream(), unique("m"), unique("rule")
     ours, elsewhere = unique("ours"), unique("elsewhere")
-    name, sub = await consumer_of(js, [ours])
-    rules = RuleIndex(js, LOG)
-    rules.reach(await position(js))
-    engine = engine_of(nc, pool, name, rules)
+    engine, rules, sub = await engine_on(nc, pool, [ours])
     try:
         await publish(js, ours, metric, 1)
         # The change is made after a point of another partition: no message of ours will ever reach its points_seq.
@@ -126,7 +130,7 @@ async def test_an_idle_engine_applies_a_waiting_change_once_its_consumer_has_not
         await engine.tick()  # the runtime's tick asks while a change waits
         assert rule_id in rules.rules and rules.position == made_at and not rules.waiting
     finally:
-        await js.delete_consumer(POINTS_STREAM, name)
+        await js.delete_consumer(POINTS_STREAM, engine.spec.durable)
 
 
 async def test_a_busy_engine_applies_a_change_made_on_a_stream_since_created_again(
@@ -134,10 +138,7 @@ async def test_a_busy_engine_applies_a_change_made_on_a_stream_since_created_aga
 ) -> None:
     js, metric, rule_id = nc.jetstream(), unique("m"), unique("rule")
     ours = unique("ours")
-    name, _sub = await consumer_of(js, [ours])
-    rules = RuleIndex(js, LOG)
-    rules.reach(await position(js))
-    engine = engine_of(nc, pool, name, rules)
+    engine, rules, _sub = await engine_on(nc, pool, [ours])
     try:
         await publish(js, ours, metric, 1)  # pending: the consumer is busy, the idle rule does not apply
         beyond = await position(js) + 1_000_000  # a sequence of the stream before it was deleted and made again
@@ -146,4 +147,4 @@ async def test_a_busy_engine_applies_a_change_made_on_a_stream_since_created_aga
         assert rule_id in rules.rules and not rules.waiting
         assert rules.position < beyond  # the position is still this stream's
     finally:
-        await js.delete_consumer(POINTS_STREAM, name)
+        await js.delete_consumer(POINTS_STREAM, engine.spec.durable)
