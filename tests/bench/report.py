@@ -655,6 +655,7 @@ borderline. The stack runs with default settings (`TELEMETRY_INGEST_BATCH`={m.ge
 # Hand-written sections of docs/benchmarks.md that a new run keeps (placed before "## Method").
 KEPT_SECTIONS = (
     "## Before / after the redesign",
+    "## Before / after the twentieth session of 2026-12-05",
     "## Before / after the nineteenth session of 2026-12-05",
     "## Before / after the eighteenth session of 2026-12-05",
     "## Before / after the seventeenth session of 2026-12-05",
