@@ -19,7 +19,8 @@ Correctness rules (docs/architecture.md, "Latest-value cache"; gateway/latest_fe
 * With prefill on (gateway/latest_prefill.py), a notice of a series the cache does not hold yet is remembered
   (while there is room) so that the series is filled before its first read; so is a notice that makes pending an
   entry a request read lately (a dashboard polling a series that is written meanwhile), at most
-  ``REFILLS_PER_READ`` times per read. Either fill is an ordinary one, kept by the rules above or not at all.
+  ``REFILLS_PER_READ`` times per read, fewer while the series is written more often than that between reads.
+  Either fill is an ordinary one, kept by the rules above or not at all.
 """
 
 from collections import OrderedDict
@@ -34,6 +35,12 @@ from telemetry_schemas.api.queries import LatestValueResponse
 # most ~200 µs) near what the miss it saves costs over a hit (~220 µs: PostgreSQL ~120, gateway ~100, measured
 # in docs/benchmarks.md's eighteenth session), however often the series is written and however rarely read.
 REFILLS_PER_READ = 8
+# A series written more often between two reads than its refills cover wastes every refill (each is pending again
+# before the read comes, which misses anyway): a device writing every second, polled every 10 s, cost ~6 prefill
+# reads per poll for no hit. A read that finds the entry pending with every refill spent halves the entry's budget
+# (down to 1); a read answered by a refill restores it to REFILLS_PER_READ; after REPROBE_AFTER such reads at 1 the
+# full budget is tried once more (the writes may have slowed down): about 2 wasted reads per poll instead of ~6.
+REPROBE_AFTER = 8
 
 Key = tuple[str, str]  # (device_id, metric_name)
 Order = tuple[datetime, int]  # (point time, POINTS sequence): later wins, as in latest_values' upsert
@@ -45,9 +52,25 @@ class _Entry:
     order: Order | None = None
     required: Order | None = None  # the newest order a notice announced since this entry was made
     filled_at: float = 0.0
-    # Refills left: set to REFILLS_PER_READ by each request's read (a hit, or a miss that fills it), one used
-    # each time a notice makes the entry pending and it is queued for the prefill.
+    # Refills left: set to ``budget`` by each request's read (a hit, or a miss that fills it), one used each time a
+    # notice makes the entry pending and it is queued for the prefill; ``spent`` counts them since that read.
     refills: int = 0
+    spent: int = 0
+    budget: int = REFILLS_PER_READ  # refills per read, halved while they are all wasted (REPROBE_AFTER)
+    starved: int = 0  # reads in a row at a budget of 1 that found every refill spent
+
+    def read(self, hit: bool) -> None:
+        """A request read this entry: its refills until the next read, from what the last ones achieved."""
+        if hit and self.spent:  # a refill answered this read: refilling pays for this series
+            self.budget, self.starved = REFILLS_PER_READ, 0
+        elif not hit and self.spent and not self.refills:  # every refill spent, and still written after the last
+            if self.budget > 1:
+                self.budget //= 2
+            else:
+                self.starved += 1
+                if self.starved >= REPROBE_AFTER:
+                    self.budget, self.starved = REFILLS_PER_READ, 0
+        self.refills, self.spent = self.budget, 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -115,7 +138,7 @@ class LatestCache:
         if entry is None or entry.found is None or now - entry.filled_at >= self.ttl_s:
             return None
         self._entries.move_to_end(key)
-        entry.refills = REFILLS_PER_READ
+        entry.read(hit=True)
         return entry.found
 
     def begin_fill(self, key: Key, evict: bool = True) -> Fill | None:
@@ -136,7 +159,7 @@ class LatestCache:
         else:
             self._entries.move_to_end(key)
         if evict:
-            entry.refills = REFILLS_PER_READ  # a request's miss: it reads this series
+            entry.read(hit=False)  # a request's miss: it reads this series
         return Fill(key, entry, self.epoch)
 
     def finish_fill(
@@ -170,8 +193,9 @@ class LatestCache:
         if entry.order is not None and order > entry.order:
             entry.found = entry.order = None
         if entry.found is None and entry.refills and self._noticed is not None and key not in self._refill:
-            # Read lately and now pending: fill it again before the next poll (REFILLS_PER_READ bounds it).
+            # Read lately and now pending: fill it again before the next poll (its budget bounds it).
             entry.refills -= 1
+            entry.spent += 1
             self._refill[key] = None
 
     def drop_all(self) -> None:

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.latest_cache import REFILLS_PER_READ, Key, LatestCache
+from gateway.latest_cache import REFILLS_PER_READ, REPROBE_AFTER, Key, LatestCache
 from telemetry_schemas.api.queries import LatestValueResponse
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -197,3 +197,58 @@ def test_a_fill_that_must_not_evict_is_refused_when_full() -> None:
     assert cache.begin_fill(("dev-99", "temperature"), evict=False) is None  # full: nothing pushed out
     assert cache.get(KEY, 1.0) == row(1.0) and len(cache) == 10
     assert cache.begin_fill(KEY, evict=False) is not None  # held already: no room needed
+
+
+def written_between_reads(cache: LatestCache, writes: int, start: int) -> int:
+    """``writes`` notices of KEY, each after the prefill refilled the last (the prefill's rounds); refills handed."""
+    handed = 0
+    for n in range(start, start + writes):
+        at = T0 + timedelta(seconds=n)
+        cache.notice(KEY, (at, n))
+        if cache.take_refills() == [KEY]:
+            handed += 1
+            prefilled(cache, KEY, float(n), at, n)
+    return handed
+
+
+def test_a_series_written_more_often_than_its_refills_cover_gets_fewer_and_a_refill_that_answers_restores_them() -> (
+    None
+):
+    cache = filled(1.0, seq=0)  # a request's miss filled it: read
+    cache.start_prefill()
+    spent = []
+    n = 1
+    for _poll in range(4 + REPROBE_AFTER):  # 10 writes between polls, each poll a miss: every refill is wasted
+        spent.append(written_between_reads(cache, 10, n))
+        n += 10
+        assert cache.get(KEY, 1.0) is None  # pending: the last writes went unrefilled
+        assert cache.begin_fill(KEY) is not None  # the poll's own read
+    # Halved down to one per read; after REPROBE_AFTER polls at one the full budget is tried again (the series
+    # might have slowed down since): it has not, so the next poll halves it again.
+    assert spent == [REFILLS_PER_READ, 4, 2, *[1] * REPROBE_AFTER, REFILLS_PER_READ]
+    assert written_between_reads(cache, 10, n) == 4
+
+
+def test_a_miss_while_refills_are_left_keeps_the_budget() -> None:
+    cache = filled(1.0, seq=0)
+    cache.start_prefill()
+    cache.notice(KEY, (T0 + timedelta(seconds=1), 1))  # written just before the poll: the refill is still queued
+    assert cache.get(KEY, 1.0) is None
+    fill = cache.begin_fill(KEY)  # a miss, but not for lack of refills
+    assert fill is not None
+    assert cache.finish_fill(fill, row(2.0, T0 + timedelta(seconds=1)), (T0 + timedelta(seconds=1), 1), True, 1.0)
+    assert cache.take_refills() == []  # the poll filled it first
+    assert written_between_reads(cache, REFILLS_PER_READ + 2, 2) == REFILLS_PER_READ
+
+
+def test_a_refill_that_answers_a_read_restores_the_full_budget() -> None:
+    cache = filled(1.0, seq=0)
+    cache.start_prefill()
+    n = 1
+    for _poll in range(4):  # down to one refill per read
+        written_between_reads(cache, 10, n)
+        n += 10
+        assert cache.begin_fill(KEY) is not None
+    assert written_between_reads(cache, 1, n) == 1  # the series slows down: its one refill is there for the poll
+    assert cache.get(KEY, 1.0) is not None
+    assert written_between_reads(cache, 10, n + 1) == REFILLS_PER_READ
