@@ -12,8 +12,9 @@ A prefill is an ordinary fill (``fill_series`` in gateway/views/latest.py): kept
 (latest_values not caught up with the raw points yet) is tried again 2, 4 and 8 rounds later, then left to the
 first read. Cost: one row read per new series per gateway process, not per point. A series the cache holds is
 filled again only when a notice makes it pending after a request read it (a dashboard polling a device that
-wrote since: the next poll is a hit), at most ``REFILLS_PER_READ`` (8) times per read, so the refills cost a
-series no more than its reads' misses would (gateway/latest_cache.py). ~11 µs of PostgreSQL per series (the
+wrote since: the next poll is a hit), at most ``REFILLS_PER_READ`` (8) times per read (fewer for a series written
+more often than that between reads), so the refills cost a series no more than its reads' misses would
+(gateway/latest_cache.py). ~11 µs of PostgreSQL per series (the
 raw-points check probes every partition from the row's day on), ~20 ms per statement of 1,000.
 
 Rounds wait while ``busy()`` says so (the gateway passes: storage is over a second behind ingestion): reads made
