@@ -86,8 +86,7 @@ class RuleBook:
         out (or in) for as long. The position stays where it is, so later changes made on the new stream keep their
         meaning. True when a change was applied.
         """
-        gone = [(event, seq) for event, seq in self.waiting if (event.points_seq or 0) > last_seq]
-        if not gone:
+        if not any((event.points_seq or 0) > last_seq for event, _seq in self.waiting):
             return False
         self.waiting = deque(
             (replace(event, points_seq=None), seq) if (event.points_seq or 0) > last_seq else (event, seq)
