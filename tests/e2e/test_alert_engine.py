@@ -158,7 +158,7 @@ def test_two_engines_and_a_sigkill_give_each_alert_once(engine_stack: Stack) -> 
         alerts = eventually(lambda: len(a := alerts_of(client, rule["rule_id"])) >= len(devices) and a, timeout=30)
         # Let everything drain, then the answer must still be exactly one alert per device.
         eventually(
-            lambda: all(p["pending"] == 0 and p["ack_pending"] == 0 for p in _engine_lag(engine_stack)), timeout=30
+            lambda: all(p["pending"] == 0 and p["ack_pending"] == 0 for p in engine_lag(engine_stack)), timeout=30
         )
         alerts = alerts_of(client, rule["rule_id"])
     assert sorted(a["device_id"] for a in alerts) == sorted(devices)
@@ -193,7 +193,8 @@ def test_a_lost_partition_lock_hands_the_partition_to_the_standby(engine_stack: 
     assert sorted(a["device_id"] for a in alerts) == sorted(devices)
 
 
-def _engine_lag(stack: Stack) -> list[dict]:
+def engine_lag(stack: Stack, partitions: int = 2) -> list[dict]:
+    """Each alert engine consumer's pending and unacknowledged POINTS messages."""
     import asyncio
 
     import nats
@@ -203,8 +204,8 @@ def _engine_lag(stack: Stack) -> list[dict]:
         try:
             js = nc.jetstream()
             out = []
-            for i in range(2):
-                info = await js.consumer_info("POINTS", f"alerts_{i}_of_2")
+            for i in range(partitions):
+                info = await js.consumer_info("POINTS", f"alerts_{i}_of_{partitions}")
                 out.append({"pending": info.num_pending, "ack_pending": info.num_ack_pending})
             return out
         finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_alert_engine import alerts_of, make_rule, send
+from tests.e2e.test_alert_engine import alerts_of, engine_lag, make_rule, send
 from tests.support.eventually import eventually
 from tests.support.ids import unique
 from tests.support.servers import start_servers
@@ -33,22 +33,6 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     servers.stop()
 
 
-def _engine_drained(stack: Stack) -> bool:
-    import asyncio
-
-    import nats
-
-    async def drained() -> bool:
-        nc = await nats.connect(stack.servers.nats_url)
-        try:
-            info = await nc.jetstream().consumer_info("POINTS", "alerts_0_of_1")
-            return info.num_pending == 0 and info.num_ack_pending == 0
-        finally:
-            await nc.close()
-
-    return asyncio.run(drained())
-
-
 def test_changes_made_while_the_engine_was_down_apply_from_their_own_points_on(own_stack: Stack) -> None:
     metric = unique("temp")
     before, disabled, after = unique("before"), unique("disabled"), unique("after")
@@ -65,7 +49,8 @@ def test_changes_made_while_the_engine_was_down_apply_from_their_own_points_on(o
         send(client, after, metric, [97])  # accepted once it is enabled again
         own_stack.start("alert-worker")
         eventually(lambda: len(alerts_of(client, rule["rule_id"])) >= 2, timeout=30, what="the alerts")
-        eventually(lambda: _engine_drained(own_stack), timeout=30, what="the engine evaluated every point")
+        eventually(lambda: engine_lag(own_stack, 1) == [{"pending": 0, "ack_pending": 0}], timeout=30,
+                   what="the engine evaluated every point")  # fmt: skip
         alerts = alerts_of(client, rule["rule_id"])
     assert sorted(a["device_id"] for a in alerts) == sorted([before, after])
     assert {a["device_id"]: a["current_value"] for a in alerts} == {before: 95, after: 97}
