@@ -24,8 +24,9 @@ from psycopg_pool import AsyncConnectionPool
 from alert_worker import state_store
 from alert_worker.emitter import Emitted, Emitter
 from alert_worker.evaluator import Evaluator, owns
+from alert_worker.rules import RuleBook
 from telemetry_core.consumer_runtime import Rejected
-from telemetry_core.metrics import ALERT_EVALUATIONS, ALERT_UNWATCHED
+from telemetry_core.metrics import ALERT_EVALUATIONS, ALERT_RULES_WAITING, ALERT_UNWATCHED
 from telemetry_core.points_validator import PointsValidator
 from telemetry_core.stream_guard import StreamGuard
 from telemetry_core.topology import POINTS_STREAM, ConsumerSpec, device_of_points_subject
@@ -123,8 +124,16 @@ class Engine:
         the tick asks the consumer. Nothing pending and nothing unacknowledged (the runtime acknowledges a batch
         only after ``handle``) means every message of this partition the stream held when asked has been evaluated;
         the stream held the changes' ``points_seq`` by then (the gateway read it before publishing the change).
+        Says on /metrics how many changes still wait (telemetry_alert_rule_changes_waiting).
         """
         book = self.evaluator.rules
+        try:
+            if book.waiting:
+                await self._apply_when_idle(book)
+        finally:
+            ALERT_RULES_WAITING.set(len(book.waiting))
+
+    async def _apply_when_idle(self, book: RuleBook) -> None:
         until = book.waiting_until()
         if until <= book.position:
             return
@@ -176,8 +185,7 @@ class Engine:
 
     async def tick(self) -> None:
         """Apply operator resolutions, run the clock (auto-resolve, cooldowns, no-data), save, heartbeat."""
-        if self.evaluator.rules.waiting:
-            await self.apply_rules_when_idle()
+        await self.apply_rules_when_idle()
         now = time.time()
         while not self.resolved_by_operator.empty():
             self.evaluator.operator_resolved(*self.resolved_by_operator.get_nowait(), now=now)

@@ -13,7 +13,7 @@ import socket
 
 import structlog
 from nats.aio.client import Client
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from telemetry_core.stopping import sleep_or_stop
 
@@ -82,6 +82,13 @@ ALERT_UNWATCHED = Counter(
     "telemetry_alert_points_unwatched",
     "Points the alert engine passed over unread because no enabled rule of its partition watches their metrics. "
     "High while rules exist for those metrics: the engine's rule index is behind (its rule events not applied).",
+    registry=WORKER_REGISTRY,
+)
+ALERT_RULES_WAITING = Gauge(
+    "telemetry_alert_rule_changes_waiting",
+    "Rule changes the alert engine has received but that are not in force yet: each takes effect once the engine "
+    "has evaluated the POINTS messages accepted before it (alert_worker/rules.py). Above 0 for long: the engine is "
+    "behind its stream.",
     registry=WORKER_REGISTRY,
 )
 ALERT_TRANSITIONS = Counter(
