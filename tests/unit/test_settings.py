@@ -97,22 +97,18 @@ def test_database_read_url_is_optional_and_checked() -> None:
         Settings.from_env({"DATABASE_READ_URL": "mysql://replica"})
 
 
-def test_latest_prefill_interval_defaults_to_half_a_second_and_zero_turns_it_off() -> None:
-    assert Settings.from_env({}).latest_prefill_interval_s == 0.5
-    assert Settings.from_env({"TELEMETRY_LATEST_PREFILL_INTERVAL": "0"}).latest_prefill_interval_s == 0.0
-    with pytest.raises(ConfigurationError, match="TELEMETRY_LATEST_PREFILL_INTERVAL must be between 0"):
-        Settings.from_env({"TELEMETRY_LATEST_PREFILL_INTERVAL": "-1"})
-
-
-def test_alert_linger_defaults_to_fifty_milliseconds_and_zero_turns_it_off() -> None:
-    assert Settings.from_env({}).alert_linger_s == 0.05
-    assert Settings.from_env({"TELEMETRY_ALERT_LINGER": "0"}).alert_linger_s == 0.0
-    with pytest.raises(ConfigurationError, match="TELEMETRY_ALERT_LINGER must be between 0"):
-        Settings.from_env({"TELEMETRY_ALERT_LINGER": "1.5"})
-
-
-def test_ingest_linger_defaults_to_twenty_milliseconds_and_zero_turns_it_off() -> None:
-    assert Settings.from_env({}).ingest_linger_s == 0.02
-    assert Settings.from_env({"TELEMETRY_INGEST_LINGER": "0"}).ingest_linger_s == 0.0
-    with pytest.raises(ConfigurationError, match="TELEMETRY_INGEST_LINGER must be between 0"):
-        Settings.from_env({"TELEMETRY_INGEST_LINGER": "2"})
+@pytest.mark.parametrize(
+    ("variable", "field", "default", "out_of_range"),
+    [
+        ("TELEMETRY_LATEST_PREFILL_INTERVAL", "latest_prefill_interval_s", 0.5, "-1"),
+        ("TELEMETRY_ALERT_LINGER", "alert_linger_s", 0.05, "1.5"),
+        ("TELEMETRY_INGEST_LINGER", "ingest_linger_s", 0.02, "2"),
+    ],
+)
+def test_a_waiting_time_has_its_default_zero_turns_it_off_and_its_range_is_checked(
+    variable: str, field: str, default: float, out_of_range: str
+) -> None:
+    assert getattr(Settings.from_env({}), field) == default
+    assert getattr(Settings.from_env({variable: "0"}), field) == 0.0
+    with pytest.raises(ConfigurationError, match=f"{variable} must be between 0"):
+        Settings.from_env({variable: out_of_range})
