@@ -1,4 +1,4 @@
-"""Parsed line-protocol points → this service's points (JSON, as the batch API receives them), per device.
+"""A line-protocol body → this service's points (JSON, as the batch API receives them), per device.
 
 Naming, chosen to match what a Telegraf user already sees in Telegraf's Prometheus output: field ``f`` of
 measurement ``m`` is the metric ``m_f`` (``cpu usage_idle=…`` → ``cpu_usage_idle``), and a field called
@@ -11,10 +11,20 @@ point's tags, every other tag is kept.
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import msgspec
 
-from gateway.line_protocol import LineError, LinePoint
+from gateway.line_protocol import (
+    FieldValue,
+    LineError,
+    LineSyntaxError,
+    fields,
+    lines,
+    sections,
+    series_key,
+    timestamp,
+)
 
 # Nanoseconds per unit of each precision name InfluxDB 1.x (n, u, ms, s, m, h) or 2.x (ns, us, ms, s) accepts.
 PRECISIONS: dict[str, int] = {
@@ -44,48 +54,127 @@ def instant(timestamp_ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=timestamp_ns // 1_000)
 
 
-def to_device_points(
-    parsed: list[tuple[int, LinePoint]],
-    device_tags: tuple[str, ...],
-    precision_ns: int,
-    now_ns: int,
-    dots_to_underscores: bool = False,
-) -> tuple[dict[str, DevicePoints], list[LineError]]:
-    """Group every field of every line by device, as JSON points; lines without a device tag are errors.
+@dataclass
+class Translation:
+    """A body's points per device, how many lines held a point, and the lines (or fields) refused so far."""
 
-    ``now_ns`` is the time of lines without a timestamp: one instant per request, as InfluxDB does.
-    ``dots_to_underscores`` (the operator's opt-in, TELEMETRY_LINE_PROTOCOL_DOTS=underscore) writes the dots
-    of device ids and metric names as underscores: host names such as ``web.example.com`` and measurements
-    such as ``disk.io`` are then accepted, at the price that ``a.b`` and ``a_b`` become one name.
+    lines: int = 0
+    devices: dict[str, DevicePoints] = field(default_factory=dict)
+    refused: list[LineError] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """What every line of one series key turns into: its device, and the JSON its points share."""
+
+    measurement: str
+    device: str | None  # None: the key has no device tag
+    tags_json: bytes  # b',"tags":{...}' or b"" (the device tag is not among them)
+    names: dict[str, tuple[str, bytes]]  # field key -> the metric name, and as JSON (filled as fields are met)
+
+
+@dataclass(frozen=True, slots=True)
+class _Instant:
+    """A timestamp's text, read: its JSON, or why it is refused (a syntax error comes before the device check)."""
+
+    json: bytes | None
+    syntax_error: str | None = None
+    range_error: str | None = None
+
+
+def translate(
+    text: str, device_tags: tuple[str, ...], precision_ns: int, now_ns: int, dots_to_underscores: bool = False
+) -> Translation:
+    """Every field of every line as a JSON point, grouped by device; refused lines by number, in line order.
+
+    The lines of a body repeat a few series keys and timestamps: each distinct key (measurement and tags) and
+    each distinct timestamp is read and encoded once per body, the fields of every line always. ``now_ns`` is
+    the time of lines without a timestamp: one instant per request, as InfluxDB does. ``dots_to_underscores``
+    (the operator's opt-in, TELEMETRY_LINE_PROTOCOL_DOTS=underscore) writes the dots of device ids and metric
+    names as underscores: host names such as ``web.example.com`` and measurements such as ``disk.io`` are then
+    accepted, at the price that ``a.b`` and ``a_b`` become one name. The same points as ``parse`` followed by
+    one point per field (tests/unit/test_line_points.py holds that reading and compares).
     """
-    devices: dict[str, DevicePoints] = {}
-    errors: list[LineError] = []
-    for number, point in parsed:
-        used = next((t for t in device_tags if t in point.tags), None)
-        if used is None:
-            errors.append(LineError(number, f"no device tag: the line needs one of the tags {', '.join(device_tags)}"))
-            continue
+    out = Translation()
+    series: dict[str, _Series | str] = {}  # key text -> the series, or why the key is refused
+    instants: dict[str, _Instant] = {}
+    refused, devices = out.refused, out.devices
+    for number, line in lines(text):
+        out.lines += 1
         try:
-            ts = now_ns if point.timestamp is None else point.timestamp * precision_ns
-            when = instant(ts)
-        except OverflowError:
-            errors.append(LineError(number, f"timestamp {point.timestamp} is out of range"))
+            key, field_text, stamp = sections(line)
+            found = series.get(key)
+            if found is None:
+                found = series[key] = _series(key, device_tags, dots_to_underscores)
+            if isinstance(found, str):
+                raise LineSyntaxError(found)
+            values = fields(field_text)
+        except LineSyntaxError as exc:
+            refused.append(LineError(number, str(exc)))
             continue
-        tags = {k: v for k, v in point.tags.items() if k != used}
-        device = point.tags[used].replace(".", "_") if dots_to_underscores else point.tags[used]
-        target = devices.setdefault(device, DevicePoints())
-        for key, value in point.fields.items():
-            name = metric_name(point.measurement, key)
-            if dots_to_underscores:
-                name = name.replace(".", "_")
-            body: dict[str, object] = {
-                "timestamp": when,
-                "metric_name": name,
-                "value": value if isinstance(value, bool | str | float) else int(value),
-            }
-            if tags:
-                body["tags"] = tags
-            target.raws.append(msgspec.Raw(_encoder.encode(body)))
-            target.lines.append(number)
-            target.metrics.append(name)
-    return devices, errors
+        when = instants.get(stamp)
+        if when is None:
+            when = instants[stamp] = _instant(stamp, precision_ns, now_ns)
+        if when.syntax_error is not None:
+            refused.append(LineError(number, when.syntax_error))
+        elif found.device is None:
+            refused.append(LineError(number, f"no device tag: the line needs one of the tags {', '.join(device_tags)}"))
+        elif when.json is None:
+            refused.append(LineError(number, when.range_error or "timestamp out of range"))
+        else:
+            _add(devices, found, when.json, values, number, dots_to_underscores)
+    return out
+
+
+def _add(
+    devices: dict[str, DevicePoints], found: _Series, when: bytes, values: dict[str, FieldValue], number: int,
+    dots: bool,
+) -> None:  # fmt: skip
+    device = cast(str, found.device)
+    target = devices.get(device)
+    if target is None:
+        target = devices[device] = DevicePoints()
+    names, tags = found.names, found.tags_json
+    for key, value in values.items():
+        named = names.get(key)
+        if named is None:
+            metric = metric_name(found.measurement, key)
+            metric = metric.replace(".", "_") if dots else metric
+            named = names[key] = (metric, _encoder.encode(metric))
+        encoded = _encoder.encode(value if type(value) in _AS_IS else int(value))
+        target.raws.append(msgspec.Raw(_POINT % (when, named[1], encoded, tags)))
+        target.lines.append(number)
+        target.metrics.append(named[0])
+
+
+_AS_IS = frozenset({bool, str, float, int})  # Unsigned (an int subclass) is written as a plain int
+# The keys in the order msgspec writes a point's dict; "tags" (with its comma) only when the line has tags.
+_POINT = b'{"timestamp":%b,"metric_name":%b,"value":%b%b}'
+
+
+def _series(key: str, device_tags: tuple[str, ...], dots: bool) -> _Series | str:
+    try:
+        measurement, tags = series_key(key)
+    except LineSyntaxError as exc:
+        return str(exc)
+    used = next((t for t in device_tags if t in tags), None)
+    if used is None:
+        return _Series(measurement, None, b"", {})
+    device = tags.pop(used)
+    return _Series(
+        measurement,
+        device.replace(".", "_") if dots else device,
+        b',"tags":' + _encoder.encode(tags) if tags else b"",
+        {},
+    )
+
+
+def _instant(stamp: str, precision_ns: int, now_ns: int) -> _Instant:
+    try:
+        value = timestamp(stamp)
+    except LineSyntaxError as exc:
+        return _Instant(None, syntax_error=str(exc))
+    try:
+        return _Instant(_encoder.encode(instant(now_ns if value is None else value * precision_ns)))
+    except OverflowError:
+        return _Instant(None, range_error=f"timestamp {value} is out of range")

@@ -10,6 +10,7 @@ others still parse.
 """
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 FieldValue = float | int | bool | str
@@ -37,8 +38,8 @@ class LineError:
     error: str
 
 
-class _Bad(Exception):
-    """A syntax error in one line (caught per line)."""
+class LineSyntaxError(Exception):
+    """A syntax error in one line (caught per line; its text is the reason)."""
 
 
 _TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
@@ -69,7 +70,7 @@ def _scan(s: str, start: int, stops: str, quotes: bool) -> int:
             return i
         i += 1
     if quoted:
-        raise _Bad("unterminated quoted string")
+        raise LineSyntaxError("unterminated quoted string")
     return n
 
 
@@ -88,10 +89,10 @@ def _split(s: str, sep: str, quotes: bool) -> list[str]:
 
 def _field_value(text: str) -> FieldValue:
     if not text:
-        raise _Bad("missing field value")
+        raise LineSyntaxError("missing field value")
     if text[0] == '"':
         if len(text) < 2 or text[-1] != '"':
-            raise _Bad(f"invalid string field value {text!r}: it must be one double-quoted string")
+            raise LineSyntaxError(f"invalid string field value {text!r}: it must be one double-quoted string")
         return _unescape(text[1:-1], _STRING_ESCAPE)
     last = text[-1]
     if last == "i" and _INT.fullmatch(text, 0, len(text) - 1):
@@ -104,10 +105,12 @@ def _field_value(text: str) -> FieldValue:
         return False
     if _FLOAT.fullmatch(text):
         return float(text)
-    raise _Bad(f"invalid field value {text!r}: expected a float, an integer (1i), unsigned (1u), boolean or string")
+    raise LineSyntaxError(
+        f"invalid field value {text!r}: expected a float, an integer (1i), unsigned (1u), boolean or string"
+    )
 
 
-def _sections(line: str) -> tuple[str, str, str]:
+def sections(line: str) -> tuple[str, str, str]:
     """(measurement and tags, fields, timestamp text) of a line; runs of spaces separate them."""
     if "\\" not in line and '"' not in line:
         parts = [p for p in line.split(" ") if p]
@@ -125,9 +128,9 @@ def _sections(line: str) -> tuple[str, str, str]:
             parts.extend(rest.split(" "))
         parts = [p for p in parts if p]
     if len(parts) < 2:
-        raise _Bad("missing fields: a line is 'measurement[,tag=value...] field=value[,...] [timestamp]'")
+        raise LineSyntaxError("missing fields: a line is 'measurement[,tag=value...] field=value[,...] [timestamp]'")
     if len(parts) > 3:
-        raise _Bad(f"unexpected text after the timestamp: {' '.join(parts[3:])!r}")
+        raise LineSyntaxError(f"unexpected text after the timestamp: {' '.join(parts[3:])!r}")
     return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
 
 
@@ -135,40 +138,55 @@ def parse_line(line: str) -> LinePoint:
     """Parse one non-blank, non-comment line; raise ValueError with the reason."""
     try:
         return _parse(line)
-    except _Bad as exc:
+    except LineSyntaxError as exc:
         raise ValueError(str(exc)) from None
 
 
 def _parse(line: str) -> LinePoint:
-    key, field_text, stamp = _sections(line)
+    key, field_text, stamp = sections(line)
+    measurement, tags = series_key(key)
+    return LinePoint(measurement, tags, fields(field_text), timestamp(stamp))
+
+
+def series_key(key: str) -> tuple[str, dict[str, str]]:
+    """The measurement and tags of a line's first section (InfluxDB's series key)."""
     names = _split(key, ",", False)
     measurement = _unescape(names[0], _NAME_ESCAPE)
     if not measurement:
-        raise _Bad("missing measurement")
+        raise LineSyntaxError("missing measurement")
     tags: dict[str, str] = {}
     for pair in names[1:]:
         k, eq, v = pair.partition("=") if "\\" not in pair else _partition(pair, False)
         if not eq or not k:
-            raise _Bad(f"invalid tag {pair!r}: expected key=value")
+            raise LineSyntaxError(f"invalid tag {pair!r}: expected key=value")
         if not v:
-            raise _Bad(f"missing tag value of tag {_unescape(k, _KEY_ESCAPE)!r}")
+            raise LineSyntaxError(f"missing tag value of tag {_unescape(k, _KEY_ESCAPE)!r}")
         tags[_unescape(k, _KEY_ESCAPE)] = _unescape(v, _KEY_ESCAPE)
-    fields: dict[str, FieldValue] = {}
-    for pair in _split(field_text, ",", True):
+    return measurement, tags
+
+
+def fields(text: str) -> dict[str, FieldValue]:
+    """The fields of a line's second section, by key."""
+    found: dict[str, FieldValue] = {}
+    for pair in _split(text, ",", True):
         k, eq, v = pair.partition("=") if "\\" not in pair and '"' not in pair else _partition(pair, True)
         if not eq or not k:
-            raise _Bad(f"invalid field {pair!r}: expected key=value")
+            raise LineSyntaxError(f"invalid field {pair!r}: expected key=value")
         name = _unescape(k, _KEY_ESCAPE)
         try:
-            fields[name] = _field_value(v)
-        except _Bad as exc:
-            raise _Bad(f"field {name!r}: {exc}") from None
-    timestamp = None
-    if stamp:
-        if not _INT.fullmatch(stamp):
-            raise _Bad(f"invalid timestamp {stamp!r}: expected an integer")
-        timestamp = int(stamp)
-    return LinePoint(measurement, tags, fields, timestamp)
+            found[name] = _field_value(v)
+        except LineSyntaxError as exc:
+            raise LineSyntaxError(f"field {name!r}: {exc}") from None
+    return found
+
+
+def timestamp(text: str) -> int | None:
+    """A line's third section as an integer, or None when the line has none."""
+    if not text:
+        return None
+    if not _INT.fullmatch(text):
+        raise LineSyntaxError(f"invalid timestamp {text!r}: expected an integer")
+    return int(text)
 
 
 def _partition(pair: str, quotes: bool) -> tuple[str, str, str]:
@@ -178,17 +196,22 @@ def _partition(pair: str, quotes: bool) -> tuple[str, str, str]:
     return pair[:end], "=", pair[end + 1 :]
 
 
+def lines(text: str) -> Iterator[tuple[int, str]]:
+    """Each line that holds a point (not blank, not a comment), stripped, with its 1-based number."""
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip(" \t\r")
+        if line and line[0] != "#":
+            yield number, line
+
+
 def parse(text: str) -> tuple[list[tuple[int, LinePoint]], list[LineError]]:
     """Every line's point with its 1-based line number, and the lines refused with their reasons."""
     points: list[tuple[int, LinePoint]] = []
     errors: list[LineError] = []
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw.strip(" \t\r")
-        if not line or line[0] == "#":
-            continue
+    for number, line in lines(text):
         try:
             points.append((number, _parse(line)))
-        except _Bad as exc:
+        except LineSyntaxError as exc:
             errors.append(LineError(number, str(exc)))
     return points, errors
 

@@ -21,8 +21,8 @@ from gateway.auth.guard import charge_points, require_devices
 from gateway.batch_validation import check_points
 from gateway.deps import checked_name, traced_request_id
 from gateway.errors import ApiError
-from gateway.line_points import PRECISIONS, DevicePoints, to_device_points
-from gateway.line_protocol import LineError, LinePoint, parse
+from gateway.line_points import PRECISIONS, DevicePoints, translate
+from gateway.line_protocol import LineError
 from gateway.line_protocol_bodies import (
     InfluxV1Error,
     InfluxV2Error,
@@ -84,15 +84,6 @@ def _check_device(
     return checked.raw_points, refused
 
 
-def _translate(
-    text: str, device_tags: tuple[str, ...], precision_ns: int, now_ns: int, dots: bool
-) -> tuple[list[tuple[int, LinePoint]], list[LineError], dict[str, DevicePoints], list[LineError]]:
-    """Parse the body and turn its lines into JSON points per device (pure CPU work)."""
-    parsed, refused = parse(text)
-    devices, unassigned = to_device_points(parsed, device_tags, precision_ns, now_ns, dots)
-    return parsed, refused, devices, unassigned
-
-
 async def _write(
     body: bytes, precision: str, gw: GatewayState, request: Request[Any, Any, Any], v2: bool
 ) -> Response[Any]:
@@ -118,13 +109,12 @@ async def _write(
     tags, now = gw.settings.line_protocol_device_tags, time.time_ns()
     dots = gw.settings.line_protocol_dots == "underscore"
     if count > _THREAD_LINES:
-        parsed, refused, devices, unassigned = await asyncio.to_thread(_translate, text, tags, factor, now, dots)
+        read = await asyncio.to_thread(translate, text, tags, factor, now, dots)
     else:
-        parsed, refused, devices, unassigned = _translate(text, tags, factor, now, dots)
-    lines = len(parsed) + len(refused)
+        read = translate(text, tags, factor, now, dots)
+    lines, refused, devices = read.lines, read.refused, read.devices
     if lines == 0:
         return refuse([], 0, 0, "body has no points: send line protocol, one point per line")
-    refused += unassigned
     require_devices(request, devices.keys())
     charge_points(request, sum(len(d.raws) for d in devices.values()))
     check = gw.definitions.check

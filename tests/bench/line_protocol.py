@@ -27,8 +27,7 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.line_points import PRECISIONS, to_device_points
-from gateway.line_protocol import parse
+from gateway.line_points import PRECISIONS, translate
 from telemetry_core.topology import INGEST
 from tests.bench.backlog import Backlog
 from tests.bench.bench_stack import bench_stack
@@ -111,11 +110,10 @@ def parser_rate(requests: list[Request]) -> str:
     t0 = time.perf_counter()
     lines = points = 0
     for text in bodies:
-        parsed, errors = parse(text)
-        assert not errors, errors[:3]
-        devices, _ = to_device_points(parsed, ("device_id", "host"), PRECISIONS["ns"], time.time_ns())
-        lines += len(parsed)
-        points += sum(len(d.raws) for d in devices.values())
+        read = translate(text, ("device_id", "host"), PRECISIONS["ns"], time.time_ns())
+        assert not read.refused, read.refused[:3]
+        lines += read.lines
+        points += sum(len(d.raws) for d in read.devices.values())
     elapsed = time.perf_counter() - t0
     return (f"parser + conversion alone (one process, no I/O): {lines / elapsed:,.0f} lines/s = "
             f"{points / elapsed:,.0f} points/s")  # fmt: skip
