@@ -11,12 +11,10 @@ point's tags, every other tag is kept.
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import msgspec
 
 from gateway.line_protocol import (
-    FieldValue,
     LineError,
     LineSyntaxError,
     fields,
@@ -33,6 +31,7 @@ PRECISIONS: dict[str, int] = {
 }  # fmt: skip
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
 
 
 @dataclass
@@ -121,30 +120,26 @@ def translate(
             refused.append(LineError(number, f"no device tag: the line needs one of the tags {', '.join(device_tags)}"))
         elif when.json is None:
             refused.append(LineError(number, when.range_error or "timestamp out of range"))
-        else:
-            _add(devices, found, when.json, values, number, dots_to_underscores)
+        else:  # the points of the line (inline: this runs for every line of every body)
+            target = devices.get(found.device)
+            if target is None:
+                target = devices[found.device] = DevicePoints()
+            names, tags = found.names, found.tags_json
+            for key, value in values.items():
+                named = names.get(key) or _name(found, key, dots_to_underscores)
+                encoded = _encode(value if type(value) in _AS_IS else int(value))
+                target.raws.append(msgspec.Raw(_POINT % (when.json, named[1], encoded, tags)))
+                target.lines.append(number)
+                target.metrics.append(named[0])
     return out
 
 
-def _add(
-    devices: dict[str, DevicePoints], found: _Series, when: bytes, values: dict[str, FieldValue], number: int,
-    dots: bool,
-) -> None:  # fmt: skip
-    device = cast(str, found.device)
-    target = devices.get(device)
-    if target is None:
-        target = devices[device] = DevicePoints()
-    names, tags = found.names, found.tags_json
-    for key, value in values.items():
-        named = names.get(key)
-        if named is None:
-            metric = metric_name(found.measurement, key)
-            metric = metric.replace(".", "_") if dots else metric
-            named = names[key] = (metric, _encoder.encode(metric))
-        encoded = _encoder.encode(value if type(value) in _AS_IS else int(value))
-        target.raws.append(msgspec.Raw(_POINT % (when, named[1], encoded, tags)))
-        target.lines.append(number)
-        target.metrics.append(named[0])
+def _name(found: _Series, key: str, dots: bool) -> tuple[str, bytes]:
+    """The metric of field ``key`` of the series, and its JSON (kept on the series)."""
+    metric = metric_name(found.measurement, key)
+    metric = metric.replace(".", "_") if dots else metric
+    named = found.names[key] = (metric, _encoder.encode(metric))
+    return named
 
 
 _AS_IS = frozenset({bool, str, float, int})  # Unsigned (an int subclass) is written as a plain int

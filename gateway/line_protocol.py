@@ -88,6 +88,8 @@ def _split(s: str, sep: str, quotes: bool) -> list[str]:
 
 
 def _field_value(text: str) -> FieldValue:
+    if _FLOAT.fullmatch(text):  # first: the common case, and no other kind's text is a float's (nor is "")
+        return float(text)
     if not text:
         raise LineSyntaxError("missing field value")
     if text[0] == '"':
@@ -103,8 +105,6 @@ def _field_value(text: str) -> FieldValue:
         return True
     if text in _FALSE:
         return False
-    if _FLOAT.fullmatch(text):
-        return float(text)
     raise LineSyntaxError(
         f"invalid field value {text!r}: expected a float, an integer (1i), unsigned (1u), boolean or string"
     )
@@ -113,7 +113,9 @@ def _field_value(text: str) -> FieldValue:
 def sections(line: str) -> tuple[str, str, str]:
     """(measurement and tags, fields, timestamp text) of a line; runs of spaces separate them."""
     if "\\" not in line and '"' not in line:
-        parts = [p for p in line.split(" ") if p]
+        parts = line.split(" ")
+        if "" in parts:  # runs of spaces
+            parts = [p for p in parts if p]
     else:
         parts = []
         i = 0
