@@ -1,6 +1,7 @@
 """The results table (stdout) and docs/benchmarks.md."""
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -652,39 +653,19 @@ borderline. The stack runs with default settings (`TELEMETRY_INGEST_BATCH`={m.ge
 """
 
 
-# Hand-written sections of docs/benchmarks.md that a new run keeps (placed before "## Method").
-KEPT_SECTIONS = (
-    "## Before / after the redesign",
-    "## Before / after the twentieth session of 2026-12-05",
-    "## Before / after the nineteenth session of 2026-12-05",
-    "## Before / after the eighteenth session of 2026-12-05",
-    "## Before / after the seventeenth session of 2026-12-05",
-    "## Before / after the sixteenth session of 2026-12-04",
-    "## Before / after the fifteenth session of 2026-12-04",
-    "## Before / after the fourteenth session of 2026-12-04",
-    "## Before / after the thirteenth session of 2026-12-04",
-    "## Before / after the twelfth session of 2026-12-04",
-    "## Before / after the eleventh session of 2026-12-04",
-    "## Before / after the ninth session of 2026-12-04",
-    "## Before / after the eighth session of 2026-12-04",
-    "## Before / after the seventh session of 2026-12-03",
-    "## Before / after the sixth session of 2026-12-03",
-    "## Before / after the fifth session of 2026-12-03",
-    "## Before / after the fourth session of 2026-12-03",
-    "## Before / after the third session of 2026-12-03",
-    "## Side by side with InfluxDB and VictoriaMetrics",
-)
+# Hand-written sections of docs/benchmarks.md that a new run keeps, in their order, placed before "## Method": every
+# "## Before / after …" section (one per change worth recording; a new one needs no registering) and the peers' table.
+KEPT_PREFIXES = ("## Before / after ", "## Side by side with InfluxDB and VictoriaMetrics")
+_HEADING = re.compile(r"^## .*$", re.MULTILINE)
 
 
 def kept_sections(old: str) -> str:
     """The kept sections of the previous file, each up to the next "## " heading."""
     out = []
-    for heading in KEPT_SECTIONS:
-        start = old.find(heading)
-        if start < 0:
-            continue
-        end = old.find("\n## ", start + len(heading))
-        out.append(old[start : end if end >= 0 else len(old)].rstrip() + "\n")
+    for heading in _HEADING.finditer(old):
+        if heading.group().startswith(KEPT_PREFIXES):
+            end = old.find("\n## ", heading.end())
+            out.append(old[heading.start() : end if end >= 0 else len(old)].rstrip() + "\n")
     return "\n".join(out)
 
 
