@@ -25,6 +25,7 @@ from telemetry_core.follower import Follower
 from telemetry_core.gc_tuning import tune_gc
 from telemetry_core.logging import configure_logging
 from telemetry_core.points_validator import consumer_validator
+from telemetry_core.retry import while_transient
 from telemetry_core.settings import Settings
 from telemetry_core.stream_guard import StreamChanged, StreamGuard
 from telemetry_core.topology import ALERT_EVENTS, EVENTS_STREAM, POINTS_STREAM, ConsumerSpec, alert_engine_consumer
@@ -42,7 +43,8 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
     """Take the partition, restore state, and run the engine on the consumer runtime until the stop signal."""
     spec = alert_engine_consumer(partition, partitions)
     log = rt.log
-    await rt.until_stopped(rt.js.add_consumer(spec.stream, spec.config()))
+    # JetStream API requests before the engine runs ride out a NATS node lost meanwhile (retry.while_transient).
+    await rt.until_stopped(while_transient(lambda: rt.js.add_consumer(spec.stream, spec.config())))
     validator = consumer_validator(settings.require_signing_key())
     # The lock sits on a watched connection of its own; losing it sets rt.stop (a standby may take over).
     lock = await hold_partition(rt.database_url, spec.durable, rt.stop, log)
@@ -67,7 +69,7 @@ async def consume(rt: WorkerRuntime, settings: Settings, partition: int, partiti
     # Where this engine resumes on POINTS: rule changes made up to there are in force, later ones wait for their
     # points (alert_worker/rules.py). The runtime resumes at the consumer's ack floor, which may be past the saved
     # checkpoint (a batch that changed nothing is acknowledged before its position is saved).
-    info = await rt.until_stopped(rt.js.consumer_info(spec.stream, spec.durable))
+    info = await rt.until_stopped(while_transient(lambda: rt.js.consumer_info(spec.stream, spec.durable)))
     ack_floor = info.ack_floor.stream_seq if info.ack_floor is not None and info.ack_floor.stream_seq else 0
     rules.reach(max(checkpoint, ack_floor))
     evaluator = Evaluator(rules, machines, float(settings.alert_lateness_s), log)
