@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from telemetry_core.metrics import report_forever
 from telemetry_core.nats_conn import close_nats, connect
 from telemetry_core.pg_pool import close_pool, make_pool
+from telemetry_core.retry import while_transient
 from telemetry_core.settings import Settings
 from telemetry_core.stopping import Stopped, bounded, until_stopped
 from telemetry_core.topology import ensure_topology
@@ -93,7 +94,8 @@ async def run_worker(
         nc = await until_stopped(stop, connect(nats_url, f"telemetry-{name}", log))
         closers.append(("close_nats", lambda: close_nats(nc, timeout_s=_STEP_S - 0.5)))  # runs last
         js = nc.jetstream(timeout=5.0)
-        await until_stopped(stop, ensure_topology(js, settings))
+        # A NATS node lost while this starts (a cluster electing leaders) is waited out, not an exit.
+        await until_stopped(stop, while_transient(lambda: ensure_topology(js, settings)))
         # Figures and heartbeat to the gateways (telemetry_core/metrics.py); ends with the stop signal.
         reporter = asyncio.create_task(report_forever(nc, name, stop, log))
         closers.append(("stop_reporting", lambda: _cancel(reporter)))
