@@ -9,12 +9,15 @@ of ``device_tags`` the line has (default ``device_id``, then ``host``); that tag
 point's tags, every other tag is kept.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 
 from gateway.line_protocol import (
+    FLOAT,
+    FieldValue,
     LineError,
     LineSyntaxError,
     fields,
@@ -101,13 +104,22 @@ def translate(
     for number, line in lines(text):
         out.lines += 1
         try:
-            key, field_text, stamp = sections(line)
+            # A plain line (no escape, no quote, single spaces, one float field) is read without the general parser.
+            plain = "\\" not in line and '"' not in line
+            parts = line.split(" ") if plain else ()
+            if len(parts) == 3 and "" not in parts:
+                key, field_text, stamp = parts
+            else:
+                key, field_text, stamp = sections(line)
             found = series.get(key)
             if found is None:
                 found = series[key] = _series(key, device_tags, dots_to_underscores)
             if isinstance(found, str):
                 raise LineSyntaxError(found)
-            values = fields(field_text)
+            k, _, v = field_text.partition("=") if plain and "," not in field_text else ("", "", "")
+            values: Iterable[tuple[str, FieldValue]] = (
+                ((k, float(v)),) if k and FLOAT.fullmatch(v) else fields(field_text).items()
+            )
         except LineSyntaxError as exc:
             refused.append(LineError(number, str(exc)))
             continue
@@ -125,7 +137,7 @@ def translate(
             if target is None:
                 target = devices[found.device] = DevicePoints()
             names, tags = found.names, found.tags_json
-            for key, value in values.items():
+            for key, value in values:
                 named = names.get(key) or _name(found, key, dots_to_underscores)
                 encoded = _encode(value if type(value) in _AS_IS else int(value))
                 target.raws.append(msgspec.Raw(_POINT % (when.json, named[1], encoded, tags)))

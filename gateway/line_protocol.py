@@ -44,7 +44,7 @@ class LineSyntaxError(Exception):
 
 _TRUE = frozenset({"t", "T", "true", "True", "TRUE"})
 _FALSE = frozenset({"f", "F", "false", "False", "FALSE"})
-_FLOAT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+FLOAT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _INT = re.compile(r"[+-]?\d+")
 _UINT = re.compile(r"\d+")
 _NAME_ESCAPE = re.compile(r"\\([, ])")  # measurement
@@ -88,7 +88,7 @@ def _split(s: str, sep: str, quotes: bool) -> list[str]:
 
 
 def _field_value(text: str) -> FieldValue:
-    if _FLOAT.fullmatch(text):  # first: the common case, and no other kind's text is a float's (nor is "")
+    if FLOAT.fullmatch(text):  # first: the common case, and no other kind's text is a float's (nor is "")
         return float(text)
     if not text:
         raise LineSyntaxError("missing field value")

@@ -145,7 +145,7 @@ _good = st.builds(
 _bad = st.sampled_from([
     "m", "m,host=a", "m,host=a f=", 'm,host=a f="x', "m,host=a f=1 x", "m,host=a f=1 1 2", ",host=a f=1",
     "m,host f=1", "m,host= f=1", "m,host=a f=1x", "# a comment", "", "   ", "m,site=x f=oops 1", "m,site=x f=1 1",
-    "m,site=x f=1 x", "m,host=a f=1 99999999999999999999",
+    "m,site=x f=1 x", "m,host=a f=1 99999999999999999999", "m,host=a  f=1", "m,host=a f=1  5", "m,host=a f=2 7 ",
 ])  # fmt: skip
 
 
