@@ -6,6 +6,8 @@ behind its stream. alert_worker/rules.py says why; tests/e2e/test_alert_rule_cha
 """
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,13 +62,22 @@ def engine_of(nc: Client, pool: AsyncConnectionPool, name: str, rules: RuleIndex
                   rules_seq=lambda: 0, log=LOG, validator=VALIDATOR)  # fmt: skip
 
 
-async def engine_on(nc: Client, pool: AsyncConnectionPool, devices: list[str]) -> tuple[Engine, RuleIndex, Any]:
-    """An engine (on a consumer of ``devices``' points) starting at POINTS' end, its rule book, its subscription."""
+@asynccontextmanager
+async def engine_on(
+    nc: Client, pool: AsyncConnectionPool, devices: list[str]
+) -> AsyncIterator[tuple[Engine, RuleIndex, Any]]:
+    """An engine (on a consumer of ``devices``' points) starting at POINTS' end, its rule book, its subscription.
+
+    The consumer is deleted on the way out.
+    """
     js = nc.jetstream()
     name, sub = await consumer_of(js, devices)
     rules = RuleIndex(js, LOG)  # not following: the tests hand the events over, as the follower would
     rules.reach(await position(js))  # where this engine starts
-    return engine_of(nc, pool, name, rules), rules, sub
+    try:
+        yield engine_of(nc, pool, name, rules), rules, sub
+    finally:
+        await js.delete_consumer(POINTS_STREAM, name)
 
 
 def spec(metric: str) -> RuleSpec:
@@ -89,8 +100,7 @@ async def test_points_accepted_while_a_rule_was_disabled_stay_unevaluated_when_i
 ) -> None:
     js, metric, rule_id = nc.jetstream(), unique("m"), unique("rule")
     a, b, c = unique("a"), unique("b"), unique("c")
-    engine, rules, sub = await engine_on(nc, pool, [a, b, c])
-    try:
+    async with engine_on(nc, pool, [a, b, c]) as (engine, rules, sub):
         rules.receive(AlertRuleCreated(rule_id=rule_id, rule=spec(metric), at=AT, by="op",
                                        points_seq=await position(js)), 1)  # fmt: skip
         seq_a = await publish(js, a, metric, 95)  # accepted while the rule is enabled
@@ -106,8 +116,6 @@ async def test_points_accepted_while_a_rule_was_disabled_stay_unevaluated_when_i
         assert alerted == {a, c}  # b's breach came while the rule was disabled
         assert rules.rules[rule_id].enabled and not rules.waiting
         assert rules.position == msgs[-1].metadata.sequence.stream
-    finally:
-        await js.delete_consumer(POINTS_STREAM, engine.spec.durable)
 
 
 async def test_an_idle_engine_applies_a_waiting_change_once_its_consumer_has_nothing_unevaluated(
@@ -115,8 +123,7 @@ async def test_an_idle_engine_applies_a_waiting_change_once_its_consumer_has_not
 ) -> None:
     js, metric, rule_id = nc.jetstream(), unique("m"), unique("rule")
     ours, elsewhere = unique("ours"), unique("elsewhere")
-    engine, rules, sub = await engine_on(nc, pool, [ours])
-    try:
+    async with engine_on(nc, pool, [ours]) as (engine, rules, sub):
         await publish(js, ours, metric, 1)
         # The change is made after a point of another partition: no message of ours will ever reach its points_seq.
         made_at = await publish(js, elsewhere, metric, 1)
@@ -134,8 +141,6 @@ async def test_an_idle_engine_applies_a_waiting_change_once_its_consumer_has_not
         await engine.apply_rules_when_idle()
         assert rule_id in rules.rules and rules.position == made_at and not rules.waiting
         assert ALERT_RULES_WAITING._value.get() == 0
-    finally:
-        await js.delete_consumer(POINTS_STREAM, engine.spec.durable)
 
 
 async def test_a_busy_engine_applies_a_change_made_on_a_stream_since_created_again(
@@ -143,13 +148,10 @@ async def test_a_busy_engine_applies_a_change_made_on_a_stream_since_created_aga
 ) -> None:
     js, metric, rule_id = nc.jetstream(), unique("m"), unique("rule")
     ours = unique("ours")
-    engine, rules, _sub = await engine_on(nc, pool, [ours])
-    try:
+    async with engine_on(nc, pool, [ours]) as (engine, rules, _sub):
         await publish(js, ours, metric, 1)  # pending: the consumer is busy, the idle rule does not apply
         beyond = await position(js) + 1_000_000  # a sequence of the stream before it was deleted and made again
         rules.receive(AlertRuleCreated(rule_id=rule_id, rule=spec(metric), at=AT, by="op", points_seq=beyond), 1)
         await engine.apply_rules_when_idle()
         assert rule_id in rules.rules and not rules.waiting
         assert rules.position < beyond  # the position is still this stream's
-    finally:
-        await js.delete_consumer(POINTS_STREAM, engine.spec.durable)
